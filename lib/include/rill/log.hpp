@@ -1,0 +1,36 @@
+// rill/log.hpp: one line per event on stderr, level and component first.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace rill {
+
+enum class LogLevel { debug = 0, info = 1, warn = 2, error = 3 };
+enum class LogFormat { text, json };
+
+/// Process-wide settings; safe to call at any time from any thread.
+void set_log_level(LogLevel level) noexcept;
+void set_log_format(LogFormat format) noexcept;
+[[nodiscard]] LogLevel log_level() noexcept;
+
+/// Parses "debug", "info", "warn", "error" / "text", "json". Throws std::invalid_argument.
+[[nodiscard]] LogLevel parse_log_level(std::string_view text);
+[[nodiscard]] LogFormat parse_log_format(std::string_view text);
+
+/// Writes one line to stderr, atomically with respect to other log calls:
+///   text: `warn outbox: dropped 120 oldest readings (outbox full)`
+///   json: `{"ts":"2026-11-21T10:00:00.000000Z","level":"warn","component":"outbox","msg":"..."}`
+/// Control characters in `message` are escaped, so one event is always one line. Never throws.
+void log(LogLevel level, std::string_view component, std::string_view message) noexcept;
+
+inline void log_debug(std::string_view c, std::string_view m) noexcept { log(LogLevel::debug, c, m); }
+inline void log_info(std::string_view c, std::string_view m) noexcept { log(LogLevel::info, c, m); }
+inline void log_warn(std::string_view c, std::string_view m) noexcept { log(LogLevel::warn, c, m); }
+inline void log_error(std::string_view c, std::string_view m) noexcept { log(LogLevel::error, c, m); }
+
+/// Appends `s` to `out` as the body of a JSON string (quotes not included): escapes quote,
+/// backslash and control characters; passes UTF-8 through.
+void append_json_escaped(std::string& out, std::string_view s);
+
+}  // namespace rill

@@ -1,0 +1,74 @@
+// rill/reading.hpp: the Reading value type, its limits and validation.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace rill {
+
+/// Microseconds since the Unix epoch, UTC, taken at the sensor.
+using Timestamp = std::chrono::sys_time<std::chrono::microseconds>;
+
+/// One extra named value a sensor may attach to a reading (pressure, battery voltage, ...).
+struct Extra {
+    std::string name;
+    double value = 0;
+    bool operator==(const Extra&) const = default;
+};
+
+/// One measurement of one sensor. (sensor, seq) identifies it forever: seq starts at 1 and
+/// grows by one per reading of that sensor.
+struct Reading {
+    std::string sensor;
+    std::uint64_t seq = 0;
+    Timestamp ts{};
+    float temperature = 0;  ///< degrees Celsius
+    float humidity = 0;     ///< percent relative humidity, 0 to 100
+    std::vector<Extra> extras;
+    bool operator==(const Reading&) const = default;
+};
+
+/// Bounds every decoder enforces; they are part of the wire contract (proto/reading_v1.md).
+namespace limits {
+inline constexpr std::size_t max_sensor_id_bytes = 64;
+inline constexpr std::size_t max_extras = 16;
+inline constexpr std::size_t max_extra_name_bytes = 32;
+inline constexpr std::size_t max_batch_readings = 10'000;
+inline constexpr std::size_t max_payload_bytes = 4 * 1024 * 1024;
+inline constexpr std::size_t max_heartbeat_sensors = 4096;
+inline constexpr std::size_t max_publisher_id_bytes = 128;
+inline constexpr std::size_t max_endpoint_bytes = 256;
+/// Timestamps must lie in (0, 9999-12-31T23:59:59.999999Z].
+inline constexpr std::int64_t max_ts_us = 253'402'300'799'999'999;
+inline constexpr float min_temperature = -273.15f;
+inline constexpr float max_temperature = 1000.0f;
+}  // namespace limits
+
+/// Returns why `id` is not a valid sensor id (1 to 64 bytes of UTF-8 without control
+/// characters), or nothing when it is valid. Does not throw.
+[[nodiscard]] std::optional<std::string> sensor_id_problem(std::string_view id);
+
+/// Returns why `r` would be rejected by a decoder (bad sensor id, seq 0, timestamp, non-finite
+/// or out-of-range values, bad extras), or nothing when it is valid. Does not throw.
+[[nodiscard]] std::optional<std::string> reading_problem(const Reading& r);
+
+/// True when `s` is well-formed UTF-8 with no C0 control characters and no DEL.
+[[nodiscard]] bool is_clean_utf8(std::string_view s) noexcept;
+
+/// The current time as a Timestamp.
+[[nodiscard]] Timestamp now() noexcept;
+
+/// Formats `ts` as RFC 3339 UTC with microseconds: "2026-11-21T10:00:00.000000Z".
+[[nodiscard]] std::string to_iso8601(Timestamp ts);
+
+/// Parses RFC 3339 / ISO 8601 ("2026-11-21T10:00:00Z", fractional seconds up to 6 digits,
+/// "Z" or "+hh:mm" offsets, a space instead of "T") or a plain integer of Unix seconds.
+/// Returns nothing when `text` is not such a time.
+[[nodiscard]] std::optional<Timestamp> parse_time(std::string_view text);
+
+}  // namespace rill

@@ -1,0 +1,114 @@
+#include "rill/log.hpp"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <stdexcept>
+#include <string>
+
+#include "rill/reading.hpp"
+
+namespace rill {
+
+namespace {
+std::atomic<int> g_level{static_cast<int>(LogLevel::info)};
+std::atomic<int> g_format{static_cast<int>(LogFormat::text)};
+
+constexpr std::string_view level_name(LogLevel l) {
+    switch (l) {
+        case LogLevel::debug: return "debug";
+        case LogLevel::info: return "info";
+        case LogLevel::warn: return "warn";
+        case LogLevel::error: return "error";
+    }
+    return "info";
+}
+}  // namespace
+
+void set_log_level(LogLevel level) noexcept { g_level = static_cast<int>(level); }
+void set_log_format(LogFormat format) noexcept { g_format = static_cast<int>(format); }
+LogLevel log_level() noexcept { return static_cast<LogLevel>(g_level.load()); }
+
+LogLevel parse_log_level(std::string_view t) {
+    for (auto l : {LogLevel::debug, LogLevel::info, LogLevel::warn, LogLevel::error}) {
+        if (t == level_name(l)) return l;
+    }
+    throw std::invalid_argument("unknown log level '" + std::string(t) +
+                                "' (use debug, info, warn or error)");
+}
+
+LogFormat parse_log_format(std::string_view t) {
+    if (t == "text") return LogFormat::text;
+    if (t == "json") return LogFormat::json;
+    throw std::invalid_argument("unknown log format '" + std::string(t) + "' (use text or json)");
+}
+
+void append_json_escaped(std::string& out, std::string_view s) {
+    static constexpr char hex[] = "0123456789abcdef";
+    for (const char ch : s) {
+        const auto c = static_cast<unsigned char>(ch);
+        switch (ch) {
+            case '"': out += "\\\""; break;
+            case '\\': out += "\\\\"; break;
+            case '\n': out += "\\n"; break;
+            case '\r': out += "\\r"; break;
+            case '\t': out += "\\t"; break;
+            default:
+                if (c < 0x20 || c == 0x7F) {
+                    out += "\\u00";
+                    out += hex[c >> 4];
+                    out += hex[c & 0xF];
+                } else {
+                    out += ch;
+                }
+        }
+    }
+}
+
+void log(LogLevel level, std::string_view component, std::string_view message) noexcept {
+    if (static_cast<int>(level) < g_level.load(std::memory_order_relaxed)) return;
+    try {
+        std::string line;
+        line.reserve(message.size() + component.size() + 64);
+        if (static_cast<LogFormat>(g_format.load()) == LogFormat::json) {
+            line += "{\"ts\":\"";
+            line += to_iso8601(now());
+            line += "\",\"level\":\"";
+            line += level_name(level);
+            line += "\",\"component\":\"";
+            append_json_escaped(line, component);
+            line += "\",\"msg\":\"";
+            append_json_escaped(line, message);
+            line += "\"}\n";
+        } else {
+            line += level_name(level);
+            line += ' ';
+            line += component;
+            line += ": ";
+            // Keep one event on one line: escape what would break it.
+            for (const char ch : message) {
+                if (ch == '\n') {
+                    line += "\\n";
+                } else if (static_cast<unsigned char>(ch) < 0x20 && ch != '\t') {
+                    line += '?';
+                } else {
+                    line += ch;
+                }
+            }
+            line += '\n';
+        }
+        // One write(2) per line: lines from several threads never interleave.
+        const char* p = line.data();
+        std::size_t left = line.size();
+        while (left > 0) {
+            const ssize_t n = ::write(STDERR_FILENO, p, left);
+            if (n <= 0) break;
+            p += n;
+            left -= static_cast<std::size_t>(n);
+        }
+    } catch (...) {
+    }
+}
+
+}  // namespace rill

@@ -1,0 +1,72 @@
+// Test helpers: child processes, temporary directories and bounded waiting.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace rill::test {
+
+/// A directory under $TMPDIR (or /tmp) removed with everything in it on destruction.
+class TempDir {
+public:
+    explicit TempDir(const std::string& prefix = "rill-test");
+    ~TempDir();
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+    [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
+
+private:
+    std::filesystem::path path_;
+};
+
+struct ProcessOptions {
+    std::vector<std::string> env;  ///< extra "NAME=value" entries added to the environment
+    std::string stdout_path;       ///< file to write stdout to; empty: inherit
+    std::string stderr_path;       ///< file to write stderr to; empty: inherit
+};
+
+/// A child process started with execvp. The destructor kills it (SIGKILL) if it still runs and
+/// reaps it, so a failing test never leaves processes behind.
+class Process {
+public:
+    explicit Process(std::vector<std::string> argv, ProcessOptions options = {});
+    ~Process();
+    Process(const Process&) = delete;
+    Process& operator=(const Process&) = delete;
+
+    [[nodiscard]] pid_t pid() const noexcept { return pid_; }
+    /// Sends `sig` to the child if it still runs.
+    void signal(int sig);
+    /// Waits up to `timeout` for the child to exit. Returns its exit code, 128 + signal number
+    /// when a signal ended it, or nothing when it still runs.
+    std::optional<int> wait_for(std::chrono::milliseconds timeout);
+    /// True while the child has not exited.
+    [[nodiscard]] bool running();
+
+private:
+    pid_t pid_ = -1;
+    std::optional<int> status_;
+};
+
+/// Runs `argv` to completion (at most `timeout`, then SIGKILL and an exception) and returns
+/// its exit code; stdout and stderr go to `output` when given.
+int run_command(const std::vector<std::string>& argv, std::chrono::seconds timeout,
+                std::string* output = nullptr);
+
+/// Polls `condition` every few milliseconds until it holds or `timeout` passes; returns
+/// whether it held.
+bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
+
+/// Reads a whole file; empty when it does not exist.
+std::string read_file(const std::filesystem::path& path);
+
+/// The path of a rill executable built in this tree (build/bin/NAME).
+std::string bin(const std::string& name);
+
+}  // namespace rill::test

@@ -1,0 +1,336 @@
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <limits>
+#include <msgpack.hpp>
+
+#include "rill/codec.hpp"
+
+using namespace rill;
+using namespace std::chrono_literals;
+
+namespace {
+
+Reading sample(std::uint64_t seq = 1, std::string sensor = "kitchen") {
+    Reading r;
+    r.sensor = std::move(sensor);
+    r.seq = seq;
+    r.ts = Timestamp{1'763'719'200'000'000us + std::chrono::microseconds(seq)};
+    r.temperature = 21.5f;
+    r.humidity = 40.25f;
+    return r;
+}
+
+// Packs an arbitrary msgpack value, for building hostile payloads by hand.
+template <typename... T>
+std::string pack_array(const T&... fields) {
+    msgpack::sbuffer buf;
+    msgpack::packer<msgpack::sbuffer> pk(buf);
+    pk.pack_array(sizeof...(T));
+    (pk.pack(fields), ...);
+    return {buf.data(), buf.size()};
+}
+
+// A readings payload whose single reading is the array given.
+template <typename... T>
+std::string payload_with_reading(const T&... fields) {
+    msgpack::sbuffer buf;
+    msgpack::packer<msgpack::sbuffer> pk(buf);
+    pk.pack_array(4);
+    pk.pack(1);
+    pk.pack(0);
+    pk.pack(std::string("kitchen"));
+    pk.pack_array(1);
+    pk.pack_array(sizeof...(T));
+    (pk.pack(fields), ...);
+    return {buf.data(), buf.size()};
+}
+
+DecodeErrc decode_error_of(std::string_view payload) {
+    try {
+        (void)decode_batch(payload);
+    } catch (const DecodeError& e) {
+        return e.code();
+    }
+    FAIL("payload was accepted");
+    return DecodeErrc::malformed;
+}
+
+}  // namespace
+
+TEST_CASE("a single reading survives an encode and decode round trip") {
+    const auto r = sample();
+    const auto out = decode_batch(encode(r));
+    REQUIRE(out.size() == 1);
+    CHECK(out[0] == r);
+}
+
+TEST_CASE("a batch of readings survives a round trip in order") {
+    std::vector<Reading> batch;
+    for (std::uint64_t s = 5; s < 105; ++s) batch.push_back(sample(s));
+    CHECK(decode_batch(encode_batch(batch)) == batch);
+}
+
+TEST_CASE("extreme values round trip: max-length id, negative temperature, seq near 2^64") {
+    Reading r = sample(std::numeric_limits<std::uint64_t>::max() - 1,
+                       std::string(limits::max_sensor_id_bytes, 'x'));
+    r.temperature = -40.5f;
+    r.humidity = 0.0f;
+    r.ts = Timestamp{std::chrono::microseconds{limits::max_ts_us}};
+    Reading next = r;
+    next.seq = std::numeric_limits<std::uint64_t>::max();
+    next.humidity = 100.0f;
+    std::vector<Reading> batch{r, next};
+    CHECK(decode_batch(encode_batch(batch)) == batch);
+}
+
+TEST_CASE("extras round trip, and an empty extras list encodes as a four-field reading") {
+    Reading r = sample();
+    const auto plain = encode(r);
+    r.extras = {{"pressure_hpa", 1013.25}, {"battery_v", 3.3}, {"größe", -1e300}};
+    const auto with = encode(r);
+    CHECK(decode_batch(with).front() == r);
+    CHECK(with.size() > plain.size());
+    // Element 3 of the payload is the readings array; its first reading has 4 fields.
+    const auto oh = msgpack::unpack(plain.data(), plain.size());
+    CHECK(oh.get().via.array.ptr[3].via.array.ptr[0].via.array.size == 4);
+}
+
+TEST_CASE("a multibyte UTF-8 sensor id round trips") {
+    const auto r = sample(1, "küche-℃-🌡");
+    CHECK(decode_batch(encode(r)).front().sensor == "küche-℃-🌡");
+}
+
+TEST_CASE("the encoder refuses readings a decoder would reject") {
+    CHECK_THROWS_AS((void)encode(sample(0)), std::invalid_argument);
+    Reading nan = sample();
+    nan.temperature = std::nanf("");
+    CHECK_THROWS_AS((void)encode(nan), std::invalid_argument);
+    std::vector<Reading> mixed{sample(1, "a"), sample(2, "b")};
+    CHECK_THROWS_AS((void)encode_batch(mixed), std::invalid_argument);
+    std::vector<Reading> backwards{sample(2), sample(1)};
+    CHECK_THROWS_AS((void)encode_batch(backwards), std::invalid_argument);
+    CHECK_THROWS_AS((void)encode_batch(std::vector<Reading>{}), std::invalid_argument);
+}
+
+TEST_CASE("a heartbeat survives a round trip") {
+    Heartbeat hb;
+    hb.publisher = "pi-garden:sensor-pub";
+    hb.sent_at = Timestamp{1'763'719'200'123'456us};
+    hb.interval = 1500ms;
+    hb.replay_endpoint = "tcp://192.0.2.7:5557";
+    hb.newest = {{"garden", 42}, {"shed", 7}};
+    CHECK(decode_heartbeat(encode_heartbeat(hb)) == hb);
+}
+
+TEST_CASE("decode_message checks that the topic frame agrees with the payload") {
+    const auto r = sample();
+    const auto m = decode_message("kitchen", encode(r));
+    REQUIRE(std::holds_alternative<std::vector<Reading>>(m));
+    CHECK(std::get<std::vector<Reading>>(m).front() == r);
+
+    try {
+        (void)decode_message("kitch", encode(r));
+        FAIL("mismatched topic accepted");
+    } catch (const DecodeError& e) {
+        CHECK(e.code() == DecodeErrc::topic_mismatch);
+    }
+
+    Heartbeat hb{"p", Timestamp{1s}, 1000ms, "", {}};
+    CHECK(std::holds_alternative<Heartbeat>(decode_message(heartbeat_topic, encode_heartbeat(hb))));
+    CHECK_THROWS_AS((void)decode_message("kitchen", encode_heartbeat(hb)), DecodeError);
+}
+
+TEST_CASE("unknown trailing fields are ignored at every level") {
+    // A reading with a sixth field and a payload with a fifth: a later minor version may add them.
+    msgpack::sbuffer buf;
+    msgpack::packer<msgpack::sbuffer> pk(buf);
+    pk.pack_array(5);
+    pk.pack(1);
+    pk.pack(0);
+    pk.pack(std::string("kitchen"));
+    pk.pack_array(1);
+    pk.pack_array(6);
+    pk.pack(7);
+    pk.pack(1'700'000'000'000'000LL);
+    pk.pack(20.0f);
+    pk.pack(50.0);
+    pk.pack_nil();
+    pk.pack(std::string("future"));
+    pk.pack(std::string("trailing field"));
+    const auto out = decode_batch(std::string_view(buf.data(), buf.size()));
+    REQUIRE(out.size() == 1);
+    CHECK(out[0].seq == 7);
+    CHECK(out[0].humidity == 50.0f);
+    CHECK(out[0].extras.empty());
+}
+
+TEST_CASE("integers and float64 are accepted where numbers are expected") {
+    const auto out = decode_batch(payload_with_reading(3, 1'700'000'000'000'000LL, -5, 55.5));
+    CHECK(out[0].temperature == -5.0f);
+    CHECK(out[0].humidity == 55.5f);
+}
+
+TEST_CASE("an unknown version is rejected with a clear error") {
+    auto p = encode(sample());
+    p[1] = 2;  // fixarray header, then the version as a positive fixint
+    try {
+        (void)decode_batch(p);
+        FAIL("version 2 accepted");
+    } catch (const DecodeError& e) {
+        CHECK(e.code() == DecodeErrc::unknown_version);
+        CHECK(std::string(e.what()).find("version 2") != std::string::npos);
+    }
+}
+
+TEST_CASE("an unknown payload kind is rejected") {
+    auto p = encode(sample());
+    p[2] = 9;
+    CHECK(decode_error_of(p) == DecodeErrc::unknown_kind);
+}
+
+TEST_CASE("a heartbeat is not mistaken for readings") {
+    Heartbeat hb{"p", Timestamp{1s}, 1000ms, "", {}};
+    CHECK(decode_error_of(encode_heartbeat(hb)) == DecodeErrc::wrong_type);
+}
+
+TEST_CASE("every truncation of a valid payload is rejected as malformed") {
+    std::vector<Reading> batch{sample(1), sample(2)};
+    batch[1].extras = {{"v", 1.0}};
+    const auto p = encode_batch(batch);
+    for (std::size_t n = 0; n < p.size(); ++n) {
+        CAPTURE(n);
+        const auto code = decode_error_of(std::string_view(p).substr(0, n));
+        CHECK((code == DecodeErrc::malformed || code == DecodeErrc::wrong_type));
+    }
+}
+
+TEST_CASE("trailing garbage after the payload is rejected") {
+    CHECK(decode_error_of(encode(sample()) + "x") == DecodeErrc::trailing_bytes);
+}
+
+TEST_CASE("bytes that are not msgpack are rejected") {
+    CHECK(decode_error_of("\xc1") == DecodeErrc::malformed);  // 0xc1 is never used
+    CHECK(decode_error_of("") == DecodeErrc::malformed);
+    CHECK(decode_error_of("hello") == DecodeErrc::trailing_bytes);  // 'h' is a fixint
+    CHECK(decode_error_of(std::string_view("\x93\x01\x00\xa1k", 5)) == DecodeErrc::malformed);
+}
+
+TEST_CASE("wrong field types are rejected naming the field") {
+    try {
+        (void)decode_batch(payload_with_reading(std::string("1"), 1'700'000'000'000'000LL, 1.0, 2.0));
+        FAIL("string seq accepted");
+    } catch (const DecodeError& e) {
+        CHECK(e.code() == DecodeErrc::wrong_type);
+        CHECK(std::string(e.what()) == "reading 0: seq is a str, expected positive integer");
+    }
+    CHECK(decode_error_of(payload_with_reading(1, 1'700'000'000'000'000LL, true, 2.0)) ==
+          DecodeErrc::wrong_type);
+    CHECK(decode_error_of(payload_with_reading(1, 1.5, 1.0, 2.0)) == DecodeErrc::wrong_type);
+    CHECK(decode_error_of(payload_with_reading(1, 1'700'000'000'000'000LL, 1.0, 2.0, 5)) ==
+          DecodeErrc::wrong_type);  // extras must be a map or nil
+    CHECK(decode_error_of(pack_array(1, 0, 5, std::vector<int>{})) == DecodeErrc::wrong_type);
+}
+
+TEST_CASE("values outside their domain are rejected") {
+    const auto nan = std::numeric_limits<double>::quiet_NaN();
+    const auto inf = std::numeric_limits<double>::infinity();
+    const long long ts = 1'700'000'000'000'000LL;
+    CHECK(decode_error_of(payload_with_reading(0, ts, 1.0, 2.0)) == DecodeErrc::invalid_value);
+    CHECK(decode_error_of(payload_with_reading(1, 0, 1.0, 2.0)) == DecodeErrc::invalid_value);
+    CHECK(decode_error_of(payload_with_reading(1, -5, 1.0, 2.0)) == DecodeErrc::invalid_value);
+    CHECK(decode_error_of(payload_with_reading(1, limits::max_ts_us + 1, 1.0, 2.0)) ==
+          DecodeErrc::invalid_value);
+    CHECK(decode_error_of(payload_with_reading(1, ts, nan, 2.0)) == DecodeErrc::invalid_value);
+    CHECK(decode_error_of(payload_with_reading(1, ts, 1.0, inf)) == DecodeErrc::invalid_value);
+    CHECK(decode_error_of(payload_with_reading(1, ts, -300.0, 2.0)) == DecodeErrc::invalid_value);
+    CHECK(decode_error_of(payload_with_reading(1, ts, 1.0, 100.5)) == DecodeErrc::invalid_value);
+    CHECK(decode_error_of(payload_with_reading(1, ts, 1.0, 2.0, std::map<std::string, double>{
+                                                                    {"x", nan}})) ==
+          DecodeErrc::invalid_value);
+    CHECK(decode_error_of(payload_with_reading(1, ts, 1.0, 2.0, std::map<std::string, double>{
+                                                                    {"", 1.0}})) ==
+          DecodeErrc::invalid_value);
+}
+
+TEST_CASE("bad sensor ids are rejected: empty, too long, control characters, invalid UTF-8") {
+    for (const std::string& id :
+         {std::string(), std::string(65, 'a'), std::string("a\nb"), std::string("\xff"),
+          std::string("\xc0\xaf"), std::string("\0hb", 3)}) {
+        CAPTURE(id);
+        const auto p = pack_array(1, 0, id, std::vector<int>{});
+        const auto code = decode_error_of(p);
+        CHECK((code == DecodeErrc::invalid_value || code == DecodeErrc::too_large));
+    }
+}
+
+TEST_CASE("seq must increase within a batch") {
+    msgpack::sbuffer buf;
+    msgpack::packer<msgpack::sbuffer> pk(buf);
+    pk.pack_array(4);
+    pk.pack(1);
+    pk.pack(0);
+    pk.pack(std::string("kitchen"));
+    pk.pack_array(2);
+    for (int seq : {5, 5}) {
+        pk.pack_array(4);
+        pk.pack(seq);
+        pk.pack(1'700'000'000'000'000LL);
+        pk.pack(1.0f);
+        pk.pack(2.0f);
+    }
+    CHECK(decode_error_of(std::string_view(buf.data(), buf.size())) == DecodeErrc::invalid_value);
+}
+
+TEST_CASE("declared sizes over the limits are rejected before allocation") {
+    // An array32 header declaring 4 billion readings, in a 14-byte payload.
+    const std::string p("\x94\x01\x00\xa1k\xdd\xff\xff\xff\xff", 10);
+    CHECK(decode_error_of(p) == DecodeErrc::too_large);
+    // A str32 sensor id declaring 4 GiB.
+    const std::string q("\x94\x01\x00\xdb\xff\xff\xff\xff", 8);
+    const auto code = decode_error_of(q);
+    CHECK((code == DecodeErrc::too_large || code == DecodeErrc::malformed));
+    // Too many extras.
+    std::map<std::string, double> extras;
+    for (int i = 0; i < 17; ++i) extras["e" + std::to_string(i)] = i;
+    CHECK(decode_error_of(payload_with_reading(1, 1'700'000'000'000'000LL, 1.0, 2.0, extras)) ==
+          DecodeErrc::too_large);
+    // A payload over the byte limit.
+    CHECK(decode_error_of(std::string(limits::max_payload_bytes + 1, '\x90')) ==
+          DecodeErrc::too_large);
+}
+
+TEST_CASE("a failed decode leaves the output vector as it was") {
+    std::vector<Reading> out{sample(1)};
+    // Two readings, the second with seq 0: decoding fails after the first was appended.
+    msgpack::sbuffer buf;
+    msgpack::packer<msgpack::sbuffer> pk(buf);
+    pk.pack_array(4);
+    pk.pack(1);
+    pk.pack(0);
+    pk.pack(std::string("kitchen"));
+    pk.pack_array(2);
+    for (int seq : {2, 0}) {
+        pk.pack_array(4);
+        pk.pack(seq);
+        pk.pack(1'700'000'000'000'000LL);
+        pk.pack(1.0f);
+        pk.pack(2.0f);
+    }
+    const std::string bad(buf.data(), buf.size());
+    CHECK_THROWS_AS(decode_batch(bad, out), DecodeError);
+    REQUIRE(out.size() == 1);
+    CHECK(out[0] == sample(1));
+}
+
+TEST_CASE("heartbeats with bad fields are rejected") {
+    Heartbeat hb{"pub", Timestamp{1s}, 1000ms, "tcp://h:1", {{"a", 1}}};
+    auto p = encode_heartbeat(hb);
+    CHECK_THROWS_AS((void)decode_heartbeat(p + "x"), DecodeError);
+    CHECK_THROWS_AS((void)decode_heartbeat(p.substr(0, p.size() - 1)), DecodeError);
+    hb.interval = 0ms;
+    CHECK_THROWS_AS((void)encode_heartbeat(hb), std::invalid_argument);
+    hb.interval = 1000ms;
+    hb.publisher = "";
+    CHECK_THROWS_AS((void)encode_heartbeat(hb), std::invalid_argument);
+}
