@@ -11,8 +11,8 @@ std::vector<rill::Reading> make_batch(std::size_t n) {
         auto& r = batch[i];
         r.sensor = "greenhouse-07";
         r.seq = 1'000'000 + i;
-        r.ts = rill::Timestamp{std::chrono::microseconds{1'763'719'200'000'000LL +
-                                                         static_cast<long long>(i) * 1000}};
+        r.ts = rill::Timestamp{
+            std::chrono::microseconds{1'763'719'200'000'000LL + static_cast<long long>(i) * 1000}};
         r.temperature = 21.5f + static_cast<float>(i % 10) * 0.1f;
         r.humidity = 40.0f + static_cast<float>(i % 7);
     }
@@ -28,9 +28,10 @@ void BM_encode(benchmark::State& state) {
         benchmark::DoNotOptimize(out.data());
     }
     state.SetItemsProcessed(state.iterations() * state.range(0));
-    state.counters["ns_per_reading"] = benchmark::Counter(
-        static_cast<double>(state.iterations() * state.range(0)),
-        benchmark::Counter::kIsRate | benchmark::Counter::kInvert, benchmark::Counter::OneK::kIs1000);
+    state.counters["ns_per_reading"] =
+        benchmark::Counter(static_cast<double>(state.iterations() * state.range(0)),
+                           benchmark::Counter::kIsRate | benchmark::Counter::kInvert,
+                           benchmark::Counter::OneK::kIs1000);
     state.counters["bytes_per_reading"] =
         static_cast<double>(out.size()) / static_cast<double>(state.range(0));
 }
@@ -44,9 +45,10 @@ void BM_decode(benchmark::State& state) {
         benchmark::DoNotOptimize(out.data());
     }
     state.SetItemsProcessed(state.iterations() * state.range(0));
-    state.counters["ns_per_reading"] = benchmark::Counter(
-        static_cast<double>(state.iterations() * state.range(0)),
-        benchmark::Counter::kIsRate | benchmark::Counter::kInvert, benchmark::Counter::OneK::kIs1000);
+    state.counters["ns_per_reading"] =
+        benchmark::Counter(static_cast<double>(state.iterations() * state.range(0)),
+                           benchmark::Counter::kIsRate | benchmark::Counter::kInvert,
+                           benchmark::Counter::OneK::kIs1000);
 }
 
 void BM_round_trip(benchmark::State& state) {
@@ -61,9 +63,10 @@ void BM_round_trip(benchmark::State& state) {
         benchmark::DoNotOptimize(out.data());
     }
     state.SetItemsProcessed(state.iterations() * state.range(0));
-    state.counters["ns_per_reading"] = benchmark::Counter(
-        static_cast<double>(state.iterations() * state.range(0)),
-        benchmark::Counter::kIsRate | benchmark::Counter::kInvert, benchmark::Counter::OneK::kIs1000);
+    state.counters["ns_per_reading"] =
+        benchmark::Counter(static_cast<double>(state.iterations() * state.range(0)),
+                           benchmark::Counter::kIsRate | benchmark::Counter::kInvert,
+                           benchmark::Counter::OneK::kIs1000);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "rill/codec.hpp"
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include <msgpack.hpp>
@@ -9,14 +10,22 @@ namespace rill {
 
 std::string_view to_string(DecodeErrc e) noexcept {
     switch (e) {
-        case DecodeErrc::malformed: return "malformed";
-        case DecodeErrc::trailing_bytes: return "trailing_bytes";
-        case DecodeErrc::too_large: return "too_large";
-        case DecodeErrc::wrong_type: return "wrong_type";
-        case DecodeErrc::unknown_version: return "unknown_version";
-        case DecodeErrc::unknown_kind: return "unknown_kind";
-        case DecodeErrc::invalid_value: return "invalid_value";
-        case DecodeErrc::topic_mismatch: return "topic_mismatch";
+        case DecodeErrc::malformed:
+            return "malformed";
+        case DecodeErrc::trailing_bytes:
+            return "trailing_bytes";
+        case DecodeErrc::too_large:
+            return "too_large";
+        case DecodeErrc::wrong_type:
+            return "wrong_type";
+        case DecodeErrc::unknown_version:
+            return "unknown_version";
+        case DecodeErrc::unknown_kind:
+            return "unknown_kind";
+        case DecodeErrc::invalid_value:
+            return "invalid_value";
+        case DecodeErrc::topic_mismatch:
+            return "topic_mismatch";
     }
     return "unknown";
 }
@@ -38,17 +47,36 @@ void pack_str(Packer& pk, std::string_view s) {
     pk.pack_str_body(s.data(), static_cast<std::uint32_t>(s.size()));
 }
 
-void pack_reading(Packer& pk, const Reading& r) {
+// msgpack-c 4 packs floats holding whole numbers as integers; rill always writes float32 for
+// temperature and humidity and float64 for extras, so that encoders agree byte for byte.
+void pack_f32(StringSink& sink, float v) {
+    std::uint32_t bits;
+    std::memcpy(&bits, &v, sizeof bits);
+    const char b[5] = {'\xca', static_cast<char>(bits >> 24), static_cast<char>(bits >> 16),
+                       static_cast<char>(bits >> 8), static_cast<char>(bits)};
+    sink.write(b, sizeof b);
+}
+
+void pack_f64(StringSink& sink, double v) {
+    std::uint64_t bits;
+    std::memcpy(&bits, &v, sizeof bits);
+    char b[9] = {'\xcb'};
+    for (int i = 0; i < 8; ++i)
+        b[1 + i] = static_cast<char>(bits >> (56 - 8 * i));
+    sink.write(b, sizeof b);
+}
+
+void pack_reading(Packer& pk, StringSink& sink, const Reading& r) {
     pk.pack_array(r.extras.empty() ? 4 : 5);
     pk.pack_uint64(r.seq);
     pk.pack_int64(r.ts.time_since_epoch().count());
-    pk.pack_float(r.temperature);
-    pk.pack_float(r.humidity);
+    pack_f32(sink, r.temperature);
+    pack_f32(sink, r.humidity);
     if (!r.extras.empty()) {
         pk.pack_map(static_cast<std::uint32_t>(r.extras.size()));
         for (const auto& e : r.extras) {
             pack_str(pk, e.name);
-            pk.pack_double(e.value);
+            pack_f64(sink, e.value);
         }
     }
 }
@@ -56,7 +84,9 @@ void pack_reading(Packer& pk, const Reading& r) {
 // ---------------------------------------------------------------------------------------------
 // Decoding
 
-[[noreturn]] void fail(DecodeErrc code, const std::string& what) { throw DecodeError(code, what); }
+[[noreturn]] void fail(DecodeErrc code, const std::string& what) {
+    throw DecodeError(code, what);
+}
 
 // Bounds for msgpack-c's parser; our own walk checks the tighter per-field limits. Strings are
 // referenced in place (never copied), so their size is checked by the walk.
@@ -65,7 +95,9 @@ const msgpack::unpack_limit parse_limits(
     /*str=*/limits::max_payload_bytes, /*bin=*/limits::max_payload_bytes,
     /*ext=*/limits::max_payload_bytes, /*depth=*/8);
 
-bool reference_strings(msgpack::type::object_type, std::size_t, void*) { return true; }
+bool reference_strings(msgpack::type::object_type, std::size_t, void*) {
+    return true;
+}
 
 // Parses `payload` into an object tree owned by the returned handle; rejects truncation,
 // trailing bytes and sizes over the parser limits.
@@ -82,8 +114,8 @@ msgpack::object_handle parse(std::string_view payload) {
         oh = msgpack::unpack(payload.data(), payload.size(), off, reference_strings, nullptr,
                              parse_limits);
     } catch (const msgpack::size_overflow& e) {
-        fail(DecodeErrc::too_large, std::string("payload declares a size over its limit (") +
-                                        e.what() + ")");
+        fail(DecodeErrc::too_large,
+             std::string("payload declares a size over its limit (") + e.what() + ")");
     } catch (const msgpack::insufficient_bytes&) {
         fail(DecodeErrc::malformed, "payload is truncated");
     } catch (const msgpack::parse_error& e) {
@@ -92,8 +124,8 @@ msgpack::object_handle parse(std::string_view payload) {
         fail(DecodeErrc::malformed, std::string("payload is not msgpack (") + e.what() + ")");
     }
     if (off != payload.size()) {
-        fail(DecodeErrc::trailing_bytes, std::to_string(payload.size() - off) +
-                                             " bytes follow the payload's msgpack object");
+        fail(DecodeErrc::trailing_bytes,
+             std::to_string(payload.size() - off) + " bytes follow the payload's msgpack object");
     }
     return oh;
 }
@@ -101,17 +133,28 @@ msgpack::object_handle parse(std::string_view payload) {
 const char* type_name(msgpack::type::object_type t) {
     using namespace msgpack::type;
     switch (t) {
-        case NIL: return "nil";
-        case BOOLEAN: return "boolean";
-        case POSITIVE_INTEGER: return "positive integer";
-        case NEGATIVE_INTEGER: return "negative integer";
-        case FLOAT32: return "float32";
-        case FLOAT64: return "float64";
-        case STR: return "str";
-        case BIN: return "bin";
-        case ARRAY: return "array";
-        case MAP: return "map";
-        case EXT: return "ext";
+        case NIL:
+            return "nil";
+        case BOOLEAN:
+            return "boolean";
+        case POSITIVE_INTEGER:
+            return "positive integer";
+        case NEGATIVE_INTEGER:
+            return "negative integer";
+        case FLOAT32:
+            return "float32";
+        case FLOAT64:
+            return "float64";
+        case STR:
+            return "str";
+        case BIN:
+            return "bin";
+        case ARRAY:
+            return "array";
+        case MAP:
+            return "map";
+        case EXT:
+            return "ext";
     }
     return "unknown";
 }
@@ -131,9 +174,12 @@ std::uint64_t get_uint(const msgpack::object& o, const char* field) {
 double get_number(const msgpack::object& o, const char* field) {
     switch (o.type) {
         case msgpack::type::FLOAT32:
-        case msgpack::type::FLOAT64: return o.via.f64;
-        case msgpack::type::POSITIVE_INTEGER: return static_cast<double>(o.via.u64);
-        case msgpack::type::NEGATIVE_INTEGER: return static_cast<double>(o.via.i64);
+        case msgpack::type::FLOAT64:
+            return o.via.f64;
+        case msgpack::type::POSITIVE_INTEGER:
+            return static_cast<double>(o.via.u64);
+        case msgpack::type::NEGATIVE_INTEGER:
+            return static_cast<double>(o.via.i64);
         default:
             fail(DecodeErrc::wrong_type,
                  std::string(field) + " is a " + type_name(o.type) + ", expected a number");
@@ -169,9 +215,10 @@ const msgpack::object_array& envelope(const msgpack::object& root, PayloadKind w
                                          type_name(version.type) + ", expected an integer");
     }
     if (version.via.u64 != wire_version) {
-        fail(DecodeErrc::unknown_version,
-             "payload version " + std::to_string(version.via.u64) + " is not supported (this "
-             "decoder knows version " + std::to_string(wire_version) + ")");
+        fail(DecodeErrc::unknown_version, "payload version " + std::to_string(version.via.u64) +
+                                              " is not supported (this "
+                                              "decoder knows version " +
+                                              std::to_string(wire_version) + ")");
     }
     const auto kind = get_uint(a.ptr[1], "payload kind");
     if (kind != static_cast<std::uint64_t>(PayloadKind::readings) &&
@@ -199,18 +246,18 @@ void decode_reading(const msgpack::object& o, std::string_view sensor, std::size
         const auto ts = get_uint(f.ptr[1], "timestamp");
         if (ts == 0 || ts > static_cast<std::uint64_t>(limits::max_ts_us)) {
             fail(DecodeErrc::invalid_value,
-                    "timestamp " + std::to_string(ts) + " us is outside (0, year 9999]");
+                 "timestamp " + std::to_string(ts) + " us is outside (0, year 9999]");
         }
         r.ts = Timestamp{std::chrono::microseconds{static_cast<std::int64_t>(ts)}};
         const double t = get_number(f.ptr[2], "temperature");
         if (!std::isfinite(t) || t < limits::min_temperature || t > limits::max_temperature) {
             fail(DecodeErrc::invalid_value,
-                    "temperature " + std::to_string(t) + " is not in [-273.15, 1000]");
+                 "temperature " + std::to_string(t) + " is not in [-273.15, 1000]");
         }
         const double h = get_number(f.ptr[3], "humidity");
         if (!std::isfinite(h) || h < 0 || h > 100) {
-            fail(DecodeErrc::invalid_value, "humidity " + std::to_string(h) +
-                                                   " is not in [0, 100]");
+            fail(DecodeErrc::invalid_value,
+                 "humidity " + std::to_string(h) + " is not in [0, 100]");
         }
         r.temperature = static_cast<float>(t);
         r.humidity = static_cast<float>(h);
@@ -220,8 +267,8 @@ void decode_reading(const msgpack::object& o, std::string_view sensor, std::size
             const auto& m = f.ptr[4].via.map;
             if (m.size > limits::max_extras) {
                 fail(DecodeErrc::too_large, "extras has " + std::to_string(m.size) +
-                                                   " entries, more than " +
-                                                   std::to_string(limits::max_extras));
+                                                " entries, more than " +
+                                                std::to_string(limits::max_extras));
             }
             r.extras.reserve(m.size);
             for (std::uint32_t i = 0; i < m.size; ++i) {
@@ -232,13 +279,13 @@ void decode_reading(const msgpack::object& o, std::string_view sensor, std::size
                 for (const auto& e : r.extras) {
                     if (e.name == name) {
                         fail(DecodeErrc::invalid_value,
-                                "extra '" + std::string(name) + "' appears twice");
+                             "extra '" + std::string(name) + "' appears twice");
                     }
                 }
                 const double v = get_number(m.ptr[i].val, "extra value");
                 if (!std::isfinite(v)) {
                     fail(DecodeErrc::invalid_value,
-                            "extra '" + std::string(name) + "' is not finite");
+                         "extra '" + std::string(name) + "' is not finite");
                 }
                 r.extras.push_back(Extra{std::string(name), v});
             }
@@ -272,8 +319,8 @@ void encode_batch(std::span<const Reading> batch, std::string& out) {
                                         "'");
         }
         if (r.seq <= prev) {
-            throw std::invalid_argument("batch seq " + std::to_string(r.seq) +
-                                        " does not follow " + std::to_string(prev));
+            throw std::invalid_argument("batch seq " + std::to_string(r.seq) + " does not follow " +
+                                        std::to_string(prev));
         }
         prev = r.seq;
         if (auto problem = reading_problem(r)) {
@@ -289,7 +336,8 @@ void encode_batch(std::span<const Reading> batch, std::string& out) {
     pk.pack_uint8(static_cast<std::uint8_t>(PayloadKind::readings));
     pack_str(pk, sensor);
     pk.pack_array(static_cast<std::uint32_t>(batch.size()));
-    for (const auto& r : batch) pack_reading(pk, r);
+    for (const auto& r : batch)
+        pack_reading(pk, sink, r);
 }
 
 std::string encode_batch(std::span<const Reading> batch) {
@@ -298,7 +346,9 @@ std::string encode_batch(std::span<const Reading> batch) {
     return out;
 }
 
-std::string encode(const Reading& reading) { return encode_batch(std::span(&reading, 1)); }
+std::string encode(const Reading& reading) {
+    return encode_batch(std::span(&reading, 1));
+}
 
 std::string encode_heartbeat(const Heartbeat& hb) {
     if (hb.publisher.empty() || hb.publisher.size() > limits::max_publisher_id_bytes ||
@@ -365,10 +415,10 @@ void decode_readings(const msgpack::object_array& a, std::vector<Reading>& out) 
             Reading& r = out[first + i];
             decode_reading(items.ptr[i], sensor, i, r);
             if (r.seq <= prev) {
-                fail(DecodeErrc::invalid_value,
-                     "reading " + std::to_string(i) + ": seq " + std::to_string(r.seq) +
-                         " does not follow " + std::to_string(prev) +
-                         " (seq must increase within a batch)");
+                fail(DecodeErrc::invalid_value, "reading " + std::to_string(i) + ": seq " +
+                                                    std::to_string(r.seq) + " does not follow " +
+                                                    std::to_string(prev) +
+                                                    " (seq must increase within a batch)");
             }
             prev = r.seq;
         }
@@ -393,8 +443,8 @@ Heartbeat decode_heartbeat(const msgpack::object_array& a) {
     hb.sent_at = Timestamp{std::chrono::microseconds{static_cast<std::int64_t>(sent)}};
     const auto interval = get_uint(a.ptr[4], "heartbeat interval");
     if (interval == 0 || interval > 86'400'000) {
-        fail(DecodeErrc::invalid_value, "heartbeat interval " + std::to_string(interval) +
-                                            " ms is not in [1, 86400000]");
+        fail(DecodeErrc::invalid_value,
+             "heartbeat interval " + std::to_string(interval) + " ms is not in [1, 86400000]");
     }
     hb.interval = std::chrono::milliseconds{static_cast<std::int64_t>(interval)};
     const auto replay = get_str(a.ptr[5], "replay endpoint", limits::max_endpoint_bytes);
@@ -445,8 +495,8 @@ Message decode_message(std::string_view topic, std::string_view payload) {
     std::vector<Reading> batch;
     decode_readings(envelope(root, PayloadKind::readings), batch);
     if (topic != batch.front().sensor) {
-        fail(DecodeErrc::topic_mismatch, "readings of sensor '" + batch.front().sensor +
-                                             "' arrived under another topic");
+        fail(DecodeErrc::topic_mismatch,
+             "readings of sensor '" + batch.front().sensor + "' arrived under another topic");
     }
     return batch;
 }

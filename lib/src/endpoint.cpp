@@ -14,8 +14,10 @@ std::vector<Endpoint> parse_endpoints(std::string_view spec, Attach fallback) {
     while (start <= spec.size()) {
         const auto comma = spec.find(',', start);
         auto item = spec.substr(start, comma == std::string_view::npos ? spec.npos : comma - start);
-        while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
-        while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+        while (!item.empty() && item.front() == ' ')
+            item.remove_prefix(1);
+        while (!item.empty() && item.back() == ' ')
+            item.remove_suffix(1);
         Endpoint e;
         e.attach = fallback;
         if (!item.empty() && (item.front() == '@' || item.front() == '>')) {

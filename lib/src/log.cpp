@@ -17,18 +17,28 @@ std::atomic<int> g_format{static_cast<int>(LogFormat::text)};
 
 constexpr std::string_view level_name(LogLevel l) {
     switch (l) {
-        case LogLevel::debug: return "debug";
-        case LogLevel::info: return "info";
-        case LogLevel::warn: return "warn";
-        case LogLevel::error: return "error";
+        case LogLevel::debug:
+            return "debug";
+        case LogLevel::info:
+            return "info";
+        case LogLevel::warn:
+            return "warn";
+        case LogLevel::error:
+            return "error";
     }
     return "info";
 }
 }  // namespace
 
-void set_log_level(LogLevel level) noexcept { g_level = static_cast<int>(level); }
-void set_log_format(LogFormat format) noexcept { g_format = static_cast<int>(format); }
-LogLevel log_level() noexcept { return static_cast<LogLevel>(g_level.load()); }
+void set_log_level(LogLevel level) noexcept {
+    g_level = static_cast<int>(level);
+}
+void set_log_format(LogFormat format) noexcept {
+    g_format = static_cast<int>(format);
+}
+LogLevel log_level() noexcept {
+    return static_cast<LogLevel>(g_level.load());
+}
 
 LogLevel parse_log_level(std::string_view t) {
     for (auto l : {LogLevel::debug, LogLevel::info, LogLevel::warn, LogLevel::error}) {
@@ -49,11 +59,21 @@ void append_json_escaped(std::string& out, std::string_view s) {
     for (const char ch : s) {
         const auto c = static_cast<unsigned char>(ch);
         switch (ch) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
+            case '"':
+                out += "\\\"";
+                break;
+            case '\\':
+                out += "\\\\";
+                break;
+            case '\n':
+                out += "\\n";
+                break;
+            case '\r':
+                out += "\\r";
+                break;
+            case '\t':
+                out += "\\t";
+                break;
             default:
                 if (c < 0x20 || c == 0x7F) {
                     out += "\\u00";

@@ -142,7 +142,8 @@ std::optional<Timestamp> parse_time(std::string_view s) {
     if (s.find_first_not_of("0123456789") == std::string_view::npos) {
         if (s.size() > 12) return std::nullopt;
         long long v = 0;
-        for (char c : s) v = v * 10 + (c - '0');
+        for (char c : s)
+            v = v * 10 + (c - '0');
         return Timestamp{microseconds{v * 1'000'000}};
     }
     std::size_t pos = 0;
@@ -169,7 +170,8 @@ std::optional<Timestamp> parse_time(std::string_view s) {
                 ++pos;
             }
             if (n == 0) return std::nullopt;
-            for (; n < 6; ++n) frac_us *= 10;
+            for (; n < 6; ++n)
+                frac_us *= 10;
         }
         if (expect(s, pos, 'Z') || expect(s, pos, 'z')) {
         } else if (pos < s.size() && (s[pos] == '+' || s[pos] == '-')) {

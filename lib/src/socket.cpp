@@ -69,6 +69,8 @@ void Socket::attach(std::string_view spec, Attach fallback) {
     attach(parse_endpoints(spec, fallback));
 }
 
-std::string Socket::last_endpoint() const { return socket_.get(zmq::sockopt::last_endpoint); }
+std::string Socket::last_endpoint() const {
+    return socket_.get(zmq::sockopt::last_endpoint);
+}
 
 }  // namespace rill

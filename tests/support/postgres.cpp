@@ -63,7 +63,9 @@ Result exec(const std::string& conninfo, const std::string& sql) {
     return r;
 }
 
-bool is_root() { return geteuid() == 0; }
+bool is_root() {
+    return geteuid() == 0;
+}
 
 }  // namespace
 
@@ -82,14 +84,14 @@ TempPostgres::TempPostgres(Options options) : options_(std::move(options)) {
         const passwd* pw = getpwnam("postgres");
         if (pw == nullptr) throw std::runtime_error("there is no 'postgres' user to run as");
         if (chown(dir_.c_str(), pw->pw_uid, pw->pw_gid) != 0) {
-            throw std::runtime_error("cannot give " + dir_ + " to postgres: " +
-                                     std::strerror(errno));
+            throw std::runtime_error("cannot give " + dir_ +
+                                     " to postgres: " + std::strerror(errno));
         }
     }
     port_ = options_.tcp ? free_port() : 5432;
     try {
-        as_owner({std::string(pg_bin) + "initdb", "-D", data_, "-U", "rill", "--auth=trust",
-                  "-E", "UTF8", "--no-sync"},
+        as_owner({std::string(pg_bin) + "initdb", "-D", data_, "-U", "rill", "--auth=trust", "-E",
+                  "UTF8", "--no-sync"},
                  "initdb");
         start();
         execute("CREATE DATABASE rill", "postgres");
@@ -127,11 +129,11 @@ void TempPostgres::start() {
     std::string listen = options_.listen;
     if (listen.empty()) listen = options_.tcp ? "127.0.0.1" : "";
     const std::string opts = "-k " + dir_ + " -p " + std::to_string(port_) +
-                             " -c listen_addresses='" + listen + "' -c fsync=" +
-                             (options_.fsync ? "on" : "off") +
+                             " -c listen_addresses='" + listen +
+                             "' -c fsync=" + (options_.fsync ? "on" : "off") +
                              " -c full_page_writes=off -c max_connections=100";
-    as_owner({std::string(pg_bin) + "pg_ctl", "-D", data_, "-l", dir_ + "/postgres.log", "-w",
-              "-t", "60", "-o", opts, "start"},
+    as_owner({std::string(pg_bin) + "pg_ctl", "-D", data_, "-l", dir_ + "/postgres.log", "-w", "-t",
+              "60", "-o", opts, "start"},
              "start");
     running_ = true;
 }

@@ -13,11 +13,11 @@
 namespace rill::test {
 
 class TempPostgres {
-public:
+  public:
     struct Options {
-        bool tcp = false;     ///< also listen on 127.0.0.1 on a free port
-        bool fsync = false;   ///< off by default: tests want speed, not durability
-        std::string listen;   ///< listen_addresses override (for network namespaces)
+        bool tcp = false;    ///< also listen on 127.0.0.1 on a free port
+        bool fsync = false;  ///< off by default: tests want speed, not durability
+        std::string listen;  ///< listen_addresses override (for network namespaces)
     };
 
     TempPostgres();
@@ -46,7 +46,7 @@ public:
     /// Runs a query returning one value.
     [[nodiscard]] std::string value(const std::string& sql, const std::string& db = "rill") const;
 
-private:
+  private:
     void as_owner(const std::vector<std::string>& argv, const std::string& what) const;
 
     Options options_;

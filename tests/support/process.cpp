@@ -49,9 +49,11 @@ Process::Process(std::vector<std::string> argv, ProcessOptions options) {
         };
         redirect(options.stdout_path, STDOUT_FILENO);
         redirect(options.stderr_path, STDERR_FILENO);
-        for (auto& e : options.env) putenv(e.data());
+        for (auto& e : options.env)
+            putenv(e.data());
         std::vector<char*> args;
-        for (auto& a : argv) args.push_back(a.data());
+        for (auto& a : argv)
+            args.push_back(a.data());
         args.push_back(nullptr);
         execvp(args[0], args.data());
         std::fprintf(stderr, "exec %s failed: %s\n", args[0], std::strerror(errno));
@@ -123,6 +125,8 @@ std::string read_file(const fs::path& path) {
     return s.str();
 }
 
-std::string bin(const std::string& name) { return std::string(RILL_BIN_DIR) + "/" + name; }
+std::string bin(const std::string& name) {
+    return std::string(RILL_BIN_DIR) + "/" + name;
+}
 
 }  // namespace rill::test

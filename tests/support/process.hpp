@@ -14,14 +14,14 @@ namespace rill::test {
 
 /// A directory under $TMPDIR (or /tmp) removed with everything in it on destruction.
 class TempDir {
-public:
+  public:
     explicit TempDir(const std::string& prefix = "rill-test");
     ~TempDir();
     TempDir(const TempDir&) = delete;
     TempDir& operator=(const TempDir&) = delete;
     [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
 
-private:
+  private:
     std::filesystem::path path_;
 };
 
@@ -34,7 +34,7 @@ struct ProcessOptions {
 /// A child process started with execvp. The destructor kills it (SIGKILL) if it still runs and
 /// reaps it, so a failing test never leaves processes behind.
 class Process {
-public:
+  public:
     explicit Process(std::vector<std::string> argv, ProcessOptions options = {});
     ~Process();
     Process(const Process&) = delete;
@@ -49,7 +49,7 @@ public:
     /// True while the child has not exited.
     [[nodiscard]] bool running();
 
-private:
+  private:
     pid_t pid_ = -1;
     std::optional<int> status_;
 };

@@ -67,7 +67,8 @@ TEST_CASE("a single reading survives an encode and decode round trip") {
 
 TEST_CASE("a batch of readings survives a round trip in order") {
     std::vector<Reading> batch;
-    for (std::uint64_t s = 5; s < 105; ++s) batch.push_back(sample(s));
+    for (std::uint64_t s = 5; s < 105; ++s)
+        batch.push_back(sample(s));
     CHECK(decode_batch(encode_batch(batch)) == batch);
 }
 
@@ -218,7 +219,8 @@ TEST_CASE("bytes that are not msgpack are rejected") {
 
 TEST_CASE("wrong field types are rejected naming the field") {
     try {
-        (void)decode_batch(payload_with_reading(std::string("1"), 1'700'000'000'000'000LL, 1.0, 2.0));
+        (void)decode_batch(
+            payload_with_reading(std::string("1"), 1'700'000'000'000'000LL, 1.0, 2.0));
         FAIL("string seq accepted");
     } catch (const DecodeError& e) {
         CHECK(e.code() == DecodeErrc::wrong_type);
@@ -245,11 +247,11 @@ TEST_CASE("values outside their domain are rejected") {
     CHECK(decode_error_of(payload_with_reading(1, ts, 1.0, inf)) == DecodeErrc::invalid_value);
     CHECK(decode_error_of(payload_with_reading(1, ts, -300.0, 2.0)) == DecodeErrc::invalid_value);
     CHECK(decode_error_of(payload_with_reading(1, ts, 1.0, 100.5)) == DecodeErrc::invalid_value);
-    CHECK(decode_error_of(payload_with_reading(1, ts, 1.0, 2.0, std::map<std::string, double>{
-                                                                    {"x", nan}})) ==
+    CHECK(decode_error_of(
+              payload_with_reading(1, ts, 1.0, 2.0, std::map<std::string, double>{{"x", nan}})) ==
           DecodeErrc::invalid_value);
-    CHECK(decode_error_of(payload_with_reading(1, ts, 1.0, 2.0, std::map<std::string, double>{
-                                                                    {"", 1.0}})) ==
+    CHECK(decode_error_of(
+              payload_with_reading(1, ts, 1.0, 2.0, std::map<std::string, double>{{"", 1.0}})) ==
           DecodeErrc::invalid_value);
 }
 
@@ -292,7 +294,8 @@ TEST_CASE("declared sizes over the limits are rejected before allocation") {
     CHECK((code == DecodeErrc::too_large || code == DecodeErrc::malformed));
     // Too many extras.
     std::map<std::string, double> extras;
-    for (int i = 0; i < 17; ++i) extras["e" + std::to_string(i)] = i;
+    for (int i = 0; i < 17; ++i)
+        extras["e" + std::to_string(i)] = i;
     CHECK(decode_error_of(payload_with_reading(1, 1'700'000'000'000'000LL, 1.0, 2.0, extras)) ==
           DecodeErrc::too_large);
     // A payload over the byte limit.
@@ -333,4 +336,43 @@ TEST_CASE("heartbeats with bad fields are rejected") {
     hb.interval = 1000ms;
     hb.publisher = "";
     CHECK_THROWS_AS((void)encode_heartbeat(hb), std::invalid_argument);
+}
+
+namespace {
+std::string unhex(std::string_view hex) {
+    std::string out;
+    int hi = -1;
+    for (char c : hex) {
+        int v = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+        if (v < 0) continue;
+        if (hi < 0) {
+            hi = v;
+        } else {
+            out += static_cast<char>(hi * 16 + v);
+            hi = -1;
+        }
+    }
+    return out;
+}
+}  // namespace
+
+TEST_CASE("the encoder writes the exact bytes of the examples in proto/reading_v1.md") {
+    // Section 6.1
+    const Reading one{"kitchen", 1, Timestamp{1'763'719'200'000'000us}, 21.5f, 40.25f, {}};
+    CHECK(encode(one) == unhex("94 01 00 a7 6b 69 74 63 68 65 6e 91 94 01 cf 00 06 44 17 e0 66 "
+                               "48 00 ca 41 ac 00 00 ca 42 21 00 00"));
+    // Section 6.2
+    const std::vector<Reading> two{
+        {"garden", 41, Timestamp{1'763'719'200'000'000us}, -3.5f, 87.0f, {{"battery_v", 3.3}}},
+        {"garden", 42, Timestamp{1'763'719'205'000'000us}, -3.25f, 86.5f, {}}};
+    CHECK(encode_batch(two) ==
+          unhex("94 01 00 a6 67 61 72 64 65 6e 92 95 29 cf 00 06 44 17 e0 66 48 00 ca c0 60 00 00 "
+                "ca 42 ae 00 00 81 a9 62 61 74 74 65 72 79 5f 76 cb 40 0a 66 66 66 66 66 66 94 2a "
+                "cf 00 06 44 17 e0 b2 93 40 ca c0 50 00 00 ca 42 ad 00 00"));
+    // Section 6.3
+    const Heartbeat hb{
+        "pi-garden", Timestamp{1'763'719'206'000'000us}, 1000ms, "tcp://*:5557", {{"garden", 42}}};
+    CHECK(encode_heartbeat(hb) ==
+          unhex("97 01 01 a9 70 69 2d 67 61 72 64 65 6e cf 00 06 44 17 e0 c1 d5 80 cd 03 e8 ac 74 "
+                "63 70 3a 2f 2f 2a 3a 35 35 35 37 81 a6 67 61 72 64 65 6e 2a"));
 }

@@ -20,8 +20,8 @@ TEST_CASE("the throwaway PostgreSQL keeps its data across a restart and can list
     CHECK_THROWS(pg.execute("SELECT 1"));
     pg.start();
     CHECK(pg.value("SELECT x FROM t") == "7");
-    const std::string tcp = "host=127.0.0.1 port=" + std::to_string(pg.port()) +
-                            " user=rill dbname=rill";
+    const std::string tcp =
+        "host=127.0.0.1 port=" + std::to_string(pg.port()) + " user=rill dbname=rill";
     std::string out;
     CHECK(rill::test::run_command({"psql", tcp, "-Atc", "SELECT x FROM t"},
                                   std::chrono::seconds(30), &out) == 0);

@@ -22,8 +22,9 @@ TEST_CASE("parse_time reads RFC 3339, offsets, plain dates and Unix seconds") {
 }
 
 TEST_CASE("parse_time rejects what is not a time") {
-    for (const char* bad : {"", "yesterday", "2025-13-01", "2025-02-30", "2025-11-21T25:00Z",
-                            "2025-11-21T10:00:00Zjunk", "2025-11-21T10:00:00.Z", "12345678901234"}) {
+    for (const char* bad :
+         {"", "yesterday", "2025-13-01", "2025-02-30", "2025-11-21T25:00Z",
+          "2025-11-21T10:00:00Zjunk", "2025-11-21T10:00:00.Z", "12345678901234"}) {
         CAPTURE(bad);
         CHECK_FALSE(parse_time(bad).has_value());
     }

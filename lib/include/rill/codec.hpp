@@ -42,19 +42,18 @@ enum class DecodeErrc {
 
 /// Thrown by every decode function. what() names the problem and the field it was found in.
 class DecodeError : public std::runtime_error {
-public:
-    DecodeError(DecodeErrc code, const std::string& what)
-        : std::runtime_error(what), code_(code) {}
+  public:
+    DecodeError(DecodeErrc code, const std::string& what) : std::runtime_error(what), code_(code) {}
     [[nodiscard]] DecodeErrc code() const noexcept { return code_; }
 
-private:
+  private:
     DecodeErrc code_;
 };
 
 /// What a publisher announces at a fixed interval.
 struct Heartbeat {
-    std::string publisher;        ///< the publisher's identity, stable across restarts
-    Timestamp sent_at{};          ///< when the heartbeat was sent
+    std::string publisher;                     ///< the publisher's identity, stable across restarts
+    Timestamp sent_at{};                       ///< when the heartbeat was sent
     std::chrono::milliseconds interval{1000};  ///< the promised heartbeat interval
     std::string replay_endpoint;  ///< where to ask for replays; empty when there is none
     /// The newest seq published so far for each sensor this publisher owns.

@@ -24,10 +24,18 @@ void set_log_format(LogFormat format) noexcept;
 /// Control characters in `message` are escaped, so one event is always one line. Never throws.
 void log(LogLevel level, std::string_view component, std::string_view message) noexcept;
 
-inline void log_debug(std::string_view c, std::string_view m) noexcept { log(LogLevel::debug, c, m); }
-inline void log_info(std::string_view c, std::string_view m) noexcept { log(LogLevel::info, c, m); }
-inline void log_warn(std::string_view c, std::string_view m) noexcept { log(LogLevel::warn, c, m); }
-inline void log_error(std::string_view c, std::string_view m) noexcept { log(LogLevel::error, c, m); }
+inline void log_debug(std::string_view c, std::string_view m) noexcept {
+    log(LogLevel::debug, c, m);
+}
+inline void log_info(std::string_view c, std::string_view m) noexcept {
+    log(LogLevel::info, c, m);
+}
+inline void log_warn(std::string_view c, std::string_view m) noexcept {
+    log(LogLevel::warn, c, m);
+}
+inline void log_error(std::string_view c, std::string_view m) noexcept {
+    log(LogLevel::error, c, m);
+}
 
 /// Appends `s` to `out` as the body of a JSON string (quotes not included): escapes quote,
 /// backslash and control characters; passes UTF-8 through.

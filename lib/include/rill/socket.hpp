@@ -21,19 +21,20 @@ struct CurveServerKeys {
     std::string secret_key;
 };
 struct CurveClientKeys {
-    std::string public_key;         ///< this client's key pair
+    std::string public_key;  ///< this client's key pair
     std::string secret_key;
     std::string server_public_key;  ///< the server it trusts
 };
 
 /// Typed socket options; unset optionals keep zmq's defaults.
 struct SocketOptions {
-    std::optional<int> send_hwm;   ///< messages queued per peer before dropping or blocking; 0 = no limit
+    std::optional<int>
+        send_hwm;  ///< messages queued per peer before dropping or blocking; 0 = no limit
     std::optional<int> recv_hwm;
     std::chrono::milliseconds linger{0};  ///< how long close() waits to flush pending messages
     std::optional<std::chrono::milliseconds> reconnect_interval;
     std::optional<std::chrono::milliseconds> reconnect_interval_max;
-    std::optional<std::chrono::seconds> tcp_keepalive_idle;  ///< set: TCP keepalive on
+    std::optional<std::chrono::seconds> tcp_keepalive_idle;       ///< set: TCP keepalive on
     std::optional<std::chrono::milliseconds> heartbeat_interval;  ///< ZMTP heartbeats
     std::optional<std::chrono::milliseconds> heartbeat_timeout;
     /// Set on the binding side: this socket is a CURVE server. Clients are checked by the ZAP
@@ -47,7 +48,7 @@ struct SocketOptions {
 /// An owning ZeroMQ socket. Moving out empties the source; copying is deleted; the destructor
 /// closes the socket (with the configured linger) and does not throw.
 class Socket {
-public:
+  public:
     Socket() = default;
     /// Creates a socket of `type` on `ctx` and applies `options`. Throws zmq::error_t.
     Socket(zmq::context_t& ctx, zmq::socket_type type, const SocketOptions& options = {});
@@ -71,7 +72,7 @@ public:
     [[nodiscard]] explicit operator bool() const noexcept { return socket_.handle() != nullptr; }
     void close() noexcept { socket_.close(); }
 
-private:
+  private:
     zmq::socket_t socket_;
     std::vector<std::string> bound_;
 };
