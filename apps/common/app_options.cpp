@@ -1,0 +1,41 @@
+#include "common/app_options.hpp"
+
+#include <exception>
+
+#include "rill/log.hpp"
+
+namespace rill::app {
+
+void add_common_options(CLI::App& app, CommonOptions& o, const std::string& metrics_example) {
+    app.add_option("--log-level", o.log_level, "debug, info, warn or error")
+        ->envname("RILL_LOG_LEVEL")
+        ->capture_default_str();
+    app.add_option("--log-format", o.log_format, "text (one line per event) or json")
+        ->envname("RILL_LOG_FORMAT")
+        ->capture_default_str();
+    app.add_option("--metrics", o.metrics,
+                   "serve /metrics and /healthz over HTTP on HOST:PORT, e.g. " + metrics_example)
+        ->envname("RILL_METRICS");
+}
+
+void apply_common_options(const CommonOptions& o) {
+    set_log_level(parse_log_level(o.log_level));
+    set_log_format(parse_log_format(o.log_format));
+}
+
+int run_main(CLI::App& app, int argc, char** argv, const std::string& component,
+             const std::function<int()>& body) {
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e);
+    }
+    try {
+        return body();
+    } catch (const std::exception& e) {
+        log_error(component, e.what());
+        return 1;
+    }
+}
+
+}  // namespace rill::app

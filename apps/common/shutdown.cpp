@@ -1,0 +1,58 @@
+#include "common/shutdown.hpp"
+
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+namespace rill::app {
+
+namespace {
+Shutdown* g_instance = nullptr;
+}
+
+Shutdown::Shutdown() {
+    fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fd_ < 0) {
+        throw std::runtime_error(std::string("cannot create the shutdown eventfd: ") +
+                                 std::strerror(errno));
+    }
+}
+
+Shutdown& Shutdown::install() {
+    static Shutdown instance;
+    if (g_instance == nullptr) {
+        g_instance = &instance;
+        struct sigaction sa {};
+        sa.sa_handler = &Shutdown::handler;
+        sigemptyset(&sa.sa_mask);
+        sa.sa_flags = SA_RESTART;
+        sigaction(SIGINT, &sa, nullptr);
+        sigaction(SIGTERM, &sa, nullptr);
+        signal(SIGPIPE, SIG_IGN);
+    }
+    return instance;
+}
+
+void Shutdown::request() noexcept {
+    requested_.store(true);
+    const std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(fd_, &one, sizeof one);
+}
+
+void Shutdown::handler(int sig) noexcept {
+    if (g_instance == nullptr) return;
+    if (g_instance->requested_.load()) {
+        // Asked twice: the next signal takes the default action.
+        ::signal(sig, SIG_DFL);
+    }
+    g_instance->signal_.store(sig);
+    g_instance->request();
+}
+
+}  // namespace rill::app
