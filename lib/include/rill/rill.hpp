@@ -5,5 +5,7 @@
 #include "rill/codec.hpp"
 #include "rill/endpoint.hpp"
 #include "rill/log.hpp"
+#include "rill/metrics.hpp"
 #include "rill/reading.hpp"
 #include "rill/socket.hpp"
+#include "rill/stream.hpp"
