@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <deque>
 #include <map>
 #include <stdexcept>
@@ -256,7 +257,12 @@ class BatchSender {
             const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
             if (left.count() <= 0) return false;
             std::array<zmq::pollitem_t, 1> items{{{socket_->handle(), 0, ZMQ_POLLOUT, 0}}};
-            (void)zmq::poll(items.data(), items.size(), left);
+            try {
+                (void)zmq::poll(items.data(), items.size(), left);
+            } catch (const zmq::error_t& e) {
+                if (e.num() != EINTR) throw;
+                return false;  // a signal: give the owner its thread back; the frame stays queued
+            }
         }
     }
 
@@ -316,7 +322,12 @@ class MessageReader {
     // address for heartbeats.
     Result read(Message& out, std::string& peer) {
         zmq::message_t topic;
-        if (!socket_->recv(topic, zmq::recv_flags::dontwait)) return Result::none;
+        try {
+            if (!socket_->recv(topic, zmq::recv_flags::dontwait)) return Result::none;
+        } catch (const zmq::error_t& e) {
+            if (e.num() == EINTR) return Result::none;
+            throw;
+        }
         std::size_t parts = 1;
         zmq::message_t payload;
         bool more = topic.more();
@@ -354,10 +365,16 @@ class MessageReader {
         return Result::message;
     }
 
-    // Waits up to `timeout` for a message to arrive.
-    void wait(milliseconds timeout) {
+    // Waits up to `timeout` for a message to arrive. False when a signal interrupted the wait.
+    bool wait(milliseconds timeout) {
         std::array<zmq::pollitem_t, 1> items{{{socket_->handle(), 0, ZMQ_POLLIN, 0}}};
-        (void)zmq::poll(items.data(), items.size(), timeout);
+        try {
+            (void)zmq::poll(items.data(), items.size(), timeout);
+        } catch (const zmq::error_t& e) {
+            if (e.num() == EINTR) return false;
+            throw;
+        }
+        return true;
     }
 
     [[nodiscard]] std::uint64_t malformed(DecodeErrc e) const noexcept {
@@ -701,7 +718,7 @@ struct Subscriber::Impl {
             const auto next_silence = check_silence(now);
             if (!events.empty()) continue;
             if (now >= deadline) return std::nullopt;
-            reader.wait(until(std::min(deadline, next_silence), now));
+            if (!reader.wait(until(std::min(deadline, next_silence), now))) return std::nullopt;
         }
     }
 
@@ -782,7 +799,7 @@ std::optional<std::vector<Reading>> Puller::receive(std::chrono::milliseconds ti
         if (result == MessageReader::Result::rejected) continue;
         const auto now = Clock::now();
         if (now >= deadline) return std::nullopt;
-        impl_->reader.wait(until(deadline, now));
+        if (!impl_->reader.wait(until(deadline, now))) return std::nullopt;
     }
 }
 

@@ -9,3 +9,4 @@
 #include "rill/reading.hpp"
 #include "rill/socket.hpp"
 #include "rill/stream.hpp"
+#include "rill/stream_json.hpp"

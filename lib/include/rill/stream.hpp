@@ -227,8 +227,9 @@ class Subscriber {
     Subscriber& operator=(Subscriber&&) noexcept;
 
     /// Returns the next event, waiting up to `timeout` for one (0 = do not wait); nothing when
-    /// none arrived in time. Silence of publishers is detected inside this call. Throws only
-    /// zmq::error_t for socket failures (e.g. the context was terminated).
+    /// none arrived in time, or early when a signal interrupted the wait (so that an owner
+    /// loop can check its stop flag). Silence of publishers is detected inside this call.
+    /// Throws only zmq::error_t for socket failures (e.g. the context was terminated).
     [[nodiscard]] std::optional<StreamEvent> receive(std::chrono::milliseconds timeout);
 
     /// Starts or resets tracking of `sensor`: the next reading expected is `next_seq` (>= 1).
@@ -264,7 +265,8 @@ class Puller {
     Puller& operator=(Puller&&) noexcept;
 
     /// The readings of the next frame, waiting up to `timeout`; nothing when none arrived in
-    /// time. Heartbeats arriving here are counted and skipped.
+    /// time or when a signal interrupted the wait. Heartbeats arriving here are counted and
+    /// skipped.
     [[nodiscard]] std::optional<std::vector<Reading>> receive(std::chrono::milliseconds timeout);
     [[nodiscard]] std::uint64_t malformed(DecodeErrc reason) const noexcept;
 
