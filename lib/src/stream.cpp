@@ -245,7 +245,7 @@ class BatchSender {
 
     // Sends [topic, payload]; waits up to `timeout` for room. False when there was none.
     bool send_raw(std::string_view topic, std::string_view payload, milliseconds timeout) {
-        const auto deadline = Clock::now() + timeout;
+        std::optional<Clock::time_point> deadline;  // read the clock only when there is no room
         for (;;) {
             if (socket_->send(zmq::const_buffer(topic.data(), topic.size()),
                               zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
@@ -254,7 +254,9 @@ class BatchSender {
                                     zmq::send_flags::none);
                 return true;
             }
-            const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+            const auto t = Clock::now();
+            if (!deadline) deadline = t + timeout;
+            const auto left = std::chrono::duration_cast<milliseconds>(*deadline - t);
             if (left.count() <= 0) return false;
             std::array<zmq::pollitem_t, 1> items{{{socket_->handle(), 0, ZMQ_POLLOUT, 0}}};
             try {
@@ -476,7 +478,8 @@ Publisher::Publisher(Publisher&&) noexcept = default;
 Publisher& Publisher::operator=(Publisher&&) noexcept = default;
 
 void Publisher::publish(const Reading& reading) {
-    validate(reading);
+    // Unbatched readings are validated by encode_batch before anything is sent.
+    if (impl_->options.batch.max_readings > 1) validate(reading);
     const auto now = Clock::now();
     (void)impl_->sender.add(reading, now);
     if (impl_->sender.batches_within_one_call()) (void)impl_->sender.send_due(now, true);
@@ -561,6 +564,10 @@ Pusher::Pusher(Pusher&&) noexcept = default;
 Pusher& Pusher::operator=(Pusher&&) noexcept = default;
 
 bool Pusher::push(const Reading& reading) {
+    // Unbatched readings are validated by encode_batch before anything is sent.
+    if (impl_->options.batch.max_readings == 1 && impl_->sender.queued() == 0) {
+        return impl_->sender.add(reading, Clock::time_point{});
+    }
     return push(std::span<const Reading>(&reading, 1));
 }
 

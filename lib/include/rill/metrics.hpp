@@ -19,8 +19,12 @@ namespace rill {
 /// registry sorts them by name.
 using Labels = std::vector<std::pair<std::string, std::string>>;
 
+/// The size metrics are aligned to, so that counters updated by different threads never share
+/// a cache line (false sharing would make every increment a cache miss).
+inline constexpr std::size_t metric_alignment = 64;
+
 /// A monotonically increasing count. All members are thread-safe and lock-free.
-class Counter {
+class alignas(metric_alignment) Counter {
   public:
     void inc(std::uint64_t n = 1) noexcept { value_.fetch_add(n, std::memory_order_relaxed); }
     [[nodiscard]] std::uint64_t value() const noexcept {
@@ -32,7 +36,7 @@ class Counter {
 };
 
 /// A value that goes up and down. All members are thread-safe and lock-free.
-class Gauge {
+class alignas(metric_alignment) Gauge {
   public:
     void set(double v) noexcept { value_.store(v, std::memory_order_relaxed); }
     void add(double d) noexcept { value_.fetch_add(d, std::memory_order_relaxed); }
