@@ -701,7 +701,9 @@ struct Subscriber::Impl {
     }
 
     std::optional<StreamEvent> receive(milliseconds timeout) {
-        const auto deadline = Clock::now() + timeout;
+        // The clock is read only when idle and every few messages (for silence detection), not
+        // once per message.
+        std::optional<Clock::time_point> deadline;
         for (;;) {
             if (!events.empty()) {
                 StreamEvent e = std::move(events.front());
@@ -711,24 +713,29 @@ struct Subscriber::Impl {
             Message msg;
             std::string peer;
             const auto result = reader.read(msg, peer);
-            if (result == MessageReader::Result::message) {
-                if (auto* readings = std::get_if<std::vector<Reading>>(&msg)) {
-                    on_readings(std::move(*readings));
-                } else {
-                    on_heartbeat(std::get<Heartbeat>(std::move(msg)), std::move(peer),
-                                 Clock::now());
+            if (result != MessageReader::Result::none) {
+                if (result == MessageReader::Result::message) {
+                    if (auto* readings = std::get_if<std::vector<Reading>>(&msg)) {
+                        on_readings(std::move(*readings));
+                    } else {
+                        on_heartbeat(std::get<Heartbeat>(std::move(msg)), std::move(peer),
+                                     Clock::now());
+                    }
                 }
-                continue;
+                if (++since_silence_check < silence_check_every) continue;
             }
-            if (result == MessageReader::Result::rejected) continue;
+            since_silence_check = 0;
             const auto now = Clock::now();
             const auto next_silence = check_silence(now);
-            if (!events.empty()) continue;
-            if (now >= deadline) return std::nullopt;
-            if (!reader.wait(until(std::min(deadline, next_silence), now))) return std::nullopt;
+            if (!events.empty() || result != MessageReader::Result::none) continue;
+            if (!deadline) deadline = now + timeout;
+            if (now >= *deadline) return std::nullopt;
+            if (!reader.wait(until(std::min(*deadline, next_silence), now))) return std::nullopt;
         }
     }
 
+    static constexpr unsigned silence_check_every = 64;
+    unsigned since_silence_check = 0;
     SubscriberOptions options;
     Socket socket;
     MessageReader reader;
@@ -788,7 +795,7 @@ Puller::Puller(Puller&&) noexcept = default;
 Puller& Puller::operator=(Puller&&) noexcept = default;
 
 std::optional<std::vector<Reading>> Puller::receive(std::chrono::milliseconds timeout) {
-    const auto deadline = Clock::now() + timeout;
+    std::optional<Clock::time_point> deadline;  // read the clock only when idle
     for (;;) {
         Message msg;
         std::string peer;
@@ -805,8 +812,9 @@ std::optional<std::vector<Reading>> Puller::receive(std::chrono::milliseconds ti
         }
         if (result == MessageReader::Result::rejected) continue;
         const auto now = Clock::now();
-        if (now >= deadline) return std::nullopt;
-        if (!impl_->reader.wait(until(deadline, now))) return std::nullopt;
+        if (!deadline) deadline = now + timeout;
+        if (now >= *deadline) return std::nullopt;
+        if (!impl_->reader.wait(until(*deadline, now))) return std::nullopt;
     }
 }
 
