@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <string>
 #include <thread>
 #include <vector>
@@ -28,8 +29,19 @@ enum class Pattern { pubsub, pushpull };
 struct Result {
     std::uint64_t received = 0;
     double seconds = 0;
+    double sender_cpu = 0;    // CPU seconds of the sending thread while it sent
+    double receiver_cpu = 0;  // CPU seconds of the receiving thread while it received
+    [[nodiscard]] double ns_per(double cpu) const {
+        return received > 0 ? cpu * 1e9 / double(received) : 0;
+    }
     [[nodiscard]] double rate() const { return seconds > 0 ? double(received) / seconds : 0; }
 };
+
+double thread_cpu() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return double(ts.tv_sec) + double(ts.tv_nsec) * 1e-9;
+}
 
 rill::Reading make_reading(std::uint64_t seq) {
     rill::Reading r;
@@ -76,7 +88,7 @@ Result run_rill(Pattern pattern, std::uint64_t n, std::size_t per_frame) {
     std::atomic<bool> receiver_done{false};
     std::string endpoint;
     std::atomic<bool> bound{false};
-    Result result;
+    double sender_cpu = 0;
 
     std::thread sender([&] {
         rill::BatchOptions batch{.max_readings = per_frame};
@@ -84,6 +96,7 @@ Result run_rill(Pattern pattern, std::uint64_t n, std::size_t per_frame) {
         for (std::size_t i = 0; i < per_frame; ++i)
             frame.push_back(make_reading(i + 1));
         auto send_all = [&](auto&& send_one, auto&& send_frame) {
+            const double cpu0 = thread_cpu();
             std::uint64_t seq = 0;
             if (per_frame == 1) {
                 auto r = make_reading(1);
@@ -98,6 +111,7 @@ Result run_rill(Pattern pattern, std::uint64_t n, std::size_t per_frame) {
                     send_frame(frame);
                 }
             }
+            sender_cpu = thread_cpu() - cpu0;
         };
         if (pattern == Pattern::pubsub) {
             rill::Publisher pub("@tcp://127.0.0.1:0", {.socket = unlimited(),
@@ -132,6 +146,7 @@ Result run_rill(Pattern pattern, std::uint64_t n, std::size_t per_frame) {
     while (!bound)
         std::this_thread::sleep_for(1ms);
     Meter meter{n};
+    double receiver_cpu = 0;
     if (pattern == Pattern::pubsub) {
         rill::Subscriber sub(endpoint, {.socket = unlimited(), .context = &ctx});
         while (!ready) {
@@ -139,23 +154,30 @@ Result run_rill(Pattern pattern, std::uint64_t n, std::size_t per_frame) {
                 ready = true;
             }
         }
+        const double cpu0 = thread_cpu();
         while (!meter.done()) {
             auto e = sub.receive(2s);
             if (!e) break;
             if (auto* b = std::get_if<rill::ReadingBatch>(&*e)) meter.add(b->readings.size());
         }
+        receiver_cpu = thread_cpu() - cpu0;
     } else {
         rill::Puller pull(endpoint, {.socket = unlimited(), .context = &ctx});
         ready = true;
+        const double cpu0 = thread_cpu();
         while (!meter.done()) {
             auto r = pull.receive(2s);
             if (!r) break;
             meter.add(r->size());
         }
+        receiver_cpu = thread_cpu() - cpu0;
     }
     receiver_done = true;
     sender.join();
-    return meter.result();
+    auto result = meter.result();
+    result.sender_cpu = sender_cpu;
+    result.receiver_cpu = receiver_cpu;
+    return result;
 }
 
 // --- raw cppzmq ----------------------------------------------------------------------------
@@ -176,6 +198,7 @@ Result run_raw(Pattern pattern, std::uint64_t n) {
     const auto endpoint = out.get(zmq::sockopt::last_endpoint);
     std::atomic<bool> ready{false};
     std::atomic<bool> receiver_done{false};
+    double sender_cpu = 0;
 
     std::thread sender([&] {
         // Warm-up messages until the receiver has one: its subscription is in effect.
@@ -185,10 +208,12 @@ Result run_raw(Pattern pattern, std::uint64_t n) {
             (void)out.send(zmq::buffer(payload), zmq::send_flags::none);
             std::this_thread::sleep_for(10ms);
         }
+        const double cpu0 = thread_cpu();
         for (std::uint64_t i = 0; i < n; ++i) {
             (void)out.send(zmq::buffer(topic), zmq::send_flags::sndmore);
             (void)out.send(zmq::buffer(payload), zmq::send_flags::none);
         }
+        sender_cpu = thread_cpu() - cpu0;
         while (!receiver_done)
             std::this_thread::sleep_for(10ms);
     });
@@ -202,27 +227,38 @@ Result run_raw(Pattern pattern, std::uint64_t n) {
     Meter meter{n};
     zmq::message_t t;
     zmq::message_t p;
+    double cpu0 = 0;
     for (;;) {
         if (!in.recv(t)) break;
         if (!in.recv(p)) break;
         if (t.to_string_view() == "warm") {
             ready = true;
+            cpu0 = thread_cpu();
             continue;
         }
         meter.add(1);
         if (meter.done()) break;
     }
+    const double receiver_cpu = thread_cpu() - cpu0;
     receiver_done = true;
     sender.join();
     out.close();
     in.close();
-    return meter.result();
+    auto result = meter.result();
+    result.sender_cpu = sender_cpu;
+    result.receiver_cpu = receiver_cpu;
+    return result;
 }
 
 void print(const std::string& name, const Result& r, const Result& raw) {
     std::printf("%s: %.0f readings/s, raw libzmq %.0f msgs/s, ratio %.2f\n", name.c_str(), r.rate(),
                 raw.rate(), raw.rate() > 0 ? r.rate() / raw.rate() : 0.0);
     if (r.received == 0) std::printf("  (nothing arrived)\n");
+    std::printf(
+        "  cpu ns per reading: sender %.0f, receiver %.0f; raw per msg: sender %.0f, "
+        "receiver %.0f\n",
+        r.ns_per(r.sender_cpu), r.ns_per(r.receiver_cpu), raw.ns_per(raw.sender_cpu),
+        raw.ns_per(raw.receiver_cpu));
     std::fflush(stdout);
 }
 

@@ -637,7 +637,8 @@ struct Subscriber::Impl {
         events.emplace_back(Gap{sensor, from, to});
     }
 
-    void on_readings(std::vector<Reading>&& readings) {
+    // Tracks seqs, queues the gaps found and returns the batch (to go after them).
+    ReadingBatch on_readings(std::vector<Reading>&& readings) {
         auto& m = reader.metrics();
         m.frames.inc();
         m.readings.inc(readings.size());
@@ -656,7 +657,7 @@ struct Subscriber::Impl {
         }
         if (batch.stale > 0) m.stale.inc(batch.stale);
         batch.readings = std::move(readings);
-        events.emplace_back(std::move(batch));
+        return batch;
     }
 
     void on_heartbeat(Heartbeat&& hb, std::string&& peer, Clock::time_point now) {
@@ -714,15 +715,20 @@ struct Subscriber::Impl {
             std::string peer;
             const auto result = reader.read(msg, peer);
             if (result != MessageReader::Result::none) {
+                // Under steady traffic, silence is checked every silence_check_every messages.
+                const bool check = ++since_silence_check >= silence_check_every;
                 if (result == MessageReader::Result::message) {
                     if (auto* readings = std::get_if<std::vector<Reading>>(&msg)) {
-                        on_readings(std::move(*readings));
+                        auto batch = on_readings(std::move(*readings));
+                        // The common case: no gap to report before it, no check due.
+                        if (events.empty() && !check) return batch;
+                        events.emplace_back(std::move(batch));
                     } else {
                         on_heartbeat(std::get<Heartbeat>(std::move(msg)), std::move(peer),
                                      Clock::now());
                     }
                 }
-                if (++since_silence_check < silence_check_every) continue;
+                if (!check) continue;
             }
             since_silence_check = 0;
             const auto now = Clock::now();

@@ -6,6 +6,7 @@
 #include <msgpack.hpp>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "rill/stream.hpp"
@@ -293,6 +294,42 @@ TEST_CASE("a publisher is reported silent after missed heartbeats and back when 
     REQUIRE(events.size() == 2);
     REQUIRE(std::holds_alternative<PublisherBack>(events[0]));
     CHECK(std::get<PublisherBack>(events[0]).publisher == "pi-garage");
+}
+
+TEST_CASE("a silent publisher is detected while another keeps the subscriber busy") {
+    MetricsRegistry metrics;
+    SocketOptions unlimited;
+    unlimited.send_hwm = 0;
+    unlimited.recv_hwm = 0;
+    Publisher quiet(loopback,
+                    {.identity = "quiet", .heartbeat_interval = 100ms, .metrics = &metrics});
+    Publisher busy(loopback, {.socket = unlimited, .identity = "busy", .metrics = &metrics});
+    Subscriber sub(quiet.bound().front() + "," + busy.bound().front(),
+                   {.socket = unlimited, .silent_after_missed = 3, .metrics = &metrics});
+    join(quiet, sub);
+    join(busy, sub);
+
+    // quiet's deadline passes, then a flood from busy is queued before anyone reads it.
+    std::this_thread::sleep_for(400ms);
+    constexpr std::uint64_t flood = 10'000;
+    for (std::uint64_t seq = 1; seq <= flood; ++seq)
+        busy.publish(sample("busy", seq));
+    std::this_thread::sleep_for(300ms);
+
+    std::size_t index = 0;
+    std::optional<std::size_t> silent_at;
+    const auto deadline = Clock::now() + 10s;
+    while (!silent_at && Clock::now() < deadline) {
+        auto e = sub.receive(100ms);
+        if (!e) continue;
+        if (const auto* s = std::get_if<PublisherSilent>(&*e); s && s->publisher == "quiet") {
+            silent_at = index;
+        }
+        ++index;
+    }
+    REQUIRE(silent_at.has_value());
+    // Noticed within the flood, not after it was drained.
+    CHECK(*silent_at < 500);
 }
 
 TEST_CASE("gaps are reported in the middle of a stream, at its tail from heartbeats, and once") {
