@@ -6,6 +6,7 @@
 #include <array>
 #include <cerrno>
 #include <deque>
+#include <limits>
 #include <map>
 #include <stdexcept>
 #include <thread>
@@ -401,6 +402,13 @@ class MessageReader {
     RateLimitedLog log_;
 };
 
+constexpr milliseconds max_liveness_interval = std::chrono::hours(24);
+
+// The seq after `seq`, saturating at the largest one (which a sensor never reaches).
+std::uint64_t after(std::uint64_t seq) {
+    return seq == std::numeric_limits<std::uint64_t>::max() ? seq : seq + 1;
+}
+
 milliseconds until(Clock::time_point deadline, Clock::time_point now) {
     if (deadline <= now) return milliseconds(0);
     // Round up so that a wait never ends just before the deadline.
@@ -653,7 +661,7 @@ struct Subscriber::Impl {
                 continue;
             }
             if (r.seq > expected) report_gap(sensor, expected, r.seq - 1);
-            expected = r.seq + 1;
+            expected = after(r.seq);
         }
         if (batch.stale > 0) m.stale.inc(batch.stale);
         batch.readings = std::move(readings);
@@ -666,13 +674,14 @@ struct Subscriber::Impl {
         PublisherState& state = it->second;
         if (!inserted && state.silent) events.emplace_back(PublisherBack{hb.publisher});
         state.last_seen = now;
-        state.interval = hb.interval;
+        // Bounded so that a hostile interval cannot overflow the deadline arithmetic.
+        state.interval = std::clamp(hb.interval, milliseconds(0), max_liveness_interval);
         state.silent = false;
         for (const auto& [sensor, newest] : hb.newest) {
             const auto t = expected_seq.find(sensor);
             if (t == expected_seq.end() || newest < t->second) continue;
             report_gap(sensor, t->second, newest);
-            t->second = newest + 1;
+            t->second = after(newest);
         }
         HeartbeatSeen seen;
         seen.replay_endpoint = hb.replay_endpoint.empty()
