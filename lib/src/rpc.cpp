@@ -72,6 +72,29 @@ std::size_t read_envelope_header(std::string_view b) {
     return header;
 }
 
+// Cuts `s` to at most max_error_bytes without splitting a UTF-8 sequence.
+void truncate_error(std::string& s) {
+    if (s.size() <= rpc_limits::max_error_bytes) return;
+    std::size_t n = rpc_limits::max_error_bytes;
+    while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xc0u) == 0x80u) --n;
+    s.resize(n);
+}
+
+// The msgid of `b` when it starts like a request ([0, msgid, ...]), whatever follows.
+std::optional<std::uint32_t> peek_request_msgid(std::string_view b) noexcept {
+    try {
+        std::size_t off = read_envelope_header(b);
+        if (detail::get_uint(detail::parse_next(b, off, "type").get(), "type") != type_request) {
+            return std::nullopt;
+        }
+        const auto id = detail::get_uint(detail::parse_next(b, off, "msgid").get(), "msgid");
+        if (id > 0xffffffffu) return std::nullopt;
+        return static_cast<std::uint32_t>(id);
+    } catch (...) {
+        return std::nullopt;
+    }
+}
+
 }  // namespace
 
 // -------------------------------------------------------------------------------------------
@@ -371,10 +394,20 @@ void RpcServer::serve_frames(std::vector<zmq::message_t>& frames) {
         request = std::move(*req);
     } catch (const DecodeError& e) {
         count_malformed(e.what());
-        return;
+        // Tell the caller why when it can be told: the request's msgid is readable.
+        const auto msgid = peek_request_msgid(body.to_string_view());
+        if (!msgid) return;
+        ++errors_;
+        RpcResponse resp;
+        resp.msgid = *msgid;
+        resp.error = std::string("invalid request: ") + e.what();
+        truncate_error(*resp.error);
+        reply = encode_rpc_response(resp);
     }
-    ++requests_;
-    reply = dispatch(request);
+    if (reply.empty()) {
+        ++requests_;
+        reply = dispatch(request);
+    }
     frames.back().rebuild(reply.data(), reply.size());
     const auto n = frames.size();
     for (std::size_t i = 0; i < n; ++i) {
@@ -403,9 +436,7 @@ std::string RpcServer::dispatch(const RpcRequest& request) {
     }
     if (resp.error) {
         ++errors_;
-        if (resp.error->size() > rpc_limits::max_error_bytes) {
-            resp.error->resize(rpc_limits::max_error_bytes);
-        }
+        truncate_error(*resp.error);
         resp.result.clear();
         log_debug("rpc", "request " + request.method + " failed: " + *resp.error);
     }
