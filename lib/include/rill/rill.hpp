@@ -6,4 +6,7 @@
 #include "rill/endpoint.hpp"
 #include "rill/log.hpp"
 #include "rill/reading.hpp"
+#include "rill/replay.hpp"
+#include "rill/rpc.hpp"
+#include "rill/security.hpp"
 #include "rill/socket.hpp"
