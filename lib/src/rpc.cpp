@@ -76,7 +76,8 @@ std::size_t read_envelope_header(std::string_view b) {
 void truncate_error(std::string& s) {
     if (s.size() <= rpc_limits::max_error_bytes) return;
     std::size_t n = rpc_limits::max_error_bytes;
-    while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xc0u) == 0x80u) --n;
+    while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xc0u) == 0x80u)
+        --n;
     s.resize(n);
 }
 
@@ -490,6 +491,8 @@ void RpcClient::expire(std::chrono::steady_clock::time_point now) {
 }
 
 void RpcClient::receive_until(std::chrono::steady_clock::time_point until) {
+    // Responses often arrive while the caller is busy: take those without a poll.
+    if (drain() > 0) return;
     const auto now = std::chrono::steady_clock::now();
     const auto wait = std::chrono::ceil<std::chrono::milliseconds>(
         std::max(until - now, std::chrono::steady_clock::duration::zero()));
@@ -500,14 +503,19 @@ void RpcClient::receive_until(std::chrono::steady_clock::time_point until) {
         if (e.num() == EINTR) return;
         throw;
     }
-    if (!(items[0].revents & ZMQ_POLLIN)) return;
+    if (items[0].revents & ZMQ_POLLIN) (void)drain();
+}
+
+std::size_t RpcClient::drain() {
+    std::size_t received = 0;
     std::vector<zmq::message_t> frames;
     for (;;) {
         frames.clear();
         if (!zmq::recv_multipart(socket_.raw(), std::back_inserter(frames),
                                  zmq::recv_flags::dontwait)) {
-            return;
+            return received;
         }
+        ++received;
         // A REP-style peer may prefix an empty delimiter.
         if (frames.size() == 2 && frames[0].size() == 0) frames.erase(frames.begin());
         if (frames.size() != 1) {

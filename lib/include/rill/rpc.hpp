@@ -20,6 +20,7 @@
 #include <string_view>
 #include <thread>
 #include <variant>
+#include <vector>
 #include <zmq.hpp>
 
 #include "rill/codec.hpp"
@@ -242,6 +243,7 @@ class RpcClient {
     };
     void transmit(Pending& call);
     void receive_until(std::chrono::steady_clock::time_point until);
+    std::size_t drain();  // receives every queued response; returns how many
     void expire(std::chrono::steady_clock::time_point now);
 
     Socket socket_;
