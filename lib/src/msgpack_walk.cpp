@@ -119,4 +119,15 @@ const msgpack::object_array& get_array(const msgpack::object& o, const char* fie
     return o.via.array;
 }
 
+const msgpack::object_array& get_array_min(const msgpack::object& o, const char* field,
+                                           std::size_t min_size) {
+    expect_type(o, msgpack::type::ARRAY, field);
+    if (o.via.array.size < min_size) {
+        fail(DecodeErrc::malformed, std::string(field) + " has " +
+                                        std::to_string(o.via.array.size) + " elements, expected " +
+                                        std::to_string(min_size) + " or more");
+    }
+    return o.via.array;
+}
+
 }  // namespace rill::detail

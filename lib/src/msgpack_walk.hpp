@@ -47,5 +47,8 @@ std::string_view get_str(const msgpack::object& o, const char* field, std::size_
 std::string_view get_bin(const msgpack::object& o, const char* field, std::size_t max_bytes);
 const msgpack::object_array& get_array(const msgpack::object& o, const char* field,
                                        std::size_t size);
+/// An array of at least `min_size` elements (later revisions may append fields).
+const msgpack::object_array& get_array_min(const msgpack::object& o, const char* field,
+                                           std::size_t min_size);
 
 }  // namespace rill::detail

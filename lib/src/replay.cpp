@@ -94,7 +94,7 @@ std::string encode_replay_request(const ReplayRequest& request) {
 
 ReplayRequest decode_replay_request(std::string_view params) {
     auto oh = detail::parse_whole(params, "replay request");
-    const auto& a = detail::get_array(oh.get(), "replay request", 3);
+    const auto& a = detail::get_array_min(oh.get(), "replay request", 3);
     ReplayRequest r;
     r.sensor.assign(detail::get_str(a.ptr[0], "sensor", limits::max_sensor_id_bytes));
     r.from_seq = detail::get_uint(a.ptr[1], "from_seq");
@@ -136,7 +136,7 @@ std::string encode_replay_reply(const ReplayReply& reply) {
 
 ReplayReply decode_replay_reply(std::string_view result) {
     auto oh = detail::parse_whole(result, "replay reply");
-    const auto& a = detail::get_array(oh.get(), "replay reply", 4);
+    const auto& a = detail::get_array_min(oh.get(), "replay reply", 4);
     ReplayReply r;
     const auto payload = detail::get_bin(a.ptr[0], "readings", limits::max_payload_bytes);
     if (!payload.empty()) {

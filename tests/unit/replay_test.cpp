@@ -82,6 +82,13 @@ TEST_CASE("replay requests and replies round trip") {
     empty.first_available = 1;
     empty.newest = 0;
     CHECK(rill::decode_replay_reply(rill::encode_replay_reply(empty)) == empty);
+
+    // Fields a later revision appends are ignored, as in reading_v1.
+    CHECK(rill::decode_replay_request(pack(std::make_tuple("greenhouse-07", 17, 500, "new"))) ==
+          req);
+    const auto nil = msgpack::type::nil_t{};
+    CHECK(rill::decode_replay_reply(pack(std::make_tuple(std::vector<char>{}, 1, 0, nil, 9))) ==
+          empty);
 }
 
 TEST_CASE("replay decoding rejects malformed requests and replies") {
