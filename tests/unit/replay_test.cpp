@@ -258,3 +258,34 @@ TEST_CASE("a replay fetch times out when the publisher is absent") {
     CHECK_THROWS_AS((void)client.fetch("s", 1, 10, options), rill::RpcTimeout);
     CHECK(client.stats().resent == 1);
 }
+
+TEST_CASE("a python client written from proto/replay_v1.md gets readings and the lost range") {
+    zmq::context_t ctx;
+    FakeOutbox outbox;
+    for (std::uint64_t s = 20; s <= 42; ++s)
+        outbox.kept["greenhouse-07"].push_back(reading("greenhouse-07", s));
+    outbox.newest["greenhouse-07"] = 42;
+    rill::ReplayServer server(ctx, "tcp://127.0.0.1:0",
+                              [&](const rill::ReplayRequest& r) { return outbox.answer(r); });
+    const auto script = R"(
+import sys, zmq, msgpack
+s = zmq.Context.instance().socket(zmq.DEALER)
+s.setsockopt(zmq.LINGER, 0)
+s.connect(sys.argv[1])
+s.send(msgpack.packb([0, 9, "replay.v1", ["greenhouse-07", 17, 5]]))
+assert s.poll(10000), "timeout"
+kind, msgid, error, result = msgpack.unpackb(s.recv(), raw=False)
+assert kind == 1 and msgid == 9 and error is None, (kind, msgid, error)
+payload, first_available, newest, lost = result[:4]
+version, k, sensor, rows = msgpack.unpackb(payload, raw=False)[:4]
+print(sensor, [r[0] for r in rows], first_available, newest, lost)
+s.send(msgpack.packb([0, 10, "replay.v1", ["greenhouse-07", 0, 5]]))
+assert s.poll(10000), "timeout"
+print(msgpack.unpackb(s.recv(), raw=False)[2])
+)";
+    std::string out;
+    REQUIRE(rill::test::run_command({"/usr/bin/python3", "-c", script, server.last_endpoint()}, 30s,
+                                    &out) == 0);
+    CHECK(out.find("greenhouse-07 [20, 21, 22, 23, 24] 20 42 [17, 19]\n") != std::string::npos);
+    CHECK(out.find("invalid replay request") != std::string::npos);
+}

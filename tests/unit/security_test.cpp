@@ -247,3 +247,21 @@ TEST_CASE("a second zap handler on one context is refused") {
     CHECK(first.allowed_count() == 1);
     CHECK_THROWS_AS((void)first.reload(), std::logic_error);
 }
+
+TEST_CASE("rill-keygen writes a key pair that rill reads and refuses to overwrite it") {
+    rill::test::TempDir dir;
+    const auto keydir = (dir.path() / "keys").string();
+    std::string out;
+    REQUIRE(rill::test::run_command({rill::test::bin("rill-keygen"), "station-1", "--dir", keydir},
+                                    30s, &out) == 0);
+    const auto keys = rill::read_key_file(fs::path(keydir) / "station-1.key_secret");
+    CHECK(rill::is_z85_key(keys.secret_key));
+    CHECK(rill::read_key_file(fs::path(keydir) / "station-1.key").public_key == keys.public_key);
+    CHECK(mode_of(fs::path(keydir) / "station-1.key_secret") == 0600u);
+    CHECK(rill::test::run_command({rill::test::bin("rill-keygen"), "station-1", "--dir", keydir},
+                                  30s, &out) != 0);
+    CHECK(out.find("station-1.key_secret") != std::string::npos);
+    CHECK(rill::read_key_file(fs::path(keydir) / "station-1.key_secret") == keys);
+    CHECK(rill::test::run_command({rill::test::bin("rill-keygen"), "--help"}, 30s, &out) == 0);
+    CHECK(out.find("RILL_KEY_DIR") != std::string::npos);
+}
