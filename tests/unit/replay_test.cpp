@@ -289,3 +289,32 @@ print(msgpack.unpackb(s.recv(), raw=False)[2])
     CHECK(out.find("greenhouse-07 [20, 21, 22, 23, 24] 20 42 [17, 19]\n") != std::string::npos);
     CHECK(out.find("invalid replay request") != std::string::npos);
 }
+
+TEST_CASE("mutated replay replies decode or throw DecodeError, never anything else") {
+    rill::ReplayReply reply;
+    for (std::uint64_t s = 20; s < 25; ++s)
+        reply.readings.push_back(reading("greenhouse-07", s));
+    reply.first_available = 20;
+    reply.newest = 42;
+    rill::set_lost_range({"greenhouse-07", 17, 500}, reply);
+    const auto seed = rill::encode_replay_reply(reply);
+    std::uint64_t state = 0x2545f4914f6cdd1dull;
+    const auto next = [&state] {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        return state;
+    };
+    int rejected = 0;
+    for (int i = 0; i < 20000; ++i) {
+        auto bytes = seed;
+        bytes[next() % bytes.size()] = static_cast<char>(next() & 0xff);
+        if (next() % 4 == 0) bytes.resize(next() % bytes.size());
+        try {
+            (void)rill::decode_replay_reply(bytes);
+        } catch (const rill::DecodeError&) {
+            ++rejected;
+        }
+    }
+    CHECK(rejected > 1000);
+}

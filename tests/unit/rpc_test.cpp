@@ -294,3 +294,41 @@ TEST_CASE("a server stops promptly and can be stopped twice") {
     CHECK_THROWS_AS(server->handle("late", [](std::string_view) { return std::string(); }),
                     std::logic_error);
 }
+
+TEST_CASE("mutated rpc messages decode or throw DecodeError, never anything else") {
+    const std::vector<std::string> seeds{
+        rill::encode_rpc_request({1, "replay.v1", pack(std::make_tuple("s", 17, 500))}),
+        rill::encode_rpc_response({2, std::nullopt, pack(std::vector<std::string>{"a", "b"})}),
+        rill::encode_rpc_response({3, std::string("boom"), ""}),
+    };
+    std::uint64_t state = 0x9e3779b97f4a7c15ull;
+    const auto next = [&state] {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        return state;
+    };
+    int decoded = 0;
+    int rejected = 0;
+    for (int i = 0; i < 20000; ++i) {
+        auto bytes = seeds[next() % seeds.size()];
+        switch (next() % 3) {
+            case 0:
+                bytes[next() % bytes.size()] = static_cast<char>(next() & 0xff);
+                break;
+            case 1:
+                bytes.resize(next() % bytes.size());
+                break;
+            default:
+                bytes.insert(next() % bytes.size(), 1, static_cast<char>(next() & 0xff));
+        }
+        try {
+            (void)rill::decode_rpc_message(bytes);
+            ++decoded;
+        } catch (const rill::DecodeError&) {
+            ++rejected;
+        }
+    }
+    CHECK(decoded + rejected == 20000);
+    CHECK(rejected > 1000);
+}
