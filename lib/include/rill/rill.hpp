@@ -3,7 +3,12 @@
 #pragma once
 
 #include "rill/codec.hpp"
+#include "rill/csv_source.hpp"
+#include "rill/dht.hpp"
 #include "rill/endpoint.hpp"
+#include "rill/iio_source.hpp"
 #include "rill/log.hpp"
 #include "rill/reading.hpp"
+#include "rill/sim_source.hpp"
 #include "rill/socket.hpp"
+#include "rill/source.hpp"
