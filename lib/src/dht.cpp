@@ -1,13 +1,39 @@
 #include "rill/dht.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <stdexcept>
+#include <system_error>
 
 #include "rill/log.hpp"
 
 namespace rill {
 
 using namespace std::chrono_literals;
+
+namespace {
+
+// Errors that retrying cannot fix: no permission, the pin claimed elsewhere (the IIO overlay),
+// no such chip or line, flags the kernel does not support.
+bool is_configuration_error(const std::error_code& ec) {
+    if (ec.category() != std::generic_category() && ec.category() != std::system_category()) {
+        return false;
+    }
+    switch (ec.value()) {
+        case EACCES:
+        case EPERM:
+        case EBUSY:
+        case ENOENT:
+        case ENODEV:
+        case ENXIO:
+        case EINVAL:
+            return true;
+        default:
+            return false;
+    }
+}
+
+}  // namespace
 
 std::string_view to_string(DhtModel model) noexcept {
     return model == DhtModel::dht11 ? "dht11" : "dht22";
@@ -100,6 +126,11 @@ std::optional<Measurement> DhtSource::attempt() {
     std::vector<std::chrono::nanoseconds> edges;
     try {
         edges = edges_->capture(options_.start_pulse, options_.capture_window);
+    } catch (const std::system_error& e) {
+        if (is_configuration_error(e.code())) throw;
+        counters_.failed_io.fetch_add(1, std::memory_order_relaxed);
+        log_warn("source", describe() + ": capture failed: " + e.what());
+        return std::nullopt;
     } catch (const std::exception& e) {
         counters_.failed_io.fetch_add(1, std::memory_order_relaxed);
         log_warn("source", describe() + ": capture failed: " + e.what());

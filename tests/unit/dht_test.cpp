@@ -194,6 +194,7 @@ class FakeEdgeSource final : public EdgeSource {
     struct Step {
         std::vector<nanoseconds> edges;
         bool throw_io = false;
+        int error = EIO;
     };
     FakeEdgeSource(FakeTime& time, std::deque<Step> script, std::vector<Step> repeat = {})
         : time_(time), script_(std::move(script)), repeat_(std::move(repeat)) {}
@@ -209,7 +210,7 @@ class FakeEdgeSource final : public EdgeSource {
         } else if (!repeat_.empty()) {
             s = repeat_[captures.size() % repeat_.size()];
         }
-        if (s.throw_io) throw std::system_error(EBUSY, std::generic_category(), "line busy");
+        if (s.throw_io) throw std::system_error(s.error, std::generic_category(), "capture");
         return s.edges;
     }
     std::string describe() const override { return "fake line"; }
@@ -369,4 +370,18 @@ TEST_CASE("stop interrupts a DhtSource waiting for its next read") {
     reader.join();
     CHECK_FALSE(second.has_value());
     CHECK(took < 5s);
+}
+
+TEST_CASE("DhtSource reports a GPIO configuration error instead of retrying it") {
+    FakeTime time;
+    FakeEdgeSource::Step busy;
+    busy.throw_io = true;
+    busy.error = EBUSY;  // the pin is owned by the dht11 overlay
+    auto fake = std::make_unique<FakeEdgeSource>(time, std::deque<FakeEdgeSource::Step>{busy});
+    DhtOptions options;
+    options.clock = time.clock();
+    DhtSource source(std::move(fake), options);
+    CHECK_THROWS_AS((void)source.next(), std::system_error);
+    CHECK(source.counters().retries == 0);
+    CHECK(source.counters().failed_io == 0);
 }

@@ -1,10 +1,12 @@
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <cerrno>
 #include <deque>
 #include <fstream>
 #include <stdexcept>
 #include <system_error>
+#include <thread>
 
 #include "rill/iio_source.hpp"
 #include "support/process.hpp"
@@ -203,4 +205,29 @@ TEST_CASE("make_source builds an IIO source from iio and iio:DEVICE specs") {
     CHECK(make_source("iio", options)->describe() == "iio iio:device1 (dht11@0)");
     CHECK(make_source("iio:iio:device1", options)->describe() == "iio iio:device1 (dht11@0)");
     CHECK_THROWS_AS((void)make_source("iio:bme280", options), std::runtime_error);
+}
+
+TEST_CASE("stop interrupts an IIO source waiting for its next interval") {
+    FakeSysfs sysfs;
+    IioOptions options;
+    options.sysfs_root = sysfs.dir.path();
+    options.interval = std::chrono::hours(1);
+    IioSource source(options);  // real clock
+    REQUIRE(source.next().has_value());
+    std::atomic<bool> returned{false};
+    std::optional<Measurement> second;
+    std::thread reader([&] {
+        second = source.next();
+        returned = true;
+    });
+    std::this_thread::sleep_for(50ms);
+    CHECK_FALSE(returned.load());
+    const auto asked = std::chrono::steady_clock::now();
+    source.request_stop();
+    for (int i = 0; i < 1000 && !returned; ++i)
+        std::this_thread::sleep_for(10ms);
+    const auto took = std::chrono::steady_clock::now() - asked;
+    reader.join();
+    CHECK_FALSE(second.has_value());
+    CHECK(took < 5s);
 }

@@ -86,7 +86,10 @@ struct DhtOptions {
 /// Reads a DHT11/DHT22 through an EdgeSource. next() blocks until the next interval, reads,
 /// retries bad reads with backoff (counted per reason) and returns only checksum-valid,
 /// plausible values stamped with the wall-clock time of the read. It never reads the sensor
-/// more often than the minimum spacing. Owns the edge source.
+/// more often than the minimum spacing. A capture that throws std::system_error with EACCES,
+/// EPERM, EBUSY (the pin is claimed, e.g. by the dht11 overlay), ENOENT, ENODEV, ENXIO or EINVAL
+/// is a configuration problem: next() rethrows it. Other capture errors count as failed_io and
+/// are retried. Owns the edge source.
 class DhtSource final : public Source {
   public:
     /// Throws std::invalid_argument when `edges` is null or options are out of range.
