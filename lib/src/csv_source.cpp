@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cmath>
+#include <limits>
 #include <system_error>
 
 #include "rill/log.hpp"
@@ -124,11 +125,36 @@ std::optional<Measurement> CsvSource::parse_row(std::string_view line) {
     return m;
 }
 
+std::optional<std::string_view> CsvSource::read_line() {
+    // Bounded: a line that does not fit is skipped up to its newline, never buffered whole.
+    line_too_long_ = false;
+    in_.getline(line_buf_.data(), static_cast<std::streamsize>(line_buf_.size()));
+    const auto got = static_cast<std::size_t>(in_.gcount());
+    if (in_.eof() && got == 0) return std::nullopt;
+    if (in_.fail() && !in_.eof()) {
+        if (got == 0 && in_.bad()) return std::nullopt;
+        in_.clear();
+        in_.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
+        line_too_long_ = true;
+        return std::string_view();
+    }
+    // gcount counts the newline, which getline consumes but does not store; a last line
+    // without a newline ends at EOF instead.
+    const std::size_t len = in_.eof() ? got : got - 1;
+    return std::string_view(line_buf_.data(), len);
+}
+
 std::optional<Measurement> CsvSource::next() {
-    std::string line;
-    while (!stop_requested() && std::getline(in_, line)) {
+    while (!stop_requested()) {
+        const auto line = read_line();
+        if (!line) break;
         ++line_no_;
-        const std::string_view text = trim(line);
+        if (line_too_long_) {
+            counters_.reads.fetch_add(1, std::memory_order_relaxed);
+            bad_row("line longer than " + std::to_string(max_line_bytes) + " bytes");
+            continue;
+        }
+        const std::string_view text = trim(*line);
         if (text.empty() || text.front() == '#') continue;
         auto m = parse_row(text);
         if (!m) continue;

@@ -179,3 +179,22 @@ TEST_CASE("a missing csv file is an error naming the file") {
         CHECK(std::string(e.what()).find("/nonexistent/rill-readings.csv") != std::string::npos);
     }
 }
+
+TEST_CASE("csv source skips overlong lines and reads a last line without a newline") {
+    test::TempDir dir("rill-csv");
+    const std::string huge(100'000, '9');
+    StderrCapture capture(dir.path() / "stderr.txt");
+    CsvSource source(write_csv(dir, "long.csv",
+                               "ts,temperature,humidity\n1763719200,20," + huge +
+                                   "\n1763719201,21,50\n" + std::string("1763719202,2\0,50\n", 17) +
+                                   "1763719203,22,51"));
+    const auto rows = drain(source);
+    const std::string log = capture.finish();
+    REQUIRE(rows.size() == 2);
+    CHECK(rows[0].temperature == doctest::Approx(21.0));
+    CHECK(rows[1].temperature == doctest::Approx(22.0));
+    CHECK(rows[1].humidity == doctest::Approx(51.0));
+    CHECK(source.counters().failed_parse == 2);  // the overlong line and the NUL byte
+    CHECK(log.find("long.csv:2: skipped bad row (line longer than 4096 bytes)") !=
+          std::string::npos);
+}

@@ -27,7 +27,8 @@ struct CsvOptions {
 /// An optional first-line header names the columns; columns after the third become extras
 /// named by the header (without a header, extra columns make a row bad). Blank lines and lines
 /// starting with '#' are skipped. A bad row (wrong field count, unparsable time or number,
-/// non-finite value, humidity outside [0, 100], temperature outside the Reading limits) is
+/// non-finite value, humidity outside [0, 100], temperature outside the Reading limits, a line
+/// over 4096 bytes) is
 /// counted in failed_parse, logged with its line number and skipped. next() returns nothing at
 /// the end of the file.
 class CsvSource final : public Source {
@@ -39,12 +40,16 @@ class CsvSource final : public Source {
     [[nodiscard]] std::string describe() const override;
 
   private:
+    static constexpr std::size_t max_line_bytes = 4096;
+    std::optional<std::string_view> read_line();
     std::optional<Measurement> parse_row(std::string_view line);
     void bad_row(std::string_view why);
 
     std::filesystem::path path_;
     CsvOptions options_;
     std::ifstream in_;
+    std::vector<char> line_buf_ = std::vector<char>(max_line_bytes + 1);
+    bool line_too_long_ = false;
     std::uint64_t line_no_ = 0;
     bool first_line_ = true;
     std::vector<std::string> extra_names_;
