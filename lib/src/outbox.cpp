@@ -55,7 +55,9 @@ constexpr std::uint8_t kind_snapshot = 2;
 // A sparse index entry per sensor at least every this many bytes of a segment, so a read
 // starts scanning at most this far before its first reading.
 constexpr std::uint64_t checkpoint_stride = 64 * 1024;
-constexpr std::size_t read_chunk = 1 << 20;
+// Reads start with small chunks (a replay usually wants little) and double up to the maximum.
+constexpr std::size_t first_read_chunk = 64 * 1024;
+constexpr std::size_t max_read_chunk = 1 << 20;
 
 // --- little-endian fields --------------------------------------------------------------------
 void put_u8(std::string& out, std::uint8_t v) {
@@ -174,7 +176,8 @@ class ChunkReader {
         if (offset > end_ || n > end_ - offset) return std::nullopt;
         if (offset < buf_offset_ || offset + n > buf_offset_ + buf_.size()) {
             const std::size_t want = static_cast<std::size_t>(
-                std::min<std::uint64_t>(std::max(n, read_chunk), end_ - offset));
+                std::min<std::uint64_t>(std::max(n, chunk_), end_ - offset));
+            chunk_ = std::min(chunk_ * 2, max_read_chunk);
             buf_.resize(want);
             buf_.resize(file_.read_at(buf_.data(), want, offset));
             buf_offset_ = offset;
@@ -188,6 +191,7 @@ class ChunkReader {
     std::uint64_t end_;
     std::string buf_;
     std::uint64_t buf_offset_ = 0;
+    std::size_t chunk_ = first_read_chunk;
 };
 
 // --- records ---------------------------------------------------------------------------------
@@ -329,7 +333,7 @@ struct Extent {
 struct Segment {
     std::uint64_t number = 0;
     fs::path path;
-    std::shared_ptr<File> file;  // null when the segment's header is unreadable
+    std::shared_ptr<File> file;  // open for the active segment only
     std::uint64_t end = 0;       // end of the valid records; appends go here
     std::uint64_t file_size = 0;
     std::uint64_t index_bytes = 0;
@@ -624,6 +628,7 @@ void Outbox::Impl::seal_active() {
     Segment& seg = active();
     sync_active(options.fsync != FsyncPolicy::never);
     write_index(seg);
+    seg.file.reset();  // a read in progress keeps its own reference
 }
 
 void Outbox::Impl::sync_active(bool force) {
@@ -726,8 +731,7 @@ void Outbox::Impl::open(std::vector<OutboxDrop>& drops) {
             Segment seg;
             seg.number = number;
             seg.path = path;
-            seg.file = std::make_shared<File>(path, O_RDONLY);
-            seg.file_size = seg.file->size();
+            seg.file_size = fs::file_size(path);
             if (load_index(idx, seg)) {
                 seg.index_bytes = fs::file_size(idx);
                 segments.push_back(std::move(seg));
@@ -772,6 +776,7 @@ void Outbox::Impl::open(std::vector<OutboxDrop>& drops) {
                 m.corrupt_records += 1;
             }
             if (s.header_ok) write_index(seg);
+            seg.file.reset();  // closed segments are opened per read
         }
         segments.push_back(std::move(seg));
     }
@@ -992,7 +997,8 @@ OutboxRead Outbox::read(std::string_view sensor, std::uint64_t from_seq,
                         std::size_t max_count) const {
     const Impl& d = *impl_;
     struct Step {
-        std::shared_ptr<File> file;
+        std::shared_ptr<File> file;  // the active segment's; null for a closed one
+        fs::path path;
         std::uint64_t start;  // offset of a record of the sensor at or before from_seq
         std::uint64_t end;    // the segment's valid end when the plan was made
         std::uint64_t last;   // the sensor's last seq in the segment
@@ -1010,7 +1016,7 @@ OutboxRead Outbox::read(std::string_view sensor, std::uint64_t from_seq,
         for (const auto& seg : d.segments) {
             if (want == 0) break;
             const auto it = seg.sensors.find(sensor);
-            if (it == seg.sensors.end() || it->second.readings == 0 || !seg.file) continue;
+            if (it == seg.sensors.end() || it->second.readings == 0) continue;
             const Extent& e = it->second;
             if (e.last < from_seq) continue;
             const std::uint64_t start = std::max(from_seq, e.first);
@@ -1018,19 +1024,28 @@ OutboxRead Outbox::read(std::string_view sensor, std::uint64_t from_seq,
                 std::upper_bound(e.checkpoints.begin(), e.checkpoints.end(), start,
                                  [](std::uint64_t s, const Checkpoint& c) { return s < c.seq; });
             if (cp != e.checkpoints.begin()) --cp;
-            plan.push_back({seg.file, cp->offset, seg.end, e.last});
+            plan.push_back({seg.file, seg.path, cp->offset, seg.end, e.last});
             want -= std::min<std::uint64_t>(want, e.last - start + 1);
         }
     }
     for (const Step& step : plan) {
         if (out.readings.size() >= max_count) break;
-        ChunkReader in(*step.file, step.end);
+        std::shared_ptr<File> file = step.file;
+        if (!file) {
+            try {
+                file = std::make_shared<File>(step.path, O_RDONLY);
+            } catch (const std::system_error& e) {
+                if (e.code() == std::errc::no_such_file_or_directory) continue;  // just dropped
+                throw;
+            }
+        }
+        ChunkReader in(*file, step.end);
         std::uint64_t off = step.start;
         for (;;) {
             Parsed p = parse_record(in, off, step.end);
             if (p.status == RecordStatus::end) break;
             if (p.status != RecordStatus::ok) {
-                log_warn(component, "cannot read " + step.file->path().string() + " at offset " +
+                log_warn(component, "cannot read " + file->path().string() + " at offset " +
                                         std::to_string(off) + ": " + p.problem +
                                         "; skipping the rest of the segment for sensor " +
                                         std::string(sensor));
@@ -1049,8 +1064,8 @@ OutboxRead Outbox::read(std::string_view sensor, std::uint64_t from_seq,
                 decode_batch(r.payload, batch);
             } catch (const DecodeError& e) {
                 log_warn(component, "cannot decode the record at offset " +
-                                        std::to_string(r.offset) + " of " +
-                                        step.file->path().string() + ": " + e.what());
+                                        std::to_string(r.offset) + " of " + file->path().string() +
+                                        ": " + e.what());
                 const std::lock_guard lock(d.mu);
                 d.m.corrupt_records += 1;
                 continue;
