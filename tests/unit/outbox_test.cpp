@@ -167,7 +167,7 @@ TEST_CASE("outbox keeps interleaved sensors apart") {
                                                              {"ccc", outbox.newest("ccc")}});
 }
 
-TEST_CASE("outbox reads ranges within a segment, across segments and beyond the newest seq") {
+TEST_CASE("outbox reads ranges within a segment and across segments and beyond the newest seq") {
     test::TempDir dir("outbox");
     Outbox outbox(dir.path(), small_segments());
     for (int i = 0; i < 100; ++i) {
