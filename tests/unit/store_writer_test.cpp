@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <limits>
+#include <thread>
 
 #include "rill/store.hpp"
 #include "support/postgres.hpp"
@@ -169,6 +170,12 @@ TEST_CASE("stored ranges are loaded at start with their holes") {
     CHECK(w.stored_ranges("b").ranges() == std::vector<SeqRange>{{5, 6}});
     CHECK(w.stored_ranges("b").gaps() == std::vector<SeqRange>{{1, 4}, {7, open_end}});
     CHECK(w.stored_ranges("nobody").empty());
+    {
+        auto o = options(pg);
+        o.sensor_prefix.assign(1, 'b');  // (GCC 12 warns falsely on = "b": -Wrestrict)
+        BatchWriter only_b(o);
+        CHECK(only_b.sensors() == std::vector<std::string>{"b"});
+    }
     CHECK(w.add(reading("a", 16)) == BatchWriter::AddResult::duplicate);
     CHECK(w.add(reading("a", 12)) == BatchWriter::AddResult::accepted);
     CHECK(w.flush() == 1);
@@ -193,7 +200,7 @@ TEST_CASE("a PostgreSQL restart while writing loses nothing and doubles nothing"
     CHECK(w.stats().database_errors >= 1);
     CHECK(w.next_deadline().has_value());
     // While the server is down, reconnects keep failing and nothing is lost.
-    (void)rill::test::wait_until([&] { return w.due(); }, 10s);
+    std::this_thread::sleep_for(100ms);  // past the first reconnect delay (20 ms)
     CHECK(w.flush() == 0);
     CHECK(w.pending() == 500);
     REQUIRE_FALSE(events.empty());

@@ -223,9 +223,13 @@ struct WriterOptions {
     std::size_t pending_max = 500'000;  ///< readings held (e.g. while the database is down)
     BackoffOptions backoff{};           ///< delays between reconnect attempts
     bool migrate = true;                ///< run migrate() when opening
+    /// Load stored ranges only for sensors whose id starts with this (an instance that
+    /// subscribes to a sensor-id prefix needs no others). Readings of other sensors are still
+    /// written correctly; their duplicates are then caught by the database, not in memory.
+    std::string sensor_prefix;
 };
 
-/// One reconnect attempt, reported to WriterOptions-independent observers via on_reconnect().
+/// One reconnect attempt, as reported to BatchWriter::on_reconnect().
 struct ReconnectEvent {
     unsigned attempt = 0;  ///< 1 for the first attempt after a failure
     bool succeeded = false;
@@ -284,13 +288,18 @@ class BatchWriter {
     /// Blocks; throws StoreError when the database can't be reached or the schema is wrong
     /// (no retry here: the owner decides whether to try again).
     explicit BatchWriter(WriterOptions options);
+    /// Closes the connection. Does not flush: readings still pending were never acknowledged
+    /// (not committed), so the publisher replays them; call drain() first to write them.
     ~BatchWriter();
     BatchWriter(const BatchWriter&) = delete;
     BatchWriter& operator=(const BatchWriter&) = delete;
     BatchWriter(BatchWriter&&) noexcept;
-    BatchWriter& operator=(BatchWriter&&) noexcept;
+    BatchWriter& operator=(BatchWriter&&) noexcept;  ///< a moved-from writer may only be
+                                                     ///< destroyed or assigned to
 
-    /// Takes one reading. Never touches the database; never throws except std::bad_alloc.
+    /// Takes one reading. Checks, in order: invalid, duplicate, full (so duplicates are dropped
+    /// even while the buffer is full). Never touches the database; never throws except
+    /// std::bad_alloc.
     [[nodiscard]] AddResult add(Reading reading);
     /// Offers readings in order until one comes back `full`; returns how many were consumed
     /// (accepted, duplicate or invalid). The rest should be offered again after a flush.

@@ -49,7 +49,7 @@ SELECT sensor FROM s WHERE sensor IS NOT NULL)sql";
 const std::string islands_sql = R"sql(
 SELECT min(seq), max(seq)
 FROM (SELECT seq, seq - row_number() OVER (ORDER BY seq) AS island
-      FROM readings WHERE sensor = $1) t
+      FROM readings WHERE sensor = $1 AND seq > 0) t
 GROUP BY island ORDER BY 1)sql";
 
 struct SensorState {
@@ -97,6 +97,7 @@ struct BatchWriter::Impl {
         const Result names = conn.exec(sensors_sql, "list the sensors in readings");
         for (int i = 0; i < names.rows(); ++i) {
             std::string name(names.value(i, 0));
+            if (!name.starts_with(options.sensor_prefix)) continue;
             const Result islands =
                 conn.exec_params(islands_sql, {name}, "load the stored ranges of " + name);
             auto& state = sensors[name];
@@ -274,16 +275,19 @@ BatchWriter& BatchWriter::operator=(BatchWriter&&) noexcept = default;
 
 BatchWriter::AddResult BatchWriter::add(Reading reading) {
     Impl& w = *impl_;
-    if (w.pending.size() >= w.options.pending_max) return AddResult::full;
     if (reading.seq > max_seq || reading_problem(reading)) {
         ++w.stats.invalid_rejected;
         return AddResult::invalid;
     }
-    SensorState& s = w.sensors[reading.sensor];
-    if (s.stored.contains(reading.seq) || s.pending.contains(reading.seq)) {
+    auto it = w.sensors.find(reading.sensor);
+    if (it != w.sensors.end() &&
+        (it->second.stored.contains(reading.seq) || it->second.pending.contains(reading.seq))) {
         ++w.stats.duplicates_skipped;
         return AddResult::duplicate;
     }
+    if (w.pending.size() >= w.options.pending_max) return AddResult::full;
+    if (it == w.sensors.end()) it = w.sensors.try_emplace(reading.sensor).first;
+    SensorState& s = it->second;
     s.pending.insert(reading.seq);
     if (w.pending.empty()) w.oldest = Clock::now();
     w.pending.push_back(Pending{std::move(reading), &s});
