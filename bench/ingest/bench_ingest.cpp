@@ -2,8 +2,10 @@
 // binary COPY of the same rows into an identical table (same columns, primary key and
 // indexes), in the same run and interleaved batch by batch so both see the same server state.
 //
-//   bench-ingest [--quick] [--rows N] [--batch N] [--sensors N] [--db CONNINFO]
+//   bench-ingest [--quick] [--rows N] [--batch N] [--sensors N] [--pk-only] [--db CONNINFO]
 //
+// --pk-only drops the secondary indexes (sensor, ts DESC) and BRIN (ts) from both tables, to
+// measure against a table with only the primary key.
 // Without --db a throwaway PostgreSQL is started (fsync off, as in the tests). With --db the
 // benchmark creates a database rill_bench_<pid> on that server (needs CREATEDB), works there
 // and drops it at the end; it never touches other databases.
@@ -35,6 +37,7 @@ struct Options {
     std::size_t rows = 1'000'000;
     std::size_t batch = 10'000;
     std::size_t sensors = 100;
+    bool pk_only = false;
     std::string db;
 };
 
@@ -42,7 +45,7 @@ struct Options {
     std::fprintf(stderr,
                  "bench-ingest: %s\n"
                  "usage: bench-ingest [--quick] [--rows N] [--batch N] [--sensors N] "
-                 "[--db CONNINFO]\n",
+                 "[--pk-only] [--db CONNINFO]\n",
                  why);
     std::exit(2);
 }
@@ -71,6 +74,8 @@ Options parse(int argc, char** argv) {
             o.batch = number();
         } else if (a == "--sensors") {
             o.sensors = number();
+        } else if (a == "--pk-only") {
+            o.pk_only = true;
         } else if (a == "--db") {
             o.db = next();
         } else if (a == "--help" || a == "-h") {
@@ -155,6 +160,10 @@ int main(int argc, char** argv) {
         wo.pending_max = opt.batch * 2;
         BatchWriter writer(wo);
         auto raw = Connection::open(conninfo);
+        if (opt.pk_only) {
+            (void)raw.exec("DROP INDEX readings_sensor_ts_idx, readings_ts_brin_idx",
+                           "drop the secondary indexes");
+        }
         (void)raw.exec("CREATE TABLE readings_raw (LIKE readings INCLUDING ALL)",
                        "create readings_raw");
         (void)raw.exec("CHECKPOINT", "checkpoint");
@@ -162,8 +171,10 @@ int main(int argc, char** argv) {
                                      std::string(rill::store::copy_columns) +
                                      ") FROM STDIN (FORMAT binary)";
 
-        std::printf("bench-ingest: %zu rows per side, batches of %zu, %zu sensors\n", opt.rows,
-                    opt.batch, opt.sensors);
+        std::printf(
+            "bench-ingest: %zu rows per side, batches of %zu, %zu sensors, %s\n", opt.rows,
+            opt.batch, opt.sensors,
+            opt.pk_only ? "primary key only" : "primary key + (sensor, ts DESC) + BRIN (ts)");
         Clock::duration writer_time{};
         Clock::duration raw_time{};
         std::string payload;
