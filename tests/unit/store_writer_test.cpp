@@ -332,3 +332,26 @@ TEST_CASE("a permanent error makes flush throw and keeps the batch pending") {
     CHECK(w.flush() == 10);
     CHECK(count(pg) == "10");
 }
+
+TEST_CASE("a writer opened while PostgreSQL is down connects once it has started") {
+    TempPostgres pg;
+    pg.stop();
+    int failures = 0;
+    const auto give_up = std::chrono::steady_clock::now() + 300ms;
+    CHECK_THROWS_AS((void)rill::store::open_writer(
+                        options(pg), [&] { return std::chrono::steady_clock::now() < give_up; },
+                        [&](const rill::store::ReconnectEvent&) { ++failures; }),
+                    rill::store::StoreError);
+    CHECK(failures >= 1);
+    std::jthread starter([&] {
+        std::this_thread::sleep_for(200ms);
+        pg.start();
+    });
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    auto w = rill::store::open_writer(options(pg),
+                                      [&] { return std::chrono::steady_clock::now() < deadline; });
+    starter.join();
+    add_all(w, readings("s", 1, 3));
+    CHECK(w.flush() == 3);
+    CHECK(count(pg) == "3");
+}

@@ -316,7 +316,8 @@ class BatchWriter {
     /// Blocks while writing. Returns the number of readings committed by this call (including
     /// those the fallback found already stored). On a transient error it stops, keeps the
     /// failed batch and the rest pending, and returns; during a reconnect delay it returns 0 at
-    /// once. Throws StoreError on a permanent error (the failed batch stays pending).
+    /// once. A reconnect attempt blocks up to the connect_timeout of the conninfo (10 s unless
+    /// set). Throws StoreError on a permanent error (the failed batch stays pending).
     std::size_t flush();
 
     /// Flushes until nothing is pending or `deadline` passes, sleeping through reconnect
@@ -346,5 +347,14 @@ class BatchWriter {
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };
+
+/// Constructs a BatchWriter, retrying transient failures (database down or starting up) after
+/// options.backoff delays. Between attempts it sleeps in slices of at most 50 ms and gives up
+/// when `keep_trying()` returns false (e.g. a shutdown flag), rethrowing the last error.
+/// `observer`, when set, is told about every failed attempt. Blocks; throws StoreError at once
+/// on a permanent failure.
+[[nodiscard]] BatchWriter open_writer(
+    const WriterOptions& options, const std::function<bool()>& keep_trying,
+    const std::function<void(const ReconnectEvent&)>& observer = {});
 
 }  // namespace rill::store

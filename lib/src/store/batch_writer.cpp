@@ -1,6 +1,7 @@
 // BatchWriter: batches by size and time, one binary COPY per batch, exactly-once by
 // (sensor, seq), reconnect with backoff.
 #include <algorithm>
+#include <charconv>
 #include <deque>
 #include <limits>
 #include <thread>
@@ -67,8 +68,7 @@ struct Pending {
 
 std::uint64_t to_u64(std::string_view text) {
     std::uint64_t v = 0;
-    for (const char c : text)
-        v = v * 10 + static_cast<std::uint64_t>(c - '0');
+    std::from_chars(text.data(), text.data() + text.size(), v);
     return v;
 }
 
@@ -370,6 +370,29 @@ std::vector<std::string> BatchWriter::sensors() const {
 
 WriterStats BatchWriter::stats() const noexcept {
     return impl_->stats;
+}
+
+BatchWriter open_writer(const WriterOptions& options, const std::function<bool()>& keep_trying,
+                        const std::function<void(const ReconnectEvent&)>& observer) {
+    Backoff backoff(options.backoff);
+    for (unsigned attempt = 1;; ++attempt) {
+        try {
+            return BatchWriter(options);
+        } catch (const StoreError& e) {
+            if (!e.transient()) throw;
+            const auto delay = backoff.next_delay();
+            log_warn("store", std::string(e.what()) + "; retrying in " +
+                                  std::to_string(delay.count()) + " ms");
+            if (observer) observer({attempt, false, delay, e.what()});
+            const auto until = Clock::now() + delay;
+            while (Clock::now() < until) {
+                if (!keep_trying()) throw;
+                std::this_thread::sleep_for(
+                    std::min<Clock::duration>(until - Clock::now(), std::chrono::milliseconds(50)));
+            }
+            if (!keep_trying()) throw;
+        }
+    }
 }
 
 void BatchWriter::on_reconnect(std::function<void(const ReconnectEvent&)> observer) {
