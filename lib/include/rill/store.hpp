@@ -98,9 +98,10 @@ class Connection {
   public:
     Connection() = default;  ///< empty; connected() is false
 
-    /// Connects (blocking; bounded by `connect_timeout` in `conninfo`, if any) with
-    /// client_encoding UTF8 and TimeZone UTC. Throws StoreError (transient when the server
-    /// can't be reached or refuses for now, permanent for e.g. a bad password or database).
+    /// Connects, blocking up to the `connect_timeout` of `conninfo` (10 s unless it sets one),
+    /// with client_encoding UTF8 unless `conninfo` says otherwise; server notices go to the
+    /// debug log. Throws StoreError (transient when the server can't be reached or refuses for
+    /// now, permanent for e.g. a failed authentication or a missing database).
     [[nodiscard]] static Connection open(const std::string& conninfo);
 
     /// True when there is a connection and libpq still believes it is good.
