@@ -181,6 +181,11 @@ class BatchSender {
         }
     }
 
+    void announce(std::string_view sensor, std::uint64_t seq) {
+        auto& newest = newest_[std::string(sensor)];
+        newest = std::max(newest, seq);
+    }
+
     [[nodiscard]] std::optional<std::uint64_t> newest(std::string_view sensor) const {
         const auto it = newest_.find(std::string(sensor));
         if (it == newest_.end()) return std::nullopt;
@@ -546,6 +551,11 @@ const std::vector<std::string>& Publisher::bound() const noexcept {
 
 std::optional<std::uint64_t> Publisher::newest(std::string_view sensor) const {
     return impl_->sender.newest(sensor);
+}
+
+void Publisher::announce(std::string_view sensor, std::uint64_t newest) {
+    if (auto problem = sensor_id_problem(sensor)) throw std::invalid_argument(*problem);
+    impl_->sender.announce(sensor, newest);
 }
 
 // --- Pusher ---------------------------------------------------------------------------------

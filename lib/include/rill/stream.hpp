@@ -98,7 +98,11 @@ class Publisher {
     [[nodiscard]] const std::string& identity() const noexcept;
     /// The addresses this publisher bound, resolved (port 0 becomes the real port).
     [[nodiscard]] const std::vector<std::string>& bound() const noexcept;
-    /// The newest seq sent for `sensor` (what the next heartbeat announces), or nothing.
+    /// Makes heartbeats announce at least `newest` for `sensor` without sending anything: what a
+    /// restarted publisher does with the newest seq its outbox holds, so that subscribers see
+    /// readings lost at the tail of the previous run. Throws std::invalid_argument for a bad id.
+    void announce(std::string_view sensor, std::uint64_t newest);
+    /// The newest seq sent or announced for `sensor` (what the next heartbeat announces).
     [[nodiscard]] std::optional<std::uint64_t> newest(std::string_view sensor) const;
 
   private:

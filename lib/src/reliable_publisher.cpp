@@ -1,0 +1,80 @@
+#include "rill/log.hpp"
+#include "rill/reliable.hpp"
+
+namespace rill {
+
+struct ReliablePublisher::Impl {
+    Outbox outbox;
+    Publisher publisher;
+    std::unique_ptr<ReplayServer> replay;
+    std::string replay_endpoint;
+    bool closed = false;
+
+    Impl(ReliablePublisherOptions& o)
+        : outbox(o.outbox_dir, o.outbox),
+          publisher(o.publish_endpoints, std::move(o.publisher)) {
+        zmq::context_t& ctx = o.context ? *o.context : default_context();
+        if (!o.replay_endpoints.empty()) {
+            replay = std::make_unique<ReplayServer>(
+                ctx, o.replay_endpoints,
+                [this](const ReplayRequest& req) { return answer(req); }, o.replay_socket);
+            replay_endpoint = o.announce_replay.empty() ? replay->bound().front()
+                                                        : o.announce_replay;
+        }
+        publisher.set_replay_endpoint(replay_endpoint);
+        for (const auto& [sensor, newest] : outbox.newest_all()) {
+            publisher.announce(sensor, newest);
+        }
+    }
+
+    // Runs on the replay server's thread; the outbox is thread-safe.
+    ReplayReply answer(const ReplayRequest& req) {
+        auto read = outbox.read(req.sensor, req.from_seq, req.max_readings);
+        ReplayReply reply;
+        reply.readings = std::move(read.readings);
+        reply.first_available = read.first_available;
+        reply.newest = read.newest;
+        return reply;
+    }
+};
+
+ReliablePublisher::ReliablePublisher(ReliablePublisherOptions options)
+    : impl_(std::make_unique<Impl>(options)) {}
+
+ReliablePublisher::~ReliablePublisher() {
+    try {
+        close();
+    } catch (const std::exception& e) {
+        log_error("publisher", std::string("closing: ") + e.what());
+    }
+}
+
+Outbox::SeqRange ReliablePublisher::publish(std::span<Reading> batch) {
+    const auto seqs = impl_->outbox.append(batch);
+    impl_->publisher.publish(std::span<const Reading>(batch));
+    return seqs;
+}
+
+SteadyTime ReliablePublisher::service() { return impl_->publisher.service(); }
+
+void ReliablePublisher::poll_once(std::chrono::milliseconds timeout) {
+    impl_->publisher.poll_once(timeout);
+}
+
+void ReliablePublisher::flush() { impl_->publisher.flush(); }
+
+void ReliablePublisher::close() {
+    if (impl_->closed) return;
+    impl_->closed = true;
+    impl_->publisher.flush();
+    if (impl_->replay) impl_->replay->stop();
+    impl_->outbox.close();
+}
+
+Outbox& ReliablePublisher::outbox() noexcept { return impl_->outbox; }
+Publisher& ReliablePublisher::publisher() noexcept { return impl_->publisher; }
+const std::string& ReliablePublisher::replay_endpoint() const noexcept {
+    return impl_->replay_endpoint;
+}
+
+}  // namespace rill
