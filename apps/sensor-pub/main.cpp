@@ -50,6 +50,7 @@ struct Options {
     std::string chip = "gpiochip0";
     unsigned line = 4;
     bool no_pull_up = false;
+    int realtime = 0;
     std::string sysfs_root = "/sys";
     bool csv_paced = false;
     std::string curve_secret;
@@ -73,7 +74,7 @@ std::string hostname() {
 // Measurements handed from the source thread to the main thread. Bounded: the source thread
 // waits when the main thread falls this far behind.
 class Handoff {
-public:
+  public:
     explicit Handoff(std::size_t max) : max_(max) {}
 
     // Source thread. Returns false when the consumer closed the handoff.
@@ -109,7 +110,7 @@ public:
         space_.notify_all();
     }
 
-private:
+  private:
     std::mutex mutex_;
     std::condition_variable space_;
     std::deque<std::vector<rill::Measurement>> queue_;
@@ -137,6 +138,7 @@ int run(const Options& o) {
     so.gpio_chip = o.chip;
     so.gpio_line = o.line;
     so.gpio_pull_up = !o.no_pull_up;
+    so.gpio_realtime_priority = o.realtime;
     so.sysfs_root = o.sysfs_root;
     so.csv_paced = o.csv_paced;
     auto source = rill::gpio::make_source(o.source, so);
@@ -146,14 +148,14 @@ int run(const Options& o) {
     po.outbox_dir = o.outbox.empty() ? "outbox-" + o.sensor_id : o.outbox;
     po.outbox.fsync = parse_fsync(o.fsync);
     po.outbox.max_bytes = rill::parse_size(o.outbox_max_bytes);
-    po.outbox.max_age = std::chrono::duration_cast<std::chrono::seconds>(
-        rill::parse_duration(o.outbox_max_age));
+    po.outbox.max_age =
+        std::chrono::duration_cast<std::chrono::seconds>(rill::parse_duration(o.outbox_max_age));
     po.outbox.segment_bytes = rill::parse_size(o.outbox_segment_bytes);
     po.publish_endpoints = o.pub;
     po.replay_endpoints = o.replay == "none" ? "" : o.replay;
     po.announce_replay = o.announce_replay;
-    po.publisher.identity = o.publisher_id.empty() ? hostname() + "/" + o.sensor_id
-                                                   : o.publisher_id;
+    po.publisher.identity =
+        o.publisher_id.empty() ? hostname() + "/" + o.sensor_id : o.publisher_id;
     po.publisher.heartbeat_interval = std::chrono::duration_cast<std::chrono::milliseconds>(
         rill::parse_duration(o.heartbeat_interval));
     po.publisher.batch.max_readings = std::max<std::size_t>(1, o.batch_max);
@@ -184,8 +186,10 @@ int run(const Options& o) {
                     .set(static_cast<double>(m.disk_bytes));
                 registry.gauge("rill_outbox_segments", "Outbox segment files")
                     .set(static_cast<double>(m.segments));
-                registry.gauge("rill_outbox_dropped_readings", "Readings dropped from the outbox "
-                               "since start (full or too old)")
+                registry
+                    .gauge("rill_outbox_dropped_readings",
+                           "Readings dropped from the outbox "
+                           "since start (full or too old)")
                     .set(static_cast<double>(m.dropped_readings));
                 registry.gauge("rill_outbox_fsyncs", "fdatasync calls on outbox segments")
                     .set(static_cast<double>(m.fsyncs));
@@ -198,13 +202,13 @@ int run(const Options& o) {
             [&] { return rill::app::Health{}; });
     }
 
-    rill::log_info("sensor-pub", "sensor " + o.sensor_id + " from " + source->describe() +
-                                     ", publishing on " + rp.publisher().bound().front() +
-                                     ", replay on " + (rp.replay_endpoint().empty()
-                                                           ? std::string("(none)")
-                                                           : rp.replay_endpoint()) +
-                                     ", outbox " + outbox.dir().string() + " at seq " +
-                                     std::to_string(outbox.newest(o.sensor_id)));
+    rill::log_info(
+        "sensor-pub",
+        "sensor " + o.sensor_id + " from " + source->describe() + ", publishing on " +
+            rp.publisher().bound().front() + ", replay on " +
+            (rp.replay_endpoint().empty() ? std::string("(none)") : rp.replay_endpoint()) +
+            ", outbox " + outbox.dir().string() + " at seq " +
+            std::to_string(outbox.newest(o.sensor_id)));
 
     // The source thread: reads until stopped, the input ends or --count is reached.
     Handoff handoff(1'000'000);
@@ -259,16 +263,16 @@ int run(const Options& o) {
     if (source_error) std::rethrow_exception(source_error);
     publish_queued();
     rp.flush();
-    rill::log_info("sensor-pub", "published up to seq " +
-                                     std::to_string(outbox.newest(o.sensor_id)));
+    rill::log_info("sensor-pub",
+                   "published up to seq " + std::to_string(outbox.newest(o.sensor_id)));
 
     // --count: stay a while so that subscribers can catch up by replay.
     if (o.count != 0 && !shutdown.requested()) {
         const auto until = Clock::now() + rill::parse_duration(o.linger);
         while (!shutdown.requested() && Clock::now() < until) {
             const auto next = std::min(rp.service(), until);
-            const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
-                next - Clock::now());
+            const auto wait =
+                std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now());
             zmq::poll(&wake, 1, std::clamp<std::chrono::milliseconds>(wait, 0ms, 100ms));
         }
     }
@@ -288,8 +292,7 @@ int main(int argc, char** argv) {
     app.add_option("--sensor-id", o.sensor_id, "The sensor's id (1-64 bytes of UTF-8)")
         ->required()
         ->envname("RILL_SENSOR_ID");
-    app.add_option("--source", o.source,
-                   "sim | dht11 | dht22 | iio[:DEVICE] | csv:PATH")
+    app.add_option("--source", o.source, "sim | dht11 | dht22 | iio[:DEVICE] | csv:PATH")
         ->envname("RILL_SOURCE")
         ->capture_default_str();
     app.add_option("--interval", o.interval, "Time between readings (default 5s)")
@@ -343,15 +346,20 @@ int main(int argc, char** argv) {
     app.add_option("--heartbeat-interval", o.heartbeat_interval, "Time between heartbeats")
         ->envname("RILL_HEARTBEAT_INTERVAL")
         ->capture_default_str();
-    app.add_option("--chip", o.chip, "dht11/dht22: GPIO chip (name, path or number)")
+    app.add_option("--gpio-chip", o.chip, "dht11/dht22: GPIO chip (name, path or number)")
         ->envname("RILL_GPIO_CHIP")
         ->capture_default_str();
-    app.add_option("--line", o.line, "dht11/dht22: GPIO line offset (BCM number on a Pi)")
+    app.add_option("--gpio-line", o.line, "dht11/dht22: GPIO line offset (BCM number on a Pi)")
         ->envname("RILL_GPIO_LINE")
         ->capture_default_str();
     app.add_flag("--no-pull-up", o.no_pull_up,
                  "dht11/dht22: do not enable the internal pull-up (external resistor fitted)")
-        ->envname("RILL_GPIO_NO_PULL_UP");
+        ->envname("RILL_NO_PULL_UP");
+    app.add_option("--gpio-realtime", o.realtime,
+                   "dht11/dht22: SCHED_FIFO priority 1-99 during a capture (0: off; needs "
+                   "CAP_SYS_NICE)")
+        ->envname("RILL_GPIO_REALTIME")
+        ->capture_default_str();
     app.add_option("--sysfs-root", o.sysfs_root, "iio: where sysfs is mounted")
         ->envname("RILL_SYSFS_ROOT")
         ->capture_default_str();

@@ -11,15 +11,14 @@ struct ReliablePublisher::Impl {
     bool closed = false;
 
     Impl(ReliablePublisherOptions& o)
-        : outbox(o.outbox_dir, o.outbox),
-          publisher(o.publish_endpoints, std::move(o.publisher)) {
+        : outbox(o.outbox_dir, o.outbox), publisher(o.publish_endpoints, std::move(o.publisher)) {
         zmq::context_t& ctx = o.context ? *o.context : default_context();
         if (!o.replay_endpoints.empty()) {
             replay = std::make_unique<ReplayServer>(
-                ctx, o.replay_endpoints,
-                [this](const ReplayRequest& req) { return answer(req); }, o.replay_socket);
-            replay_endpoint = o.announce_replay.empty() ? replay->bound().front()
-                                                        : o.announce_replay;
+                ctx, o.replay_endpoints, [this](const ReplayRequest& req) { return answer(req); },
+                o.replay_socket);
+            replay_endpoint =
+                o.announce_replay.empty() ? replay->bound().front() : o.announce_replay;
         }
         publisher.set_replay_endpoint(replay_endpoint);
         for (const auto& [sensor, newest] : outbox.newest_all()) {
@@ -55,13 +54,17 @@ Outbox::SeqRange ReliablePublisher::publish(std::span<Reading> batch) {
     return seqs;
 }
 
-SteadyTime ReliablePublisher::service() { return impl_->publisher.service(); }
+SteadyTime ReliablePublisher::service() {
+    return impl_->publisher.service();
+}
 
 void ReliablePublisher::poll_once(std::chrono::milliseconds timeout) {
     impl_->publisher.poll_once(timeout);
 }
 
-void ReliablePublisher::flush() { impl_->publisher.flush(); }
+void ReliablePublisher::flush() {
+    impl_->publisher.flush();
+}
 
 void ReliablePublisher::close() {
     if (impl_->closed) return;
@@ -71,8 +74,12 @@ void ReliablePublisher::close() {
     impl_->outbox.close();
 }
 
-Outbox& ReliablePublisher::outbox() noexcept { return impl_->outbox; }
-Publisher& ReliablePublisher::publisher() noexcept { return impl_->publisher; }
+Outbox& ReliablePublisher::outbox() noexcept {
+    return impl_->outbox;
+}
+Publisher& ReliablePublisher::publisher() noexcept {
+    return impl_->publisher;
+}
 const std::string& ReliablePublisher::replay_endpoint() const noexcept {
     return impl_->replay_endpoint;
 }

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "rill/reading.hpp"
+#include "rill/seq_ranges.hpp"
 
 namespace rill {
 
@@ -111,11 +112,7 @@ struct OutboxRead {
 class Outbox {
   public:
     /// The first and last seq an append assigned.
-    struct SeqRange {
-        std::uint64_t first = 0;
-        std::uint64_t last = 0;
-        bool operator==(const SeqRange&) const = default;
-    };
+    using SeqRange = rill::SeqRange;
 
     /// Opens (creating when missing) the outbox in `dir`: loads the index files of closed
     /// segments, verifies the newest segment record by record, truncates a torn or corrupt tail

@@ -4,6 +4,11 @@
 // is published; a replay service answers from that outbox; heartbeats announce the newest seq
 // of every sensor the outbox knows, so subscribers see loss even at the tail of a stream and
 // across restarts.
+//
+// ReliableSubscriber: receives the stream and, for every reading it did not get (gaps, loss at
+// the tail, everything published before it started that its owner has not stored), asks the
+// publisher's replay service, so that its owner receives every reading at least once, or
+// learns that the publisher no longer has it. Owners deduplicate by (sensor, seq).
 #pragma once
 
 #include <filesystem>
@@ -11,8 +16,12 @@
 #include <span>
 #include <string>
 
+#include <functional>
+#include <variant>
+
 #include "rill/outbox.hpp"
 #include "rill/replay.hpp"
+#include "rill/seq_ranges.hpp"
 #include "rill/stream.hpp"
 
 namespace rill {
@@ -31,8 +40,8 @@ struct ReliablePublisherOptions {
     /// service bound (a wildcard host, "tcp://0.0.0.0:5557", is resolved by each subscriber to
     /// the host it reached the stream on).
     std::string announce_replay;
-    SocketOptions replay_socket;       ///< e.g. CURVE server keys for the replay service
-    zmq::context_t* context = nullptr; ///< nullptr = default_context()
+    SocketOptions replay_socket;        ///< e.g. CURVE server keys for the replay service
+    zmq::context_t* context = nullptr;  ///< nullptr = default_context()
 };
 
 /// Owns an Outbox, a Publisher and (unless disabled) a ReplayServer answering from the outbox.
@@ -41,7 +50,7 @@ struct ReliablePublisherOptions {
 /// (the Publisher's socket is not thread-safe). The replay service runs on its own thread
 /// (ReplayServer) and reads the outbox concurrently; the outbox is thread-safe.
 class ReliablePublisher {
-public:
+  public:
     /// Opens the outbox (recovering it: see Outbox), binds the stream and the replay service,
     /// and seeds the heartbeat with the newest seq of every sensor in the outbox. Throws what
     /// Outbox, Publisher and ReplayServer throw (std::system_error, std::runtime_error naming
@@ -72,7 +81,88 @@ public:
     /// The replay endpoint heartbeats announce ("" without a replay service).
     [[nodiscard]] const std::string& replay_endpoint() const noexcept;
 
-private:
+  private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+/// Readings of one sensor for the owner, in increasing seq order: from the stream, or fetched
+/// by replay. May repeat readings delivered before (the owner deduplicates by seq).
+struct Delivery {
+    std::vector<Reading> readings;
+    bool replayed = false;
+};
+
+/// Readings the publisher no longer has (its outbox dropped them when full or too old, or it
+/// has no replay service): they will never be delivered. Reported once per range and process.
+struct Lost {
+    std::string sensor;
+    SeqRange range;
+    std::string reason;  ///< "dropped by the publisher's outbox", "no replay service", ...
+};
+
+using ReliableEvent =
+    std::variant<Delivery, Lost, Gap, HeartbeatSeen, PublisherSilent, PublisherBack>;
+
+struct ReliableSubscriberOptions {
+    /// The publishers' streams (entries without a prefix connect).
+    std::string endpoints;
+    /// Prefixes, liveness and socket options of the stream.
+    SubscriberOptions subscriber;
+    /// Options of the sockets to replay services (e.g. CURVE client keys).
+    SocketOptions replay_socket;
+    /// Readings per replay request, 1 to limits::max_batch_readings.
+    std::uint32_t replay_chunk = 10'000;
+    /// Per replay request: timeout and retries (replay requests are idempotent).
+    CallOptions replay_call{std::chrono::milliseconds{5000}, 1};
+    /// After a failed replay of a sensor, wait this long before asking again.
+    std::chrono::milliseconds replay_backoff{1000};
+    /// Replayed readings fetched but not yet handed to the owner; the replay thread waits
+    /// beyond this, so memory stays bounded when the owner is slow.
+    std::size_t replay_buffer = 200'000;
+};
+
+/// What the owner has already stored durably for a sensor. Called on the owner thread, from
+/// receive(), once per sensor when its publisher's heartbeat first lists it; everything from
+/// seq 1 to the newest the heartbeat announces that is not in the returned set is fetched.
+using StoredRanges = std::function<SeqRanges(const std::string& sensor)>;
+
+struct ReliableSubscriberStats {
+    std::uint64_t gaps = 0;               ///< gaps reported by the stream
+    std::uint64_t replay_requests = 0;    ///< requests sent to replay services
+    std::uint64_t replay_failures = 0;    ///< requests that failed (timeout, error)
+    std::uint64_t replayed_readings = 0;  ///< readings delivered from replay
+    std::uint64_t lost_readings = 0;      ///< readings reported Lost
+    std::uint64_t wanted_readings = 0;    ///< gauge: readings still to fetch
+};
+
+/// A Subscriber plus replay: see the file comment.
+///
+/// Threads: receive() and the accessors are for one owner thread. A replay thread, started by
+/// the constructor and joined by the destructor, sends the replay requests (one at a time, one
+/// sensor at a time) and hands what it fetched to receive(). The StoredRanges callback runs on
+/// the owner thread.
+class ReliableSubscriber {
+  public:
+    /// Connects the stream (Subscriber) and starts the replay thread. Throws as Subscriber.
+    ReliableSubscriber(ReliableSubscriberOptions options, StoredRanges stored);
+    /// Stops the replay thread (an outstanding request is abandoned) and closes the sockets.
+    ~ReliableSubscriber();
+    ReliableSubscriber(const ReliableSubscriber&) = delete;
+    ReliableSubscriber& operator=(const ReliableSubscriber&) = delete;
+
+    /// Returns the next event, waiting up to `timeout`: replayed readings and losses first,
+    /// then the stream's events (readings as Delivery; Gap, HeartbeatSeen, PublisherSilent and
+    /// PublisherBack passed on for information: gaps are repaired here, not by the owner).
+    /// Nothing when no event arrived in time or a signal interrupted the wait.
+    [[nodiscard]] std::optional<ReliableEvent> receive(std::chrono::milliseconds timeout);
+
+    /// Readings known missing and not yet fetched or reported lost, over all sensors.
+    [[nodiscard]] std::uint64_t wanted() const noexcept;
+    [[nodiscard]] ReliableSubscriberStats stats() const noexcept;
+    [[nodiscard]] Subscriber& subscriber() noexcept;
+
+  private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };

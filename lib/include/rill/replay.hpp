@@ -13,6 +13,7 @@
 
 #include "rill/reading.hpp"
 #include "rill/rpc.hpp"
+#include "rill/seq_ranges.hpp"
 #include "rill/socket.hpp"
 
 namespace rill {
@@ -20,13 +21,6 @@ namespace rill {
 /// The RPC method name of a replay request. Used on the wire: never change it.
 inline constexpr std::string_view replay_method = "replay.v1";
 
-/// An inclusive range of sequence numbers, first <= last.
-struct SeqRange {
-    std::uint64_t first = 0;
-    std::uint64_t last = 0;
-    [[nodiscard]] std::uint64_t size() const noexcept { return last - first + 1; }
-    bool operator==(const SeqRange&) const = default;
-};
 
 /// "Send me sensor `sensor` from seq `from_seq` on, at most `max_readings` readings."
 struct ReplayRequest {

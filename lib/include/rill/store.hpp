@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "rill/reading.hpp"
+#include "rill/seq_ranges.hpp"
 
 extern "C" {
 struct pg_conn;
@@ -185,35 +186,8 @@ void append_copy_trailer(std::string& out);
 
 // --- sequence ranges ---------------------------------------------------------------------------
 
-/// A closed range of sequence numbers [first, last].
-struct SeqRange {
-    std::uint64_t first = 0;
-    std::uint64_t last = 0;
-    bool operator==(const SeqRange&) const = default;
-};
-
-/// A set of sequence numbers kept as disjoint, non-adjacent closed ranges ("islands").
-/// contains() and insert() cost O(log islands); in-order inserts extend the last island.
-class SeqRanges {
-  public:
-    [[nodiscard]] bool contains(std::uint64_t seq) const noexcept;
-    void insert(std::uint64_t seq) { insert(SeqRange{seq, seq}); }
-    void insert(SeqRange range);  ///< requires first <= last
-    void erase(std::uint64_t seq) { erase(SeqRange{seq, seq}); }
-    void erase(SeqRange range);  ///< requires first <= last
-    [[nodiscard]] bool empty() const noexcept { return islands_.empty(); }
-    [[nodiscard]] std::size_t island_count() const noexcept { return islands_.size(); }
-    /// The islands in ascending order.
-    [[nodiscard]] std::vector<SeqRange> ranges() const;
-    /// What is missing for a complete run from 1: the holes before the first island and between
-    /// islands, then one open-ended range {last + 1, UINT64_MAX} (or {1, UINT64_MAX} when
-    /// empty). These are the ranges to ask a publisher to replay.
-    [[nodiscard]] std::vector<SeqRange> gaps() const;
-    bool operator==(const SeqRanges&) const = default;
-
-  private:
-    std::map<std::uint64_t, std::uint64_t> islands_;  // first -> last
-};
+using rill::SeqRange;
+using rill::SeqRanges;
 
 // --- the batch writer --------------------------------------------------------------------------
 

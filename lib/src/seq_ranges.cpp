@@ -2,9 +2,9 @@
 #include <algorithm>
 #include <limits>
 
-#include "rill/store.hpp"
+#include "rill/seq_ranges.hpp"
 
-namespace rill::store {
+namespace rill {
 
 namespace {
 constexpr std::uint64_t seq_max = std::numeric_limits<std::uint64_t>::max();
@@ -75,6 +75,36 @@ std::vector<SeqRange> SeqRanges::ranges() const {
     return out;
 }
 
+std::uint64_t SeqRanges::count() const noexcept {
+    std::uint64_t n = 0;
+    for (const auto& [first, last] : islands_) {
+        const std::uint64_t size = last - first + 1;
+        if (size == 0 || n > seq_max - size) return seq_max;  // [0, max] or overflow
+        n += size;
+    }
+    return n;
+}
+
+std::optional<SeqRange> SeqRanges::front() const noexcept {
+    if (islands_.empty()) return std::nullopt;
+    return SeqRange{islands_.begin()->first, islands_.begin()->second};
+}
+
+std::vector<SeqRange> SeqRanges::missing_in(SeqRange range) const {
+    std::vector<SeqRange> out;
+    std::uint64_t next = range.first;  // the first seq of `range` not yet accounted for
+    auto it = islands_.upper_bound(range.first);
+    if (it != islands_.begin()) --it;
+    for (; it != islands_.end() && it->first <= range.last; ++it) {
+        if (it->second < next) continue;
+        if (it->first > next) out.push_back({next, it->first - 1});
+        if (it->second >= range.last) return out;
+        next = it->second + 1;
+    }
+    out.push_back({next, range.last});
+    return out;
+}
+
 std::vector<SeqRange> SeqRanges::gaps() const {
     std::vector<SeqRange> out;
     std::uint64_t next = 1;  // the first seq not yet accounted for
@@ -87,4 +117,4 @@ std::vector<SeqRange> SeqRanges::gaps() const {
     return out;
 }
 
-}  // namespace rill::store
+}  // namespace rill
