@@ -265,6 +265,35 @@ TEST_CASE("heartbeats carry the identity, newest seqs and a replay endpoint reso
     CHECK(seen->replay_endpoint == "tcp://127.0.0.1:5557");
 }
 
+TEST_CASE("a publisher with more sensors than one heartbeat holds announces them all") {
+    MetricsRegistry metrics;
+    Publisher pub(loopback, {.identity = "many", .metrics = &metrics});
+    Subscriber sub(pub.bound().front(), {.prefixes = {"nothing-matches"}, .metrics = &metrics});
+    join(pub, sub);
+    const std::size_t sensors = limits::max_heartbeat_sensors + 100;
+    for (std::size_t i = 0; i < sensors; ++i)
+        pub.publish(sample("s" + std::to_string(i), i + 1));
+    pub.heartbeat();
+
+    std::map<std::string, std::uint64_t> announced;
+    bool full_chunk = false;
+    receive_until(sub, [&](const std::vector<StreamEvent>& events) {
+        if (!events.empty()) {
+            if (const auto* h = std::get_if<HeartbeatSeen>(&events.back())) {
+                full_chunk |= h->heartbeat.newest.size() == limits::max_heartbeat_sensors;
+                CHECK(h->heartbeat.newest.size() <= limits::max_heartbeat_sensors);
+                for (const auto& [s, n] : h->heartbeat.newest)
+                    announced[s] = n;
+            }
+        }
+        return announced.size() == sensors;
+    });
+    CHECK(announced.size() == sensors);
+    CHECK(full_chunk);
+    CHECK(announced["s0"] == 1);
+    CHECK(announced["s" + std::to_string(sensors - 1)] == sensors);
+}
+
 TEST_CASE("a publisher is reported silent after missed heartbeats and back when they resume") {
     MetricsRegistry metrics;
     Publisher pub(loopback,
