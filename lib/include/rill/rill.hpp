@@ -5,5 +5,8 @@
 #include "rill/codec.hpp"
 #include "rill/endpoint.hpp"
 #include "rill/log.hpp"
+#include "rill/metrics.hpp"
 #include "rill/reading.hpp"
 #include "rill/socket.hpp"
+#include "rill/stream.hpp"
+#include "rill/stream_json.hpp"

@@ -1,0 +1,278 @@
+// rill/stream.hpp: readings over ZeroMQ. Publisher/Subscriber (PUB/SUB, topic = sensor id,
+// prefix filtering, heartbeats, gap detection) and Pusher/Puller (PUSH/PULL work spreading).
+//
+// Wire: every message has two frames, [topic, payload]. A readings message travels under its
+// sensor id with a codec batch as payload (rill/codec.hpp); a heartbeat travels under
+// heartbeat_topic. See proto/reading_v1.md.
+//
+// Threading contract: none of these classes starts a thread. Each object owns one zmq socket,
+// and zmq sockets are not thread-safe, so each object must be used by one thread at a time
+// (it may move between threads with proper synchronisation). Time-driven work (delayed
+// batches, heartbeats, silence detection) happens only inside calls the owner makes:
+// Publisher::poll_once / service, Pusher::poll_once / service, Subscriber::receive.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "rill/codec.hpp"
+#include "rill/metrics.hpp"
+#include "rill/reading.hpp"
+#include "rill/socket.hpp"
+
+namespace rill {
+
+using SteadyTime = std::chrono::steady_clock::time_point;
+
+/// When a sending object turns queued readings into a frame. A sensor's pending readings are
+/// sent as one frame as soon as one limit is reached; the defaults send each reading at once.
+struct BatchOptions {
+    std::size_t max_readings = 1;  ///< 1..limits::max_batch_readings
+    /// An estimate of the encoded payload size that triggers a send.
+    std::size_t max_bytes = 256 * 1024;
+    /// The longest a reading waits for its batch to fill; 0 = no waiting. A delayed batch is
+    /// sent by the next publish/poll_once/service/flush call after the delay has passed.
+    std::chrono::milliseconds max_delay{0};
+};
+
+struct PublisherOptions {
+    SocketOptions socket;
+    BatchOptions batch;
+    /// This publisher's identity, announced in heartbeats; empty = "<hostname>/<pid>".
+    std::string identity;
+    /// Where subscribers can ask for replays (announced as is; a wildcard host is resolved by
+    /// the subscriber). Empty = no replay service. Can be changed later.
+    std::string replay_endpoint;
+    /// Heartbeat period; 0 disables heartbeats.
+    std::chrono::milliseconds heartbeat_interval{1000};
+    MetricsRegistry* metrics = nullptr;  ///< nullptr = default_registry()
+    zmq::context_t* context = nullptr;   ///< nullptr = default_context()
+};
+
+/// A PUB socket publishing readings under their sensor id, plus heartbeats.
+///
+/// Owns its socket. Not thread-safe; never blocks except where stated (PUB drops messages
+/// for a subscriber whose high-water mark is reached, inside zmq, without telling the sender;
+/// subscribers see that loss as a Gap).
+class Publisher {
+  public:
+    /// Creates the socket and attaches `endpoints` (parse_endpoints; entries without a prefix
+    /// bind). Throws std::invalid_argument for bad options or endpoints, std::runtime_error
+    /// when a bind or connect fails.
+    explicit Publisher(std::string_view endpoints, PublisherOptions options = {});
+    ~Publisher();
+    Publisher(Publisher&&) noexcept;
+    Publisher& operator=(Publisher&&) noexcept;
+
+    /// Queues `reading` in its sensor's batch and sends every batch (and the heartbeat) that
+    /// is due. A reading
+    /// whose seq is not above the previous one queued for its sensor first flushes that
+    /// sensor's batch (batches hold strictly increasing seqs). Throws std::invalid_argument when
+    /// the reading is invalid (reading_problem); nothing is queued then.
+    void publish(const Reading& reading);
+    /// publish() for each reading in order; throws before queueing anything when one is invalid.
+    void publish(std::span<const Reading> readings);
+    /// Sends every pending batch now.
+    void flush();
+    /// Sends a heartbeat now (also restarts the heartbeat period).
+    void heartbeat();
+
+    /// Sends the batches whose delay has passed and the heartbeat when it is due. Returns the
+    /// time of the next such duty (SteadyTime::max() when there is none). Does not block.
+    SteadyTime service();
+    /// Sleeps until the next duty or for `timeout`, whichever comes first, then service().
+    /// What an owner thread calls in its loop when it has nothing else to wait on.
+    void poll_once(std::chrono::milliseconds timeout);
+    /// The time of the next duty (see service()).
+    [[nodiscard]] SteadyTime next_deadline() const;
+
+    void set_replay_endpoint(std::string endpoint);
+    [[nodiscard]] const std::string& identity() const noexcept;
+    /// The addresses this publisher bound, resolved (port 0 becomes the real port).
+    [[nodiscard]] const std::vector<std::string>& bound() const noexcept;
+    /// The newest seq sent for `sensor` (what the next heartbeat announces), or nothing.
+    [[nodiscard]] std::optional<std::uint64_t> newest(std::string_view sensor) const;
+
+  private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+struct PusherOptions {
+    SocketOptions socket;
+    BatchOptions batch;
+    /// How long sending one frame may wait for a puller to take it (no puller connected, or
+    /// all at their high-water mark). A frame not taken in time stays queued, in order, and is
+    /// retried by the next call; nothing is dropped.
+    std::chrono::milliseconds send_timeout{1000};
+    MetricsRegistry* metrics = nullptr;
+    zmq::context_t* context = nullptr;
+};
+
+/// A PUSH socket sending the same frames as Publisher, spread round-robin over the connected
+/// pullers. No heartbeats (each puller sees only part of a sensor's stream). Not thread-safe.
+class Pusher {
+  public:
+    /// As Publisher's constructor; entries without a prefix bind.
+    explicit Pusher(std::string_view endpoints, PusherOptions options = {});
+    ~Pusher();
+    Pusher(Pusher&&) noexcept;
+    Pusher& operator=(Pusher&&) noexcept;
+
+    /// Queues readings like Publisher::publish and sends the due frames, blocking up to
+    /// send_timeout per frame. Returns true when nothing sendable is left waiting for a puller,
+    /// false when a frame timed out (it stays queued). Throws std::invalid_argument for an
+    /// invalid reading.
+    bool push(const Reading& reading);
+    bool push(std::span<const Reading> readings);
+    /// Sends every pending batch; returns as push().
+    bool flush();
+    /// Sends due batches and retries queued frames; returns the next duty's time.
+    SteadyTime service();
+    /// Waits until the next duty or `timeout`, then service().
+    void poll_once(std::chrono::milliseconds timeout);
+    /// Frames waiting for a puller.
+    [[nodiscard]] std::size_t queued_frames() const noexcept;
+    [[nodiscard]] const std::vector<std::string>& bound() const noexcept;
+
+  private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+// --- receiving -------------------------------------------------------------------------------
+
+/// Readings of one sensor from one frame, seq strictly increasing. The first `stale` of them
+/// have a seq below the one the subscriber expected (duplicates or replays of readings it saw
+/// or reported missing before); they are passed on, counted in
+/// rill_stream_stale_readings_total, and never cause a gap. fresh() are the others.
+struct ReadingBatch {
+    std::vector<Reading> readings;
+    std::size_t stale = 0;
+    [[nodiscard]] std::span<const Reading> fresh() const noexcept {
+        return std::span<const Reading>(readings).subspan(stale);
+    }
+};
+
+/// Readings [from, to] of `sensor` (inclusive) were published but not received. Reported once.
+struct Gap {
+    std::string sensor;
+    std::uint64_t from = 0;
+    std::uint64_t to = 0;
+    [[nodiscard]] std::uint64_t count() const noexcept { return to - from + 1; }
+    bool operator==(const Gap&) const = default;
+};
+
+/// A heartbeat arrived.
+struct HeartbeatSeen {
+    Heartbeat heartbeat;
+    /// The IP address the heartbeat came from ("127.0.0.1"); empty when zmq does not know it
+    /// (ipc://, inproc://).
+    std::string peer_address;
+    /// heartbeat.replay_endpoint with a wildcard host replaced by peer_address
+    /// (resolve_announced); empty when the publisher announces none.
+    std::string replay_endpoint;
+};
+
+/// A publisher sent no heartbeat for SubscriberOptions::silent_after_missed of its intervals.
+struct PublisherSilent {
+    std::string publisher;
+    std::chrono::milliseconds silent_for{0};  ///< time since its last heartbeat
+};
+
+/// A publisher reported silent sent a heartbeat again (reported before that HeartbeatSeen).
+struct PublisherBack {
+    std::string publisher;
+};
+
+using StreamEvent = std::variant<ReadingBatch, Gap, HeartbeatSeen, PublisherSilent, PublisherBack>;
+
+struct SubscriberOptions {
+    SocketOptions socket;
+    /// Sensor-id prefixes to receive; empty = every sensor. Heartbeats are always received.
+    std::vector<std::string> prefixes;
+    /// A publisher is silent after this many heartbeat intervals (its announced interval)
+    /// without a heartbeat.
+    unsigned silent_after_missed = 3;
+    MetricsRegistry* metrics = nullptr;
+    zmq::context_t* context = nullptr;
+};
+
+/// A SUB socket receiving readings and heartbeats, tracking per-sensor sequence numbers.
+///
+/// Gap contract: for each tracked sensor the subscriber knows the next expected seq. A reading
+/// above it reports Gap{expected, seq-1} before its batch; a heartbeat announcing newest >=
+/// expected reports Gap{expected, newest} (loss at the tail of a stream). Each missing seq is
+/// reported exactly once. A sensor becomes tracked with its first reading (no gap is invented
+/// before it) or with expect(). Malformed messages (not two frames, undecodable, topic and
+/// payload disagreeing) are counted in rill_stream_malformed_frames_total{reason=DecodeErrc},
+/// logged at most about once per 10 s, and skipped: they never reach the caller.
+///
+/// Owns its socket. Not thread-safe.
+class Subscriber {
+  public:
+    /// Creates the socket, subscribes and attaches `endpoints` (entries without a prefix
+    /// connect). Throws std::invalid_argument / std::runtime_error like Publisher.
+    explicit Subscriber(std::string_view endpoints, SubscriberOptions options = {});
+    ~Subscriber();
+    Subscriber(Subscriber&&) noexcept;
+    Subscriber& operator=(Subscriber&&) noexcept;
+
+    /// Returns the next event, waiting up to `timeout` for one (0 = do not wait); nothing when
+    /// none arrived in time, or early when a signal interrupted the wait (so that an owner
+    /// loop can check its stop flag). Silence of publishers is detected inside this call.
+    /// Throws only zmq::error_t for socket failures (e.g. the context was terminated).
+    [[nodiscard]] std::optional<StreamEvent> receive(std::chrono::milliseconds timeout);
+
+    /// Starts or resets tracking of `sensor`: the next reading expected is `next_seq` (>= 1).
+    /// What a consumer does with the seq after the newest it has stored.
+    void expect(const std::string& sensor, std::uint64_t next_seq);
+    /// The next seq expected for `sensor`, or nothing when it is not tracked.
+    [[nodiscard]] std::optional<std::uint64_t> expected(std::string_view sensor) const;
+    /// Stops tracking `sensor`.
+    void forget(std::string_view sensor);
+
+    /// Malformed messages counted so far by this subscriber, per reason.
+    [[nodiscard]] std::uint64_t malformed(DecodeErrc reason) const noexcept;
+
+  private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+struct PullerOptions {
+    SocketOptions socket;
+    MetricsRegistry* metrics = nullptr;
+    zmq::context_t* context = nullptr;
+};
+
+/// A PULL socket receiving the frames a Pusher sends. No gap tracking (each puller sees part of
+/// the stream); malformed messages are counted and skipped as in Subscriber. Not thread-safe.
+class Puller {
+  public:
+    /// Entries without a prefix connect.
+    explicit Puller(std::string_view endpoints, PullerOptions options = {});
+    ~Puller();
+    Puller(Puller&&) noexcept;
+    Puller& operator=(Puller&&) noexcept;
+
+    /// The readings of the next frame, waiting up to `timeout`; nothing when none arrived in
+    /// time or when a signal interrupted the wait. Heartbeats arriving here are counted and
+    /// skipped.
+    [[nodiscard]] std::optional<std::vector<Reading>> receive(std::chrono::milliseconds timeout);
+    [[nodiscard]] std::uint64_t malformed(DecodeErrc reason) const noexcept;
+
+  private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace rill
