@@ -1,0 +1,277 @@
+#include "rill/replay.hpp"
+
+#include <algorithm>
+
+#include "msgpack_walk.hpp"
+#include "rill/codec.hpp"
+#include "rill/log.hpp"
+
+namespace rill {
+
+namespace {
+
+using detail::fail;
+using detail::Packer;
+using detail::StringSink;
+
+std::optional<std::string> request_problem(const ReplayRequest& r) {
+    if (auto p = sensor_id_problem(r.sensor)) return "sensor: " + *p;
+    if (r.from_seq == 0) return std::string("from_seq is 0; sequence numbers start at 1");
+    if (r.max_readings == 0 || r.max_readings > limits::max_batch_readings) {
+        return "max_readings is " + std::to_string(r.max_readings) + ", expected 1 to " +
+               std::to_string(limits::max_batch_readings);
+    }
+    return std::nullopt;
+}
+
+// Checks what a reply can be checked for without its request.
+std::optional<std::string> reply_shape_problem(const ReplayReply& r) {
+    if (r.first_available == 0) return std::string("first_available is 0");
+    if (r.newest == UINT64_MAX || r.first_available > r.newest + 1) {
+        return "first_available " + std::to_string(r.first_available) + " is above newest " +
+               std::to_string(r.newest) + " + 1";
+    }
+    if (r.lost) {
+        if (r.lost->first == 0 || r.lost->first > r.lost->last) {
+            return "lost range [" + std::to_string(r.lost->first) + ", " +
+                   std::to_string(r.lost->last) + "] is empty or starts at 0";
+        }
+        if (r.lost->last + 1 != r.first_available) {
+            return "lost range ends at " + std::to_string(r.lost->last) +
+                   ", expected first_available - 1 = " + std::to_string(r.first_available - 1);
+        }
+    }
+    if (r.readings.size() > limits::max_batch_readings) {
+        return std::to_string(r.readings.size()) + " readings, more than " +
+               std::to_string(limits::max_batch_readings);
+    }
+    for (std::size_t i = 0; i < r.readings.size(); ++i) {
+        const auto seq = r.readings[i].seq;
+        if (seq < r.first_available || seq > r.newest) {
+            return "reading seq " + std::to_string(seq) + " is outside [first_available " +
+                   std::to_string(r.first_available) + ", newest " + std::to_string(r.newest) + "]";
+        }
+        if (i > 0 &&
+            (seq <= r.readings[i - 1].seq || r.readings[i].sensor != r.readings[0].sensor)) {
+            return std::string("readings are not of one sensor in increasing seq order");
+        }
+    }
+    return std::nullopt;
+}
+
+void add_lost(std::vector<SeqRange>& lost, SeqRange r) {
+    if (r.first > r.last) return;
+    if (!lost.empty() && lost.back().last + 1 >= r.first) {
+        lost.back().last = std::max(lost.back().last, r.last);
+        return;
+    }
+    lost.push_back(r);
+}
+
+}  // namespace
+
+void set_lost_range(const ReplayRequest& request, ReplayReply& reply) {
+    if (request.from_seq < reply.first_available) {
+        reply.lost = SeqRange{request.from_seq, reply.first_available - 1};
+    } else {
+        reply.lost.reset();
+    }
+}
+
+std::string encode_replay_request(const ReplayRequest& request) {
+    if (auto p = request_problem(request)) {
+        throw std::invalid_argument("cannot encode replay request: " + *p);
+    }
+    std::string out;
+    StringSink sink{out};
+    Packer pk(sink);
+    pk.pack_array(3);
+    detail::pack_str(pk, request.sensor);
+    pk.pack_uint64(request.from_seq);
+    pk.pack_uint32(request.max_readings);
+    return out;
+}
+
+ReplayRequest decode_replay_request(std::string_view params) {
+    auto oh = detail::parse_whole(params, "replay request");
+    const auto& a = detail::get_array_min(oh.get(), "replay request", 3);
+    ReplayRequest r;
+    r.sensor.assign(detail::get_str(a.ptr[0], "sensor", limits::max_sensor_id_bytes));
+    r.from_seq = detail::get_uint(a.ptr[1], "from_seq");
+    const auto max = detail::get_uint(a.ptr[2], "max_readings");
+    if (max > limits::max_batch_readings) {
+        fail(DecodeErrc::too_large, "max_readings is " + std::to_string(max) + ", more than " +
+                                        std::to_string(limits::max_batch_readings));
+    }
+    r.max_readings = static_cast<std::uint32_t>(max);
+    if (auto p = request_problem(r)) fail(DecodeErrc::invalid_value, "replay request " + *p);
+    return r;
+}
+
+std::string encode_replay_reply(const ReplayReply& reply) {
+    if (auto p = reply_shape_problem(reply)) {
+        throw std::invalid_argument("cannot encode replay reply: " + *p);
+    }
+    std::string out;
+    StringSink sink{out};
+    Packer pk(sink);
+    pk.pack_array(4);
+    if (reply.readings.empty()) {
+        pk.pack_bin(0);
+    } else {
+        const auto payload = encode_batch(reply.readings);
+        detail::pack_bin(pk, payload);
+    }
+    pk.pack_uint64(reply.first_available);
+    pk.pack_uint64(reply.newest);
+    if (reply.lost) {
+        pk.pack_array(2);
+        pk.pack_uint64(reply.lost->first);
+        pk.pack_uint64(reply.lost->last);
+    } else {
+        pk.pack_nil();
+    }
+    return out;
+}
+
+ReplayReply decode_replay_reply(std::string_view result) {
+    auto oh = detail::parse_whole(result, "replay reply");
+    const auto& a = detail::get_array_min(oh.get(), "replay reply", 4);
+    ReplayReply r;
+    const auto payload = detail::get_bin(a.ptr[0], "readings", limits::max_payload_bytes);
+    if (!payload.empty()) {
+        try {
+            decode_batch(payload, r.readings);
+        } catch (const DecodeError& e) {
+            throw DecodeError(e.code(), std::string("replay reply readings: ") + e.what());
+        }
+    }
+    r.first_available = detail::get_uint(a.ptr[1], "first_available");
+    r.newest = detail::get_uint(a.ptr[2], "newest");
+    if (a.ptr[3].type != msgpack::type::NIL) {
+        const auto& l = detail::get_array(a.ptr[3], "lost", 2);
+        r.lost = SeqRange{detail::get_uint(l.ptr[0], "lost.first"),
+                          detail::get_uint(l.ptr[1], "lost.last")};
+    }
+    if (auto p = reply_shape_problem(r)) fail(DecodeErrc::invalid_value, "replay reply " + *p);
+    return r;
+}
+
+std::optional<std::string> replay_reply_problem(const ReplayRequest& request,
+                                                const ReplayReply& reply) {
+    if (auto p = reply_shape_problem(reply)) return p;
+    if (reply.readings.size() > request.max_readings) {
+        return std::to_string(reply.readings.size()) + " readings, more than the " +
+               std::to_string(request.max_readings) + " asked for";
+    }
+    for (const auto& r : reply.readings) {
+        if (r.sensor != request.sensor) {
+            return "a reading of sensor '" + r.sensor + "', expected '" + request.sensor + "'";
+        }
+        if (r.seq < request.from_seq) {
+            return "reading seq " + std::to_string(r.seq) + " is below from_seq " +
+                   std::to_string(request.from_seq);
+        }
+    }
+    ReplayReply expected = reply;
+    set_lost_range(request, expected);
+    if (expected.lost != reply.lost) {
+        return std::string("the lost range does not match from_seq and first_available");
+    }
+    return std::nullopt;
+}
+
+// -------------------------------------------------------------------------------------------
+// ReplayServer
+
+ReplayServer::ReplayServer(zmq::context_t& ctx, std::string_view endpoints, Callback callback,
+                           const SocketOptions& options)
+    : server_(ctx, endpoints, options) {
+    server_.handle(std::string(replay_method),
+                   [cb = std::move(callback)](std::string_view params) -> std::string {
+                       ReplayRequest request;
+                       try {
+                           request = decode_replay_request(params);
+                       } catch (const DecodeError& e) {
+                           throw RpcError(std::string(replay_method),
+                                          std::string("invalid replay request: ") + e.what());
+                       }
+                       auto reply = cb(request);
+                       set_lost_range(request, reply);
+                       if (auto p = replay_reply_problem(request, reply)) {
+                           log_error("replay",
+                                     "the replay callback returned an invalid reply "
+                                     "for sensor " +
+                                         request.sensor + ": " + *p);
+                           throw RpcError(std::string(replay_method),
+                                          "internal error: invalid replay reply: " + *p);
+                       }
+                       return encode_replay_reply(reply);
+                   });
+    server_.start();
+}
+
+// -------------------------------------------------------------------------------------------
+// ReplayClient
+
+ReplayClient::ReplayClient(zmq::context_t& ctx, std::string_view endpoints,
+                           const SocketOptions& options)
+    : client_(ctx, endpoints, options) {}
+
+ReplayReply ReplayClient::request(const ReplayRequest& request, const CallOptions& options) {
+    auto result = client_.call(replay_method, encode_replay_request(request), options);
+    auto reply = decode_replay_reply(result);
+    if (auto p = replay_reply_problem(request, reply)) {
+        throw DecodeError(DecodeErrc::invalid_value,
+                          "replay reply for sensor " + request.sensor + ": " + *p);
+    }
+    return reply;
+}
+
+ReplayResult ReplayClient::fetch(std::string_view sensor, std::uint64_t from, std::uint64_t to,
+                                 const ReplayFetchOptions& options) {
+    if (from == 0 || to < from) {
+        throw std::invalid_argument("ReplayClient::fetch: bad range [" + std::to_string(from) +
+                                    ", " + std::to_string(to) + "]");
+    }
+    if (options.chunk == 0 || options.chunk > limits::max_batch_readings) {
+        throw std::invalid_argument("ReplayClient::fetch: chunk must be 1 to " +
+                                    std::to_string(limits::max_batch_readings));
+    }
+    ReplayResult out;
+    std::uint64_t next = from;
+    while (next <= to) {
+        const auto want = std::min<std::uint64_t>(options.chunk, to - next + 1);
+        auto reply =
+            request(ReplayRequest{std::string(sensor), next, static_cast<std::uint32_t>(want)},
+                    options.call);
+        ++out.requests;
+        out.newest = reply.newest;
+        if (reply.lost) add_lost(out.lost, {reply.lost->first, std::min(reply.lost->last, to)});
+        std::uint64_t expected = std::max(next, reply.first_available);
+        bool got = false;
+        for (auto& r : reply.readings) {
+            if (r.seq > to) break;
+            // A hole inside the answer: the publisher skipped readings it no longer has.
+            if (r.seq > expected) add_lost(out.lost, {expected, r.seq - 1});
+            expected = r.seq + 1;
+            out.readings.push_back(std::move(r));
+            got = true;
+        }
+        const auto end = std::min(reply.newest, to);
+        if (!got) {
+            if (expected > next && expected <= end) {
+                next = expected;  // skip past what the outbox dropped
+                continue;
+            }
+            // Nothing at or after `next` although the publisher has published up to newest.
+            if (expected <= end) add_lost(out.lost, {expected, end});
+            break;
+        }
+        next = expected;
+        if (next > reply.newest) break;
+    }
+    return out;
+}
+
+}  // namespace rill

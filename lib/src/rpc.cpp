@@ -1,0 +1,594 @@
+#include "rill/rpc.hpp"
+
+#include <algorithm>
+#include <array>
+
+#include <zmq_addon.hpp>
+
+#include "msgpack_walk.hpp"
+#include "rill/log.hpp"
+
+namespace rill {
+
+namespace {
+
+using detail::fail;
+using detail::Packer;
+using detail::StringSink;
+
+constexpr std::uint64_t type_request = 0;
+constexpr std::uint64_t type_response = 1;
+constexpr std::string_view nil_bytes{"\xc0", 1};
+constexpr std::string_view empty_array_bytes{"\x90", 1};
+
+std::optional<std::string> method_problem(std::string_view method) {
+    if (method.empty()) return "method name is empty";
+    if (method.size() > rpc_limits::max_method_bytes) {
+        return "method name is " + std::to_string(method.size()) + " bytes, more than " +
+               std::to_string(rpc_limits::max_method_bytes);
+    }
+    if (!is_clean_utf8(method)) return "method name is not clean UTF-8";
+    return std::nullopt;
+}
+
+// Checks that `bytes` is exactly one msgpack object (an array when `want_array`).
+void check_object(std::string_view bytes, bool want_array, const char* what) {
+    try {
+        auto oh = detail::parse_whole(bytes, what);
+        if (want_array && oh.get().type != msgpack::type::ARRAY) {
+            throw std::invalid_argument(std::string(what) + " is a " +
+                                        detail::type_name(oh.get().type) + ", expected an array");
+        }
+    } catch (const DecodeError& e) {
+        throw std::invalid_argument(std::string("cannot encode RPC message: ") + e.what());
+    }
+}
+
+// Reads the header of the outer 4-element array; returns the offset of its first element.
+std::size_t read_envelope_header(std::string_view b) {
+    if (b.empty()) fail(DecodeErrc::malformed, "RPC message is empty");
+    const auto c = static_cast<unsigned char>(b[0]);
+    std::uint64_t count = 0;
+    std::size_t header = 1;
+    if ((c & 0xf0u) == 0x90u) {
+        count = c & 0x0fu;
+    } else if (c == 0xdc && b.size() >= 3) {
+        count = (std::uint64_t{static_cast<unsigned char>(b[1])} << 8) |
+                static_cast<unsigned char>(b[2]);
+        header = 3;
+    } else if (c == 0xdd && b.size() >= 5) {
+        for (std::size_t i = 1; i < 5; ++i)
+            count = (count << 8) | static_cast<unsigned char>(b[i]);
+        header = 5;
+    } else if (c == 0xdc || c == 0xdd) {
+        fail(DecodeErrc::malformed, "RPC message is truncated");
+    } else {
+        fail(DecodeErrc::wrong_type, "RPC message is not an array");
+    }
+    if (count != 4) {
+        fail(DecodeErrc::malformed,
+             "RPC message has " + std::to_string(count) + " elements, expected 4");
+    }
+    return header;
+}
+
+// Cuts `s` to at most max_error_bytes without splitting a UTF-8 sequence.
+void truncate_error(std::string& s) {
+    if (s.size() <= rpc_limits::max_error_bytes) return;
+    std::size_t n = rpc_limits::max_error_bytes;
+    while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xc0u) == 0x80u)
+        --n;
+    s.resize(n);
+}
+
+// The msgid of `b` when it starts like a request ([0, msgid, ...]), whatever follows.
+std::optional<std::uint32_t> peek_request_msgid(std::string_view b) noexcept {
+    try {
+        std::size_t off = read_envelope_header(b);
+        if (detail::get_uint(detail::parse_next(b, off, "type").get(), "type") != type_request) {
+            return std::nullopt;
+        }
+        const auto id = detail::get_uint(detail::parse_next(b, off, "msgid").get(), "msgid");
+        if (id > 0xffffffffu) return std::nullopt;
+        return static_cast<std::uint32_t>(id);
+    } catch (...) {
+        return std::nullopt;
+    }
+}
+
+}  // namespace
+
+// -------------------------------------------------------------------------------------------
+// The envelope
+
+std::string encode_rpc_request(const RpcRequest& request) {
+    if (auto p = method_problem(request.method)) {
+        throw std::invalid_argument("cannot encode RPC request: " + *p);
+    }
+    if (!request.params.empty()) check_object(request.params, true, "params");
+    std::string out;
+    out.reserve(16 + request.method.size() + request.params.size());
+    StringSink sink{out};
+    Packer pk(sink);
+    pk.pack_array(4);
+    pk.pack_uint8(0);
+    pk.pack_uint32(request.msgid);
+    detail::pack_str(pk, request.method);
+    out.append(request.params.empty() ? empty_array_bytes : std::string_view(request.params));
+    return out;
+}
+
+std::string encode_rpc_response(const RpcResponse& response) {
+    if (response.error && response.error->size() > rpc_limits::max_error_bytes) {
+        throw std::invalid_argument("cannot encode RPC response: error message is " +
+                                    std::to_string(response.error->size()) + " bytes, more than " +
+                                    std::to_string(rpc_limits::max_error_bytes));
+    }
+    if (!response.error && !response.result.empty()) {
+        check_object(response.result, false, "result");
+    }
+    std::string out;
+    out.reserve(16 + response.result.size());
+    StringSink sink{out};
+    Packer pk(sink);
+    pk.pack_array(4);
+    pk.pack_uint8(1);
+    pk.pack_uint32(response.msgid);
+    if (response.error) {
+        detail::pack_str(pk, *response.error);
+        pk.pack_nil();
+    } else {
+        pk.pack_nil();
+        out.append(response.result.empty() ? nil_bytes : std::string_view(response.result));
+    }
+    return out;
+}
+
+RpcMessage decode_rpc_message(std::string_view b) {
+    if (b.size() > rpc_limits::max_message_bytes) {
+        fail(DecodeErrc::too_large, "RPC message is " + std::to_string(b.size()) +
+                                        " bytes, more than " +
+                                        std::to_string(rpc_limits::max_message_bytes));
+    }
+    std::size_t off = read_envelope_header(b);
+    const auto type =
+        detail::get_uint(detail::parse_next(b, off, "message type").get(), "message type");
+    if (type != type_request && type != type_response) {
+        fail(DecodeErrc::unknown_kind,
+             "message type " + std::to_string(type) + " is not a request (0) or response (1)");
+    }
+    const auto msgid = detail::get_uint(detail::parse_next(b, off, "msgid").get(), "msgid");
+    if (msgid > 0xffffffffu) {
+        fail(DecodeErrc::invalid_value, "msgid " + std::to_string(msgid) + " is over 32 bits");
+    }
+    if (type == type_request) {
+        RpcRequest req;
+        req.msgid = static_cast<std::uint32_t>(msgid);
+        {
+            auto m = detail::parse_next(b, off, "method");
+            const auto name = detail::get_str(m.get(), "method", rpc_limits::max_method_bytes);
+            if (auto p = method_problem(name)) fail(DecodeErrc::invalid_value, *p);
+            req.method.assign(name);
+        }
+        const auto start = off;
+        auto p = detail::parse_next(b, off, "params");
+        detail::expect_type(p.get(), msgpack::type::ARRAY, "params");
+        if (off != b.size()) {
+            fail(DecodeErrc::trailing_bytes,
+                 std::to_string(b.size() - off) + " bytes follow the RPC message");
+        }
+        req.params.assign(b.substr(start, off - start));
+        return req;
+    }
+    RpcResponse resp;
+    resp.msgid = static_cast<std::uint32_t>(msgid);
+    {
+        auto e = detail::parse_next(b, off, "error");
+        if (e.get().type != msgpack::type::NIL) {
+            resp.error.emplace(detail::get_str(e.get(), "error", rpc_limits::max_error_bytes));
+        }
+    }
+    const auto start = off;
+    auto r = detail::parse_next(b, off, "result");
+    if (off != b.size()) {
+        fail(DecodeErrc::trailing_bytes,
+             std::to_string(b.size() - off) + " bytes follow the RPC message");
+    }
+    if (resp.error && r.get().type != msgpack::type::NIL) {
+        fail(DecodeErrc::invalid_value, "an error response carries a non-nil result");
+    }
+    if (!resp.error) resp.result.assign(b.substr(start, off - start));
+    return resp;
+}
+
+// -------------------------------------------------------------------------------------------
+// rpc_pack
+
+namespace rpc_pack {
+
+std::string empty_array() {
+    return std::string(empty_array_bytes);
+}
+std::string nil() {
+    return std::string(nil_bytes);
+}
+
+std::string str(std::string_view s) {
+    std::string out;
+    StringSink sink{out};
+    Packer pk(sink);
+    detail::pack_str(pk, s);
+    return out;
+}
+
+std::string uint(std::uint64_t v) {
+    std::string out;
+    StringSink sink{out};
+    Packer pk(sink);
+    pk.pack_uint64(v);
+    return out;
+}
+
+std::string str_array(const std::vector<std::string>& items) {
+    std::string out;
+    StringSink sink{out};
+    Packer pk(sink);
+    pk.pack_array(static_cast<std::uint32_t>(items.size()));
+    for (const auto& s : items)
+        detail::pack_str(pk, s);
+    return out;
+}
+
+std::string to_str(std::string_view bytes) {
+    auto oh = detail::parse_whole(bytes, "value");
+    return std::string(detail::get_str(oh.get(), "value", rpc_limits::max_message_bytes));
+}
+
+std::uint64_t to_uint(std::string_view bytes) {
+    auto oh = detail::parse_whole(bytes, "value");
+    return detail::get_uint(oh.get(), "value");
+}
+
+std::vector<std::string> to_str_array(std::string_view bytes) {
+    auto oh = detail::parse_whole(bytes, "value");
+    detail::expect_type(oh.get(), msgpack::type::ARRAY, "value");
+    std::vector<std::string> out;
+    const auto& a = oh.get().via.array;
+    out.reserve(a.size);
+    for (std::uint32_t i = 0; i < a.size; ++i) {
+        out.emplace_back(detail::get_str(a.ptr[i], "element", rpc_limits::max_message_bytes));
+    }
+    return out;
+}
+
+}  // namespace rpc_pack
+
+// -------------------------------------------------------------------------------------------
+// RpcServer
+
+namespace {
+
+std::string unique_inproc(std::string_view what) {
+    static std::atomic<std::uint64_t> counter{0};
+    return "inproc://rill-" + std::string(what) + "-" + std::to_string(++counter);
+}
+
+}  // namespace
+
+RpcServer::RpcServer(zmq::context_t& ctx, std::string_view endpoints, const SocketOptions& options)
+    : ctx_(ctx), socket_(ctx, zmq::socket_type::router, options) {
+    socket_.raw().set(zmq::sockopt::maxmsgsize,
+                      static_cast<std::int64_t>(rpc_limits::max_message_bytes));
+    socket_.attach(endpoints, Attach::bind);
+    last_endpoint_ = socket_.last_endpoint();
+}
+
+RpcServer::~RpcServer() {
+    stop();
+}
+
+void RpcServer::handle(std::string method, RpcHandler handler) {
+    if (started_) throw std::logic_error("RpcServer::handle called after start()");
+    if (auto p = method_problem(method)) {
+        throw std::invalid_argument("cannot register RPC method: " + *p);
+    }
+    handlers_.insert_or_assign(std::move(method), std::move(handler));
+}
+
+void RpcServer::start() {
+    if (started_) throw std::logic_error("RpcServer::start called twice");
+    stop_address_ = unique_inproc("rpc-stop");
+    stop_rx_ = Socket(ctx_, zmq::socket_type::pair);
+    stop_rx_.raw().bind(stop_address_);
+    stop_tx_ = Socket(ctx_, zmq::socket_type::pair);
+    stop_tx_.raw().connect(stop_address_);
+    started_ = true;
+    thread_ = std::thread([this] { run(); });
+}
+
+void RpcServer::stop() noexcept {
+    if (!thread_.joinable()) return;
+    try {
+        (void)stop_tx_.raw().send(zmq::str_buffer("stop"), zmq::send_flags::dontwait);
+    } catch (...) {
+    }
+    thread_.join();
+    stop_tx_.close();
+    stop_rx_.close();
+    socket_.close();
+}
+
+std::string RpcServer::last_endpoint() const {
+    return last_endpoint_;
+}
+
+RpcStats RpcServer::stats() const noexcept {
+    RpcStats s;
+    s.requests = requests_.load();
+    s.errors = errors_.load();
+    s.malformed = malformed_.load();
+    return s;
+}
+
+void RpcServer::count_malformed(std::string_view why) noexcept {
+    const auto n = ++malformed_;
+    // Log the first few, then every power of two, so a flood cannot flood the log.
+    if (n <= 10 || (n & (n - 1)) == 0) {
+        try {
+            log_warn("rpc", "dropped a malformed request (" + std::to_string(n) +
+                                " so far): " + std::string(why));
+        } catch (...) {
+        }
+    }
+}
+
+void RpcServer::run() noexcept {
+    std::vector<zmq::message_t> frames;
+    for (;;) {
+        std::array<zmq::pollitem_t, 2> items{{{socket_.raw().handle(), 0, ZMQ_POLLIN, 0},
+                                              {stop_rx_.raw().handle(), 0, ZMQ_POLLIN, 0}}};
+        try {
+            zmq::poll(items.data(), items.size(), std::chrono::milliseconds{-1});
+        } catch (const zmq::error_t& e) {
+            if (e.num() == EINTR) continue;
+            log_error("rpc", std::string("server poll failed, stopping: ") + e.what());
+            return;
+        }
+        if (items[1].revents & ZMQ_POLLIN) return;
+        // Serve a bounded number of requests before looking at the stop pipe again.
+        for (int i = 0; i < 256; ++i) {
+            frames.clear();
+            try {
+                if (!zmq::recv_multipart(socket_.raw(), std::back_inserter(frames),
+                                         zmq::recv_flags::dontwait)) {
+                    break;
+                }
+                serve_frames(frames);
+            } catch (const zmq::error_t& e) {
+                if (e.num() == EINTR) continue;
+                log_error("rpc", std::string("server receive failed: ") + e.what());
+                break;
+            } catch (const std::exception& e) {
+                count_malformed(e.what());
+            }
+        }
+    }
+}
+
+void RpcServer::serve_frames(std::vector<zmq::message_t>& frames) {
+    // [identity, body] from a DEALER, [identity, "", body] from a REQ.
+    const bool delimited = frames.size() == 3 && frames[1].size() == 0;
+    if (frames.size() != 2 && !delimited) {
+        count_malformed("expected 1 body frame, got " + std::to_string(frames.size() - 1));
+        return;
+    }
+    const auto& body = frames.back();
+    RpcRequest request;
+    std::string reply;
+    try {
+        auto msg = decode_rpc_message(body.to_string_view());
+        auto* req = std::get_if<RpcRequest>(&msg);
+        if (!req) {
+            count_malformed("a response was sent to the server");
+            return;
+        }
+        request = std::move(*req);
+    } catch (const DecodeError& e) {
+        count_malformed(e.what());
+        // Tell the caller why when it can be told: the request's msgid is readable.
+        const auto msgid = peek_request_msgid(body.to_string_view());
+        if (!msgid) return;
+        ++errors_;
+        RpcResponse resp;
+        resp.msgid = *msgid;
+        resp.error = std::string("invalid request: ") + e.what();
+        truncate_error(*resp.error);
+        reply = encode_rpc_response(resp);
+    }
+    if (reply.empty()) {
+        ++requests_;
+        reply = dispatch(request);
+    }
+    frames.back().rebuild(reply.data(), reply.size());
+    const auto n = frames.size();
+    for (std::size_t i = 0; i < n; ++i) {
+        (void)socket_.raw().send(frames[i],
+                                 i + 1 < n ? zmq::send_flags::sndmore : zmq::send_flags::dontwait);
+    }
+}
+
+std::string RpcServer::dispatch(const RpcRequest& request) {
+    RpcResponse resp;
+    resp.msgid = request.msgid;
+    const auto it = handlers_.find(request.method);
+    if (it == handlers_.end()) {
+        resp.error = "unknown method '" + request.method + "'";
+    } else {
+        try {
+            resp.result = it->second(request.params);
+            if (!resp.result.empty()) check_object(resp.result, false, "result");
+        } catch (const RpcError& e) {
+            resp.error = e.remote_message();
+        } catch (const std::exception& e) {
+            resp.error = e.what();
+        } catch (...) {
+            resp.error = "internal error";
+        }
+    }
+    if (resp.error) {
+        ++errors_;
+        truncate_error(*resp.error);
+        resp.result.clear();
+        log_debug("rpc", "request " + request.method + " failed: " + *resp.error);
+    }
+    return encode_rpc_response(resp);
+}
+
+// -------------------------------------------------------------------------------------------
+// RpcClient
+
+RpcClient::RpcClient(zmq::context_t& ctx, std::string_view endpoints, const SocketOptions& options)
+    : socket_(ctx, zmq::socket_type::dealer, options), endpoints_(endpoints) {
+    socket_.raw().set(zmq::sockopt::maxmsgsize,
+                      static_cast<std::int64_t>(rpc_limits::max_message_bytes));
+    socket_.attach(endpoints, Attach::connect);
+}
+
+void RpcClient::transmit(Pending& call) {
+    zmq::message_t msg(call.wire.data(), call.wire.size());
+    (void)socket_.raw().send(msg, zmq::send_flags::dontwait);
+    call.deadline = std::chrono::steady_clock::now() + call.options.timeout;
+}
+
+RpcClient::CallId RpcClient::send(std::string_view method, std::string params,
+                                  const CallOptions& options) {
+    if (options.retries < 0) throw std::invalid_argument("CallOptions::retries is negative");
+    // Skip ids still pending after a wrap-around.
+    while (next_msgid_ == 0 || pending_.count(next_msgid_))
+        ++next_msgid_;
+    const CallId id = next_msgid_++;
+    Pending call;
+    call.method.assign(method);
+    call.wire = encode_rpc_request(RpcRequest{id, std::string(method), std::move(params)});
+    call.options = options;
+    call.attempts_left = options.retries;
+    auto& stored = pending_.emplace(id, std::move(call)).first->second;
+    transmit(stored);
+    return id;
+}
+
+void RpcClient::expire(std::chrono::steady_clock::time_point now) {
+    for (auto& [id, call] : pending_) {
+        if (call.state != State::waiting || call.deadline > now) continue;
+        if (call.attempts_left > 0) {
+            --call.attempts_left;
+            ++stats_.resent;
+            transmit(call);
+        } else {
+            call.state = State::timed_out;
+        }
+    }
+}
+
+void RpcClient::receive_until(std::chrono::steady_clock::time_point until) {
+    // Responses often arrive while the caller is busy: take those without a poll.
+    if (drain() > 0) return;
+    const auto now = std::chrono::steady_clock::now();
+    const auto wait = std::chrono::ceil<std::chrono::milliseconds>(
+        std::max(until - now, std::chrono::steady_clock::duration::zero()));
+    std::array<zmq::pollitem_t, 1> items{{{socket_.raw().handle(), 0, ZMQ_POLLIN, 0}}};
+    try {
+        zmq::poll(items.data(), items.size(), wait);
+    } catch (const zmq::error_t& e) {
+        if (e.num() == EINTR) return;
+        throw;
+    }
+    if (items[0].revents & ZMQ_POLLIN) (void)drain();
+}
+
+std::size_t RpcClient::drain() {
+    std::size_t received = 0;
+    std::vector<zmq::message_t> frames;
+    for (;;) {
+        frames.clear();
+        if (!zmq::recv_multipart(socket_.raw(), std::back_inserter(frames),
+                                 zmq::recv_flags::dontwait)) {
+            return received;
+        }
+        ++received;
+        // A REP-style peer may prefix an empty delimiter.
+        if (frames.size() == 2 && frames[0].size() == 0) frames.erase(frames.begin());
+        if (frames.size() != 1) {
+            ++stats_.malformed;
+            log_warn("rpc", "dropped a response of " + std::to_string(frames.size()) + " frames");
+            continue;
+        }
+        RpcResponse resp;
+        try {
+            auto msg = decode_rpc_message(frames[0].to_string_view());
+            auto* r = std::get_if<RpcResponse>(&msg);
+            if (!r) {
+                ++stats_.malformed;
+                log_warn("rpc", "dropped a request sent to a client");
+                continue;
+            }
+            resp = std::move(*r);
+        } catch (const DecodeError& e) {
+            ++stats_.malformed;
+            log_warn("rpc", std::string("dropped a malformed response: ") + e.what());
+            continue;
+        }
+        const auto it = pending_.find(resp.msgid);
+        if (it == pending_.end() || it->second.state != State::waiting) {
+            ++stats_.stale;
+            continue;
+        }
+        it->second.state = State::answered;
+        it->second.response = std::move(resp);
+    }
+}
+
+std::string RpcClient::wait(CallId id) {
+    const auto it = pending_.find(id);
+    if (it == pending_.end()) {
+        throw std::invalid_argument("RpcClient::wait: no pending call " + std::to_string(id));
+    }
+    auto& call = it->second;
+    for (;;) {
+        expire(std::chrono::steady_clock::now());
+        if (call.state == State::answered) {
+            auto resp = std::move(call.response);
+            auto method = std::move(call.method);
+            pending_.erase(it);
+            if (resp.error) throw RpcError(std::move(method), std::move(*resp.error));
+            return resp.result;
+        }
+        if (call.state == State::timed_out) {
+            const auto attempts = call.options.retries + 1;
+            const auto ms = call.options.timeout.count();
+            auto method = std::move(call.method);
+            pending_.erase(it);
+            throw RpcTimeout("rpc " + method + " to " + endpoints_ + ": no response after " +
+                             std::to_string(attempts) + " attempt(s) of " + std::to_string(ms) +
+                             " ms");
+        }
+        // Wake at the earliest deadline of any waiting call, so retries of other calls go out
+        // on time too.
+        auto until = call.deadline;
+        for (const auto& [other_id, other] : pending_) {
+            if (other.state == State::waiting) until = std::min(until, other.deadline);
+        }
+        receive_until(until);
+    }
+}
+
+std::string RpcClient::call(std::string_view method, std::string params,
+                            const CallOptions& options) {
+    return wait(send(method, std::move(params), options));
+}
+
+void RpcClient::cancel(CallId id) noexcept {
+    pending_.erase(id);
+}
+
+}  // namespace rill
