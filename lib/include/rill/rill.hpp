@@ -3,13 +3,18 @@
 #pragma once
 
 #include "rill/codec.hpp"
+#include "rill/csv_source.hpp"
+#include "rill/dht.hpp"
 #include "rill/endpoint.hpp"
+#include "rill/iio_source.hpp"
 #include "rill/log.hpp"
 #include "rill/metrics.hpp"
 #include "rill/reading.hpp"
 #include "rill/replay.hpp"
 #include "rill/rpc.hpp"
 #include "rill/security.hpp"
+#include "rill/sim_source.hpp"
 #include "rill/socket.hpp"
+#include "rill/source.hpp"
 #include "rill/stream.hpp"
 #include "rill/stream_json.hpp"
