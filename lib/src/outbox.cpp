@@ -58,6 +58,10 @@ constexpr std::uint64_t checkpoint_stride = 64 * 1024;
 // Reads start with small chunks (a replay usually wants little) and double up to the maximum.
 constexpr std::size_t first_read_chunk = 64 * 1024;
 constexpr std::size_t max_read_chunk = 1 << 20;
+// Records stamped before 2020-01-01 were written while the clock was not set (a Raspberry Pi
+// without a real-time clock boots in the past until NTP answers): their age is unknown, so
+// max_age does not delete them; max_bytes still does.
+constexpr Timestamp plausible_time{std::chrono::seconds{1'577'836'800}};
 
 // --- little-endian fields --------------------------------------------------------------------
 void put_u8(std::string& out, std::uint8_t v) {
@@ -678,7 +682,8 @@ void Outbox::Impl::enforce_bounds(std::uint64_t incoming, std::vector<OutboxDrop
     if (options.max_age.count() > 0) {
         const Timestamp cutoff =
             clock() - std::chrono::duration_cast<std::chrono::microseconds>(options.max_age);
-        while (segments.size() > 1 && segments.front().newest_at < cutoff) {
+        while (segments.size() > 1 && segments.front().newest_at < cutoff &&
+               segments.front().newest_at >= plausible_time) {
             drop_oldest(DropReason::max_age, drops);
         }
     }

@@ -294,6 +294,26 @@ TEST_CASE("outbox drops segments older than max_age") {
     CHECK(append_n(outbox, "kitchen", 1) == 302);
 }
 
+TEST_CASE("outbox does not age out readings written before the clock was set") {
+    test::TempDir dir("outbox");
+    Timestamp clock = Timestamp{86'400'000'000us};  // 1970-01-02: a Pi booted without RTC
+    OutboxOptions o = small_segments();
+    o.max_age = 1h;
+    o.clock = [&] { return clock; };
+    std::vector<OutboxDrop> drops;
+    o.on_drop = [&](const OutboxDrop& d) { drops.push_back(d); };
+    Outbox outbox(dir.path(), o);
+    append_n(outbox, "kitchen", 200);
+    clock = Timestamp{1'763'719'200'000'000us};  // NTP answered
+    append_n(outbox, "kitchen", 1);
+    CHECK(drops.empty());
+    CHECK(outbox.first_available("kitchen") == 1);
+    clock += 2h;  // now the records stamped with a real time age out
+    append_n(outbox, "kitchen", 1);
+    CHECK(drops.empty());  // the closed segments hold only readings stamped in 1970
+    CHECK(outbox.metrics().segments > 2);
+}
+
 TEST_CASE("outbox truncates a torn last record at open and keeps the rest") {
     test::TempDir dir("outbox");
     {

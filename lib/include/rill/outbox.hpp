@@ -57,6 +57,7 @@ struct OutboxOptions {
     /// twice segment_bytes: the active segment is never deleted.
     std::uint64_t max_bytes = 256ULL << 20;
     /// Segments whose newest record is older than this are deleted; zero: no age bound.
+    /// Records stamped before 2020 (written before the clock was set) never age out.
     std::chrono::seconds max_age = std::chrono::hours(24 * 7);
     /// A segment is closed and a new one started when the next record would pass this size
     /// (a single record larger than this gets a segment of its own).

@@ -3,7 +3,9 @@
 #pragma once
 
 #include "rill/codec.hpp"
+#include "rill/crc32c.hpp"
 #include "rill/endpoint.hpp"
 #include "rill/log.hpp"
+#include "rill/outbox.hpp"
 #include "rill/reading.hpp"
 #include "rill/socket.hpp"
