@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <deque>
@@ -17,6 +18,7 @@
 #include <optional>
 #include <stdexcept>
 #include <system_error>
+#include <thread>
 
 #include "rill/codec.hpp"
 #include "rill/crc32c.hpp"
@@ -547,8 +549,15 @@ struct Outbox::Impl {
     mutable OutboxMetrics m;
     std::uint64_t disk_bytes = 0;
     std::uint64_t synced_end = 0;  // of the active segment
-    std::chrono::steady_clock::time_point last_sync = std::chrono::steady_clock::now();
     bool closed = false;
+    // FsyncPolicy::batch: the group-commit thread.
+    std::thread flusher;
+    std::condition_variable flusher_cv;
+    bool flusher_stop = false;
+
+    ~Impl() { stop_flusher(); }
+    void flush_loop();
+    void stop_flusher() noexcept;
     std::string record;  // reused encoding buffer
 
     Timestamp clock() const { return options.clock ? options.clock() : now(); }
@@ -635,13 +644,49 @@ void Outbox::Impl::seal_active() {
     seg.file.reset();  // a read in progress keeps its own reference
 }
 
+// Every fsync_interval, fdatasyncs the active segment if anything was appended since the last
+// fsync. The fdatasync runs without the mutex, so appends and reads go on meanwhile.
+void Outbox::Impl::flush_loop() {
+    const auto interval = std::max(options.fsync_interval, std::chrono::milliseconds(1));
+    std::unique_lock lk(mu);
+    while (!flusher_stop) {
+        flusher_cv.wait_for(lk, interval);
+        if (flusher_stop || closed || segments.empty()) continue;
+        Segment& seg = active();
+        if (seg.end == synced_end) continue;
+        const std::shared_ptr<File> file = seg.file;
+        const std::uint64_t end = seg.end;
+        lk.unlock();
+        bool ok = true;
+        try {
+            file->datasync();
+        } catch (const std::exception& e) {
+            ok = false;
+            log_error(component, e.what());
+        }
+        lk.lock();
+        if (!ok) continue;
+        m.fsyncs += 1;
+        if (!segments.empty() && active().file == file) synced_end = std::max(synced_end, end);
+    }
+}
+
+void Outbox::Impl::stop_flusher() noexcept {
+    if (!flusher.joinable()) return;
+    {
+        const std::lock_guard lk(mu);
+        flusher_stop = true;
+    }
+    flusher_cv.notify_all();
+    flusher.join();
+}
+
 void Outbox::Impl::sync_active(bool force) {
     Segment& seg = active();
     if (!force || synced_end == seg.end) return;
     seg.file->datasync();
     m.fsyncs += 1;
     synced_end = seg.end;
-    last_sync = std::chrono::steady_clock::now();
 }
 
 void Outbox::Impl::drop_oldest(DropReason reason, std::vector<OutboxDrop>& drops) {
@@ -887,6 +932,9 @@ Outbox::Outbox(std::filesystem::path dir, OutboxOptions options) : impl_(std::ma
     std::vector<OutboxDrop> drops;
     impl_->open(drops);
     impl_->report(drops);
+    if (impl_->options.fsync == FsyncPolicy::batch) {
+        impl_->flusher = std::thread([d = impl_.get()] { d->flush_loop(); });
+    }
 }
 
 Outbox::~Outbox() {
@@ -966,9 +1014,6 @@ Outbox::SeqRange Outbox::append(std::span<Reading> batch) {
         d.disk_bytes += size;
         if (d.options.fsync == FsyncPolicy::always) {
             d.sync_active(true);
-        } else if (d.options.fsync == FsyncPolicy::batch &&
-                   std::chrono::steady_clock::now() - d.last_sync >= d.options.fsync_interval) {
-            d.sync_active(true);
         }
         seg.add_readings(sensor, newest + 1, static_cast<std::uint32_t>(batch.size()), offset, at);
         d.sensors[sensor].newest = newest + batch.size();
@@ -990,6 +1035,7 @@ void Outbox::sync() {
 
 void Outbox::close() {
     Impl& d = *impl_;
+    d.stop_flusher();
     const std::lock_guard lock(d.mu);
     if (d.closed) return;
     d.closed = true;

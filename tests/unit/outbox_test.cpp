@@ -118,6 +118,20 @@ TEST_CASE("outbox appends readings with fresh seqs and reads them back") {
     CHECK(m.disk_bytes == outbox_files_bytes(dir.path()));
 }
 
+TEST_CASE("outbox with fsync batch syncs a quiet tail within the interval") {
+    test::TempDir dir("outbox");
+    OutboxOptions o = small_segments(FsyncPolicy::batch);
+    o.fsync_interval = 20ms;
+    Outbox outbox(dir.path(), o);
+    const auto before = outbox.metrics().fsyncs;
+    append_n(outbox, "kitchen", 50);
+    // Nothing else is appended: the group-commit thread syncs the tail on its own.
+    CHECK(test::wait_until([&] { return outbox.metrics().fsyncs > before; }, 10s));
+    const auto synced = outbox.metrics().fsyncs;
+    std::this_thread::sleep_for(100ms);
+    CHECK(outbox.metrics().fsyncs == synced);  // and only when there is something new
+}
+
 TEST_CASE("outbox resumes seq after a restart") {
     test::TempDir dir("outbox");
     {

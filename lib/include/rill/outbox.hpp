@@ -25,8 +25,9 @@ namespace rill {
 /// When appended records are forced to stable storage (fdatasync).
 enum class FsyncPolicy {
     always,  ///< before append() returns: nothing acknowledged is lost, even on power cut
-    batch,   ///< group commit: at most once per fsync_interval (checked on append), on sync()
-             ///< and on close; a power cut loses at most the records since the last fsync
+    batch,   ///< group commit: a background thread fdatasyncs the active segment once per
+             ///< fsync_interval when something was appended; also on sync() and close(). A
+             ///< power cut loses at most about fsync_interval of readings
     never,   ///< left to the kernel; survives kill -9, not a power cut
 };
 
@@ -51,7 +52,7 @@ struct OutboxDrop {
 
 struct OutboxOptions {
     FsyncPolicy fsync = FsyncPolicy::batch;
-    /// The group-commit interval of FsyncPolicy::batch.
+    /// The group-commit interval of FsyncPolicy::batch (at least 1 ms is used).
     std::chrono::milliseconds fsync_interval{100};
     /// Bound on the files of the outbox (segments and their index files). Must be at least
     /// twice segment_bytes: the active segment is never deleted.
@@ -100,7 +101,9 @@ struct OutboxRead {
 
 /// A directory of segment files holding the readings of any number of sensors.
 ///
-/// Threads: every member function is thread-safe. append(), sync() and the bound enforcement
+/// Threads: every member function is thread-safe. With FsyncPolicy::batch the outbox runs one
+/// thread of its own, from construction to close(), that only calls fdatasync. append(), sync()
+/// and the bound enforcement
 /// run under one internal mutex (append holds it across its write and, with
 /// FsyncPolicy::always, its fdatasync). read() holds that mutex only to look up where to read
 /// (an in-memory index), then reads the files without it, so a replay thread and the appending
@@ -136,7 +139,7 @@ class Outbox {
     /// Appends one batch of readings of one sensor as one record. The outbox assigns the seqs:
     /// batch[i].seq is overwritten with newest + 1 + i (whatever it held), so the caller fills
     /// sensor, ts and values and publishes the readings once this returns. Blocks for the
-    /// write, and for fdatasync under FsyncPolicy::always (or batch, when an fsync is due).
+    /// write, and for fdatasync under FsyncPolicy::always.
     /// May delete oldest segments to stay within the bounds (see OutboxOptions::on_drop).
     /// Throws std::invalid_argument when the batch is empty, larger than
     /// limits::max_batch_readings, mixes sensors or holds an invalid reading (the seqs are then
