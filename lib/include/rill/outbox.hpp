@@ -131,6 +131,7 @@ class Outbox {
     explicit Outbox(std::filesystem::path dir, OutboxOptions options = {});
     /// Closes: syncs (unless FsyncPolicy::never) and releases the directory. Never throws.
     ~Outbox();
+    /// Moving transfers the open outbox; a moved-from Outbox may only be destroyed or assigned.
     Outbox(Outbox&&) noexcept;
     Outbox& operator=(Outbox&&) noexcept;
     Outbox(const Outbox&) = delete;
