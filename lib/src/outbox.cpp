@@ -566,6 +566,7 @@ struct Outbox::Impl {
     void open(std::vector<OutboxDrop>& drops);
     void new_segment(std::uint64_t number);
     void seal_active();
+    void rotate();
     void write_index(Segment& seg);
     void drop_oldest(DropReason reason, std::vector<OutboxDrop>& drops);
     void enforce_bounds(std::uint64_t incoming, std::vector<OutboxDrop>& drops);
@@ -641,7 +642,13 @@ void Outbox::Impl::seal_active() {
     Segment& seg = active();
     sync_active(options.fsync != FsyncPolicy::never);
     write_index(seg);
-    seg.file.reset();  // a read in progress keeps its own reference
+}
+
+void Outbox::Impl::rotate() {
+    seal_active();
+    new_segment(active().number + 1);
+    // Closed segments are opened per read; a read in progress keeps its own reference.
+    segments[segments.size() - 2].file.reset();
 }
 
 // Every fsync_interval, fdatasyncs the active segment if anything was appended since the last
@@ -885,10 +892,7 @@ void Outbox::Impl::open(std::vector<OutboxDrop>& drops) {
     }
     if (reuse) {
         synced_end = 0;
-        if (segments.back().end >= options.segment_bytes) {
-            seal_active();
-            new_segment(segments.back().number + 1);
-        }
+        if (segments.back().end >= options.segment_bytes) rotate();
     } else {
         std::uint64_t number = 1;
         if (!segments.empty()) {
@@ -974,9 +978,8 @@ Outbox::SeqRange Outbox::append(std::span<Reading> batch) {
                                     std::to_string(limits::max_batch_readings));
     }
     Impl& d = *impl_;
-    std::vector<OutboxDrop> drops;
-    SeqRange range;
-    {
+    std::vector<OutboxDrop> drops;  // reported whether the append succeeds or not
+    const auto locked = [&]() -> SeqRange {
         const std::lock_guard lock(d.mu);
         if (d.closed) throw std::logic_error("append on a closed outbox " + d.dir.string());
         const std::string& sensor = batch.front().sensor;
@@ -992,8 +995,7 @@ Outbox::SeqRange Outbox::append(std::span<Reading> batch) {
         const std::uint64_t size = d.record.size();
 
         if (d.active().end + size > d.options.segment_bytes && d.active().has_readings) {
-            d.seal_active();
-            d.new_segment(d.active().number + 1);
+            d.rotate();
         }
         d.enforce_bounds(size, drops);
 
@@ -1012,15 +1014,22 @@ Outbox::SeqRange Outbox::append(std::span<Reading> batch) {
         seg.end += size;
         seg.file_size = seg.end;
         d.disk_bytes += size;
-        if (d.options.fsync == FsyncPolicy::always) {
-            d.sync_active(true);
-        }
+        // The record is in the file: account for it before anything else can fail, so that its
+        // seqs are never handed out twice.
         seg.add_readings(sensor, newest + 1, static_cast<std::uint32_t>(batch.size()), offset, at);
         d.sensors[sensor].newest = newest + batch.size();
         d.m.appended_readings += batch.size();
         d.m.appended_records += 1;
         d.m.appended_bytes += size;
-        range = {newest + 1, newest + batch.size()};
+        if (d.options.fsync == FsyncPolicy::always) d.sync_active(true);
+        return {newest + 1, newest + batch.size()};
+    };
+    SeqRange range;
+    try {
+        range = locked();
+    } catch (...) {
+        d.report(drops);
+        throw;
     }
     d.report(drops);
     return range;

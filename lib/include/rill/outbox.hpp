@@ -145,7 +145,9 @@ class Outbox {
     /// Throws std::invalid_argument when the batch is empty, larger than
     /// limits::max_batch_readings, mixes sensors or holds an invalid reading (the seqs are then
     /// left unspecified and nothing is appended); std::system_error when the write fails (disk
-    /// full: the partial record is cut off again and nothing is appended); std::logic_error
+    /// full: the partial record is cut off again and nothing is appended; a failed fdatasync
+    /// under FsyncPolicy::always: the record stays, its seqs are used, its durability is
+    /// unknown); std::logic_error
     /// after close().
     SeqRange append(std::span<Reading> batch);
     /// Appends one reading (see above); sets reading.seq.
