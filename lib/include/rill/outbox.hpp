@@ -1,0 +1,189 @@
+// rill/outbox.hpp: the publisher's durable, bounded, checksummed outbox log (docs/outbox.md).
+//
+// Every reading is appended here before it is published. The outbox assigns the sequence
+// numbers (it is the source of truth for seq: seq of a sensor starts at 1 and grows by one per
+// reading, across restarts), keeps readings on disk until a size or age bound, drops whole
+// oldest segments when a bound is hit (counted, logged and reported, never silently), and
+// answers "sensor S from seq N, at most K" for the replay service.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "rill/reading.hpp"
+
+namespace rill {
+
+/// When appended records are forced to stable storage (fdatasync).
+enum class FsyncPolicy {
+    always,  ///< before append() returns: nothing acknowledged is lost, even on power cut
+    batch,   ///< group commit: a background thread fdatasyncs the active segment once per
+             ///< fsync_interval when something was appended; also on sync() and close(). A
+             ///< power cut loses at most about fsync_interval of readings
+    never,   ///< left to the kernel; survives kill -9, not a power cut
+};
+
+/// Why readings left the outbox.
+enum class DropReason {
+    max_bytes,  ///< the outbox was full: the oldest segment was deleted
+    max_age,    ///< the oldest segment was older than max_age
+    corrupt,    ///< the records holding them failed their checksum and cannot be read
+};
+
+/// A short stable name for `r` ("max_bytes", "max_age", "corrupt"), usable as a metric label.
+[[nodiscard]] std::string_view to_string(DropReason r) noexcept;
+
+/// One consecutive range of readings of one sensor that the outbox can no longer replay.
+struct OutboxDrop {
+    std::string sensor;
+    std::uint64_t from_seq = 0;  ///< first dropped seq
+    std::uint64_t to_seq = 0;    ///< last dropped seq (inclusive)
+    DropReason reason = DropReason::max_bytes;
+    bool operator==(const OutboxDrop&) const = default;
+};
+
+struct OutboxOptions {
+    FsyncPolicy fsync = FsyncPolicy::batch;
+    /// The group-commit interval of FsyncPolicy::batch (at least 1 ms is used).
+    std::chrono::milliseconds fsync_interval{100};
+    /// Bound on the files of the outbox (segments and their index files). Must be at least
+    /// twice segment_bytes: the active segment is never deleted.
+    std::uint64_t max_bytes = 256ULL << 20;
+    /// Segments whose newest record is older than this are deleted; zero: no age bound.
+    /// Records stamped before 2020 (written before the clock was set) never age out.
+    std::chrono::seconds max_age = std::chrono::hours(24 * 7);
+    /// A segment is closed and a new one started when the next record would pass this size
+    /// (a single record larger than this gets a segment of its own).
+    std::uint64_t segment_bytes = 16ULL << 20;
+    /// The clock that stamps records and ages segments; empty: rill::now(). Tests inject one.
+    std::function<Timestamp()> clock;
+    /// Called once per dropped range, after the outbox released its lock, on the thread whose
+    /// call caused the drop (the constructor, append()). It may call read() and the accessors,
+    /// not append(). Every drop is also logged (warn, component "outbox") and counted.
+    std::function<void(const OutboxDrop&)> on_drop;
+};
+
+/// Counters since the outbox was opened, and gauges of its current state. A plain snapshot.
+struct OutboxMetrics {
+    std::uint64_t appended_readings = 0;  ///< readings appended
+    std::uint64_t appended_records = 0;   ///< records (one per append call) written
+    std::uint64_t appended_bytes = 0;     ///< bytes written to segment files, headers included
+    std::uint64_t fsyncs = 0;             ///< fdatasync calls on segment files
+    std::uint64_t dropped_readings = 0;   ///< readings deleted by max_bytes or max_age
+    std::uint64_t dropped_segments = 0;   ///< segments deleted by max_bytes or max_age
+    std::uint64_t lost_readings = 0;      ///< readings found unreadable (checksum failures)
+    std::uint64_t corrupt_records = 0;    ///< records that failed their checksum (open or read)
+    std::uint64_t truncated_tails = 0;    ///< torn or corrupt tails cut from the newest segment
+    std::uint64_t segments = 0;           ///< gauge: segment files
+    std::uint64_t disk_bytes = 0;         ///< gauge: bytes of segment and index files
+    std::uint64_t sensors = 0;            ///< gauge: sensors with a sequence number
+};
+
+/// What read() returns.
+struct OutboxRead {
+    /// Readings of the sensor with seq >= from_seq, in increasing seq order, at most max_count.
+    /// Seqs missing between from_seq and the last one returned are gone for good (dropped or
+    /// corrupt); they are below first_available or were reported as corrupt.
+    std::vector<Reading> readings;
+    /// The oldest seq the outbox still holds for the sensor; newest + 1 when it holds none.
+    std::uint64_t first_available = 1;
+    /// The newest seq ever appended for the sensor (surviving restarts); 0 for an unknown one.
+    std::uint64_t newest = 0;
+};
+
+/// A directory of segment files holding the readings of any number of sensors.
+///
+/// Threads: every member function is thread-safe. With FsyncPolicy::batch the outbox runs one
+/// thread of its own, from construction to close(), that only calls fdatasync. append(), sync()
+/// and the bound enforcement
+/// run under one internal mutex (append holds it across its write and, with
+/// FsyncPolicy::always, its fdatasync). read() holds that mutex only to look up where to read
+/// (an in-memory index), then reads the files without it, so a replay thread and the appending
+/// thread proceed in parallel; a segment deleted while being read stays readable through its
+/// open descriptor. read() sees exactly the records whose append() has returned.
+///
+/// Owns: the files in its directory and an exclusive lock on it (flock on dir/LOCK), so a
+/// second Outbox on the same directory, in this or another process, fails to open.
+class Outbox {
+  public:
+    /// The first and last seq an append assigned.
+    struct SeqRange {
+        std::uint64_t first = 0;
+        std::uint64_t last = 0;
+        bool operator==(const SeqRange&) const = default;
+    };
+
+    /// Opens (creating when missing) the outbox in `dir`: loads the index files of closed
+    /// segments, verifies the newest segment record by record, truncates a torn or corrupt tail
+    /// (logged with file and offset, counted), recovers the newest seq of every sensor, and
+    /// applies the bounds. Blocks for the recovery: about the time to read the newest segment
+    /// plus the index files (docs/outbox.md). Throws std::invalid_argument for inconsistent
+    /// options, std::system_error when the directory cannot be created, locked or written.
+    /// Damaged files never make it throw.
+    explicit Outbox(std::filesystem::path dir, OutboxOptions options = {});
+    /// Closes: syncs (unless FsyncPolicy::never) and releases the directory. Never throws.
+    ~Outbox();
+    /// Moving transfers the open outbox; a moved-from Outbox may only be destroyed or assigned.
+    Outbox(Outbox&&) noexcept;
+    Outbox& operator=(Outbox&&) noexcept;
+    Outbox(const Outbox&) = delete;
+    Outbox& operator=(const Outbox&) = delete;
+
+    /// Appends one batch of readings of one sensor as one record. The outbox assigns the seqs:
+    /// batch[i].seq is overwritten with newest + 1 + i (whatever it held), so the caller fills
+    /// sensor, ts and values and publishes the readings once this returns. Blocks for the
+    /// write, and for fdatasync under FsyncPolicy::always.
+    /// May delete oldest segments to stay within the bounds (see OutboxOptions::on_drop).
+    /// Throws std::invalid_argument when the batch is empty, larger than
+    /// limits::max_batch_readings, mixes sensors or holds an invalid reading (the seqs are then
+    /// left unspecified and nothing is appended); std::system_error when the write fails (disk
+    /// full: the partial record is cut off again and nothing is appended; a failed fdatasync
+    /// under FsyncPolicy::always: the record stays, its seqs are used, its durability is
+    /// unknown); std::logic_error
+    /// after close().
+    SeqRange append(std::span<Reading> batch);
+    /// Appends one reading (see above); sets reading.seq.
+    SeqRange append(Reading& reading);
+
+    /// Forces everything appended so far to stable storage (fdatasync), whatever the policy.
+    /// Throws std::system_error.
+    void sync();
+
+    /// Syncs (unless FsyncPolicy::never) and releases
+    /// the directory; later appends throw, reads return nothing. Throws std::system_error.
+    void close();
+
+    /// Returns up to `max_count` readings of `sensor` from `from_seq` on (see OutboxRead), with
+    /// first_available and newest. Blocks for the file reads (about the size of the readings
+    /// returned, plus up to 64 KiB to find the first). Never throws for damaged data: a record
+    /// that fails its checksum is logged, counted and skipped. Throws std::system_error when a
+    /// file cannot be read.
+    [[nodiscard]] OutboxRead read(std::string_view sensor, std::uint64_t from_seq,
+                                  std::size_t max_count) const;
+
+    /// The newest seq appended for `sensor` (0 when unknown).
+    [[nodiscard]] std::uint64_t newest(std::string_view sensor) const;
+    /// The oldest seq still held for `sensor`; newest(sensor) + 1 when none is.
+    [[nodiscard]] std::uint64_t first_available(std::string_view sensor) const;
+    /// Every known sensor with its newest seq, sorted by sensor (the content of a heartbeat).
+    [[nodiscard]] std::vector<std::pair<std::string, std::uint64_t>> newest_all() const;
+    /// Readings of `sensor` dropped or lost since this outbox was opened.
+    [[nodiscard]] std::uint64_t dropped(std::string_view sensor) const;
+    [[nodiscard]] OutboxMetrics metrics() const;
+    [[nodiscard]] const std::filesystem::path& dir() const noexcept;
+
+    struct Impl;
+
+  private:
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace rill

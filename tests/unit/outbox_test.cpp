@@ -1,0 +1,605 @@
+#include <doctest/doctest.h>
+
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include "rill/outbox.hpp"
+#include "support/process.hpp"
+
+using namespace rill;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+namespace {
+
+Reading make(const std::string& sensor, std::uint64_t i) {
+    Reading r;
+    r.sensor = sensor;
+    r.ts = Timestamp{1'763'719'200'000'000us + std::chrono::microseconds(i * 1000)};
+    r.temperature = 20.0f + static_cast<float>(i % 100) * 0.25f;
+    r.humidity = 40.0f + static_cast<float>(i % 50);
+    return r;
+}
+
+// Appends `n` single readings of `sensor`; returns the seq of the last one.
+std::uint64_t append_n(Outbox& outbox, const std::string& sensor, std::size_t n) {
+    std::uint64_t last = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        Reading r = make(sensor, i);
+        last = outbox.append(r).last;
+    }
+    return last;
+}
+
+OutboxOptions small_segments(FsyncPolicy fsync = FsyncPolicy::never) {
+    OutboxOptions o;
+    o.fsync = fsync;
+    o.segment_bytes = 4096;
+    o.max_bytes = 64ULL << 20;
+    o.max_age = 0s;
+    return o;
+}
+
+std::vector<fs::path> files_with(const fs::path& dir, const std::string& ext) {
+    std::vector<fs::path> out;
+    for (const auto& e : fs::directory_iterator(dir)) {
+        if (e.path().extension() == ext) out.push_back(e.path());
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+std::uint64_t outbox_files_bytes(const fs::path& dir) {
+    std::uint64_t sum = 0;
+    for (const auto& p : files_with(dir, ".seg"))
+        sum += fs::file_size(p);
+    for (const auto& p : files_with(dir, ".idx"))
+        sum += fs::file_size(p);
+    return sum;
+}
+
+// Checks that `readings` are exactly seqs first, first + 1, ..., last of `sensor`.
+void check_consecutive(const std::vector<Reading>& readings, const std::string& sensor,
+                       std::uint64_t first, std::uint64_t last) {
+    REQUIRE(readings.size() == last - first + 1);
+    for (std::size_t i = 0; i < readings.size(); ++i) {
+        REQUIRE(readings[i].sensor == sensor);
+        REQUIRE(readings[i].seq == first + i);
+    }
+}
+
+void flip_byte(const fs::path& path, std::uint64_t offset) {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(static_cast<std::streamoff>(offset));
+    char c = 0;
+    f.get(c);
+    f.seekp(static_cast<std::streamoff>(offset));
+    f.put(static_cast<char>(c ^ 0x10));
+}
+
+}  // namespace
+
+TEST_CASE("outbox appends readings with fresh seqs and reads them back") {
+    test::TempDir dir("outbox");
+    Outbox outbox(dir.path(), small_segments(FsyncPolicy::always));
+    std::vector<Reading> written;
+    for (std::uint64_t i = 0; i < 5; ++i) {
+        Reading r = make("kitchen", i);
+        r.seq = 999;  // ignored: the outbox assigns seqs
+        const auto range = outbox.append(r);
+        CHECK(range == Outbox::SeqRange{i + 1, i + 1});
+        CHECK(r.seq == i + 1);
+        written.push_back(r);
+    }
+    std::vector<Reading> batch;
+    for (std::uint64_t i = 5; i < 105; ++i)
+        batch.push_back(make("kitchen", i));
+    batch[3].extras.push_back({"pressure", 1013.25});
+    CHECK(outbox.append(batch) == Outbox::SeqRange{6, 105});
+    written.insert(written.end(), batch.begin(), batch.end());
+
+    const auto got = outbox.read("kitchen", 1, 1000);
+    CHECK(got.first_available == 1);
+    CHECK(got.newest == 105);
+    CHECK(got.readings == written);
+    CHECK(outbox.newest("kitchen") == 105);
+    CHECK(outbox.newest("garage") == 0);
+    const auto m = outbox.metrics();
+    CHECK(m.appended_readings == 105);
+    CHECK(m.appended_records == 6);
+    CHECK(m.fsyncs >= 6);
+    CHECK(m.disk_bytes == outbox_files_bytes(dir.path()));
+}
+
+TEST_CASE("outbox with fsync batch syncs a quiet tail within the interval") {
+    test::TempDir dir("outbox");
+    OutboxOptions o = small_segments(FsyncPolicy::batch);
+    o.fsync_interval = 20ms;
+    Outbox outbox(dir.path(), o);
+    const auto before = outbox.metrics().fsyncs;
+    append_n(outbox, "kitchen", 50);
+    // Nothing else is appended: the group-commit thread syncs the tail on its own.
+    CHECK(test::wait_until([&] { return outbox.metrics().fsyncs > before; }, 10s));
+    const auto synced = outbox.metrics().fsyncs;
+    std::this_thread::sleep_for(100ms);
+    CHECK(outbox.metrics().fsyncs == synced);  // and only when there is something new
+}
+
+TEST_CASE("outbox resumes seq after a restart") {
+    test::TempDir dir("outbox");
+    {
+        Outbox outbox(dir.path(), small_segments());
+        CHECK(append_n(outbox, "kitchen", 300) == 300);  // several segments
+        CHECK(append_n(outbox, "garage", 7) == 7);
+    }
+    for (int restart = 0; restart < 2; ++restart) {
+        Outbox outbox(dir.path(), small_segments());
+        CHECK(outbox.newest("kitchen") == 300 + 10 * restart);
+        CHECK(outbox.newest("garage") == 7);
+        CHECK(append_n(outbox, "kitchen", 10) == 310 + 10 * restart);
+        check_consecutive(outbox.read("kitchen", 1, 10'000).readings, "kitchen", 1,
+                          310 + 10 * restart);
+        CHECK(outbox.metrics().truncated_tails == 0);
+        CHECK(outbox.metrics().lost_readings == 0);
+    }
+}
+
+TEST_CASE("outbox keeps interleaved sensors apart") {
+    test::TempDir dir("outbox");
+    OutboxOptions o = small_segments();
+    o.segment_bytes = 1 << 20;  // large segments: reads must use the sparse index
+    Outbox outbox(dir.path(), o);
+    const std::vector<std::string> sensors{"a", "bb", "ccc"};
+    for (std::uint64_t i = 0; i < 6000; ++i) {
+        const auto& s = sensors[i % 3];
+        if (i % 5 == 0) {
+            std::vector<Reading> b{make(s, i), make(s, i + 1), make(s, i + 2)};
+            outbox.append(b);
+        } else {
+            Reading r = make(s, i);
+            outbox.append(r);
+        }
+    }
+    std::uint64_t total = 0;
+    for (const auto& s : sensors) {
+        const std::uint64_t newest = outbox.newest(s);
+        total += newest;
+        check_consecutive(outbox.read(s, 1, 100'000).readings, s, 1, newest);
+        check_consecutive(outbox.read(s, newest - 100, 7).readings, s, newest - 100, newest - 94);
+    }
+    CHECK(total == 6000 + 2 * 1200);
+    CHECK(outbox.newest_all() ==
+          std::vector<std::pair<std::string, std::uint64_t>>{{"a", outbox.newest("a")},
+                                                             {"bb", outbox.newest("bb")},
+                                                             {"ccc", outbox.newest("ccc")}});
+}
+
+TEST_CASE("outbox reads ranges within a segment and across segments and beyond the newest seq") {
+    test::TempDir dir("outbox");
+    Outbox outbox(dir.path(), small_segments());
+    for (int i = 0; i < 100; ++i) {
+        std::vector<Reading> b;
+        for (int k = 0; k < 7; ++k)
+            b.push_back(make("kitchen", static_cast<std::uint64_t>(k)));
+        outbox.append(b);
+    }
+    CHECK(files_with(dir.path(), ".seg").size() > 3);
+    check_consecutive(outbox.read("kitchen", 3, 5).readings, "kitchen", 3, 7);
+    check_consecutive(outbox.read("kitchen", 10, 3).readings, "kitchen", 10, 12);  // mid-batch
+    check_consecutive(outbox.read("kitchen", 1, 700).readings, "kitchen", 1, 700);
+    check_consecutive(outbox.read("kitchen", 333, 250).readings, "kitchen", 333, 582);
+    const auto tail = outbox.read("kitchen", 690, 100);
+    check_consecutive(tail.readings, "kitchen", 690, 700);
+    CHECK(tail.newest == 700);
+    const auto beyond = outbox.read("kitchen", 701, 10);
+    CHECK(beyond.readings.empty());
+    CHECK(beyond.newest == 700);
+    CHECK(beyond.first_available == 1);
+    CHECK(outbox.read("kitchen", 5, 0).readings.empty());
+    const auto unknown = outbox.read("cellar", 1, 10);
+    CHECK(unknown.readings.empty());
+    CHECK(unknown.newest == 0);
+    CHECK(unknown.first_available == 1);
+}
+
+TEST_CASE("outbox drops the oldest whole segments at the size bound and counts exactly") {
+    test::TempDir dir("outbox");
+    OutboxOptions o = small_segments();
+    o.max_bytes = 16384;
+    std::vector<OutboxDrop> drops;
+    o.on_drop = [&](const OutboxDrop& d) { drops.push_back(d); };
+    Outbox outbox(dir.path(), o);
+    for (std::uint64_t i = 0; i < 2000; ++i) {
+        Reading r = make(i % 3 == 0 ? "garage" : "kitchen", i);
+        outbox.append(r);
+        REQUIRE(outbox_files_bytes(dir.path()) <= o.max_bytes);
+    }
+    REQUIRE_FALSE(drops.empty());
+    const auto m = outbox.metrics();
+    std::uint64_t dropped_total = 0;
+    for (const std::string s : {"garage", "kitchen"}) {
+        // Dropped ranges of a sensor are consecutive, oldest first, starting at seq 1 and ending
+        // right before the first seq still available.
+        std::uint64_t next = 1;
+        for (const auto& d : drops) {
+            if (d.sensor != s) continue;
+            CHECK(d.reason == DropReason::max_bytes);
+            CHECK(d.from_seq == next);
+            CHECK(d.to_seq >= d.from_seq);
+            next = d.to_seq + 1;
+        }
+        const std::uint64_t first = outbox.first_available(s);
+        CHECK(first == next);
+        CHECK(outbox.dropped(s) == first - 1);
+        dropped_total += first - 1;
+        // What a replay from seq 1 says: everything before first_available is gone.
+        const auto got = outbox.read(s, 1, 100'000);
+        CHECK(got.first_available == first);
+        check_consecutive(got.readings, s, first, outbox.newest(s));
+    }
+    CHECK(outbox.newest("garage") + outbox.newest("kitchen") == 2000);
+    CHECK(m.dropped_readings == dropped_total);
+    CHECK(m.dropped_segments > 0);
+    CHECK(m.disk_bytes == outbox_files_bytes(dir.path()));
+    CHECK(m.segments == files_with(dir.path(), ".seg").size());
+}
+
+TEST_CASE("outbox keeps the seq of a sensor whose readings were all dropped") {
+    test::TempDir dir("outbox");
+    OutboxOptions o = small_segments();
+    o.max_bytes = 16384;
+    {
+        Outbox outbox(dir.path(), o);
+        CHECK(append_n(outbox, "attic", 5) == 5);
+        append_n(outbox, "kitchen", 1000);
+        CHECK(outbox.first_available("attic") == 6);
+        const auto got = outbox.read("attic", 1, 10);
+        CHECK(got.readings.empty());
+        CHECK(got.first_available == 6);
+        CHECK(got.newest == 5);
+        CHECK(outbox.dropped("attic") == 5);
+    }
+    Outbox outbox(dir.path(), o);
+    CHECK(outbox.newest("attic") == 5);
+    CHECK(outbox.first_available("attic") == 6);
+    CHECK(append_n(outbox, "attic", 1) == 6);
+}
+
+TEST_CASE("outbox drops segments older than max_age") {
+    test::TempDir dir("outbox");
+    Timestamp clock = Timestamp{1'763'719'200'000'000us};
+    OutboxOptions o = small_segments();
+    o.max_age = 1h;
+    o.clock = [&] { return clock; };
+    std::vector<OutboxDrop> drops;
+    o.on_drop = [&](const OutboxDrop& d) { drops.push_back(d); };
+    {
+        Outbox outbox(dir.path(), o);
+        append_n(outbox, "kitchen", 200);  // several segments, all stamped at `clock`
+        clock += 30min;
+        append_n(outbox, "kitchen", 100);
+        CHECK(drops.empty());
+        clock += 45min;  // the first 200 are 75 min old, the next 100 are 45 min old
+        append_n(outbox, "kitchen", 1);
+        REQUIRE_FALSE(drops.empty());
+        for (const auto& d : drops)
+            CHECK(d.reason == DropReason::max_age);
+        const std::uint64_t first = outbox.first_available("kitchen");
+        CHECK(drops.front().from_seq == 1);
+        CHECK(drops.back().to_seq == first - 1);
+        CHECK(first <= 201);  // nothing younger than max_age went
+        CHECK(first > 150);   // all but the segment holding both ages did
+        CHECK(outbox.metrics().dropped_readings == first - 1);
+        check_consecutive(outbox.read("kitchen", 1, 1000).readings, "kitchen", first, 301);
+    }
+    drops.clear();
+    clock += 2h;  // everything is old now: open drops all but the active segment
+    Outbox outbox(dir.path(), o);
+    CHECK_FALSE(drops.empty());
+    CHECK(outbox.metrics().segments == 1);
+    CHECK(outbox.newest("kitchen") == 301);
+    CHECK(append_n(outbox, "kitchen", 1) == 302);
+}
+
+TEST_CASE("outbox does not age out readings written before the clock was set") {
+    test::TempDir dir("outbox");
+    Timestamp clock = Timestamp{86'400'000'000us};  // 1970-01-02: a Pi booted without RTC
+    OutboxOptions o = small_segments();
+    o.max_age = 1h;
+    o.clock = [&] { return clock; };
+    std::vector<OutboxDrop> drops;
+    o.on_drop = [&](const OutboxDrop& d) { drops.push_back(d); };
+    Outbox outbox(dir.path(), o);
+    append_n(outbox, "kitchen", 200);
+    clock = Timestamp{1'763'719'200'000'000us};  // NTP answered
+    append_n(outbox, "kitchen", 1);
+    CHECK(drops.empty());
+    CHECK(outbox.first_available("kitchen") == 1);
+    clock += 2h;  // now the records stamped with a real time age out
+    append_n(outbox, "kitchen", 1);
+    CHECK(drops.empty());  // the closed segments hold only readings stamped in 1970
+    CHECK(outbox.metrics().segments > 2);
+}
+
+TEST_CASE("outbox truncates a torn last record at open and keeps the rest") {
+    test::TempDir dir("outbox");
+    {
+        Outbox outbox(dir.path(), small_segments());
+        append_n(outbox, "kitchen", 150);
+    }
+    const auto segs = files_with(dir.path(), ".seg");
+    REQUIRE(segs.size() > 1);
+    const auto size = fs::file_size(segs.back());
+    fs::resize_file(segs.back(), size - 5);  // cut into the last record
+    Outbox outbox(dir.path(), small_segments());
+    CHECK(outbox.metrics().truncated_tails == 1);
+    CHECK(outbox.metrics().lost_readings == 0);
+    CHECK(outbox.newest("kitchen") == 149);
+    check_consecutive(outbox.read("kitchen", 1, 1000).readings, "kitchen", 1, 149);
+    CHECK(append_n(outbox, "kitchen", 1) == 150);
+    check_consecutive(outbox.read("kitchen", 140, 1000).readings, "kitchen", 140, 150);
+}
+
+TEST_CASE("outbox truncates a bit-flipped last record at open and keeps the rest") {
+    test::TempDir dir("outbox");
+    {
+        Outbox outbox(dir.path(), small_segments());
+        append_n(outbox, "kitchen", 150);
+        append_n(outbox, "garage", 1);
+    }
+    const auto segs = files_with(dir.path(), ".seg");
+    const auto size = fs::file_size(segs.back());
+    flip_byte(segs.back(), size - 3);  // inside the payload of the last record
+    Outbox outbox(dir.path(), small_segments());
+    CHECK(outbox.metrics().truncated_tails == 1);
+    CHECK(outbox.metrics().corrupt_records == 1);
+    CHECK(fs::file_size(segs.back()) < size);
+    CHECK(outbox.newest("garage") == 0);
+    CHECK(outbox.newest("kitchen") == 150);
+    check_consecutive(outbox.read("kitchen", 1, 1000).readings, "kitchen", 1, 150);
+    CHECK(append_n(outbox, "garage", 1) == 1);
+}
+
+TEST_CASE("outbox stops reading an older segment at a corrupt record and reports the loss") {
+    test::TempDir dir("outbox");
+    {
+        Outbox outbox(dir.path(), small_segments());
+        append_n(outbox, "kitchen", 300);
+    }
+    auto segs = files_with(dir.path(), ".seg");
+    REQUIRE(segs.size() >= 4);
+    // Damage the middle of the second segment and remove its index, so open has to scan it.
+    flip_byte(segs[1], fs::file_size(segs[1]) / 2);
+    fs::remove(fs::path(segs[1]).replace_extension(".idx"));
+    std::vector<OutboxDrop> drops;
+    OutboxOptions o = small_segments();
+    o.on_drop = [&](const OutboxDrop& d) { drops.push_back(d); };
+    Outbox outbox(dir.path(), o);
+    REQUIRE(drops.size() == 1);
+    CHECK(drops[0].reason == DropReason::corrupt);
+    const auto lost = drops[0].to_seq - drops[0].from_seq + 1;
+    CHECK(outbox.metrics().lost_readings == lost);
+    CHECK(outbox.metrics().corrupt_records == 1);
+    CHECK(outbox.newest("kitchen") == 300);
+    const auto got = outbox.read("kitchen", 1, 1000);
+    CHECK(got.readings.size() == 300 - lost);
+    for (std::size_t i = 1; i < got.readings.size(); ++i) {
+        const auto seq = got.readings[i].seq;
+        CHECK(seq > got.readings[i - 1].seq);
+        CHECK((seq == got.readings[i - 1].seq + 1 || seq == drops[0].to_seq + 1));
+    }
+    // A replay asked for the lost range gets what follows it.
+    const auto after = outbox.read("kitchen", drops[0].from_seq, 3);
+    check_consecutive(after.readings, "kitchen", drops[0].to_seq + 1, drops[0].to_seq + 3);
+    CHECK(append_n(outbox, "kitchen", 1) == 301);
+}
+
+TEST_CASE("outbox rejects invalid batches without consuming a seq") {
+    test::TempDir dir("outbox");
+    Outbox outbox(dir.path(), small_segments());
+    append_n(outbox, "kitchen", 3);
+    std::vector<Reading> empty;
+    CHECK_THROWS_AS(outbox.append(std::span<Reading>(empty)), std::invalid_argument);
+    std::vector<Reading> mixed{make("kitchen", 1), make("garage", 2)};
+    CHECK_THROWS_AS(outbox.append(mixed), std::invalid_argument);
+    Reading bad = make("kitchen", 1);
+    bad.humidity = 150.0f;
+    CHECK_THROWS_AS(outbox.append(bad), std::invalid_argument);
+    Reading bad_id = make("", 1);
+    CHECK_THROWS_AS(outbox.append(bad_id), std::invalid_argument);
+    CHECK(outbox.newest("kitchen") == 3);
+    CHECK(append_n(outbox, "kitchen", 1) == 4);
+    check_consecutive(outbox.read("kitchen", 1, 10).readings, "kitchen", 1, 4);
+}
+
+TEST_CASE("outbox refuses a second opener of the same directory") {
+    test::TempDir dir("outbox");
+    {
+        Outbox first(dir.path(), small_segments());
+        CHECK_THROWS_AS(Outbox(dir.path(), small_segments()), std::system_error);
+    }
+    Outbox again(dir.path(), small_segments());  // the lock went with the first one
+    CHECK(again.metrics().segments == 1);
+    OutboxOptions tiny = small_segments();
+    tiny.max_bytes = tiny.segment_bytes;
+    test::TempDir other("outbox");
+    CHECK_THROWS_AS(Outbox(other.path(), tiny), std::invalid_argument);
+}
+
+TEST_CASE("outbox serves reads from another thread while appending") {
+    test::TempDir dir("outbox");
+    OutboxOptions o = small_segments();
+    o.max_bytes = 64 * 1024;  // segments are dropped while the reader reads
+    Outbox outbox(dir.path(), o);
+    std::atomic<bool> done{false};
+    std::atomic<int> errors{0};
+    std::atomic<std::uint64_t> reads{0};
+    std::thread reader([&] {
+        std::uint64_t from = 1;
+        while (!done.load()) {
+            const auto got = outbox.read("kitchen", from, 50);
+            if (got.readings.empty()) {
+                from = std::max(from, got.first_available);
+                continue;
+            }
+            if (got.readings.front().seq < std::max(from, got.first_available)) ++errors;
+            for (std::size_t i = 1; i < got.readings.size(); ++i) {
+                if (got.readings[i].seq != got.readings[i - 1].seq + 1) ++errors;
+            }
+            if (got.readings.back().seq > got.newest) ++errors;
+            from = got.readings.back().seq + 1;
+            ++reads;
+        }
+    });
+    append_n(outbox, "kitchen", 20'000);
+    REQUIRE(test::wait_until([&] { return reads.load() > 10; }, 10s));
+    done = true;
+    reader.join();
+    CHECK(errors.load() == 0);
+    CHECK(outbox.metrics().dropped_segments > 0);
+    CHECK(outbox.metrics().corrupt_records == 0);
+}
+
+namespace {
+
+// Reopens the outbox a writer was killed on and checks every sensor holds seq 1..newest, each
+// once, with no lost readings. Returns the newest seq per sensor.
+std::map<std::string, std::uint64_t> check_after_kill(const fs::path& dir, int sensors) {
+    OutboxOptions o;
+    o.segment_bytes = 64 * 1024;
+    o.max_bytes = 1ULL << 30;
+    o.max_age = 0s;
+    Outbox outbox(dir, o);
+    CHECK(outbox.metrics().lost_readings == 0);
+    CHECK(outbox.metrics().truncated_tails <= 1);
+    std::map<std::string, std::uint64_t> newest;
+    for (int s = 0; s < sensors; ++s) {
+        const std::string id = "s" + std::to_string(s);
+        newest[id] = outbox.newest(id);
+        REQUIRE(newest[id] > 0);
+        check_consecutive(outbox.read(id, 1, 10'000'000).readings, id, 1, newest[id]);
+        Reading r = make(id, 0);
+        CHECK(outbox.append(r).first == newest[id] + 1);  // resumes right after the last intact
+        newest[id] += 1;
+    }
+    return newest;
+}
+
+}  // namespace
+
+TEST_CASE("outbox survives kill -9 during heavy writing without repeating or skipping seq") {
+    test::TempDir dir("outbox");
+    const fs::path box = dir.path() / "box";
+    for (int round = 1; round <= 3; ++round) {
+        const std::uint64_t before = fs::exists(box) ? outbox_files_bytes(box) : 0;
+        test::Process writer(
+            {test::bin("outbox-writer"), box.string(), "never", "3", round == 2 ? "100" : "1"},
+            {.stderr_path = (dir.path() / "writer.log").string()});
+        REQUIRE(test::wait_until(
+            [&] { return fs::exists(box) && outbox_files_bytes(box) > before + (1 << 20); }, 30s));
+        writer.signal(SIGKILL);
+        REQUIRE(writer.wait_for(10s) == 128 + SIGKILL);
+        check_after_kill(box, 3);
+    }
+}
+
+TEST_CASE("outbox with fsync always keeps every acknowledged reading across kill -9") {
+    test::TempDir dir("outbox");
+    const fs::path box = dir.path() / "box";
+    const fs::path acks = dir.path() / "acks";
+    test::Process writer(
+        {test::bin("outbox-writer"), box.string(), "always", "2", "1", acks.string()},
+        {.stderr_path = (dir.path() / "writer.log").string()});
+    REQUIRE(test::wait_until(
+        [&] {
+            const std::string text = test::read_file(acks);
+            return std::count(text.begin(), text.end(), '\n') > 300;
+        },
+        30s));
+    writer.signal(SIGKILL);
+    REQUIRE(writer.wait_for(10s) == 128 + SIGKILL);
+
+    std::map<std::string, std::uint64_t> acked;
+    std::istringstream lines(test::read_file(acks));
+    std::string sensor;
+    std::uint64_t seq = 0;
+    while (lines >> sensor >> seq) {
+        CHECK(seq == acked[sensor] + 1);  // acknowledged seqs never repeat nor skip
+        acked[sensor] = seq;
+    }
+    REQUIRE(acked.size() == 2);
+    const auto newest = check_after_kill(box, 2);  // appends one more to each sensor
+    for (const auto& [s, last] : acked) {
+        // Every acknowledged reading is there; at most the one in flight beyond it.
+        CHECK(newest.at(s) - 1 >= last);
+        CHECK(newest.at(s) - 1 <= last + 1);
+    }
+}
+
+TEST_CASE("outbox rebuilds a damaged index file from its segment") {
+    test::TempDir dir("outbox");
+    {
+        Outbox outbox(dir.path(), small_segments());
+        append_n(outbox, "kitchen", 300);
+    }
+    const auto indexes = files_with(dir.path(), ".idx");
+    REQUIRE(indexes.size() >= 3);
+    flip_byte(indexes[0], 20);
+    fs::resize_file(indexes[1], fs::file_size(indexes[1]) / 2);
+    fs::remove(indexes[2]);
+    {
+        Outbox outbox(dir.path(), small_segments());
+        CHECK(outbox.metrics().corrupt_records == 0);
+        CHECK(outbox.metrics().lost_readings == 0);
+        check_consecutive(outbox.read("kitchen", 1, 1000).readings, "kitchen", 1, 300);
+    }
+    CHECK(files_with(dir.path(), ".idx").size() == indexes.size());  // written again
+}
+
+TEST_CASE("outbox opens whatever bytes its files hold") {
+    test::TempDir dir("outbox");
+    {
+        Outbox outbox(dir.path(), small_segments());
+        for (std::uint64_t i = 0; i < 400; ++i) {
+            Reading r = make(i % 2 ? "kitchen" : "garage", i);
+            outbox.append(r);
+        }
+    }
+    std::uint64_t state = 0x9E3779B97F4A7C15ULL;
+    auto next = [&] {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        return state;
+    };
+    for (int round = 0; round < 40; ++round) {
+        std::vector<fs::path> files = files_with(dir.path(), ".seg");
+        const auto idx = files_with(dir.path(), ".idx");
+        files.insert(files.end(), idx.begin(), idx.end());
+        const fs::path& victim = files[next() % files.size()];
+        const auto size = fs::file_size(victim);
+        if (size > 0 && next() % 4 == 0) {
+            fs::resize_file(victim, next() % size);
+        } else if (size > 0) {
+            for (int k = 0; k < 3; ++k)
+                flip_byte(victim, next() % size);
+        }
+        Outbox outbox(dir.path(), small_segments());  // must not throw
+        for (const std::string s : {"kitchen", "garage"}) {
+            const auto got = outbox.read(s, 1, 10'000);
+            for (std::size_t i = 1; i < got.readings.size(); ++i) {
+                REQUIRE(got.readings[i].seq > got.readings[i - 1].seq);
+            }
+            if (!got.readings.empty()) REQUIRE(got.readings.back().seq <= got.newest);
+            Reading r = make(s, 0);
+            REQUIRE(outbox.append(r).first == got.newest + 1);
+        }
+    }
+}
