@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <deque>
@@ -17,6 +18,7 @@
 #include <optional>
 #include <stdexcept>
 #include <system_error>
+#include <thread>
 
 #include "rill/codec.hpp"
 #include "rill/crc32c.hpp"
@@ -58,6 +60,10 @@ constexpr std::uint64_t checkpoint_stride = 64 * 1024;
 // Reads start with small chunks (a replay usually wants little) and double up to the maximum.
 constexpr std::size_t first_read_chunk = 64 * 1024;
 constexpr std::size_t max_read_chunk = 1 << 20;
+// Records stamped before 2020-01-01 were written while the clock was not set (a Raspberry Pi
+// without a real-time clock boots in the past until NTP answers): their age is unknown, so
+// max_age does not delete them; max_bytes still does.
+constexpr Timestamp plausible_time{std::chrono::seconds{1'577'836'800}};
 
 // --- little-endian fields --------------------------------------------------------------------
 void put_u8(std::string& out, std::uint8_t v) {
@@ -543,8 +549,15 @@ struct Outbox::Impl {
     mutable OutboxMetrics m;
     std::uint64_t disk_bytes = 0;
     std::uint64_t synced_end = 0;  // of the active segment
-    std::chrono::steady_clock::time_point last_sync = std::chrono::steady_clock::now();
     bool closed = false;
+    // FsyncPolicy::batch: the group-commit thread.
+    std::thread flusher;
+    std::condition_variable flusher_cv;
+    bool flusher_stop = false;
+
+    ~Impl() { stop_flusher(); }
+    void flush_loop();
+    void stop_flusher() noexcept;
     std::string record;  // reused encoding buffer
 
     Timestamp clock() const { return options.clock ? options.clock() : now(); }
@@ -553,6 +566,7 @@ struct Outbox::Impl {
     void open(std::vector<OutboxDrop>& drops);
     void new_segment(std::uint64_t number);
     void seal_active();
+    void rotate();
     void write_index(Segment& seg);
     void drop_oldest(DropReason reason, std::vector<OutboxDrop>& drops);
     void enforce_bounds(std::uint64_t incoming, std::vector<OutboxDrop>& drops);
@@ -628,7 +642,50 @@ void Outbox::Impl::seal_active() {
     Segment& seg = active();
     sync_active(options.fsync != FsyncPolicy::never);
     write_index(seg);
-    seg.file.reset();  // a read in progress keeps its own reference
+}
+
+void Outbox::Impl::rotate() {
+    seal_active();
+    new_segment(active().number + 1);
+    // Closed segments are opened per read; a read in progress keeps its own reference.
+    segments[segments.size() - 2].file.reset();
+}
+
+// Every fsync_interval, fdatasyncs the active segment if anything was appended since the last
+// fsync. The fdatasync runs without the mutex, so appends and reads go on meanwhile.
+void Outbox::Impl::flush_loop() {
+    const auto interval = std::max(options.fsync_interval, std::chrono::milliseconds(1));
+    std::unique_lock lk(mu);
+    while (!flusher_stop) {
+        flusher_cv.wait_for(lk, interval);
+        if (flusher_stop || closed || segments.empty()) continue;
+        Segment& seg = active();
+        if (seg.end == synced_end) continue;
+        const std::shared_ptr<File> file = seg.file;
+        const std::uint64_t end = seg.end;
+        lk.unlock();
+        bool ok = true;
+        try {
+            file->datasync();
+        } catch (const std::exception& e) {
+            ok = false;
+            log_error(component, e.what());
+        }
+        lk.lock();
+        if (!ok) continue;
+        m.fsyncs += 1;
+        if (!segments.empty() && active().file == file) synced_end = std::max(synced_end, end);
+    }
+}
+
+void Outbox::Impl::stop_flusher() noexcept {
+    if (!flusher.joinable()) return;
+    {
+        const std::lock_guard lk(mu);
+        flusher_stop = true;
+    }
+    flusher_cv.notify_all();
+    flusher.join();
 }
 
 void Outbox::Impl::sync_active(bool force) {
@@ -637,7 +694,6 @@ void Outbox::Impl::sync_active(bool force) {
     seg.file->datasync();
     m.fsyncs += 1;
     synced_end = seg.end;
-    last_sync = std::chrono::steady_clock::now();
 }
 
 void Outbox::Impl::drop_oldest(DropReason reason, std::vector<OutboxDrop>& drops) {
@@ -678,7 +734,8 @@ void Outbox::Impl::enforce_bounds(std::uint64_t incoming, std::vector<OutboxDrop
     if (options.max_age.count() > 0) {
         const Timestamp cutoff =
             clock() - std::chrono::duration_cast<std::chrono::microseconds>(options.max_age);
-        while (segments.size() > 1 && segments.front().newest_at < cutoff) {
+        while (segments.size() > 1 && segments.front().newest_at < cutoff &&
+               segments.front().newest_at >= plausible_time) {
             drop_oldest(DropReason::max_age, drops);
         }
     }
@@ -835,10 +892,7 @@ void Outbox::Impl::open(std::vector<OutboxDrop>& drops) {
     }
     if (reuse) {
         synced_end = 0;
-        if (segments.back().end >= options.segment_bytes) {
-            seal_active();
-            new_segment(segments.back().number + 1);
-        }
+        if (segments.back().end >= options.segment_bytes) rotate();
     } else {
         std::uint64_t number = 1;
         if (!segments.empty()) {
@@ -882,6 +936,9 @@ Outbox::Outbox(std::filesystem::path dir, OutboxOptions options) : impl_(std::ma
     std::vector<OutboxDrop> drops;
     impl_->open(drops);
     impl_->report(drops);
+    if (impl_->options.fsync == FsyncPolicy::batch) {
+        impl_->flusher = std::thread([d = impl_.get()] { d->flush_loop(); });
+    }
 }
 
 Outbox::~Outbox() {
@@ -921,9 +978,8 @@ Outbox::SeqRange Outbox::append(std::span<Reading> batch) {
                                     std::to_string(limits::max_batch_readings));
     }
     Impl& d = *impl_;
-    std::vector<OutboxDrop> drops;
-    SeqRange range;
-    {
+    std::vector<OutboxDrop> drops;  // reported whether the append succeeds or not
+    const auto locked = [&]() -> SeqRange {
         const std::lock_guard lock(d.mu);
         if (d.closed) throw std::logic_error("append on a closed outbox " + d.dir.string());
         const std::string& sensor = batch.front().sensor;
@@ -939,8 +995,7 @@ Outbox::SeqRange Outbox::append(std::span<Reading> batch) {
         const std::uint64_t size = d.record.size();
 
         if (d.active().end + size > d.options.segment_bytes && d.active().has_readings) {
-            d.seal_active();
-            d.new_segment(d.active().number + 1);
+            d.rotate();
         }
         d.enforce_bounds(size, drops);
 
@@ -959,18 +1014,22 @@ Outbox::SeqRange Outbox::append(std::span<Reading> batch) {
         seg.end += size;
         seg.file_size = seg.end;
         d.disk_bytes += size;
-        if (d.options.fsync == FsyncPolicy::always) {
-            d.sync_active(true);
-        } else if (d.options.fsync == FsyncPolicy::batch &&
-                   std::chrono::steady_clock::now() - d.last_sync >= d.options.fsync_interval) {
-            d.sync_active(true);
-        }
+        // The record is in the file: account for it before anything else can fail, so that its
+        // seqs are never handed out twice.
         seg.add_readings(sensor, newest + 1, static_cast<std::uint32_t>(batch.size()), offset, at);
         d.sensors[sensor].newest = newest + batch.size();
         d.m.appended_readings += batch.size();
         d.m.appended_records += 1;
         d.m.appended_bytes += size;
-        range = {newest + 1, newest + batch.size()};
+        if (d.options.fsync == FsyncPolicy::always) d.sync_active(true);
+        return {newest + 1, newest + batch.size()};
+    };
+    SeqRange range;
+    try {
+        range = locked();
+    } catch (...) {
+        d.report(drops);
+        throw;
     }
     d.report(drops);
     return range;
@@ -985,6 +1044,7 @@ void Outbox::sync() {
 
 void Outbox::close() {
     Impl& d = *impl_;
+    d.stop_flusher();
     const std::lock_guard lock(d.mu);
     if (d.closed) return;
     d.closed = true;

@@ -118,6 +118,20 @@ TEST_CASE("outbox appends readings with fresh seqs and reads them back") {
     CHECK(m.disk_bytes == outbox_files_bytes(dir.path()));
 }
 
+TEST_CASE("outbox with fsync batch syncs a quiet tail within the interval") {
+    test::TempDir dir("outbox");
+    OutboxOptions o = small_segments(FsyncPolicy::batch);
+    o.fsync_interval = 20ms;
+    Outbox outbox(dir.path(), o);
+    const auto before = outbox.metrics().fsyncs;
+    append_n(outbox, "kitchen", 50);
+    // Nothing else is appended: the group-commit thread syncs the tail on its own.
+    CHECK(test::wait_until([&] { return outbox.metrics().fsyncs > before; }, 10s));
+    const auto synced = outbox.metrics().fsyncs;
+    std::this_thread::sleep_for(100ms);
+    CHECK(outbox.metrics().fsyncs == synced);  // and only when there is something new
+}
+
 TEST_CASE("outbox resumes seq after a restart") {
     test::TempDir dir("outbox");
     {
@@ -292,6 +306,26 @@ TEST_CASE("outbox drops segments older than max_age") {
     CHECK(outbox.metrics().segments == 1);
     CHECK(outbox.newest("kitchen") == 301);
     CHECK(append_n(outbox, "kitchen", 1) == 302);
+}
+
+TEST_CASE("outbox does not age out readings written before the clock was set") {
+    test::TempDir dir("outbox");
+    Timestamp clock = Timestamp{86'400'000'000us};  // 1970-01-02: a Pi booted without RTC
+    OutboxOptions o = small_segments();
+    o.max_age = 1h;
+    o.clock = [&] { return clock; };
+    std::vector<OutboxDrop> drops;
+    o.on_drop = [&](const OutboxDrop& d) { drops.push_back(d); };
+    Outbox outbox(dir.path(), o);
+    append_n(outbox, "kitchen", 200);
+    clock = Timestamp{1'763'719'200'000'000us};  // NTP answered
+    append_n(outbox, "kitchen", 1);
+    CHECK(drops.empty());
+    CHECK(outbox.first_available("kitchen") == 1);
+    clock += 2h;  // now the records stamped with a real time age out
+    append_n(outbox, "kitchen", 1);
+    CHECK(drops.empty());  // the closed segments hold only readings stamped in 1970
+    CHECK(outbox.metrics().segments > 2);
 }
 
 TEST_CASE("outbox truncates a torn last record at open and keeps the rest") {

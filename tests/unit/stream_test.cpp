@@ -37,13 +37,13 @@ std::vector<Reading> samples(const std::string& sensor, std::uint64_t from, std:
 }
 
 // Sends heartbeats until `sub` has seen one: from then on its subscriptions are in effect.
-// Returns the events received meanwhile (only heartbeats can have arrived).
 void join(Publisher& pub, Subscriber& sub) {
     const auto deadline = Clock::now() + 10s;
     while (Clock::now() < deadline) {
         pub.heartbeat();
         while (auto e = sub.receive(50ms)) {
-            if (std::holds_alternative<HeartbeatSeen>(*e)) return;
+            const auto* h = std::get_if<HeartbeatSeen>(&*e);
+            if (h != nullptr && h->heartbeat.publisher == pub.identity()) return;
         }
     }
     FAIL("the subscriber never saw a heartbeat");
@@ -263,6 +263,35 @@ TEST_CASE("heartbeats carry the identity, newest seqs and a replay endpoint reso
     CHECK(seen->peer_address == "127.0.0.1");
     CHECK(seen->heartbeat.replay_endpoint == "tcp://*:5557");
     CHECK(seen->replay_endpoint == "tcp://127.0.0.1:5557");
+}
+
+TEST_CASE("a publisher with more sensors than one heartbeat holds announces them all") {
+    MetricsRegistry metrics;
+    Publisher pub(loopback, {.identity = "many", .metrics = &metrics});
+    Subscriber sub(pub.bound().front(), {.prefixes = {"nothing-matches"}, .metrics = &metrics});
+    join(pub, sub);
+    const std::size_t sensors = limits::max_heartbeat_sensors + 100;
+    for (std::size_t i = 0; i < sensors; ++i)
+        pub.publish(sample("s" + std::to_string(i), i + 1));
+    pub.heartbeat();
+
+    std::map<std::string, std::uint64_t> announced;
+    bool full_chunk = false;
+    receive_until(sub, [&](const std::vector<StreamEvent>& events) {
+        if (!events.empty()) {
+            if (const auto* h = std::get_if<HeartbeatSeen>(&events.back())) {
+                full_chunk |= h->heartbeat.newest.size() == limits::max_heartbeat_sensors;
+                CHECK(h->heartbeat.newest.size() <= limits::max_heartbeat_sensors);
+                for (const auto& [s, n] : h->heartbeat.newest)
+                    announced[s] = n;
+            }
+        }
+        return announced.size() == sensors;
+    });
+    CHECK(announced.size() == sensors);
+    CHECK(full_chunk);
+    CHECK(announced["s0"] == 1);
+    CHECK(announced["s" + std::to_string(sensors - 1)] == sensors);
 }
 
 TEST_CASE("a publisher is reported silent after missed heartbeats and back when they resume") {
@@ -516,8 +545,10 @@ TEST_CASE("a pusher spreads readings across two pullers, each reading to exactly
     REQUIRE((got_a > 0 && got_b > 0));
     const auto a_before = got_a;
     const auto b_before = got_b;
+    int refused = 0;
     for (int i = 0; i < 1000; ++i)
-        CHECK(pusher.push(sample("work", ++seq)));
+        refused += pusher.push(sample("work", ++seq)) ? 0 : 1;
+    CHECK(refused == 0);
     const auto all = Clock::now() + 10s;
     while (seen.size() < seq && Clock::now() < all)
         drain(50ms);

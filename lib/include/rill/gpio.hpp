@@ -18,6 +18,10 @@ struct GpiodEdgeSourceOptions {
     /// fitted (or the kernel/driver does not support bias flags).
     bool pull_up = true;
     std::string consumer = "rill-dht";
+    /// When > 0, the thread calling capture() runs SCHED_FIFO at this priority (1-99) for the
+    /// duration of a capture, so it drains the kernel's 16-event queue before it overflows.
+    /// Needs CAP_SYS_NICE; when refused, a warning is logged once and captures run as before.
+    int realtime_priority = 0;
 };
 
 /// Opens the chip and looks up the line; the line itself is requested only during a capture

@@ -26,8 +26,9 @@ namespace rill {
 /// When appended records are forced to stable storage (fdatasync).
 enum class FsyncPolicy {
     always,  ///< before append() returns: nothing acknowledged is lost, even on power cut
-    batch,   ///< group commit: at most once per fsync_interval (checked on append), on sync()
-             ///< and on close; a power cut loses at most the records since the last fsync
+    batch,   ///< group commit: a background thread fdatasyncs the active segment once per
+             ///< fsync_interval when something was appended; also on sync() and close(). A
+             ///< power cut loses at most about fsync_interval of readings
     never,   ///< left to the kernel; survives kill -9, not a power cut
 };
 
@@ -52,12 +53,13 @@ struct OutboxDrop {
 
 struct OutboxOptions {
     FsyncPolicy fsync = FsyncPolicy::batch;
-    /// The group-commit interval of FsyncPolicy::batch.
+    /// The group-commit interval of FsyncPolicy::batch (at least 1 ms is used).
     std::chrono::milliseconds fsync_interval{100};
     /// Bound on the files of the outbox (segments and their index files). Must be at least
     /// twice segment_bytes: the active segment is never deleted.
     std::uint64_t max_bytes = 256ULL << 20;
     /// Segments whose newest record is older than this are deleted; zero: no age bound.
+    /// Records stamped before 2020 (written before the clock was set) never age out.
     std::chrono::seconds max_age = std::chrono::hours(24 * 7);
     /// A segment is closed and a new one started when the next record would pass this size
     /// (a single record larger than this gets a segment of its own).
@@ -100,7 +102,9 @@ struct OutboxRead {
 
 /// A directory of segment files holding the readings of any number of sensors.
 ///
-/// Threads: every member function is thread-safe. append(), sync() and the bound enforcement
+/// Threads: every member function is thread-safe. With FsyncPolicy::batch the outbox runs one
+/// thread of its own, from construction to close(), that only calls fdatasync. append(), sync()
+/// and the bound enforcement
 /// run under one internal mutex (append holds it across its write and, with
 /// FsyncPolicy::always, its fdatasync). read() holds that mutex only to look up where to read
 /// (an in-memory index), then reads the files without it, so a replay thread and the appending
@@ -124,6 +128,7 @@ class Outbox {
     explicit Outbox(std::filesystem::path dir, OutboxOptions options = {});
     /// Closes: syncs (unless FsyncPolicy::never) and releases the directory. Never throws.
     ~Outbox();
+    /// Moving transfers the open outbox; a moved-from Outbox may only be destroyed or assigned.
     Outbox(Outbox&&) noexcept;
     Outbox& operator=(Outbox&&) noexcept;
     Outbox(const Outbox&) = delete;
@@ -132,12 +137,14 @@ class Outbox {
     /// Appends one batch of readings of one sensor as one record. The outbox assigns the seqs:
     /// batch[i].seq is overwritten with newest + 1 + i (whatever it held), so the caller fills
     /// sensor, ts and values and publishes the readings once this returns. Blocks for the
-    /// write, and for fdatasync under FsyncPolicy::always (or batch, when an fsync is due).
+    /// write, and for fdatasync under FsyncPolicy::always.
     /// May delete oldest segments to stay within the bounds (see OutboxOptions::on_drop).
     /// Throws std::invalid_argument when the batch is empty, larger than
     /// limits::max_batch_readings, mixes sensors or holds an invalid reading (the seqs are then
     /// left unspecified and nothing is appended); std::system_error when the write fails (disk
-    /// full: the partial record is cut off again and nothing is appended); std::logic_error
+    /// full: the partial record is cut off again and nothing is appended; a failed fdatasync
+    /// under FsyncPolicy::always: the record stays, its seqs are used, its durability is
+    /// unknown); std::logic_error
     /// after close().
     SeqRange append(std::span<Reading> batch);
     /// Appends one reading (see above); sets reading.seq.

@@ -3,12 +3,14 @@
 #pragma once
 
 #include "rill/codec.hpp"
+#include "rill/crc32c.hpp"
 #include "rill/csv_source.hpp"
 #include "rill/dht.hpp"
 #include "rill/endpoint.hpp"
 #include "rill/iio_source.hpp"
 #include "rill/log.hpp"
 #include "rill/metrics.hpp"
+#include "rill/outbox.hpp"
 #include "rill/reading.hpp"
 #include "rill/replay.hpp"
 #include "rill/rpc.hpp"

@@ -147,6 +147,9 @@ struct SourceOptions {
     std::string gpio_chip = "gpiochip0";
     unsigned gpio_line = 4;
     bool gpio_pull_up = true;
+    /// dht: SCHED_FIFO priority for the capturing thread during a read (0: off; see
+    /// rill::gpio::GpiodEdgeSourceOptions::realtime_priority).
+    int gpio_realtime_priority = 0;
     /// iio: where sysfs is mounted (tests point this at a temporary tree).
     std::filesystem::path sysfs_root = "/sys";
     /// csv: wait the gaps between row timestamps instead of reading at full speed.

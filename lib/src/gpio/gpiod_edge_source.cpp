@@ -1,11 +1,17 @@
 // The only place that includes gpiod.hpp: libgpiod 1.6 (v1 API) capture of DHT falling edges.
+#include <pthread.h>
+#include <sched.h>
 #include <gpiod.hpp>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <cstring>
 #include <system_error>
 #include <thread>
 
 #include "rill/gpio.hpp"
+#include "rill/log.hpp"
 
 namespace rill::gpio {
 
@@ -28,6 +34,36 @@ class LineRequest {
 
   private:
     const ::gpiod::line& line_;
+};
+
+// Raises the calling thread to SCHED_FIFO while alive (when priority > 0 and permitted).
+class RealtimeScope {
+  public:
+    explicit RealtimeScope(int priority) {
+        if (priority <= 0) return;
+        const pthread_t self = pthread_self();
+        if (pthread_getschedparam(self, &old_policy_, &old_param_) != 0) return;
+        sched_param param{};
+        param.sched_priority = std::min(priority, sched_get_priority_max(SCHED_FIFO));
+        const int rc = pthread_setschedparam(self, SCHED_FIFO, &param);
+        if (rc == 0) {
+            active_ = true;
+        } else if (!warned_.exchange(true)) {
+            log_warn("gpio", std::string("cannot run DHT captures at SCHED_FIFO: ") +
+                                 std::strerror(rc) + " (needs CAP_SYS_NICE); continuing without");
+        }
+    }
+    ~RealtimeScope() {
+        if (active_) pthread_setschedparam(pthread_self(), old_policy_, &old_param_);
+    }
+    RealtimeScope(const RealtimeScope&) = delete;
+    RealtimeScope& operator=(const RealtimeScope&) = delete;
+
+  private:
+    static inline std::atomic<bool> warned_{false};
+    bool active_ = false;
+    int old_policy_ = SCHED_OTHER;
+    sched_param old_param_{};
 };
 
 int error_code_of(const std::exception& e) {
@@ -61,6 +97,7 @@ class GpiodEdgeSource final : public EdgeSource {
                                                   std::chrono::microseconds window) override {
         std::vector<std::chrono::nanoseconds> edges;
         edges.reserve(64);
+        const RealtimeScope realtime(options_.realtime_priority);
         LineRequest guard(line_);
         try {
             // Start pulse: output low, then release (v1 cannot switch a request to events).
@@ -111,6 +148,7 @@ std::unique_ptr<Source> make_source(std::string_view spec, SourceOptions options
             g.chip = o.gpio_chip;
             g.line = o.gpio_line;
             g.pull_up = o.gpio_pull_up;
+            g.realtime_priority = o.gpio_realtime_priority;
             return make_gpiod_edge_source(g);
         };
     }
