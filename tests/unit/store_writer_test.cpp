@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <thread>
@@ -354,4 +355,44 @@ TEST_CASE("a writer opened while PostgreSQL is down connects once it has started
     add_all(w, readings("s", 1, 3));
     CHECK(w.flush() == 3);
     CHECK(count(pg) == "3");
+}
+
+TEST_CASE("a PostgreSQL crash in the middle of a stream of batches stores every reading once") {
+    TempPostgres pg;
+    auto o = options(pg);
+    o.batch_max = 500;
+    o.pending_max = 4000;
+    BatchWriter w(o);
+    constexpr std::uint64_t total = 20'000;
+    std::atomic<std::uint64_t> stored{0};
+    // Crash (immediate stop, no checkpoint) while the writer is busy, then start again.
+    std::jthread crasher([&] {
+        (void)rill::test::wait_until([&] { return stored.load() >= 2'000; }, 60s);
+        pg.stop(true);
+        pg.start();
+    });
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    std::uint64_t next = 1;
+    std::uint64_t refused = 0;
+    while (next <= total && std::chrono::steady_clock::now() < deadline) {
+        const auto r = reading(next % 2 ? "odd" : "even", (next + 1) / 2);  // seq 1, 1, 2, 2 ...
+        const auto result = w.add(r);
+        if (result == BatchWriter::AddResult::full) {
+            std::this_thread::sleep_until(w.next_deadline().value());
+        } else {
+            if (result != BatchWriter::AddResult::accepted) ++refused;
+            ++next;
+        }
+        if (w.due()) (void)w.flush();
+        stored = w.stats().readings_stored + w.stats().duplicates_hit;
+    }
+    crasher.join();
+    CHECK(next == total + 1);
+    CHECK(refused == 0);
+    CHECK(w.drain(std::chrono::steady_clock::now() + 30s));
+    CHECK(w.stats().reconnects >= 1);
+    CHECK(count(pg) == std::to_string(total));
+    CHECK(pg.value("SELECT count(DISTINCT (sensor, seq)) FROM readings") == std::to_string(total));
+    CHECK(w.stored_ranges("odd").ranges() == std::vector<SeqRange>{{1, total / 2}});
+    CHECK(w.stored_ranges("even").ranges() == std::vector<SeqRange>{{1, total / 2}});
 }
