@@ -316,9 +316,13 @@
   }
 
   localizeTable();
-  var first = cardsEl.querySelector(".card");
+  // Chart the sensor that reported last: the one most worth watching.
+  var newest = null;
+  Array.prototype.forEach.call(cardsEl.querySelectorAll(".card"), function (c) {
+    if (!newest || Number(c.dataset.ts) > Number(newest.dataset.ts)) newest = c;
+  });
   note.textContent = "";
-  selectSensor(first ? first.dataset.sensor : "");
+  selectSensor(newest ? newest.dataset.sensor : "");
   tick();
   setInterval(tick, 1000);
   // Relative ranges slide with time; reload them now and then so old buckets fall off.
