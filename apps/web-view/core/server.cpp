@@ -114,6 +114,8 @@ struct Server::Impl {
         const std::size_t threads = options.max_sse_clients + 16;
         http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
         http.set_keep_alive_timeout(5);
+        http.set_keep_alive_max_count(1000);
+        http.set_tcp_nodelay(true);  // no 40 ms Nagle + delayed-ACK stall per response
         http.set_payload_max_length(64 * 1024);
         http.set_pre_routing_handler([](const httplib::Request&, httplib::Response& res) {
             request_start = std::chrono::steady_clock::now();
