@@ -177,7 +177,7 @@ TEST_CASE("live readings reach /events and a resuming client gets no duplicates"
     CHECK(w.log().find("stopped") != std::string::npos);
 }
 
-TEST_CASE("web-view starts with --help, rejects bad options and exits 0 on SIGINT") {
+TEST_CASE("web-view has --help, rejects bad options, reports stale data and exits 0 on SIGINT") {
     std::string out;
     CHECK(run_command({bin("web-view"), "--help"}, 10s, &out) == 0);
     for (const char* flag : {"--db", "--listen", "--connect", "DATABASE_URL", "RILL_WEB_LISTEN",
@@ -191,7 +191,15 @@ TEST_CASE("web-view starts with --help, rejects bad options and exits 0 on SIGIN
     TempPostgres pg;
     create_readings_table(pg);
     WebView w(pg.conninfo());
-    CHECK(get(w, "/healthz")->status == 503);  // no readings yet
+    auto health = get(w, "/healthz");
+    CHECK(health->status == 503);
+    CHECK(json::parse(health->body)["reason"] == "no readings stored yet");
+    insert_row(pg, "garden", 1, rill::now() - 1h, 20, 50);  // older than --silent-after
+    health = get(w, "/healthz");
+    CHECK(health->status == 503);
+    CHECK(json::parse(health->body)["reason"].get<std::string>().find("no reading for") == 0);
+    insert_row(pg, "garden", 2, rill::now() - 1s, 20, 50);
+    CHECK(get(w, "/healthz")->status == 200);
     w.process().signal(SIGINT);
     const auto code = w.process().wait_for(15s);
     REQUIRE(code.has_value());

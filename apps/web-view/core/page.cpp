@@ -112,7 +112,8 @@ std::string render_page(const PageModel& m) {
     if (m.table_sensor) esc(out, *m.table_sensor);
     out += "\">\n";
     out +=
-        "<header class=\"top\"><div class=\"brand\"><svg class=\"logo\" viewBox=\"0 0 24 24\" "
+        "<header class=\"top\"><div class=\"brand\"><svg class=\"logo\" width=\"28\" height=\"28\" "
+        "viewBox=\"0 0 24 24\" "
         "aria-hidden=\"true\"><path d=\"M2 8c3-3 5-3 8 0s5 3 8 0 M2 14c3-3 5-3 8 0s5 3 8 0\" "
         "fill=\"none\" stroke=\"currentColor\" stroke-width=\"2.2\" stroke-linecap=\"round\"/>"
         "</svg><span>rill</span><span class=\"sub\">weather</span></div>"
