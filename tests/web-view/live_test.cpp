@@ -39,13 +39,14 @@ struct SseEvent {
 // An /events client on its own thread that parses frames until stopped.
 class SseClient {
   public:
-    SseClient(const WebView& w, std::optional<std::uint64_t> last_id = std::nullopt)
+    SseClient(const WebView& w, std::optional<std::uint64_t> last_id = std::nullopt,
+              std::string path = "/events")
         : client_(w.client()) {
         client_->set_read_timeout(20s);
         httplib::Headers headers;
         if (last_id) headers.emplace("Last-Event-ID", std::to_string(*last_id));
-        thread_ = std::thread([this, headers] {
-            auto r = client_->Get("/events", headers, [this](const char* data, std::size_t n) {
+        thread_ = std::thread([this, headers, path] {
+            auto r = client_->Get(path, headers, [this](const char* data, std::size_t n) {
                 std::lock_guard lock(mutex_);
                 buffer_.append(data, n);
                 for (auto end = buffer_.find("\n\n"); end != std::string::npos;
@@ -151,6 +152,12 @@ TEST_CASE("live readings reach /events and a resuming client gets no duplicates"
     CHECK(again[2].data["seq"] == 6);
     REQUIRE(first.wait_for(6, 10s));
     CHECK(first.events()[5].id == again[2].id);
+
+    // The page's first connection resumes from the id it was rendered at (?after=).
+    SseClient from_page(w, std::nullopt, "/events?after=" + std::to_string(seen[3].id));
+    REQUIRE(from_page.wait_for(2, 10s));
+    CHECK(from_page.events()[0].data["seq"] == 5);
+    CHECK(from_page.events()[1].data["seq"] == 6);
 
     // A Last-Event-ID this process never issued (a browser from before a restart): resync.
     SseClient stranger(w, 1);

@@ -302,7 +302,8 @@
   }
   function connect() {
     if (!window.EventSource) return;
-    var es = new EventSource("/events");
+    // Resume from the event the server rendered this page at: nothing is lost in between.
+    var es = new EventSource("/events" + (body.dataset.eventId ? "?after=" + encodeURIComponent(body.dataset.eventId) : ""));
     es.onopen = function () { setLive("on", "live"); };
     es.onerror = function () { setLive("wait", "reconnecting"); };
     es.onmessage = function (ev) {

@@ -108,7 +108,8 @@ std::string render_page(const PageModel& m) {
     out += "<body data-stale-after=\"" + std::to_string(m.stale_after.count()) +
            "\" data-silent-after=\"" + std::to_string(m.silent_after.count()) + "\" data-now=\"" +
            std::to_string(m.now.time_since_epoch().count() / 1000) + "\" data-first-page=\"" +
-           (m.table_is_first_page ? "1" : "0") + "\" data-filter=\"";
+           (m.table_is_first_page ? "1" : "0") + "\" data-event-id=\"" +
+           std::to_string(m.last_event_id) + "\" data-filter=\"";
     if (m.table_sensor) esc(out, *m.table_sensor);
     out += "\">\n";
     out +=

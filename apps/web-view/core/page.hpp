@@ -37,6 +37,7 @@ struct PageModel {
     std::chrono::seconds stale_after{60};
     std::chrono::seconds silent_after{600};
     std::optional<std::string> problem;  ///< shown as a banner (database unavailable, ...)
+    std::uint64_t last_event_id = 0;     ///< live events up to this one are in what is shown
 };
 
 /// The whole HTML document. Every piece of data is escaped for its context; the page loads

@@ -207,6 +207,8 @@ struct Server::Impl {
         q.limit = static_cast<long long>(options.page_rows);
         m.table_sensor = q.sensor;
         m.table_is_first_page = !q.cursor;
+        // Taken before the queries: live events after it may be missing from what they return.
+        m.last_event_id = ring.last_id();
         int status = 200;
         try {
             m.sensors = latest_per_sensor(db);
@@ -351,8 +353,16 @@ struct Server::Impl {
         auto st = std::make_shared<State>();
         const auto newest = ring.last_id();
         st->after = newest;
+        // A reconnecting browser sends Last-Event-ID; the page's first connection passes the
+        // event id its content was rendered at as ?after=, so nothing falls in between.
+        std::optional<std::string> resume;
         if (req.has_header("Last-Event-ID")) {
-            const auto last = parse_last_event_id(req.get_header_value("Last-Event-ID"));
+            resume = req.get_header_value("Last-Event-ID");
+        } else if (auto after = single_param(req.params, "after"); after && !after->empty()) {
+            resume = *after;
+        }
+        if (resume) {
+            const auto last = parse_last_event_id(*resume);
             if (last && *last <= newest) {
                 st->after = *last;
             } else {
