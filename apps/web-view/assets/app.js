@@ -1,0 +1,332 @@
+// rill web-view: the page's live behaviour. The server renders everything first; this script
+// adds the chart, live updates over Server-Sent Events and local times. Data is always put
+// into the page with textContent (never innerHTML), so sensor ids cannot inject markup.
+(function () {
+  "use strict";
+
+  var body = document.body;
+  var staleAfter = Number(body.dataset.staleAfter || 60) * 1000;
+  var silentAfter = Number(body.dataset.silentAfter || 600) * 1000;
+  var firstPage = body.dataset.firstPage === "1";
+  var tableFilter = body.dataset.filter || "";
+  var clockSkew = Date.now() - Number(body.dataset.now || Date.now());
+  var pageRows = Math.max(document.querySelectorAll("#readings tbody tr").length, 50);
+
+  var cardsEl = document.getElementById("cards");
+  var sensorSelect = document.getElementById("chart-sensor");
+  var tableSelect = document.getElementById("table-sensor");
+  var tbody = document.querySelector("#readings tbody");
+  var live = document.getElementById("live");
+  var note = document.getElementById("chart-note");
+
+  function now() { return Date.now() - clockSkew; }
+  function fixed1(v) { return v === null || v === undefined || isNaN(v) ? "–" : Number(v).toFixed(1); }
+  function ago(ms) {
+    var s = Math.floor(ms / 1000);
+    if (s < 2) return "just now";
+    if (s < 120) return s + " s ago";
+    if (s < 7200) return Math.floor(s / 60) + " min ago";
+    if (s < 172800) return Math.floor(s / 3600) + " h ago";
+    return Math.floor(s / 86400) + " d ago";
+  }
+  function status(ms) { return ms <= staleAfter ? "fresh" : ms <= silentAfter ? "stale" : "silent"; }
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+  function localTime(d) {
+    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " +
+      pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
+  }
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+
+  // --- cards --------------------------------------------------------------------------------
+  function findCard(sensor) {
+    var cards = cardsEl.querySelectorAll(".card");
+    for (var i = 0; i < cards.length; i++) if (cards[i].dataset.sensor === sensor) return cards[i];
+    return null;
+  }
+  function addOption(select, sensor) {
+    for (var i = 0; i < select.options.length; i++) if (select.options[i].value === sensor) return;
+    var o = el("option", "", sensor);
+    o.value = sensor;
+    select.appendChild(o);
+  }
+  function makeCard(sensor) {
+    var card = el("article", "card");
+    card.dataset.sensor = sensor;
+    var head = el("header");
+    var h = el("h3", "sensor", sensor);
+    h.title = sensor;
+    head.appendChild(h);
+    head.appendChild(el("span", "status status-fresh", "fresh"));
+    card.appendChild(head);
+    var values = el("div", "values");
+    [["temp", "°C", "temperature"], ["hum", "%", "humidity"]].forEach(function (v) {
+      var d = el("div", "value " + v[0]);
+      d.appendChild(el("span", "num", "–"));
+      d.appendChild(el("span", "unit", v[1]));
+      d.appendChild(el("span", "label", v[2]));
+      values.appendChild(d);
+    });
+    card.appendChild(values);
+    var foot = el("footer");
+    foot.appendChild(el("time", "ago", ""));
+    foot.appendChild(el("span", "seq", ""));
+    card.appendChild(foot);
+    // Keep cards sorted by sensor id, as the server renders them.
+    var after = null;
+    var cards = cardsEl.querySelectorAll(".card");
+    for (var i = 0; i < cards.length; i++) if (cards[i].dataset.sensor > sensor) { after = cards[i]; break; }
+    cardsEl.insertBefore(card, after || cardsEl.querySelector(".empty"));
+    card.addEventListener("click", function () { selectSensor(sensor); });
+    var empty = cardsEl.querySelector(".empty");
+    if (empty) empty.hidden = true;
+    addOption(sensorSelect, sensor);
+    if (tableSelect) addOption(tableSelect, sensor);
+    if (!chartState.sensor) selectSensor(sensor);
+    return card;
+  }
+  function updateCard(r) {
+    var card = findCard(r.sensor) || makeCard(r.sensor);
+    if (Number(card.dataset.seq || 0) > r.seq && Number(card.dataset.ts || 0) >= r.ts_ms) return;
+    card.dataset.ts = String(r.ts_ms);
+    card.dataset.seq = String(r.seq);
+    card.querySelector(".temp .num").textContent = fixed1(r.temperature);
+    card.querySelector(".hum .num").textContent = fixed1(r.humidity);
+    card.querySelector(".seq").textContent = "#" + r.seq;
+    var t = card.querySelector("time");
+    t.setAttribute("datetime", r.ts);
+    card.classList.remove("flash");
+    void card.offsetWidth; // restart the animation
+    card.classList.add("flash");
+    tick();
+  }
+  function tick() {
+    var cards = cardsEl.querySelectorAll(".card");
+    for (var i = 0; i < cards.length; i++) {
+      var c = cards[i];
+      var age = now() - Number(c.dataset.ts);
+      var st = status(age);
+      c.dataset.status = st;
+      var badge = c.querySelector(".status");
+      badge.className = "status status-" + st;
+      badge.textContent = st;
+      c.querySelector("time").textContent = ago(age);
+    }
+  }
+
+  // --- chart --------------------------------------------------------------------------------
+  var chartState = { sensor: "", range: 3600, from: null, to: null };
+  var graph = null;
+  var rows = [];
+  var loadSerial = 0;
+
+  function css(name) { return getComputedStyle(document.documentElement).getPropertyValue(name).trim(); }
+
+  function rangeBounds() {
+    if (chartState.range === "custom") return [chartState.from, chartState.to];
+    var to = now();
+    return [to - chartState.range * 1000, to];
+  }
+
+  function drawChart() {
+    var chartEl = document.getElementById("chart");
+    if (!window.Dygraph) { note.textContent = "The chart library did not load."; return; }
+    var b = rangeBounds();
+    var data = rows.length ? rows : [[new Date(b[0]), null, null], [new Date(b[1]), null, null]];
+    var opts = {
+      file: data,
+      labels: ["Time", "Temperature °C", "Humidity %"],
+      customBars: rows.length > 0,
+      colors: [css("--temp") || "#e4572e", css("--hum") || "#2a7de1"],
+      series: { "Humidity %": { axis: "y2" } },
+      axes: {
+        y: { axisLabelWidth: 42 },
+        y2: { axisLabelWidth: 42, independentTicks: true, drawGrid: false }
+      },
+      ylabel: "°C",
+      y2label: "%",
+      legend: "always",
+      labelsDiv: document.getElementById("chart-legend"),
+      labelsSeparateLines: false,
+      strokeWidth: 1.8,
+      fillAlpha: 0.18,
+      gridLineColor: css("--line") || "#e2e7ef",
+      axisLineColor: css("--line") || "#e2e7ef",
+      connectSeparatedPoints: false,
+      animatedZooms: true,
+      dateWindow: chartState.range === "custom" ? [b[0], b[1]] : null
+    };
+    if (!graph) {
+      graph = new Dygraph(chartEl, data, opts);
+    } else {
+      graph.updateOptions(opts);
+    }
+    note.textContent = rows.length ? "" : "No readings of " + (chartState.sensor || "any sensor") + " in this range.";
+  }
+
+  function loadChart() {
+    if (!chartState.sensor) { rows = []; drawChart(); return; }
+    var b = rangeBounds();
+    var width = document.getElementById("chart").clientWidth || 800;
+    var points = Math.max(60, Math.min(1500, Math.round(width)));
+    var url = "/api/series?sensor=" + encodeURIComponent(chartState.sensor) +
+      "&from=" + encodeURIComponent(new Date(b[0]).toISOString()) +
+      "&to=" + encodeURIComponent(new Date(b[1]).toISOString()) + "&points=" + points;
+    var serial = ++loadSerial;
+    fetch(url).then(function (res) {
+      if (!res.ok) throw new Error("HTTP " + res.status);
+      return res.json();
+    }).then(function (j) {
+      if (serial !== loadSerial) return;
+      rows = [];
+      (j.series || []).forEach(function (s) {
+        if (s.sensor !== chartState.sensor) return;
+        s.buckets.forEach(function (k) {
+          rows.push([new Date(k[0]), [k[2], k[1], k[3]], [k[5], k[4], k[6]]]);
+        });
+      });
+      drawChart();
+    }).catch(function (e) {
+      if (serial !== loadSerial) return;
+      note.textContent = "Could not load the chart: " + e.message;
+    });
+  }
+
+  function appendToChart(r) {
+    if (r.sensor !== chartState.sensor || chartState.range === "custom") return;
+    var d = new Date(r.ts_ms);
+    if (rows.length && rows[rows.length - 1][0] >= d) return;
+    rows.push([d, [r.temperature, r.temperature, r.temperature], [r.humidity, r.humidity, r.humidity]]);
+    var start = now() - chartState.range * 1000;
+    while (rows.length && rows[0][0].getTime() < start) rows.shift();
+    drawChart();
+  }
+
+  function selectSensor(sensor) {
+    chartState.sensor = sensor;
+    sensorSelect.value = sensor;
+    var cards = cardsEl.querySelectorAll(".card");
+    for (var i = 0; i < cards.length; i++) cards[i].classList.toggle("selected", cards[i].dataset.sensor === sensor);
+    loadChart();
+  }
+
+  function toLocalInput(ms) {
+    var d = new Date(ms);
+    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + "T" + pad(d.getHours()) + ":" + pad(d.getMinutes());
+  }
+
+  var rangeButtons = document.querySelectorAll(".ranges button");
+  var customForm = document.getElementById("custom-range");
+  Array.prototype.forEach.call(rangeButtons, function (btn) {
+    btn.addEventListener("click", function () {
+      Array.prototype.forEach.call(rangeButtons, function (b) { b.classList.toggle("active", b === btn); });
+      if (btn.dataset.range === "custom") {
+        customForm.hidden = false;
+        var b = rangeBounds();
+        document.getElementById("range-from").value = toLocalInput(b[0]);
+        document.getElementById("range-to").value = toLocalInput(b[1]);
+        return;
+      }
+      customForm.hidden = true;
+      chartState.range = Number(btn.dataset.range);
+      loadChart();
+    });
+  });
+  customForm.addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    var from = new Date(document.getElementById("range-from").value).getTime();
+    var to = new Date(document.getElementById("range-to").value).getTime();
+    if (!(from < to)) { note.textContent = "The range must end after it starts."; return; }
+    chartState.range = "custom";
+    chartState.from = from;
+    chartState.to = to;
+    loadChart();
+  });
+  sensorSelect.addEventListener("change", function () { selectSensor(sensorSelect.value); });
+  Array.prototype.forEach.call(cardsEl.querySelectorAll(".card"), function (card) {
+    card.addEventListener("click", function () { selectSensor(card.dataset.sensor); });
+  });
+
+  // --- table --------------------------------------------------------------------------------
+  var seen = {};
+  function localizeTable() {
+    var times = tbody.querySelectorAll("time");
+    for (var i = 0; i < times.length; i++) times[i].textContent = localTime(new Date(times[i].getAttribute("datetime")));
+    var tz = document.querySelector("#readings th .tz");
+    if (tz) tz.textContent = "local";
+    var trs = tbody.querySelectorAll("tr");
+    for (var j = 0; j < trs.length; j++) seen[trs[j].dataset.key] = true;
+  }
+  function prependRow(r) {
+    if (!firstPage || (tableFilter && tableFilter !== r.sensor)) return;
+    var key = r.sensor + "/" + r.seq;
+    if (seen[key]) return;
+    seen[key] = true;
+    var tr = el("tr", "new");
+    tr.dataset.key = key;
+    var td = el("td");
+    var t = el("time", "", localTime(new Date(r.ts_ms)));
+    t.setAttribute("datetime", r.ts);
+    td.appendChild(t);
+    tr.appendChild(td);
+    tr.appendChild(el("td", "", r.sensor));
+    tr.appendChild(el("td", "num", fixed1(r.temperature) + " °C"));
+    tr.appendChild(el("td", "num", fixed1(r.humidity) + " %"));
+    // Newest first: insert before the first row that is older.
+    var trs = tbody.querySelectorAll("tr");
+    var before = null;
+    for (var i = 0; i < trs.length; i++) {
+      var ts = new Date(trs[i].querySelector("time").getAttribute("datetime")).getTime();
+      if (ts <= r.ts_ms) { before = trs[i]; break; }
+    }
+    if (!before && trs.length >= pageRows) return; // older than the whole page
+    tbody.insertBefore(tr, before);
+    while (tbody.rows.length > pageRows) tbody.deleteRow(tbody.rows.length - 1);
+    var empty = document.querySelector(".table-panel .empty");
+    if (empty) empty.hidden = true;
+  }
+
+  // --- live updates -------------------------------------------------------------------------
+  function setLive(state, text) { live.dataset.state = state; live.querySelector(".live-text").textContent = text; }
+  function resync() {
+    fetch("/api/sensors").then(function (r) { return r.json(); }).then(function (j) {
+      (j.sensors || []).forEach(function (s) {
+        updateCard({ sensor: s.sensor, seq: s.seq, ts: s.ts, ts_ms: Date.parse(s.ts), temperature: s.temperature, humidity: s.humidity });
+      });
+    }).catch(function () {});
+    loadChart();
+  }
+  function connect() {
+    if (!window.EventSource) return;
+    // Resume from the event the server rendered this page at: nothing is lost in between.
+    var es = new EventSource("/events" + (body.dataset.eventId ? "?after=" + encodeURIComponent(body.dataset.eventId) : ""));
+    es.onopen = function () { setLive("on", "live"); };
+    es.onerror = function () { setLive("wait", "reconnecting"); };
+    es.onmessage = function (ev) {
+      var r;
+      try { r = JSON.parse(ev.data); } catch (e) { return; }
+      updateCard(r);
+      appendToChart(r);
+      prependRow(r);
+    };
+    es.addEventListener("resync", resync);
+  }
+
+  localizeTable();
+  // Chart the sensor that reported last: the one most worth watching.
+  var newest = null;
+  Array.prototype.forEach.call(cardsEl.querySelectorAll(".card"), function (c) {
+    if (!newest || Number(c.dataset.ts) > Number(newest.dataset.ts)) newest = c;
+  });
+  note.textContent = "";
+  selectSensor(newest ? newest.dataset.sensor : "");
+  tick();
+  setInterval(tick, 1000);
+  // Relative ranges slide with time; reload them now and then so old buckets fall off.
+  setInterval(function () { if (chartState.range !== "custom") loadChart(); }, 60000);
+  connect();
+}());

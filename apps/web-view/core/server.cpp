@@ -1,0 +1,489 @@
+#include "server.hpp"
+
+#include <httplib.h>
+
+#include <atomic>
+#include <functional>
+#include <nlohmann/json.hpp>
+
+#include "assets.hpp"
+#include "db.hpp"
+#include "events.hpp"
+#include "metrics.hpp"
+#include "page.hpp"
+#include "params.hpp"
+#include "rill/log.hpp"
+#include "text.hpp"
+
+namespace rill::web {
+
+namespace {
+
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+constexpr const char* component = "web-view";
+constexpr auto sse_keepalive = 15s;
+constexpr std::size_t csv_page = 1000;
+
+thread_local std::chrono::steady_clock::time_point request_start;
+
+std::string dump(const json& j) {
+    return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string route_of(const std::string& path) {
+    static const char* known[] = {
+        "/",           "/api/sensors", "/api/readings", "/api/readings.csv",
+        "/api/series", "/events",      "/healthz",      "/metrics"};
+    for (const char* k : known) {
+        if (path == k) return k;
+    }
+    if (path.rfind("/assets/", 0) == 0) return "/assets";
+    return "other";
+}
+
+double ms(Timestamp t) {
+    return static_cast<double>(t.time_since_epoch().count()) / 1000.0;
+}
+
+json value_or_null(double v) {
+    return v == v ? json(v) : json(nullptr);
+}
+
+json row_json(const Row& r) {
+    json j = {{"sensor", r.sensor},
+              {"seq", r.seq},
+              {"ts", to_iso8601(r.ts)},
+              {"temperature", value_or_null(r.temperature)},
+              {"humidity", value_or_null(r.humidity)},
+              {"extra", nullptr}};
+    if (!r.extra.empty()) j["extra"] = json::parse(r.extra, nullptr, false);
+    if (j["extra"].is_discarded()) j["extra"] = nullptr;
+    return j;
+}
+
+void append_csv_row(std::string& out, const Row& r) {
+    out += to_iso8601(r.ts);
+    out += ',';
+    append_csv_cell(out, r.sensor);
+    out += ',';
+    out += std::to_string(r.seq);
+    out += ',';
+    if (r.temperature == r.temperature) out += format_value(r.temperature, 3);
+    out += ',';
+    if (r.humidity == r.humidity) out += format_value(r.humidity, 3);
+    out += "\r\n";
+}
+
+void send_json(httplib::Response& res, int status, const json& j) {
+    res.status = status;
+    res.set_header("Cache-Control", "no-store");
+    res.set_content(dump(j), "application/json");
+}
+
+void send_error(httplib::Response& res, int status, const std::string& message,
+                const std::string& param = {}) {
+    json j = {{"error", message}};
+    if (!param.empty()) j["parameter"] = param;
+    send_json(res, status, j);
+}
+
+}  // namespace
+
+std::string reading_event_json(const Reading& r) {
+    return dump(json{{"sensor", r.sensor},
+                     {"seq", r.seq},
+                     {"ts", to_iso8601(r.ts)},
+                     {"ts_ms", ms(r.ts)},
+                     {"temperature", r.temperature},
+                     {"humidity", r.humidity}});
+}
+
+struct Server::Impl {
+    ServerOptions options;
+    Database db;
+    EventRing ring;
+    Metrics metrics;
+    httplib::Server http;
+    std::atomic<bool> stopping{false};
+    int port = 0;
+
+    explicit Impl(ServerOptions o)
+        : options(std::move(o)), db(options.conninfo, options.db_connections) {
+        const std::size_t threads = options.max_sse_clients + 16;
+        http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+        http.set_keep_alive_timeout(5);
+        http.set_keep_alive_max_count(1000);
+        http.set_tcp_nodelay(true);  // no 40 ms Nagle + delayed-ACK stall per response
+        http.set_payload_max_length(64 * 1024);
+        http.set_pre_routing_handler([](const httplib::Request&, httplib::Response& res) {
+            request_start = std::chrono::steady_clock::now();
+            res.set_header("X-Content-Type-Options", "nosniff");
+            return httplib::Server::HandlerResponse::Unhandled;
+        });
+        http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+            metrics.observe_request(route_of(req.path), res.status,
+                                    std::chrono::steady_clock::now() - request_start);
+        });
+        http.set_error_handler(httplib::Server::HandlerWithResponse(
+            [](const httplib::Request& req, httplib::Response& res) {
+                if (!res.body.empty() || res.content_length_ > 0) {
+                    return httplib::Server::HandlerResponse::Unhandled;
+                }
+                if (res.status == 404) {
+                    send_error(res, 404, "no such route: " + req.path.substr(0, 200));
+                } else {
+                    send_error(res, res.status,
+                               "request failed with status " + std::to_string(res.status));
+                }
+                return httplib::Server::HandlerResponse::Handled;
+            }));
+        http.set_exception_handler([this](const httplib::Request&, httplib::Response& res,
+                                          std::exception_ptr ep) { handle_exception(res, ep); });
+        routes();
+    }
+
+    // Turns what a handler threw into its answer: 400 naming the parameter, 503 when the
+    // database is unreachable, 500 otherwise.
+    void handle_exception(httplib::Response& res, const std::exception_ptr& ep) {
+        try {
+            std::rethrow_exception(ep);
+        } catch (const ParamError& e) {
+            send_error(res, 400, e.what(), e.param());
+        } catch (const DbUnavailable& e) {
+            metrics.db_error();
+            res.set_header("Retry-After", "5");
+            send_error(res, 503, e.what());
+        } catch (const std::exception& e) {
+            metrics.db_error();
+            log_error(component, std::string("request failed: ") + e.what());
+            send_error(res, 500, "internal error");
+        } catch (...) {
+            send_error(res, 500, "internal error");
+        }
+    }
+
+    using Handler = std::function<void(const httplib::Request&, httplib::Response&)>;
+    Handler guarded(Handler h) {
+        return [this, h = std::move(h)](const httplib::Request& req, httplib::Response& res) {
+            try {
+                h(req, res);
+            } catch (...) {
+                handle_exception(res, std::current_exception());
+            }
+        };
+    }
+
+    void routes() {
+        http.Get("/", guarded([this](const auto& req, auto& res) { page(req, res); }));
+        http.Get("/assets/(.+)", guarded([](const auto& req, auto& res) { asset(req, res); }));
+        http.Get("/api/sensors",
+                 guarded([this](const auto& req, auto& res) { sensors(req, res); }));
+        http.Get("/api/readings",
+                 guarded([this](const auto& req, auto& res) { readings(req, res); }));
+        http.Get("/api/readings.csv",
+                 guarded([this](const auto& req, auto& res) { readings_csv(req, res); }));
+        http.Get("/api/series", guarded([this](const auto& req, auto& res) { series_(req, res); }));
+        http.Get("/events", guarded([this](const auto& req, auto& res) { events(req, res); }));
+        http.Get("/healthz", guarded([this](const auto& req, auto& res) { healthz(req, res); }));
+        http.Get("/metrics", guarded([this](const auto&, auto& res) {
+                     res.set_header("Cache-Control", "no-store");
+                     res.set_content(metrics.render(), "text/plain; version=0.0.4");
+                 }));
+    }
+
+    void page(const httplib::Request& req, httplib::Response& res) {
+        PageModel m;
+        m.now = rill::now();
+        m.stale_after = options.stale_after;
+        m.silent_after = options.silent_after;
+        ReadingsQuery q;
+        q.sensor = parse_sensor_param(req.params);
+        if (auto c = single_param(req.params, "cursor"); c && !c->empty()) {
+            q.cursor = decode_cursor(*c);
+            if (!q.cursor) throw ParamError("cursor", "cursor is not a cursor this server issued");
+        }
+        q.limit = static_cast<long long>(options.page_rows);
+        m.table_sensor = q.sensor;
+        m.table_is_first_page = !q.cursor;
+        // Taken before the queries: live events after it may be missing from what they return.
+        m.last_event_id = ring.last_id();
+        int status = 200;
+        try {
+            m.sensors = latest_per_sensor(db);
+            m.table = readings_page(db, q);
+        } catch (const DbUnavailable& e) {
+            metrics.db_error();
+            m.problem = std::string("The database is unavailable right now: ") + e.what();
+            status = 503;
+        }
+        res.status = status;
+        res.set_header("Cache-Control", "no-store");
+        res.set_header("Content-Security-Policy",
+                       "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' "
+                       "data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'");
+        res.set_header("Referrer-Policy", "same-origin");
+        res.set_content(render_page(m), "text/html; charset=utf-8");
+    }
+
+    static void asset(const httplib::Request& req, httplib::Response& res) {
+        const Asset* a = find_asset(req.matches[1].str());
+        if (a == nullptr) {
+            res.status = 404;
+            return;
+        }
+        const std::string etag = "\"" + std::string(a->etag) + "\"";
+        res.set_header("ETag", etag);
+        res.set_header("Cache-Control", "no-cache");
+        if (req.get_header_value("If-None-Match") == etag) {
+            res.status = 304;
+            return;
+        }
+        std::string type(a->content_type);
+        if (type.rfind("text/", 0) == 0) type += "; charset=utf-8";
+        res.set_content(a->body.data(), a->body.size(), type.c_str());
+    }
+
+    void sensors(const httplib::Request&, httplib::Response& res) {
+        const auto now = rill::now();
+        json list = json::array();
+        for (const auto& l : latest_per_sensor(db)) {
+            const auto age = std::chrono::duration_cast<std::chrono::microseconds>(now - l.ts);
+            list.push_back(
+                {{"sensor", l.sensor},
+                 {"seq", l.seq},
+                 {"ts", to_iso8601(l.ts)},
+                 {"temperature", value_or_null(l.temperature)},
+                 {"humidity", value_or_null(l.humidity)},
+                 {"age_seconds", static_cast<double>(age.count()) / 1e6},
+                 {"status", to_string(freshness(age, options.stale_after, options.silent_after))}});
+        }
+        send_json(res, 200, {{"sensors", list}});
+    }
+
+    void readings(const httplib::Request& req, httplib::Response& res) {
+        const auto q = parse_readings_query(req.params);
+        const auto p = readings_page(db, q);
+        json rows = json::array();
+        for (const auto& r : p.rows)
+            rows.push_back(row_json(r));
+        send_json(res, 200,
+                  {{"readings", rows},
+                   {"next_cursor", p.next ? json(encode_cursor(*p.next)) : json(nullptr)}});
+    }
+
+    void readings_csv(const httplib::Request& req, httplib::Response& res) {
+        auto q = parse_readings_query(req.params, param_limits::default_csv_limit,
+                                      param_limits::max_csv_limit);
+        struct State {
+            ReadingsQuery query;
+            long long remaining;
+            Page page;
+            bool header = true;
+        };
+        auto st = std::make_shared<State>();
+        st->remaining = q.limit;
+        st->query = q;
+        st->query.limit = std::min<long long>(csv_page, st->remaining);
+        st->page = readings_page(db, st->query);  // before 200: a down database gives 503
+        res.set_header("Cache-Control", "no-store");
+        res.set_header("Content-Disposition", "attachment; filename=\"readings.csv\"");
+        res.set_chunked_content_provider(
+            "text/csv; charset=utf-8", [this, st](std::size_t, httplib::DataSink& sink) {
+                std::string out;
+                if (st->header) {
+                    out += "time,sensor,seq,temperature,humidity\r\n";
+                    st->header = false;
+                }
+                for (const auto& r : st->page.rows)
+                    append_csv_row(out, r);
+                st->remaining -= static_cast<long long>(st->page.rows.size());
+                if (!out.empty() && !sink.write(out.data(), out.size())) return false;
+                if (!st->page.next || st->remaining <= 0 || stopping) {
+                    sink.done();
+                    return true;
+                }
+                st->query.cursor = st->page.next;
+                st->query.limit = std::min<long long>(csv_page, st->remaining);
+                try {
+                    st->page = readings_page(db, st->query);
+                } catch (const std::exception& e) {
+                    log_warn(component, std::string("CSV export cut short: ") + e.what());
+                    return false;  // the client sees a truncated (unterminated) chunked body
+                }
+                return true;
+            });
+    }
+
+    void series_(const httplib::Request& req, httplib::Response& res) {
+        const auto q = parse_series_query(req.params, rill::now());
+        const auto buckets = series(db, q);
+        json out = json::array();
+        json* current = nullptr;
+        for (const auto& b : buckets) {
+            if (current == nullptr || (*current)["sensor"] != b.sensor) {
+                out.push_back({{"sensor", b.sensor}, {"buckets", json::array()}});
+                current = &out.back();
+            }
+            (*current)["buckets"].push_back(json::array(
+                {ms(b.ts), value_or_null(b.t_avg), value_or_null(b.t_min), value_or_null(b.t_max),
+                 value_or_null(b.h_avg), value_or_null(b.h_min), value_or_null(b.h_max), b.count}));
+        }
+        send_json(
+            res, 200,
+            {{"from", to_iso8601(q.from)},
+             {"to", to_iso8601(q.to)},
+             {"bucket_seconds", static_cast<double>(q.bucket().count()) / 1e6},
+             {"columns", {"ts_ms", "t_avg", "t_min", "t_max", "h_avg", "h_min", "h_max", "count"}},
+             {"series", out}});
+    }
+
+    void events(const httplib::Request& req, httplib::Response& res) {
+        if (metrics.sse_clients() >= static_cast<long>(options.max_sse_clients)) {
+            res.set_header("Retry-After", "10");
+            send_error(res, 503, "too many live clients");
+            return;
+        }
+        struct State {
+            std::uint64_t after = 0;
+            bool first = true;
+            bool gap = false;
+        };
+        auto st = std::make_shared<State>();
+        const auto newest = ring.last_id();
+        st->after = newest;
+        // A reconnecting browser sends Last-Event-ID; the page's first connection passes the
+        // event id its content was rendered at as ?after=, so nothing falls in between.
+        std::optional<std::string> resume;
+        if (req.has_header("Last-Event-ID")) {
+            resume = req.get_header_value("Last-Event-ID");
+        } else if (auto after = single_param(req.params, "after"); after && !after->empty()) {
+            resume = *after;
+        }
+        if (resume) {
+            const auto last = parse_last_event_id(*resume);
+            if (last && *last <= newest) {
+                st->after = *last;
+            } else {
+                st->gap = true;  // an id this process never issued: start over
+            }
+        }
+        metrics.sse_connected();
+        res.set_header("Cache-Control", "no-store");
+        res.set_header("X-Accel-Buffering", "no");
+        res.set_chunked_content_provider(
+            "text/event-stream",
+            [this, st](std::size_t, httplib::DataSink& sink) {
+                std::string out;
+                if (st->first) {
+                    st->first = false;
+                    out = "retry: 2000\n\n";
+                    if (st->gap) out += format_sse(st->after, "resync", "{}");
+                    return sink.write(out.data(), out.size());
+                }
+                if (stopping || ring.closed()) {
+                    sink.done();
+                    return true;
+                }
+                auto batch = ring.wait_after(st->after, sse_keepalive);
+                if (stopping || ring.closed()) {
+                    sink.done();
+                    return true;
+                }
+                if (batch.events.empty()) {
+                    out = ": keepalive\n\n";  // also finds browsers that went away
+                } else {
+                    if (batch.gap) out += format_sse(batch.events.front().id - 1, "resync", "{}");
+                    for (const auto& e : batch.events)
+                        out += format_sse(e.id, "", e.data);
+                    st->after = batch.events.back().id;
+                }
+                return sink.write(out.data(), out.size());
+            },
+            [this](bool) { metrics.sse_disconnected(); });
+    }
+
+    void healthz(const httplib::Request&, httplib::Response& res) {
+        if (auto problem = db.ping()) {
+            send_json(res, 503,
+                      {{"status", "unavailable"}, {"reason", "database unreachable: " + *problem}});
+            return;
+        }
+        std::vector<Latest> latest;
+        try {
+            latest = latest_per_sensor(db);
+        } catch (const std::exception& e) {
+            send_json(res, 503,
+                      {{"status", "unavailable"},
+                       {"reason", std::string("cannot read readings: ") + e.what()}});
+            return;
+        }
+        if (latest.empty()) {
+            send_json(res, 503, {{"status", "unavailable"}, {"reason", "no readings stored yet"}});
+            return;
+        }
+        Timestamp newest = latest.front().ts;
+        for (const auto& l : latest)
+            newest = std::max(newest, l.ts);
+        const auto age = std::chrono::duration<double>(rill::now() - newest).count();
+        json j = {{"database", "ok"},
+                  {"sensors", latest.size()},
+                  {"newest_reading", to_iso8601(newest)},
+                  {"newest_age_seconds", age}};
+        if (age > static_cast<double>(options.silent_after.count())) {
+            j["status"] = "unavailable";
+            j["reason"] = "no reading for " + std::to_string(static_cast<long long>(age)) +
+                          " s (more than " + std::to_string(options.silent_after.count()) + " s)";
+            send_json(res, 503, j);
+            return;
+        }
+        j["status"] = "ok";
+        send_json(res, 200, j);
+    }
+};
+
+Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+
+Server::~Server() {
+    stop();
+}
+
+int Server::bind() {
+    auto& i = *impl_;
+    if (i.options.port == 0) {
+        i.port = i.http.bind_to_any_port(i.options.host);
+    } else {
+        i.port = i.http.bind_to_port(i.options.host, i.options.port) ? i.options.port : -1;
+    }
+    if (i.port <= 0) {
+        throw std::runtime_error("cannot listen on " + i.options.host + ":" +
+                                 std::to_string(i.options.port));
+    }
+    return i.port;
+}
+
+bool Server::run() {
+    return impl_->http.listen_after_bind();
+}
+
+void Server::stop() {
+    auto& i = *impl_;
+    if (i.stopping.exchange(true)) return;
+    i.ring.close();
+    i.http.stop();
+}
+
+void Server::publish(const Reading& r) {
+    impl_->metrics.feed_reading();
+    impl_->ring.publish(reading_event_json(r));
+}
+
+void Server::count_decode_error(const std::string& why) {
+    const auto n = impl_->metrics.feed_decode_errors();
+    impl_->metrics.feed_decode_error();
+    // One line for the first few, then one per thousand, so a noisy peer cannot flood the log.
+    if (n < 10 || n % 1000 == 0) log_warn("live-feed", "rejected a message: " + why);
+}
+
+}  // namespace rill::web

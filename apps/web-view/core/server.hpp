@@ -1,0 +1,56 @@
+// web-view: the HTTP server (dashboard, JSON/CSV API, SSE, health, metrics).
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "rill/reading.hpp"
+
+namespace rill::web {
+
+struct ServerOptions {
+    std::string conninfo;                    ///< libpq connection string or URL
+    std::string host = "127.0.0.1";          ///< address to listen on
+    int port = 8080;                         ///< 0: any free port
+    std::chrono::seconds stale_after{60};    ///< a sensor is stale after this long without data
+    std::chrono::seconds silent_after{600};  ///< ... and silent after this long; also /healthz
+    std::size_t db_connections = 8;
+    std::size_t max_sse_clients = 64;
+    std::size_t page_rows = 50;  ///< rows per page of the dashboard's table
+};
+
+/// The web-view server. Owns the listening socket, the worker threads, the database pool and
+/// the live event ring. Routes: / /assets/* /api/sensors /api/readings /api/readings.csv
+/// /api/series /events /healthz /metrics (see docs/web-view.md).
+class Server {
+  public:
+    explicit Server(ServerOptions options);
+    ~Server();
+    Server(const Server&) = delete;
+    Server& operator=(const Server&) = delete;
+
+    /// Binds the listening socket; returns the bound port. Throws std::runtime_error naming the
+    /// address when it cannot bind.
+    int bind();
+    /// Serves until stop(); blocks the calling thread. Returns false when listening failed.
+    bool run();
+    /// Ends every SSE stream, stops accepting and makes run() return once in-flight requests
+    /// are answered. Thread-safe, idempotent.
+    void stop();
+
+    /// Hands a live reading to every connected browser. Thread-safe; called by the live feed.
+    void publish(const Reading& r);
+    /// Counts a live-stream message that failed to decode. Thread-safe.
+    void count_decode_error(const std::string& why);
+
+  private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+/// The JSON object a browser receives for one live reading (one line).
+[[nodiscard]] std::string reading_event_json(const Reading& r);
+
+}  // namespace rill::web

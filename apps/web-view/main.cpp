@@ -1,0 +1,141 @@
+// web-view: the live dashboard and JSON/CSV API over the readings table.
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <cstdlib>
+#include <memory>
+#include <thread>
+
+#include "live_feed.hpp"
+#include "params.hpp"
+#include "rill/log.hpp"
+#include "server.hpp"
+
+namespace {
+
+constexpr const char* component = "web-view";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{
+        "web-view: the live dashboard and JSON/CSV API over rill's readings table.\n"
+        "Serves / (dashboard), /api/sensors, /api/readings, /api/readings.csv, /api/series,\n"
+        "/events (Server-Sent Events), /healthz and /metrics."};
+    std::string db;
+    std::string listen = "127.0.0.1:8080";
+    std::vector<std::string> connect;
+    long long stale_after = 60;
+    long long silent_after = 600;
+    std::size_t db_connections = 8;
+    std::size_t max_sse = 64;
+    std::string log_level = "info";
+    std::string log_format = "text";
+    app.add_option("--db", db, "PostgreSQL connection string or URL")
+        ->envname("DATABASE_URL")
+        ->required();
+    app.add_option("--listen", listen, "HTTP address HOST:PORT (port 0: any free port)")
+        ->envname("RILL_WEB_LISTEN")
+        ->capture_default_str();
+    app.add_option("--connect", connect,
+                   "stream endpoint to subscribe to for live updates (tcp://HOST:PORT; "
+                   "repeatable, or comma-separated)")
+        ->envname("RILL_WEB_CONNECT")
+        ->delimiter(',');
+    app.add_option("--stale-after", stale_after,
+                   "seconds without a reading before a sensor is stale")
+        ->envname("RILL_WEB_STALE_AFTER")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    app.add_option("--silent-after", silent_after,
+                   "seconds without a reading before a sensor is silent (and /healthz fails)")
+        ->envname("RILL_WEB_SILENT_AFTER")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    app.add_option("--db-connections", db_connections, "database connections at most")
+        ->envname("RILL_WEB_DB_CONNECTIONS")
+        ->check(CLI::Range(1, 256))
+        ->capture_default_str();
+    app.add_option("--max-live-clients", max_sse, "browsers on /events at most")
+        ->envname("RILL_WEB_MAX_LIVE_CLIENTS")
+        ->check(CLI::Range(1, 4096))
+        ->capture_default_str();
+    app.add_option("--log-level", log_level, "debug, info, warn or error")
+        ->envname("RILL_LOG_LEVEL")
+        ->capture_default_str();
+    app.add_option("--log-format", log_format, "text or json")
+        ->envname("RILL_LOG_FORMAT")
+        ->capture_default_str();
+    CLI11_PARSE(app, argc, argv);
+
+    // SIGINT/SIGTERM are taken by one thread with sigwait: block them before any thread starts.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+    try {
+        rill::set_log_level(rill::parse_log_level(log_level));
+        rill::set_log_format(rill::parse_log_format(log_format));
+        const auto address = rill::web::parse_listen(listen);
+        if (silent_after < stale_after) {
+            throw std::invalid_argument("--silent-after must not be shorter than --stale-after");
+        }
+        rill::web::ServerOptions options;
+        options.conninfo = db;
+        options.host = address.host;
+        options.port = address.port;
+        options.stale_after = std::chrono::seconds(stale_after);
+        options.silent_after = std::chrono::seconds(silent_after);
+        options.db_connections = db_connections;
+        options.max_sse_clients = max_sse;
+        rill::web::Server server(options);
+        const int port = server.bind();
+
+        std::unique_ptr<rill::web::LiveFeed> feed;
+        if (!connect.empty()) {
+            feed = std::make_unique<rill::web::LiveFeed>(
+                connect, [&server](const rill::Reading& r) { server.publish(r); },
+                [&server](const std::string& why) { server.count_decode_error(why); });
+            for (const auto& e : connect)
+                rill::log_info(component, "live feed from " + e);
+        } else {
+            rill::log_info(component,
+                           "no --connect: the page shows stored data without live updates");
+        }
+
+        std::atomic<bool> done{false};
+        std::thread signal_thread([&] {
+            const timespec tick{0, 200'000'000};
+            while (!done) {
+                const int sig = sigtimedwait(&signals, nullptr, &tick);
+                if (sig == SIGINT || sig == SIGTERM) {
+                    rill::log_info(component, std::string("stopping on ") +
+                                                  (sig == SIGINT ? "SIGINT" : "SIGTERM"));
+                    server.stop();
+                    return;
+                }
+            }
+        });
+
+        const std::string host =
+            address.host.find(':') != std::string::npos ? "[" + address.host + "]" : address.host;
+        rill::log_info(component, "listening on http://" + host + ":" + std::to_string(port) + "/");
+        const bool ok = server.run();
+        done = true;
+        signal_thread.join();
+        if (feed) feed->stop();
+        server.stop();
+        if (!ok) {
+            rill::log_error(component, "the HTTP server failed");
+            return 1;
+        }
+        rill::log_info(component, "stopped");
+        return 0;
+    } catch (const std::exception& e) {
+        rill::log_error(component, e.what());
+        return 1;
+    }
+}

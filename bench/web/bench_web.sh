@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# bench-web: requests/s of web-view's dashboard (/) and /api/readings with wrk, over a
+# throwaway PostgreSQL holding ROWS readings (default 100,000: 4 sensors at 1 Hz).
+#   build/bin/bench-web [ROWS] [SECONDS]
+# Reference: the Flask page this replaces rendered its table at about 490 requests/s on this
+# machine kind.
+set -euo pipefail
+ROWS="${1:-100000}"
+SECONDS_EACH="${2:-10}"
+BIN="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+PG_BIN=/usr/lib/postgresql/15/bin
+command -v wrk >/dev/null || { echo "bench-web: wrk is missing (apt-get install wrk)" >&2; exit 1; }
+
+DIR="$(mktemp -d /tmp/rill-bench-web-XXXXXX)"
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+[ "$(id -u)" -eq 0 ] && chown postgres "$DIR"
+WEB_PID=""
+cleanup() {
+    [ -n "$WEB_PID" ] && kill -TERM "$WEB_PID" 2>/dev/null && wait "$WEB_PID" 2>/dev/null || true
+    as_pg "$PG_BIN/pg_ctl" -D "$DIR/data" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$DIR"
+}
+trap cleanup EXIT
+
+as_pg "$PG_BIN/initdb" -D "$DIR/data" -U rill --auth=trust -E UTF8 --no-sync >/dev/null
+as_pg "$PG_BIN/pg_ctl" -D "$DIR/data" -l "$DIR/postgres.log" -w \
+    -o "-k $DIR -c listen_addresses='' -c fsync=off -c shared_buffers=128MB" start >/dev/null
+CONN="host=$DIR user=rill dbname=rill"
+psql "host=$DIR user=rill dbname=postgres" -qc "CREATE DATABASE rill"
+psql "$CONN" -q <<SQL
+CREATE TABLE readings (sensor text, seq bigint, ts timestamptz, temperature real, humidity real,
+                       extra jsonb null, primary key (sensor, seq));
+CREATE INDEX ON readings (sensor, ts desc);
+INSERT INTO readings (sensor, seq, ts, temperature, humidity)
+SELECT 'sensor-' || (n % 4), n / 4 + 1, now() - (($ROWS - n) / 4) * interval '1 second',
+       20 + 5 * sin(n / 5000.0), 50 + 10 * cos(n / 7000.0)
+FROM generate_series(0, $ROWS - 1) n;
+ANALYZE readings;
+SQL
+
+"$BIN/web-view" --db "$CONN" --listen 127.0.0.1:0 --db-connections 8 2>"$DIR/web-view.log" &
+WEB_PID=$!
+for _ in $(seq 100); do
+    grep -q "listening on" "$DIR/web-view.log" 2>/dev/null && break
+    sleep 0.1
+done
+URL="$(grep -o 'http://127.0.0.1:[0-9]*/' "$DIR/web-view.log" | head -1)"
+[ -n "$URL" ] || { cat "$DIR/web-view.log" >&2; exit 1; }
+
+echo "bench-web: $(psql "$CONN" -Atc 'SELECT count(*) FROM readings') rows, web-view at $URL," \
+     "wrk -t2 -c16 -d${SECONDS_EACH}s, $(nproc) cores"
+for path in "" "api/readings?limit=50" "api/readings?sensor=sensor-1&limit=100" \
+            "api/series?sensor=sensor-1&points=1000" "api/sensors"; do
+    out="$(wrk -t2 -c16 -d"${SECONDS_EACH}s" --latency "$URL$path")"
+    rps="$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
+    p50="$(awk '$1 == "50%" {print $2}' <<<"$out")"
+    p99="$(awk '$1 == "99%" {print $2}' <<<"$out")"
+    errs="$(grep -E 'Non-2xx|Socket errors' <<<"$out" || true)"
+    printf '  %-42s %10s req/s   p50 %8s   p99 %8s %s\n' "/${path#/}" "$rps" "$p50" "$p99" "$errs"
+done
+curl -s "${URL}metrics" | grep -E "^webview_http_requests_total" | sed "s/^/  /"
+echo "reference: the Flask table page, about 490 req/s"

@@ -1,0 +1,314 @@
+// The HTTP routes of a web-view process over a throwaway PostgreSQL: data, errors, paging,
+// CSV, downsampling, the database going away and the read-only role.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <tuple>
+
+#include "web_view_fixture.hpp"
+
+using namespace rill::test;
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+
+namespace {
+
+json get_json(const WebView& w, const std::string& path, int expect_status = 200) {
+    auto r = get(w, path);
+    INFO(path << " -> " << r->status << " " << r->body);
+    CHECK(r->status == expect_status);
+    CHECK(r->get_header_value("Content-Type") == "application/json");
+    return json::parse(r->body);
+}
+
+std::string error_parameter(const WebView& w, const std::string& path) {
+    const auto j = get_json(w, path, 400);
+    CHECK(j.contains("error"));
+    return j.value("parameter", "");
+}
+
+// Two sensors: garden fresh (5 rows, the newest 10 s old), cellar silent (3 rows, 2 h old).
+void seed(const TempPostgres& pg, rill::Timestamp now) {
+    create_readings_table(pg);
+    for (int i = 1; i <= 5; ++i) {
+        insert_row(pg, "garden", i, now - std::chrono::seconds(60 - 10 * i), 20.0 + i, 50.0 + i);
+    }
+    for (int i = 1; i <= 3; ++i) {
+        insert_row(pg, "cellar", i, now - 2h - std::chrono::minutes(10 - i), 12.5, 80.25);
+    }
+}
+
+}  // namespace
+
+TEST_CASE("the JSON API serves sensors, readings, health and metrics from the table") {
+    TempPostgres pg;
+    const auto now = rill::now();
+    seed(pg, now);
+    WebView w(pg.conninfo());
+
+    auto sensors = get_json(w, "/api/sensors")["sensors"];
+    REQUIRE(sensors.size() == 2);
+    CHECK(sensors[0]["sensor"] == "cellar");
+    CHECK(sensors[0]["status"] == "silent");
+    CHECK(sensors[0]["seq"] == 3);
+    CHECK(sensors[0]["temperature"].get<double>() == doctest::Approx(12.5));
+    CHECK(sensors[0]["humidity"].get<double>() == doctest::Approx(80.25));
+    CHECK(sensors[1]["sensor"] == "garden");
+    CHECK(sensors[1]["status"] == "fresh");
+    CHECK(sensors[1]["seq"] == 5);
+    CHECK(sensors[1]["temperature"].get<double>() == doctest::Approx(25));
+    CHECK(sensors[1]["ts"] == rill::to_iso8601(now - 10s));
+
+    auto page = get_json(w, "/api/readings?limit=3");
+    REQUIRE(page["readings"].size() == 3);
+    CHECK(page["readings"][0]["sensor"] == "garden");
+    CHECK(page["readings"][0]["seq"] == 5);
+    CHECK(page["readings"][2]["seq"] == 3);
+    CHECK(page["readings"][0]["extra"].is_null());
+    REQUIRE(page["next_cursor"].is_string());
+    page = get_json(w, "/api/readings?limit=3&cursor=" + page["next_cursor"].get<std::string>());
+    REQUIRE(page["readings"].size() == 3);
+    CHECK(page["readings"][0]["seq"] == 2);
+    CHECK(page["readings"][2]["sensor"] == "cellar");
+    CHECK(page["readings"][2]["seq"] == 3);
+
+    page = get_json(w, "/api/readings?sensor=cellar");
+    CHECK(page["readings"].size() == 3);
+    CHECK(page["next_cursor"].is_null());
+    page = get_json(
+        w, "/api/readings?from=" + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                                                      (now - 35s).time_since_epoch())
+                                                      .count()));
+    CHECK(page["readings"].size() == 3);  // garden 3, 4, 5
+    page = get_json(w, "/api/readings?sensor=nobody");
+    CHECK(page["readings"].empty());
+
+    const auto health = get_json(w, "/healthz");
+    CHECK(health["status"] == "ok");
+    CHECK(health["sensors"] == 2);
+
+    // The server counts a request just after answering it: allow it a moment.
+    std::string metrics;
+    CHECK(wait_until(
+        [&] {
+            auto r = get(w, "/metrics");
+            metrics = r->body;
+            return r->status == 200 &&
+                   metrics.find(
+                       "webview_http_request_duration_seconds_count{route=\"/api/readings\"} 5") !=
+                       std::string::npos;
+        },
+        5s));
+    INFO(metrics);
+    CHECK(metrics.find("webview_http_requests_total{route=\"/api/sensors\",status=\"200\"} 1") !=
+          std::string::npos);
+    CHECK(metrics.find("webview_sse_clients 0") != std::string::npos);
+}
+
+TEST_CASE("invalid parameters get 400 naming the parameter and unknown paths 404") {
+    TempPostgres pg;
+    seed(pg, rill::now());
+    WebView w(pg.conninfo());
+    CHECK(error_parameter(w, "/api/readings?limit=5000") == "limit");
+    CHECK(error_parameter(w, "/api/readings?limit=-1") == "limit");
+    CHECK(error_parameter(w, "/api/readings?sensor=" + std::string(65, 'x')) == "sensor");
+    CHECK(error_parameter(w, "/api/readings?sensor=a%01b") == "sensor");
+    CHECK(error_parameter(w, "/api/readings?from=last+tuesday") == "from");
+    CHECK(error_parameter(w, "/api/readings?from=2000&to=1000") == "to");
+    CHECK(error_parameter(w, "/api/readings?cursor=bogus") == "cursor");
+    CHECK(error_parameter(w, "/api/readings?limit=1&limit=2") == "limit");
+    CHECK(error_parameter(w, "/api/readings.csv?to=x") == "to");
+    CHECK(error_parameter(w, "/api/readings.csv?limit=2000000") == "limit");
+    CHECK(error_parameter(w, "/api/series?points=0") == "points");
+    CHECK(error_parameter(w, "/api/series?points=5001") == "points");
+    CHECK(error_parameter(w, "/api/series?from=0&to=100000000") == "to");
+    CHECK(error_parameter(w, "/?cursor=bogus") == "cursor");
+
+    auto j = get_json(w, "/no/such/page", 404);
+    CHECK(j["error"].get<std::string>().find("/no/such/page") != std::string::npos);
+    CHECK(get(w, "/assets/nothing.js")->status == 404);
+    CHECK(get(w, "/api/readings")->status == 200);  // still serving after all that
+}
+
+TEST_CASE("data routes answer 503 while the database is down and recover when it is back") {
+    TempPostgres pg;
+    seed(pg, rill::now());
+    WebView w(pg.conninfo());
+    CHECK(get(w, "/api/readings")->status == 200);  // a pooled connection now exists
+    pg.stop();
+    for (const char* path : {"/api/readings", "/api/sensors", "/api/series", "/api/readings.csv"}) {
+        auto r = get(w, path);
+        INFO(path << ": " << r->body);
+        CHECK(r->status == 503);
+        CHECK(json::parse(r->body).contains("error"));
+    }
+    auto page = get(w, "/");
+    CHECK(page->status == 503);
+    CHECK(page->body.find("database is unavailable") != std::string::npos);
+    auto health = get(w, "/healthz");
+    CHECK(health->status == 503);
+    CHECK(json::parse(health->body)["reason"].get<std::string>().find("database") !=
+          std::string::npos);
+    CHECK(get(w, "/metrics")->status == 200);
+
+    pg.start();
+    CHECK(wait_until([&] { return get(w, "/api/readings")->status == 200; }, 20s));
+    CHECK(get(w, "/healthz")->status == 200);
+    CHECK(get(w, "/")->status == 200);
+}
+
+TEST_CASE("walking every page with the cursor while rows arrive returns each row once") {
+    TempPostgres pg;
+    create_readings_table(pg);
+    // 3 sensors x 120 rows; pairs of rows share a timestamp, and sensors share timestamps, so
+    // ordering must break ties on sensor and seq.
+    pg.execute(
+        "INSERT INTO readings (sensor, seq, ts, temperature, humidity) "
+        "SELECT s, n, timestamptz '2026-11-20 00:00:00Z' + (n / 2) * interval '1 second', n, 50 "
+        "FROM unnest(array['a', 'b', 'c']) s, generate_series(1, 120) n");
+    std::set<std::string> present;
+    for (const auto& k : pg.column("SELECT sensor || '/' || seq FROM readings"))
+        present.insert(k);
+    REQUIRE(present.size() == 360);
+    WebView w(pg.conninfo());
+
+    std::set<std::string> seen;
+    std::vector<std::tuple<std::string, std::string, long long>> order;
+    std::string cursor;
+    int pages = 0;
+    long long next_seq = 1000;
+    while (true) {
+        auto j =
+            get_json(w, "/api/readings?limit=37" + (cursor.empty() ? "" : "&cursor=" + cursor));
+        for (const auto& r : j["readings"]) {
+            const std::string key =
+                r["sensor"].get<std::string>() + "/" + std::to_string(r["seq"].get<long long>());
+            CHECK_MESSAGE(seen.insert(key).second, "row seen twice: " << key);
+            order.emplace_back(r["ts"].get<std::string>(), r["sensor"].get<std::string>(),
+                               r["seq"].get<long long>());
+        }
+        ++pages;
+        // New rows arrive between pages, newer and older than the walk's position.
+        insert_row(pg, "b", next_seq++, rill::now(), 1, 1);
+        insert_row(pg, "d", next_seq++,
+                   *rill::parse_time("2026-11-19T00:00:00Z") + std::chrono::seconds(next_seq), 1,
+                   1);
+        if (j["next_cursor"].is_null()) break;
+        cursor = j["next_cursor"].get<std::string>();
+        REQUIRE(pages < 40);
+    }
+    for (const auto& k : present)
+        CHECK_MESSAGE(seen.count(k) == 1, "missing " << k);
+    for (std::size_t i = 1; i < order.size(); ++i) {
+        CHECK(order[i - 1] > order[i]);  // strictly newest first: (ts, sensor, seq) desc
+    }
+}
+
+TEST_CASE("the CSV export streams every matching row with formulas defused") {
+    TempPostgres pg;
+    create_readings_table(pg);
+    pg.execute(
+        "INSERT INTO readings (sensor, seq, ts, temperature, humidity) "
+        "SELECT 'bulk', n, timestamptz '2026-11-20 00:00:00Z' + n * interval '1 second', "
+        "-5.5, 40 FROM generate_series(1, 2500) n");
+    insert_row(pg, "=HYPERLINK(\"http://x\")", 1, *rill::parse_time("2026-11-21T00:00:00Z"), 1.25,
+               2);
+    insert_row(pg, "-cmd", 1, *rill::parse_time("2026-11-21T00:00:01Z"), 3, 4);
+    insert_row(pg, "a,b", 1, *rill::parse_time("2026-11-21T00:00:02Z"), 5, 6);
+    WebView w(pg.conninfo());
+
+    auto r = get(w, "/api/readings.csv");
+    REQUIRE(r->status == 200);
+    CHECK(r->get_header_value("Content-Type") == "text/csv; charset=utf-8");
+    CHECK(r->get_header_value("Transfer-Encoding") == "chunked");
+    const std::string& csv = r->body;
+    std::vector<std::string> lines;
+    for (std::size_t at = 0; at < csv.size();) {
+        const auto end = csv.find("\r\n", at);
+        REQUIRE(end != std::string::npos);
+        lines.push_back(csv.substr(at, end - at));
+        at = end + 2;
+    }
+    REQUIRE(lines.size() == 1 + 2503);
+    CHECK(lines[0] == "time,sensor,seq,temperature,humidity");
+    CHECK(lines[1] == "2026-11-21T00:00:02.000000Z,\"a,b\",1,5,6");
+    CHECK(lines[2] == "2026-11-21T00:00:01.000000Z,\"'-cmd\",1,3,4");
+    CHECK(lines[3] == "2026-11-21T00:00:00.000000Z,\"'=HYPERLINK(\"\"http://x\"\")\",1,1.25,2");
+    CHECK(lines[4] == "2026-11-20T00:41:40.000000Z,bulk,2500,-5.5,40");  // numbers stay numbers
+    CHECK(lines.back() == "2026-11-20T00:00:01.000000Z,bulk,1,-5.5,40");
+
+    r = get(w, "/api/readings.csv?sensor=bulk&limit=1500&from=2026-11-20T00:00:02Z");
+    REQUIRE(r->status == 200);
+    CHECK(std::count(r->body.begin(), r->body.end(), '\n') == 1 + 1500);
+}
+
+TEST_CASE("series buckets match a direct date_bin computation in SQL") {
+    TempPostgres pg;
+    create_readings_table(pg);
+    pg.execute(
+        "INSERT INTO readings (sensor, seq, ts, temperature, humidity) "
+        "SELECT s, n, timestamptz '2026-11-20 00:00:00Z' + n * interval '1 minute', "
+        "20 + 5 * sin(n / 30.0) + length(s), 50 + 20 * cos(n / 45.0) "
+        "FROM unnest(array['a', 'bb']) s, generate_series(0, 1439) n");
+    WebView w(pg.conninfo());
+    const auto j = get_json(
+        w, "/api/series?sensor=a&from=2026-11-20T00:00:00Z&to=2026-11-21T00:00:00Z&points=50");
+    CHECK(j["bucket_seconds"].get<double>() == doctest::Approx(1728));
+    REQUIRE(j["series"].size() == 1);
+    CHECK(j["series"][0]["sensor"] == "a");
+    const auto& buckets = j["series"][0]["buckets"];
+    const auto expected = pg.column(
+        "SELECT concat_ws(',', (extract(epoch FROM b) * 1000)::bigint, avg(temperature), "
+        "min(temperature), max(temperature), avg(humidity), min(humidity), max(humidity), "
+        "count(*)) "
+        "FROM (SELECT date_bin('1728 seconds', ts, timestamptz '2026-11-20 00:00:00Z') b, * "
+        "FROM readings WHERE sensor = 'a') x GROUP BY b ORDER BY b");
+    REQUIRE(buckets.size() == expected.size());
+    CHECK(buckets.size() == 50);
+    long long total = 0;
+    for (std::size_t i = 0; i < expected.size(); ++i) {
+        std::vector<double> want;
+        std::stringstream ss(expected[i]);
+        for (std::string cell; std::getline(ss, cell, ',');)
+            want.push_back(std::stod(cell));
+        REQUIRE(want.size() == 8);
+        for (std::size_t k = 0; k < 8; ++k) {
+            INFO("bucket " << i << " column " << k);
+            CHECK(buckets[i][k].get<double>() == doctest::Approx(want[k]).epsilon(1e-4));
+        }
+        total += buckets[i][7].get<long long>();
+    }
+    CHECK(total == 1440);
+
+    const auto all =
+        get_json(w, "/api/series?from=2026-11-20T00:00:00Z&to=2026-11-20T01:00:00Z&points=6");
+    REQUIRE(all["series"].size() == 2);
+    CHECK(all["series"][1]["sensor"] == "bb");
+    CHECK(all["series"][1]["buckets"].size() == 6);
+    CHECK(all["series"][1]["buckets"][0][7] == 10);
+}
+
+TEST_CASE("web-view serves every route with the read-only rill_reader role") {
+    TempPostgres pg;
+    seed(pg, rill::now());
+    // The role docs/web-view.md documents.
+    pg.execute(
+        "CREATE ROLE rill_reader LOGIN; GRANT CONNECT ON DATABASE rill TO rill_reader; "
+        "GRANT USAGE ON SCHEMA public TO rill_reader; GRANT SELECT ON readings TO rill_reader;");
+    std::string conninfo = pg.conninfo();
+    conninfo.replace(conninfo.find("user=rill"), 9, "user=rill_reader");
+    WebView w(conninfo);
+    for (const char* path :
+         {"/", "/api/sensors", "/api/readings", "/api/readings.csv", "/api/series", "/healthz"}) {
+        auto r = get(w, path);
+        INFO(path << ": " << r->body.substr(0, 300));
+        CHECK(r->status == 200);
+    }
+    CHECK(get_json(w, "/api/readings")["readings"].size() == 8);
+    std::string out;
+    CHECK(run_command({"psql", conninfo, "-Atc", "DELETE FROM readings"}, 30s, &out) != 0);
+    CHECK(out.find("permission denied") != std::string::npos);
+}

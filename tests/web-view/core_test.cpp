@@ -1,0 +1,159 @@
+// The web-view core units in-process: parameters, cursors, escaping, SSE framing, the ring.
+#include <doctest/doctest.h>
+
+#include "events.hpp"
+#include "page.hpp"
+#include "params.hpp"
+#include "text.hpp"
+
+using namespace rill::web;
+using namespace std::chrono_literals;
+
+namespace {
+std::string param_of(const Params& p, bool series = false) {
+    try {
+        if (series) {
+            (void)parse_series_query(p, rill::now());
+        } else {
+            (void)parse_readings_query(p);
+        }
+    } catch (const ParamError& e) {
+        return e.param();
+    }
+    return "";
+}
+}  // namespace
+
+TEST_CASE("a cursor survives encoding and rejects tampering") {
+    const Cursor c{rill::Timestamp{1'700'000'000'123'456us}, "<b>\"'&,:x", 42};
+    const auto token = encode_cursor(c);
+    CHECK(token.find_first_not_of(
+              "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") ==
+          std::string::npos);
+    CHECK(decode_cursor(token) == c);
+    CHECK_FALSE(decode_cursor(""));
+    CHECK_FALSE(decode_cursor("not a cursor!"));
+    CHECK_FALSE(decode_cursor(token.substr(0, token.size() - 1) + "*"));
+    CHECK_FALSE(decode_cursor("MjoxOjE6eA"));  // "2:1:1:x": unknown version
+}
+
+TEST_CASE("invalid readings parameters name the parameter") {
+    CHECK(param_of({{"sensor", std::string(65, 'a')}}) == "sensor");
+    CHECK(param_of({{"sensor", "a\x01"}}) == "sensor");
+    CHECK(param_of({{"from", "yesterday"}}) == "from");
+    CHECK(param_of({{"to", "2026-13-01T00:00:00Z"}}) == "to");
+    CHECK(param_of({{"from", "2000"}, {"to", "1000"}}) == "to");
+    CHECK(param_of({{"from", "0"}, {"to", "100000000"}}) == "to");  // over 366 days
+    CHECK(param_of({{"limit", "0"}}) == "limit");
+    CHECK(param_of({{"limit", "1001"}}) == "limit");
+    CHECK(param_of({{"limit", "ten"}}) == "limit");
+    CHECK(param_of({{"cursor", "xyz"}}) == "cursor");
+    CHECK(param_of({{"limit", "5"}, {"limit", "6"}}) == "limit");
+    CHECK(param_of({{"sensor", std::string(600, 'a')}}) == "sensor");
+    CHECK(param_of({{"points", "0"}}, true) == "points");
+    CHECK(param_of({{"points", "5001"}}, true) == "points");
+    CHECK(param_of({{"from", "x"}}, true) == "from");
+
+    const auto q = parse_readings_query({{"sensor", "garden"},
+                                         {"from", "1763726400"},
+                                         {"to", "2026-11-21T10:00:00Z"},
+                                         {"limit", "1000"},
+                                         {"unknown", "ignored"}});
+    CHECK(q.sensor == "garden");
+    CHECK(q.limit == 1000);
+    CHECK(rill::to_iso8601(*q.from) == "2025-11-21T12:00:00.000000Z");
+    CHECK(rill::to_iso8601(*q.to) == "2026-11-21T10:00:00.000000Z");
+    CHECK(parse_readings_query({{"sensor", ""}}).sensor == std::nullopt);
+}
+
+TEST_CASE("series buckets split the range into at most the asked number of points") {
+    const auto now = rill::Timestamp{1'800'000'000'000'000us};
+    auto q = parse_series_query({{"points", "100"}, {"from", "0"}, {"to", "86400"}}, now);
+    CHECK(q.bucket() == 864s);
+    q = parse_series_query({{"points", "5000"}, {"from", "0"}, {"to", "60"}}, now);
+    CHECK(q.bucket() == 1s);  // never below a second
+    q = parse_series_query({}, now);
+    CHECK(q.to == now);
+    CHECK(q.to - q.from == 24h);
+    CHECK(q.points == 1000);
+}
+
+TEST_CASE("CSV cells are quoted when needed and formulas are defused") {
+    auto cell = [](std::string_view s) {
+        std::string out;
+        append_csv_cell(out, s);
+        return out;
+    };
+    CHECK(cell("garden") == "garden");
+    CHECK(cell("a,b") == "\"a,b\"");
+    CHECK(cell("say \"hi\"") == "\"say \"\"hi\"\"\"");
+    CHECK(cell("=1+1") == "\"'=1+1\"");
+    CHECK(cell("+1") == "\"'+1\"");
+    CHECK(cell("-1") == "\"'-1\"");
+    CHECK(cell("@SUM(A1)") == "\"'@SUM(A1)\"");
+    CHECK(cell("\tx") == "\"'\tx\"");
+    CHECK(cell("\rx") == "\"'\rx\"");
+    CHECK(cell("=HYPERLINK(\"x\")") == "\"'=HYPERLINK(\"\"x\"\")\"");
+    CHECK(cell("a=b") == "a=b");
+}
+
+TEST_CASE("HTML and URL escaping cover every special character") {
+    CHECK(html_escape("<b>\"'&") == "&lt;b&gt;&quot;&#39;&amp;");
+    CHECK(html_escape("plain") == "plain");
+    CHECK(url_encode("a b&c=d/é") == "a%20b%26c%3Dd%2F%C3%A9");
+    CHECK(format_value(21.5) == "21.5");
+    CHECK(format_value(21.0) == "21");
+    CHECK(format_value(-0.001) == "0");
+}
+
+TEST_CASE("SSE frames carry the id and split multi-line data") {
+    CHECK(format_sse(7, "", "{\"a\":1}") == "id: 7\ndata: {\"a\":1}\n\n");
+    CHECK(format_sse(8, "resync", "x\ny\r\nz") ==
+          "id: 8\nevent: resync\ndata: x\ndata: y\ndata: z\n\n");
+    CHECK(parse_last_event_id("123") == 123u);
+    CHECK_FALSE(parse_last_event_id("12a"));
+    CHECK_FALSE(parse_last_event_id(""));
+}
+
+TEST_CASE("the event ring resumes after a last id and reports what it lost") {
+    EventRing ring(3, 100);
+    CHECK(ring.last_id() == 100);
+    CHECK(ring.wait_after(100, 10ms).events.empty());
+    CHECK(ring.publish("a") == 101);
+    CHECK(ring.publish("b") == 102);
+    auto b = ring.wait_after(101, 10ms);
+    REQUIRE(b.events.size() == 1);
+    CHECK(b.events[0].id == 102);
+    CHECK(b.events[0].data == "b");
+    CHECK_FALSE(b.gap);
+    ring.publish("c");
+    ring.publish("d");  // drops "a"
+    b = ring.wait_after(100, 10ms);
+    CHECK(b.gap);
+    CHECK(b.events.size() == 3);
+    CHECK(b.events.front().id == 102);
+    b = ring.wait_after(101, 10ms);
+    CHECK_FALSE(b.gap);
+    CHECK(b.events.size() == 3);
+    ring.close();
+    CHECK(ring.wait_after(104, 5s).events.empty());  // returns at once when closed
+}
+
+TEST_CASE("sensor freshness and ages read as a person would say them") {
+    CHECK(freshness(10s, 60s, 600s) == Freshness::fresh);
+    CHECK(freshness(61s, 60s, 600s) == Freshness::stale);
+    CHECK(freshness(601s, 60s, 600s) == Freshness::silent);
+    CHECK(format_ago(500ms) == "just now");
+    CHECK(format_ago(42s) == "42 s ago");
+    CHECK(format_ago(5min) == "5 min ago");
+    CHECK(format_ago(3h) == "3 h ago");
+    CHECK(format_ago(72h) == "3 d ago");
+}
+
+TEST_CASE("listen addresses parse with IPv4, IPv6 and port 0") {
+    CHECK(parse_listen("127.0.0.1:0").port == 0);
+    CHECK(parse_listen("127.0.0.1:8080").host == "127.0.0.1");
+    CHECK(parse_listen("[::1]:80").host == "::1");
+    CHECK_THROWS_AS((void)parse_listen("localhost"), std::invalid_argument);
+    CHECK_THROWS_AS((void)parse_listen("127.0.0.1:99999"), std::invalid_argument);
+}

@@ -1,0 +1,214 @@
+// Live updates: readings from the stream reach /events; a resuming client gets exactly what it
+// missed; bad messages are counted, never fatal; SIGTERM ends the streams and exits 0.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <csignal>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "rill/codec.hpp"
+#include "rill/socket.hpp"
+#include "web_view_fixture.hpp"
+
+using namespace rill::test;
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+
+namespace {
+
+void publish(rill::Socket& pub, const std::string& sensor, std::uint64_t seq, float t = 20) {
+    rill::Reading r;
+    r.sensor = sensor;
+    r.seq = seq;
+    r.ts = rill::now();
+    r.temperature = t;
+    r.humidity = 50;
+    const auto payload = rill::encode(r);
+    (void)pub.raw().send(zmq::buffer(sensor), zmq::send_flags::sndmore);
+    (void)pub.raw().send(zmq::buffer(payload), zmq::send_flags::none);
+}
+
+struct SseEvent {
+    std::uint64_t id = 0;
+    std::string type;
+    json data;
+};
+
+// An /events client on its own thread that parses frames until stopped.
+class SseClient {
+  public:
+    SseClient(const WebView& w, std::optional<std::uint64_t> last_id = std::nullopt,
+              std::string path = "/events")
+        : client_(w.client()) {
+        client_->set_read_timeout(20s);
+        httplib::Headers headers;
+        if (last_id) headers.emplace("Last-Event-ID", std::to_string(*last_id));
+        thread_ = std::thread([this, headers, path] {
+            auto r = client_->Get(path, headers, [this](const char* data, std::size_t n) {
+                std::lock_guard lock(mutex_);
+                buffer_.append(data, n);
+                for (auto end = buffer_.find("\n\n"); end != std::string::npos;
+                     end = buffer_.find("\n\n")) {
+                    parse(buffer_.substr(0, end));
+                    buffer_.erase(0, end + 2);
+                }
+                return !stop_;
+            });
+            ended_ = true;
+        });
+    }
+    ~SseClient() {
+        stop_ = true;
+        client_->stop();
+        thread_.join();
+    }
+    std::vector<SseEvent> events() {
+        std::lock_guard lock(mutex_);
+        return events_;
+    }
+    bool wait_for(std::size_t n, std::chrono::milliseconds timeout) {
+        return wait_until([&] { return events().size() >= n; }, timeout);
+    }
+    [[nodiscard]] bool ended() const { return ended_; }
+
+  private:
+    void parse(const std::string& frame) {
+        SseEvent e;
+        bool has_data = false;
+        std::size_t at = 0;
+        while (at < frame.size()) {
+            auto nl = frame.find('\n', at);
+            if (nl == std::string::npos) nl = frame.size();
+            const std::string line = frame.substr(at, nl - at);
+            at = nl + 1;
+            if (line.rfind("id: ", 0) == 0) e.id = std::stoull(line.substr(4));
+            if (line.rfind("event: ", 0) == 0) e.type = line.substr(7);
+            if (line.rfind("data: ", 0) == 0) {
+                e.data = json::parse(line.substr(6));
+                has_data = true;
+            }
+        }
+        if (has_data) events_.push_back(std::move(e));
+    }
+
+    std::unique_ptr<httplib::Client> client_;
+    std::thread thread_;
+    std::mutex mutex_;
+    std::string buffer_;
+    std::vector<SseEvent> events_;
+    std::atomic<bool> stop_{false};
+    std::atomic<bool> ended_{false};
+};
+
+std::string metrics(const WebView& w) {
+    return get(w, "/metrics")->body;
+}
+
+}  // namespace
+
+TEST_CASE("live readings reach /events and a resuming client gets no duplicates") {
+    TempPostgres pg;
+    create_readings_table(pg);
+    rill::Socket pub(rill::default_context(), zmq::socket_type::pub);
+    pub.attach("@tcp://127.0.0.1:0", rill::Attach::bind);
+    WebView w(pg.conninfo(), {"--connect", pub.last_endpoint()});
+    std::uint64_t warm = 1;
+    REQUIRE(wait_until(
+        [&] {
+            publish(pub, "warmup", warm++);
+            return metrics(w).find("webview_feed_readings_total 0") == std::string::npos;
+        },
+        15s));
+
+    SseClient first(w);
+    REQUIRE(wait_until(
+        [&] { return metrics(w).find("webview_sse_clients 1") != std::string::npos; }, 10s));
+    for (std::uint64_t s = 1; s <= 5; ++s)
+        publish(pub, "garden", s, 20.0f + static_cast<float>(s));
+    REQUIRE(first.wait_for(5, 10s));
+    auto seen = first.events();
+    REQUIRE(seen.size() == 5);
+    for (std::size_t i = 0; i < 5; ++i) {
+        CHECK(seen[i].type.empty());
+        CHECK(seen[i].data["sensor"] == "garden");
+        CHECK(seen[i].data["seq"] == i + 1);
+        CHECK(seen[i].data["temperature"].get<double>() ==
+              doctest::Approx(21.0 + static_cast<double>(i)));
+        if (i > 0) CHECK(seen[i].id == seen[i - 1].id + 1);
+    }
+
+    // A browser that saw up to seq 3 comes back: it gets 4 and 5 from the ring, then new ones.
+    SseClient resumed(w, seen[2].id);
+    REQUIRE(resumed.wait_for(2, 10s));
+    publish(pub, "garden", 6);
+    REQUIRE(resumed.wait_for(3, 10s));
+    const auto again = resumed.events();
+    REQUIRE(again.size() == 3);
+    CHECK(again[0].data["seq"] == 4);
+    CHECK(again[0].id == seen[3].id);
+    CHECK(again[1].data["seq"] == 5);
+    CHECK(again[2].data["seq"] == 6);
+    REQUIRE(first.wait_for(6, 10s));
+    CHECK(first.events()[5].id == again[2].id);
+
+    // The page's first connection resumes from the id it was rendered at (?after=).
+    SseClient from_page(w, std::nullopt, "/events?after=" + std::to_string(seen[3].id));
+    REQUIRE(from_page.wait_for(2, 10s));
+    CHECK(from_page.events()[0].data["seq"] == 5);
+    CHECK(from_page.events()[1].data["seq"] == 6);
+
+    // A Last-Event-ID this process never issued (a browser from before a restart): resync.
+    SseClient stranger(w, 1);
+    REQUIRE(stranger.wait_for(1, 10s));
+    CHECK(stranger.events()[0].type == "resync");
+
+    // Garbage on the stream is counted and logged, never fatal.
+    (void)pub.raw().send(zmq::buffer(std::string("garden")), zmq::send_flags::sndmore);
+    (void)pub.raw().send(zmq::buffer(std::string("\xc1not msgpack")), zmq::send_flags::none);
+    (void)pub.raw().send(zmq::buffer(std::string("lonely frame")), zmq::send_flags::none);
+    CHECK(wait_until(
+        [&] { return metrics(w).find("webview_feed_decode_errors_total 2") != std::string::npos; },
+        10s));
+    publish(pub, "garden", 7);
+    CHECK(first.wait_for(7, 10s));
+    CHECK(w.log().find("rejected a message") != std::string::npos);
+
+    // SIGTERM: the streams end, the process exits 0.
+    w.process().signal(SIGTERM);
+    const auto code = w.process().wait_for(15s);
+    REQUIRE(code.has_value());
+    CHECK(*code == 0);
+    CHECK(wait_until([&] { return first.ended() && resumed.ended(); }, 10s));
+    CHECK(w.log().find("stopped") != std::string::npos);
+}
+
+TEST_CASE("web-view has --help, rejects bad options, reports stale data and exits 0 on SIGINT") {
+    std::string out;
+    CHECK(run_command({bin("web-view"), "--help"}, 10s, &out) == 0);
+    for (const char* flag : {"--db", "--listen", "--connect", "DATABASE_URL", "RILL_WEB_LISTEN",
+                             "RILL_WEB_CONNECT", "--stale-after", "--silent-after"}) {
+        CHECK_MESSAGE(out.find(flag) != std::string::npos, flag);
+    }
+    CHECK(run_command({bin("web-view"), "--db", "dbname=x", "--listen", "nonsense"}, 10s, &out) !=
+          0);
+    CHECK(out.find("--listen") != std::string::npos);
+
+    TempPostgres pg;
+    create_readings_table(pg);
+    WebView w(pg.conninfo());
+    auto health = get(w, "/healthz");
+    CHECK(health->status == 503);
+    CHECK(json::parse(health->body)["reason"] == "no readings stored yet");
+    insert_row(pg, "garden", 1, rill::now() - 1h, 20, 50);  // older than --silent-after
+    health = get(w, "/healthz");
+    CHECK(health->status == 503);
+    CHECK(json::parse(health->body)["reason"].get<std::string>().find("no reading for") == 0);
+    insert_row(pg, "garden", 2, rill::now() - 1s, 20, 50);
+    CHECK(get(w, "/healthz")->status == 200);
+    w.process().signal(SIGINT);
+    const auto code = w.process().wait_for(15s);
+    REQUIRE(code.has_value());
+    CHECK(*code == 0);
+}

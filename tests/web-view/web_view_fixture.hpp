@@ -1,0 +1,55 @@
+// Shared helpers of the web-view tests: the readings table, known rows, a web-view process and
+// an HTTP client.
+#pragma once
+
+#include <httplib.h>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "rill/reading.hpp"
+#include "support/postgres.hpp"
+#include "support/process.hpp"
+
+namespace rill::test {
+
+/// Creates the readings table exactly as store-sub does. The ONE place the tests know the
+/// schema: switch it to the store library's migrations when they land.
+void create_readings_table(const TempPostgres& pg);
+
+/// Inserts one row (extra = NULL) through SQL.
+void insert_row(const TempPostgres& pg, const std::string& sensor, long long seq, Timestamp ts,
+                double temperature, double humidity);
+
+/// A SQL string literal of `s` (single quotes doubled).
+std::string sql_quote(const std::string& s);
+
+/// A web-view process on 127.0.0.1:0 whose port is read back from its log.
+class WebView {
+  public:
+    /// Starts web-view with `--db conninfo --listen 127.0.0.1:0` plus `args`; waits (bounded)
+    /// for its "listening on" line. Throws when it does not come up.
+    WebView(const std::string& conninfo, std::vector<std::string> args = {});
+    ~WebView();
+    [[nodiscard]] int port() const noexcept { return port_; }
+    [[nodiscard]] std::string url(const std::string& path = "/") const;
+    [[nodiscard]] std::string log() const;
+    [[nodiscard]] Process& process() noexcept { return *process_; }
+    /// A client with short, bounded timeouts.
+    [[nodiscard]] std::unique_ptr<httplib::Client> client() const;
+
+  private:
+    TempDir dir_;
+    std::string log_path_;
+    std::unique_ptr<Process> process_;
+    int port_ = 0;
+};
+
+/// GET `path`; CHECK-free: throws when there is no response at all.
+httplib::Result get(const WebView& w, const std::string& path,
+                    const httplib::Headers& headers = {});
+
+}  // namespace rill::test
