@@ -14,6 +14,7 @@
 #include <zmq_addon.hpp>
 
 #include "rill/log.hpp"
+#include "text.hpp"
 
 namespace rill {
 
@@ -72,14 +73,7 @@ void write_file(const std::filesystem::path& path, const std::string& text, mode
     if (::fsync(fd) != 0 || ::close(fd) != 0) throw_errno("cannot write key file " + path.string());
 }
 
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-        s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) {
-        s.remove_suffix(1);
-    }
-    return s;
-}
+using detail::trim;
 
 // Parses the ZPL subset zcert files use: sections and `name = "value"` entries, nested by
 // four-space indentation, `#` comments.

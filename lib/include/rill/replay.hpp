@@ -21,7 +21,6 @@ namespace rill {
 /// The RPC method name of a replay request. Used on the wire: never change it.
 inline constexpr std::string_view replay_method = "replay.v1";
 
-
 /// "Send me sensor `sensor` from seq `from_seq` on, at most `max_readings` readings."
 struct ReplayRequest {
     std::string sensor;              ///< a valid sensor id
