@@ -3,6 +3,7 @@
 #include <exception>
 
 #include "rill/log.hpp"
+#include "rill/socket.hpp"
 
 namespace rill::app {
 
@@ -30,12 +31,17 @@ int run_main(CLI::App& app, int argc, char** argv, const std::string& component,
     } catch (const CLI::ParseError& e) {
         return app.exit(e);
     }
+    int code = 1;
     try {
-        return body();
+        code = body();
     } catch (const std::exception& e) {
         log_error(component, e.what());
-        return 1;
     }
+    // Send what the sockets still queue (the last readings and heartbeat) before exiting.
+    if (!close_default_context(std::chrono::seconds(5))) {
+        log_warn(component, "exiting with messages still queued after 5 s");
+    }
+    return code;
 }
 
 }  // namespace rill::app

@@ -1,6 +1,9 @@
 #include "rill/socket.hpp"
 
+#include <future>
+#include <memory>
 #include <stdexcept>
+#include <thread>
 
 namespace rill {
 
@@ -45,6 +48,23 @@ Socket::Socket(zmq::context_t& ctx, zmq::socket_type type, const SocketOptions& 
         socket_.set(opt::curve_serverkey, o.curve_client->server_public_key);
         socket_.set(opt::curve_publickey, o.curve_client->public_key);
         socket_.set(opt::curve_secretkey, o.curve_client->secret_key);
+    }
+}
+
+bool close_default_context(std::chrono::milliseconds max_wait) noexcept {
+    try {
+        zmq::context_t* ctx = &default_context();
+        auto done = std::make_shared<std::promise<void>>();
+        auto finished = done->get_future();
+        // zmq_ctx_term blocks until every socket is closed and flushed: wait for it on a thread
+        // of its own so that a socket left open cannot hang the program's exit.
+        std::thread([ctx, done] {
+            ctx->close();
+            done->set_value();
+        }).detach();
+        return finished.wait_for(max_wait) == std::future_status::ready;
+    } catch (...) {
+        return false;
     }
 }
 

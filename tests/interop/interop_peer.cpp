@@ -10,7 +10,9 @@
 using namespace rill;
 using namespace std::chrono_literals;
 
-int main() {
+namespace {
+
+int publish_fixture() {
     Socket pub(default_context(), zmq::socket_type::xpub, SocketOptions{.linger = 5000ms});
     pub.attach("@tcp://127.0.0.1:0", Attach::bind);
     std::cout << pub.last_endpoint() << std::endl;
@@ -52,4 +54,13 @@ int main() {
     send(cellar.front().sensor, encode_batch(cellar));
     send(heartbeat_topic, encode_heartbeat(hb));
     return 0;
+}
+
+}  // namespace
+
+int main() {
+    const int code = publish_fixture();
+    // Flush what is queued before exiting (the socket's linger applies here).
+    rill::close_default_context(std::chrono::seconds(10));
+    return code;
 }

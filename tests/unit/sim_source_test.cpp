@@ -92,8 +92,9 @@ TEST_CASE("sim humidity is clamped to 0..100 for every seed") {
 }
 
 TEST_CASE("sim paced at an interval waits between measurements") {
-    SimSource s({.interval = 50ms, .seed = 1});
+    // t0 before the source: its schedule starts when it is made.
     const auto t0 = std::chrono::steady_clock::now();
+    SimSource s({.interval = 50ms, .seed = 1});
     for (int i = 0; i < 4; ++i)
         REQUIRE(s.next().has_value());
     CHECK(std::chrono::steady_clock::now() - t0 >= 150ms);

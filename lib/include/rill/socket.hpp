@@ -15,6 +15,14 @@ namespace rill {
 /// first use; never destroyed before exit (sockets must be closed before the context is).
 zmq::context_t& default_context();
 
+/// Terminates the default context at the end of a program: waits until every socket on it has
+/// sent what it queued (up to each socket's linger), then stops the context's I/O threads.
+/// Without it, messages still queued when main() returns are lost, because the default context
+/// is never destroyed. Call it after every object using the default context is gone; nothing may
+/// use default_context() afterwards. Gives up after `max_wait` (a socket still open would make
+/// it wait forever) and returns false then. Does not throw.
+bool close_default_context(std::chrono::milliseconds max_wait) noexcept;
+
 /// CURVE keys in zmq's Z85 text form (40 characters each).
 struct CurveServerKeys {
     std::string public_key;
