@@ -250,6 +250,36 @@ TEST_CASE("a publisher that stops its heartbeats is reported silent to browsers,
     CHECK(w.log().find("publisher attic-pi is silent") != std::string::npos);
 }
 
+TEST_CASE("a browser beyond --max-live-clients gets 503 and a closed stream frees its place") {
+    TempPostgres pg;
+    create_readings_table(pg);
+    rill::Socket pub(rill::default_context(), zmq::socket_type::pub);
+    pub.attach("@tcp://127.0.0.1:0", rill::Attach::bind);
+    WebView w(pg.conninfo(), {"--max-live-clients", "1", "--connect", pub.last_endpoint()});
+    {
+        SseClient first(w);
+        REQUIRE(wait_until(
+            [&] { return metrics(w).find("rill_sse_clients 1") != std::string::npos; }, 10s));
+        const auto refused = get(w, "/events");
+        CHECK(refused->status == 503);
+        CHECK(refused->get_header_value("Retry-After") == "10");
+        CHECK(json::parse(refused->body)["error"] == "too many live clients");
+        CHECK(metrics(w).find("rill_sse_clients 1") != std::string::npos);
+    }
+    // The server notices the closed stream at its next write: a live event (or a keepalive
+    // within 15 s).
+    std::uint64_t seq = 1;
+    CHECK(wait_until(
+        [&] {
+            publish(pub, "porch", seq++);
+            return metrics(w).find("rill_sse_clients 0") != std::string::npos;
+        },
+        30s));
+    SseClient again(w);
+    CHECK(wait_until([&] { return metrics(w).find("rill_sse_clients 1") != std::string::npos; },
+                     10s));
+}
+
 TEST_CASE("web-view has --help, rejects bad options, reports stale data and exits 0 on SIGINT") {
     std::string out;
     CHECK(run_command({bin("web-view"), "--help"}, 10s, &out) == 0);

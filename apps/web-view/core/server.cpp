@@ -58,10 +58,13 @@ class WebMetrics {
         do {
             if (n >= max) return false;
         } while (!sse_count_.compare_exchange_weak(n, n + 1));
-        sse_clients_.set(static_cast<double>(n + 1));
+        sse_clients_.add(1);
         return true;
     }
-    void sse_disconnected() noexcept { sse_clients_.set(static_cast<double>(--sse_count_)); }
+    void sse_disconnected() noexcept {
+        --sse_count_;
+        sse_clients_.add(-1);
+    }
     void live_reading() noexcept { live_readings_.inc(); }
     void publisher_event() noexcept { publisher_events_.inc(); }
     void db_error() noexcept { db_errors_.inc(); }
@@ -396,11 +399,6 @@ struct Server::Impl {
     }
 
     void events(const httplib::Request& req, httplib::Response& res) {
-        if (!metrics.sse_connect(static_cast<long>(options.max_sse_clients))) {
-            res.set_header("Retry-After", "10");
-            send_error(res, 503, "too many live clients");
-            return;
-        }
         struct State {
             std::uint64_t after = 0;
             bool first = true;
@@ -424,6 +422,12 @@ struct Server::Impl {
             } else {
                 st->gap = true;  // an id this process never issued: start over
             }
+        }
+        // Counted from here on; the content provider's release callback uncounts it.
+        if (!metrics.sse_connect(static_cast<long>(options.max_sse_clients))) {
+            res.set_header("Retry-After", "10");
+            send_error(res, 503, "too many live clients");
+            return;
         }
         res.set_header("Cache-Control", "no-store");
         res.set_header("X-Accel-Buffering", "no");
