@@ -7,6 +7,7 @@
 #include <memory>
 #include <thread>
 
+#include "common/app_options.hpp"
 #include "live_feed.hpp"
 #include "params.hpp"
 #include "rill/log.hpp"
@@ -16,13 +17,7 @@ namespace {
 
 constexpr const char* component = "web-view";
 
-}  // namespace
-
-int main(int argc, char** argv) {
-    CLI::App app{
-        "web-view: the live dashboard and JSON/CSV API over rill's readings table.\n"
-        "Serves / (dashboard), /api/sensors, /api/readings, /api/readings.csv, /api/series,\n"
-        "/events (Server-Sent Events), /healthz and /metrics."};
+struct Options {
     std::string db;
     std::string listen = "127.0.0.1:8080";
     std::vector<std::string> connect;
@@ -30,45 +25,10 @@ int main(int argc, char** argv) {
     long long silent_after = 600;
     std::size_t db_connections = 8;
     std::size_t max_sse = 64;
-    std::string log_level = "info";
-    std::string log_format = "text";
-    app.add_option("--db", db, "PostgreSQL connection string or URL")
-        ->envname("DATABASE_URL")
-        ->required();
-    app.add_option("--listen", listen, "HTTP address HOST:PORT (port 0: any free port)")
-        ->envname("RILL_WEB_LISTEN")
-        ->capture_default_str();
-    app.add_option("--connect", connect,
-                   "stream endpoint to subscribe to for live updates (tcp://HOST:PORT; "
-                   "repeatable, or comma-separated)")
-        ->envname("RILL_WEB_CONNECT")
-        ->delimiter(',');
-    app.add_option("--stale-after", stale_after,
-                   "seconds without a reading before a sensor is stale")
-        ->envname("RILL_WEB_STALE_AFTER")
-        ->check(CLI::PositiveNumber)
-        ->capture_default_str();
-    app.add_option("--silent-after", silent_after,
-                   "seconds without a reading before a sensor is silent (and /healthz fails)")
-        ->envname("RILL_WEB_SILENT_AFTER")
-        ->check(CLI::PositiveNumber)
-        ->capture_default_str();
-    app.add_option("--db-connections", db_connections, "database connections at most")
-        ->envname("RILL_WEB_DB_CONNECTIONS")
-        ->check(CLI::Range(1, 256))
-        ->capture_default_str();
-    app.add_option("--max-live-clients", max_sse, "browsers on /events at most")
-        ->envname("RILL_WEB_MAX_LIVE_CLIENTS")
-        ->check(CLI::Range(1, 4096))
-        ->capture_default_str();
-    app.add_option("--log-level", log_level, "debug, info, warn or error")
-        ->envname("RILL_LOG_LEVEL")
-        ->capture_default_str();
-    app.add_option("--log-format", log_format, "text or json")
-        ->envname("RILL_LOG_FORMAT")
-        ->capture_default_str();
-    CLI11_PARSE(app, argc, argv);
+    rill::app::CommonOptions common;
+};
 
+int run(const Options& o) {
     // SIGINT/SIGTERM are taken by one thread with sigwait: block them before any thread starts.
     sigset_t signals;
     sigemptyset(&signals);
@@ -76,66 +36,104 @@ int main(int argc, char** argv) {
     sigaddset(&signals, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-    try {
-        rill::set_log_level(rill::parse_log_level(log_level));
-        rill::set_log_format(rill::parse_log_format(log_format));
-        const auto address = rill::web::parse_listen(listen);
-        if (silent_after < stale_after) {
-            throw std::invalid_argument("--silent-after must not be shorter than --stale-after");
-        }
-        rill::web::ServerOptions options;
-        options.conninfo = db;
-        options.host = address.host;
-        options.port = address.port;
-        options.stale_after = std::chrono::seconds(stale_after);
-        options.silent_after = std::chrono::seconds(silent_after);
-        options.db_connections = db_connections;
-        options.max_sse_clients = max_sse;
-        rill::web::Server server(options);
-        const int port = server.bind();
+    rill::app::apply_common_options(o.common);
+    const auto address = rill::web::parse_listen(o.listen);
+    if (o.silent_after < o.stale_after) {
+        throw std::invalid_argument("--silent-after must not be shorter than --stale-after");
+    }
+    rill::web::ServerOptions options;
+    options.conninfo = o.db;
+    options.host = address.host;
+    options.port = address.port;
+    options.stale_after = std::chrono::seconds(o.stale_after);
+    options.silent_after = std::chrono::seconds(o.silent_after);
+    options.db_connections = o.db_connections;
+    options.max_sse_clients = o.max_sse;
+    rill::web::Server server(options);
+    const int port = server.bind();
 
-        std::unique_ptr<rill::web::LiveFeed> feed;
-        if (!connect.empty()) {
-            feed = std::make_unique<rill::web::LiveFeed>(
-                connect, [&server](const rill::Reading& r) { server.publish(r); },
-                [&server](const std::string& why) { server.count_decode_error(why); });
-            for (const auto& e : connect)
-                rill::log_info(component, "live feed from " + e);
-        } else {
-            rill::log_info(component,
-                           "no --connect: the page shows stored data without live updates");
-        }
+    std::unique_ptr<rill::web::LiveFeed> feed;
+    if (!o.connect.empty()) {
+        rill::web::LiveFeedOptions feed_options;
+        feed_options.endpoints = o.connect;
+        feed = std::make_unique<rill::web::LiveFeed>(
+            feed_options, [&server](const rill::Reading& r) { server.publish(r); },
+            [&server](const rill::web::PublisherStatus& s) { server.publish(s); });
+        for (const auto& e : o.connect)
+            rill::log_info(component, "live feed from " + e);
+    } else {
+        rill::log_info(component, "no --connect: the page shows stored data without live updates");
+    }
 
-        std::atomic<bool> done{false};
-        std::thread signal_thread([&] {
-            const timespec tick{0, 200'000'000};
-            while (!done) {
-                const int sig = sigtimedwait(&signals, nullptr, &tick);
-                if (sig == SIGINT || sig == SIGTERM) {
-                    rill::log_info(component, std::string("stopping on ") +
-                                                  (sig == SIGINT ? "SIGINT" : "SIGTERM"));
-                    server.stop();
-                    return;
-                }
+    std::atomic<bool> done{false};
+    std::thread signal_thread([&] {
+        const timespec tick{0, 200'000'000};
+        while (!done) {
+            const int sig = sigtimedwait(&signals, nullptr, &tick);
+            if (sig == SIGINT || sig == SIGTERM) {
+                rill::log_info(component, std::string("stopping on ") +
+                                              (sig == SIGINT ? "SIGINT" : "SIGTERM"));
+                server.stop();
+                return;
             }
-        });
-
-        const std::string host =
-            address.host.find(':') != std::string::npos ? "[" + address.host + "]" : address.host;
-        rill::log_info(component, "listening on http://" + host + ":" + std::to_string(port) + "/");
-        const bool ok = server.run();
-        done = true;
-        signal_thread.join();
-        if (feed) feed->stop();
-        server.stop();
-        if (!ok) {
-            rill::log_error(component, "the HTTP server failed");
-            return 1;
         }
-        rill::log_info(component, "stopped");
-        return 0;
-    } catch (const std::exception& e) {
-        rill::log_error(component, e.what());
+    });
+
+    const std::string host =
+        address.host.find(':') != std::string::npos ? "[" + address.host + "]" : address.host;
+    rill::log_info(component, "listening on http://" + host + ":" + std::to_string(port) + "/");
+    const bool ok = server.run();
+    done = true;
+    signal_thread.join();
+    if (feed) feed->stop();
+    server.stop();
+    if (!ok) {
+        rill::log_error(component, "the HTTP server failed");
         return 1;
     }
+    rill::log_info(component, "stopped");
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{
+        "web-view: the live dashboard and JSON/CSV API over rill's readings table.\n"
+        "Serves / (dashboard), /api/sensors, /api/readings, /api/readings.csv, /api/series,\n"
+        "/events (Server-Sent Events), /healthz and /metrics."};
+    Options o;
+    app.add_option("--db", o.db, "PostgreSQL connection string or URL")
+        ->envname("DATABASE_URL")
+        ->required();
+    app.add_option("--listen", o.listen, "HTTP address HOST:PORT (port 0: any free port)")
+        ->envname("RILL_WEB_LISTEN")
+        ->capture_default_str();
+    app.add_option("--connect", o.connect,
+                   "stream endpoint to subscribe to for live updates (tcp://HOST:PORT or "
+                   ">tcp://HOST:PORT; repeatable, or comma-separated)")
+        ->envname("RILL_WEB_CONNECT")
+        ->delimiter(',');
+    app.add_option("--stale-after", o.stale_after,
+                   "seconds without a reading before a sensor is stale")
+        ->envname("RILL_WEB_STALE_AFTER")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    app.add_option("--silent-after", o.silent_after,
+                   "seconds without a reading before a sensor is silent (and /healthz fails)")
+        ->envname("RILL_WEB_SILENT_AFTER")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    app.add_option("--db-connections", o.db_connections, "database connections at most")
+        ->envname("RILL_WEB_DB_CONNECTIONS")
+        ->check(CLI::Range(1, 256))
+        ->capture_default_str();
+    app.add_option("--max-live-clients", o.max_sse, "browsers on /events at most")
+        ->envname("RILL_WEB_MAX_LIVE_CLIENTS")
+        ->check(CLI::Range(1, 4096))
+        ->capture_default_str();
+    rill::app::add_common_options(app, o.common, "127.0.0.1:9103");
+    // /metrics and /healthz are served on --listen with the dashboard: no separate admin port.
+    app.remove_option(app.get_option("--metrics"));
+    return rill::app::run_main(app, argc, argv, component, [&] { return run(o); });
 }

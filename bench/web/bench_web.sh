@@ -58,5 +58,5 @@ for path in "" "api/readings?limit=50" "api/readings?sensor=sensor-1&limit=100" 
     errs="$(grep -E 'Non-2xx|Socket errors' <<<"$out" || true)"
     printf '  %-42s %10s req/s   p50 %8s   p99 %8s %s\n' "/${path#/}" "$rps" "$p50" "$p99" "$errs"
 done
-curl -s "${URL}metrics" | grep -E "^webview_http_requests_total" | sed "s/^/  /"
+curl -s "${URL}metrics" | grep -E "^rill_http_requests_total" | sed "s/^/  /"
 echo "reference: the Flask table page, about 490 req/s"

@@ -98,14 +98,17 @@ TEST_CASE("the JSON API serves sensors, readings, health and metrics from the ta
             metrics = r->body;
             return r->status == 200 &&
                    metrics.find(
-                       "webview_http_request_duration_seconds_count{route=\"/api/readings\"} 5") !=
+                       "rill_http_request_duration_seconds_count{route=\"/api/readings\"} 5") !=
                        std::string::npos;
         },
         5s));
     INFO(metrics);
-    CHECK(metrics.find("webview_http_requests_total{route=\"/api/sensors\",status=\"200\"} 1") !=
+    CHECK(metrics.find("rill_http_requests_total{route=\"/api/sensors\",status=\"200\"} 1") !=
           std::string::npos);
-    CHECK(metrics.find("webview_sse_clients 0") != std::string::npos);
+    CHECK(metrics.find("# TYPE rill_http_request_duration_seconds histogram") != std::string::npos);
+    CHECK(metrics.find("rill_sse_clients 0") != std::string::npos);
+    CHECK(metrics.find("rill_web_database_errors_total 0") != std::string::npos);
+    CHECK(metrics.find("webview_") == std::string::npos);
 }
 
 TEST_CASE("invalid parameters get 400 naming the parameter and unknown paths 404") {

@@ -68,7 +68,7 @@ TEST_CASE("a headless browser shows the readings and applies live ones without r
     REQUIRE(wait_until(
         [&] {
             publish(pub, reading("warmup", warm++, 1, 1));
-            return get(w, "/metrics")->body.find("webview_feed_readings_total 0") ==
+            return get(w, "/metrics")->body.find("rill_web_live_readings_total 0") ==
                    std::string::npos;
         },
         15s));

@@ -10,6 +10,7 @@
 
 #include "rill/codec.hpp"
 #include "rill/socket.hpp"
+#include "rill/stream.hpp"
 #include "web_view_fixture.hpp"
 
 using namespace rill::test;
@@ -118,13 +119,13 @@ TEST_CASE("live readings reach /events and a resuming client gets no duplicates"
     REQUIRE(wait_until(
         [&] {
             publish(pub, "warmup", warm++);
-            return metrics(w).find("webview_feed_readings_total 0") == std::string::npos;
+            return metrics(w).find("rill_web_live_readings_total 0") == std::string::npos;
         },
         15s));
 
     SseClient first(w);
-    REQUIRE(wait_until(
-        [&] { return metrics(w).find("webview_sse_clients 1") != std::string::npos; }, 10s));
+    REQUIRE(wait_until([&] { return metrics(w).find("rill_sse_clients 1") != std::string::npos; },
+                       10s));
     for (std::uint64_t s = 1; s <= 5; ++s)
         publish(pub, "garden", s, 20.0f + static_cast<float>(s));
     REQUIRE(first.wait_for(5, 10s));
@@ -164,16 +165,20 @@ TEST_CASE("live readings reach /events and a resuming client gets no duplicates"
     REQUIRE(stranger.wait_for(1, 10s));
     CHECK(stranger.events()[0].type == "resync");
 
-    // Garbage on the stream is counted and logged, never fatal.
+    // Garbage on the stream is counted (by rill::Subscriber) and logged, never fatal.
     (void)pub.raw().send(zmq::buffer(std::string("garden")), zmq::send_flags::sndmore);
     (void)pub.raw().send(zmq::buffer(std::string("\xc1not msgpack")), zmq::send_flags::none);
     (void)pub.raw().send(zmq::buffer(std::string("lonely frame")), zmq::send_flags::none);
     CHECK(wait_until(
-        [&] { return metrics(w).find("webview_feed_decode_errors_total 2") != std::string::npos; },
+        [&] {
+            return metrics(w).find(
+                       "rill_stream_malformed_frames_total{reason=\"malformed\","
+                       "socket=\"sub\"} 2") != std::string::npos;
+        },
         10s));
     publish(pub, "garden", 7);
     CHECK(first.wait_for(7, 10s));
-    CHECK(w.log().find("rejected a message") != std::string::npos);
+    CHECK(w.log().find("rejected message (malformed)") != std::string::npos);
 
     // SIGTERM: the streams end, the process exits 0.
     w.process().signal(SIGTERM);
@@ -184,13 +189,110 @@ TEST_CASE("live readings reach /events and a resuming client gets no duplicates"
     CHECK(w.log().find("stopped") != std::string::npos);
 }
 
+TEST_CASE("a publisher that stops its heartbeats is reported silent to browsers, then back") {
+    TempPostgres pg;
+    create_readings_table(pg);
+    rill::PublisherOptions options;
+    options.identity = "attic-pi";
+    options.heartbeat_interval = 100ms;  // silent after 3 missed: 300 ms
+    rill::Publisher pub("@tcp://127.0.0.1:0", options);
+    WebView w(pg.conninfo(), {"--connect", pub.bound().front()});
+    SseClient client(w);
+    REQUIRE(wait_until([&] { return metrics(w).find("rill_sse_clients 1") != std::string::npos; },
+                       10s));
+    std::uint64_t seq = 1;
+    REQUIRE(wait_until(
+        [&] {
+            rill::Reading r;
+            r.sensor = "attic";
+            r.seq = seq++;
+            r.ts = rill::now();
+            r.temperature = 18;
+            r.humidity = 40;
+            pub.publish(r);
+            pub.poll_once(50ms);
+            return metrics(w).find("rill_web_live_readings_total 0") == std::string::npos;
+        },
+        15s));
+    // Heartbeats (announcing "attic") flow while the owner keeps servicing the publisher.
+    const auto heartbeats_until = std::chrono::steady_clock::now() + 500ms;
+    while (std::chrono::steady_clock::now() < heartbeats_until)
+        pub.poll_once(50ms);
+
+    auto publisher_events = [&] {
+        std::vector<SseEvent> out;
+        for (auto& e : client.events()) {
+            if (e.type == "publisher") out.push_back(e);
+        }
+        return out;
+    };
+    CHECK(publisher_events().empty());
+    // The publisher's owner stops calling it: no more heartbeats.
+    REQUIRE(wait_until([&] { return !publisher_events().empty(); }, 10s));
+    auto seen = publisher_events();
+    CHECK(seen[0].data["publisher"] == "attic-pi");
+    CHECK(seen[0].data["state"] == "silent");
+    CHECK(seen[0].data["sensors"] == json::array({"attic"}));
+    CHECK(metrics(w).find("rill_stream_publishers_silent_total{socket=\"sub\"} 1") !=
+          std::string::npos);
+
+    REQUIRE(wait_until(
+        [&] {
+            pub.poll_once(50ms);
+            return publisher_events().size() >= 2;
+        },
+        10s));
+    seen = publisher_events();
+    CHECK(seen[1].data["publisher"] == "attic-pi");
+    CHECK(seen[1].data["state"] == "back");
+    CHECK(seen[1].data["sensors"] == json::array({"attic"}));
+    CHECK(seen[1].id > seen[0].id);
+    CHECK(w.log().find("publisher attic-pi is silent") != std::string::npos);
+}
+
+TEST_CASE("a browser beyond --max-live-clients gets 503 and a closed stream frees its place") {
+    TempPostgres pg;
+    create_readings_table(pg);
+    rill::Socket pub(rill::default_context(), zmq::socket_type::pub);
+    pub.attach("@tcp://127.0.0.1:0", rill::Attach::bind);
+    WebView w(pg.conninfo(), {"--max-live-clients", "1", "--connect", pub.last_endpoint()});
+    {
+        SseClient first(w);
+        REQUIRE(wait_until(
+            [&] { return metrics(w).find("rill_sse_clients 1") != std::string::npos; }, 10s));
+        const auto refused = get(w, "/events");
+        CHECK(refused->status == 503);
+        CHECK(refused->get_header_value("Retry-After") == "10");
+        CHECK(json::parse(refused->body)["error"] == "too many live clients");
+        CHECK(metrics(w).find("rill_sse_clients 1") != std::string::npos);
+    }
+    // The server notices the closed stream at its next write: a live event (or a keepalive
+    // within 15 s).
+    std::uint64_t seq = 1;
+    CHECK(wait_until(
+        [&] {
+            publish(pub, "porch", seq++);
+            return metrics(w).find("rill_sse_clients 0") != std::string::npos;
+        },
+        30s));
+    SseClient again(w);
+    CHECK(wait_until([&] { return metrics(w).find("rill_sse_clients 1") != std::string::npos; },
+                     10s));
+}
+
 TEST_CASE("web-view has --help, rejects bad options, reports stale data and exits 0 on SIGINT") {
     std::string out;
     CHECK(run_command({bin("web-view"), "--help"}, 10s, &out) == 0);
     for (const char* flag : {"--db", "--listen", "--connect", "DATABASE_URL", "RILL_WEB_LISTEN",
-                             "RILL_WEB_CONNECT", "--stale-after", "--silent-after"}) {
+                             "RILL_WEB_CONNECT", "--stale-after", "--silent-after", "--log-level",
+                             "RILL_LOG_LEVEL", "--log-format", "RILL_LOG_FORMAT"}) {
         CHECK_MESSAGE(out.find(flag) != std::string::npos, flag);
     }
+    // /metrics is served on --listen: no separate admin endpoint flag.
+    CHECK(out.find("--metrics") == std::string::npos);
+    CHECK(run_command({bin("web-view"), "--db", "dbname=x", "--log-level", "chatty"}, 10s, &out) !=
+          0);
+    CHECK(out.find("chatty") != std::string::npos);
     CHECK(run_command({bin("web-view"), "--db", "dbname=x", "--listen", "nonsense"}, 10s, &out) !=
           0);
     CHECK(out.find("--listen") != std::string::npos);

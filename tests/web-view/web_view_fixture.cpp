@@ -3,13 +3,15 @@
 #include <csignal>
 #include <stdexcept>
 
+#include "rill/store.hpp"
+
 namespace rill::test {
 
 void create_readings_table(const TempPostgres& pg) {
-    pg.execute(
-        "CREATE TABLE readings (sensor text, seq bigint, ts timestamptz, temperature real, "
-        "humidity real, extra jsonb null, primary key (sensor, seq)); "
-        "CREATE INDEX ON readings (sensor, ts desc);");
+    auto conn = rill::store::Connection::open(pg.conninfo());
+    if (rill::store::migrate(conn).empty()) {
+        throw std::runtime_error("create_readings_table: the schema already existed");
+    }
 }
 
 std::string sql_quote(const std::string& s) {

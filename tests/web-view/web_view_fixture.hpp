@@ -16,8 +16,8 @@
 
 namespace rill::test {
 
-/// Creates the readings table exactly as store-sub does. The ONE place the tests know the
-/// schema: switch it to the store library's migrations when they land.
+/// Creates the readings table exactly as store-sub does: with rill::store::migrate, so the tests
+/// run against the real schema. Throws when the schema existed already.
 void create_readings_table(const TempPostgres& pg);
 
 /// Inserts one row (extra = NULL) through SQL.

@@ -94,6 +94,7 @@
     if (Number(card.dataset.seq || 0) > r.seq && Number(card.dataset.ts || 0) >= r.ts_ms) return;
     card.dataset.ts = String(r.ts_ms);
     card.dataset.seq = String(r.seq);
+    delete card.dataset.publisher; // a reading proves its publisher is alive
     card.querySelector(".temp .num").textContent = fixed1(r.temperature);
     card.querySelector(".hum .num").textContent = fixed1(r.humidity);
     card.querySelector(".seq").textContent = "#" + r.seq;
@@ -110,10 +111,14 @@
       var c = cards[i];
       var age = now() - Number(c.dataset.ts);
       var st = status(age);
+      // Its publisher stopped sending heartbeats: no need to wait for the age to tell.
+      var quiet = c.dataset.publisher === "silent" && st === "fresh";
+      if (quiet) st = "stale";
       c.dataset.status = st;
       var badge = c.querySelector(".status");
       badge.className = "status status-" + st;
-      badge.textContent = st;
+      badge.textContent = quiet ? "publisher silent" : st;
+      badge.title = quiet ? "its publisher stopped sending heartbeats" : "";
       c.querySelector("time").textContent = ago(age);
     }
   }
@@ -165,6 +170,7 @@
     } else {
       graph.updateOptions(opts);
     }
+    chartEl.dataset.points = String(rows.length); // what is drawn, for tests and tools
     note.textContent = rows.length ? "" : "No readings of " + (chartState.sensor || "any sensor") + " in this range.";
   }
 
@@ -314,6 +320,18 @@
       prependRow(r);
     };
     es.addEventListener("resync", resync);
+    // A publisher stopped sending heartbeats ("silent") or started again ("back").
+    es.addEventListener("publisher", function (ev) {
+      var p;
+      try { p = JSON.parse(ev.data); } catch (e) { return; }
+      (p.sensors || []).forEach(function (sensor) {
+        var card = findCard(sensor);
+        if (!card) return;
+        if (p.state === "silent") card.dataset.publisher = "silent";
+        else delete card.dataset.publisher;
+      });
+      tick();
+    });
   }
 
   localizeTable();

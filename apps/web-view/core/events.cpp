@@ -42,12 +42,12 @@ EventRing::EventRing(std::size_t capacity)
 EventRing::EventRing(std::size_t capacity, std::uint64_t base)
     : capacity_(std::max<std::size_t>(capacity, 1)), base_(base), next_id_(base + 1) {}
 
-std::uint64_t EventRing::publish(std::string data) {
+std::uint64_t EventRing::publish(std::string data, std::string type) {
     std::uint64_t id;
     {
         std::lock_guard lock(mutex_);
         id = next_id_++;
-        events_.push_back(Event{id, std::move(data)});
+        events_.push_back(Event{id, std::move(data), std::move(type)});
         if (events_.size() > capacity_) events_.pop_front();
     }
     cv_.notify_all();

@@ -13,10 +13,12 @@
 
 namespace rill::web {
 
-/// One event: a monotonic id and its data (one line of JSON).
+/// One event: a monotonic id, its SSE type ("" = the default "message") and its data (one
+/// line of JSON).
 struct Event {
     std::uint64_t id = 0;
     std::string data;
+    std::string type;
 };
 
 /// Formats an SSE frame: "id: ID\nevent: TYPE\ndata: DATA\n\n" (no event line when `type` is
@@ -37,8 +39,9 @@ class EventRing {
     /// Starts ids after `base` (tests).
     EventRing(std::size_t capacity, std::uint64_t base);
 
-    /// Appends an event with the next id, wakes every waiter and returns the id.
-    std::uint64_t publish(std::string data);
+    /// Appends an event of `type` ("" = the default "message") with the next id, wakes every
+    /// waiter and returns the id.
+    std::uint64_t publish(std::string data, std::string type = {});
 
     /// What a client that has seen everything up to `after` gets.
     struct Batch {

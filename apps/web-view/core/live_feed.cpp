@@ -1,76 +1,105 @@
-// The one file that knows how web-view receives the stream. Today a raw SUB socket; to be
-// switched to rill::Subscriber when it lands.
+// The one file that knows how web-view receives the stream: a rill::Subscriber on a thread.
 #include "live_feed.hpp"
 
-#include <memory>
+#include <atomic>
+#include <map>
 #include <stdexcept>
+#include <thread>
 #include <variant>
 
-#include "rill/codec.hpp"
-#include "rill/endpoint.hpp"
-#include "rill/socket.hpp"
+#include "rill/log.hpp"
+#include "rill/stream.hpp"
 
 namespace rill::web {
 
+namespace {
+
+constexpr const char* component = "live-feed";
+constexpr std::chrono::milliseconds receive_timeout{100};
+
+std::string join(const std::vector<std::string>& parts) {
+    std::string out;
+    for (const auto& p : parts)
+        out += (out.empty() ? "" : ",") + p;
+    return out;
+}
+
+SubscriberOptions subscriber_options(const LiveFeedOptions& o) {
+    SubscriberOptions s;
+    s.socket.reconnect_interval = std::chrono::milliseconds(200);
+    s.socket.reconnect_interval_max = std::chrono::milliseconds(5000);
+    s.prefixes = o.prefixes;
+    s.silent_after_missed = o.silent_after_missed;
+    s.metrics = o.metrics;
+    return s;
+}
+
+}  // namespace
+
 struct LiveFeed::Impl {
-    Socket socket;
+    Subscriber subscriber;
     OnReading on_reading;
-    OnError on_error;
+    OnPublisher on_publisher;
+    std::map<std::string, std::vector<std::string>> sensors_of;  // publisher -> its sensors
     std::atomic<bool> stopping{false};
     std::thread thread;
 
+    Impl(const LiveFeedOptions& o, OnReading r, OnPublisher p)
+        : subscriber(join(o.endpoints), subscriber_options(o)),
+          on_reading(std::move(r)),
+          on_publisher(std::move(p)) {}
+
+    void publisher_status(const std::string& publisher, bool silent) {
+        if (!on_publisher) return;
+        PublisherStatus s;
+        s.publisher = publisher;
+        s.silent = silent;
+        if (auto it = sensors_of.find(publisher); it != sensors_of.end()) s.sensors = it->second;
+        on_publisher(s);
+    }
+
+    void handle(StreamEvent& event) {
+        if (auto* batch = std::get_if<ReadingBatch>(&event)) {
+            for (const auto& r : batch->fresh())
+                on_reading(r);
+        } else if (auto* hb = std::get_if<HeartbeatSeen>(&event)) {
+            auto& sensors = sensors_of[hb->heartbeat.publisher];
+            sensors.clear();
+            for (const auto& [sensor, newest] : hb->heartbeat.newest)
+                sensors.push_back(sensor);
+        } else if (auto* silent = std::get_if<PublisherSilent>(&event)) {
+            log_warn(component, "publisher " + silent->publisher + " is silent for " +
+                                    std::to_string(silent->silent_for.count()) + " ms");
+            publisher_status(silent->publisher, true);
+        } else if (auto* back = std::get_if<PublisherBack>(&event)) {
+            log_info(component, "publisher " + back->publisher + " is back");
+            publisher_status(back->publisher, false);
+        } else if (auto* gap = std::get_if<Gap>(&event)) {
+            log_debug(component, "missed " + std::to_string(gap->count()) + " live readings of " +
+                                     gap->sensor);
+        }
+    }
+
     void run() {
-        std::vector<Reading> batch;
         while (!stopping.load()) {
-            zmq::pollitem_t item{socket.raw().handle(), 0, ZMQ_POLLIN, 0};
             try {
-                if (zmq::poll(&item, 1, std::chrono::milliseconds(100)) <= 0) continue;
-                zmq::message_t topic, payload;
-                if (!socket.raw().recv(topic, zmq::recv_flags::dontwait)) continue;
-                if (!topic.more()) {
-                    on_error("a message of one frame (expected topic and payload)");
-                    continue;
-                }
-                (void)socket.raw().recv(payload);
-                bool extra = false;
-                while (payload.more()) {  // drain unexpected frames
-                    zmq::message_t more;
-                    (void)socket.raw().recv(more);
-                    payload.swap(more);
-                    extra = true;
-                }
-                if (extra) {
-                    on_error("a message of more than two frames");
-                    continue;
-                }
-                auto msg = decode_message(topic.to_string_view(), payload.to_string_view());
-                if (auto* readings = std::get_if<std::vector<Reading>>(&msg)) {
-                    for (const auto& r : *readings)
-                        on_reading(r);
-                }
-            } catch (const DecodeError& e) {
-                on_error(std::string(to_string(e.code())) + ": " + e.what());
+                auto event = subscriber.receive(receive_timeout);
+                if (event) handle(*event);
             } catch (const zmq::error_t& e) {
                 if (e.num() == ETERM) return;
-                on_error(std::string("receive failed: ") + e.what());
+                log_error(component, std::string("receiving the stream failed: ") + e.what());
+                return;
+            } catch (const std::exception& e) {
+                // A callback failed (e.g. out of memory); keep receiving.
+                log_error(component, std::string("handling a live event failed: ") + e.what());
             }
         }
     }
 };
 
-LiveFeed::LiveFeed(const std::vector<std::string>& endpoints, OnReading on_reading,
-                   OnError on_error)
-    : impl_(std::make_unique<Impl>()) {
+LiveFeed::LiveFeed(LiveFeedOptions options, OnReading on_reading, OnPublisher on_publisher)
+    : impl_(std::make_unique<Impl>(options, std::move(on_reading), std::move(on_publisher))) {
     Impl* impl = impl_.get();
-    SocketOptions options;
-    options.reconnect_interval = std::chrono::milliseconds(200);
-    options.reconnect_interval_max = std::chrono::milliseconds(5000);
-    impl->socket = Socket(default_context(), zmq::socket_type::sub, options);
-    impl->socket.raw().set(zmq::sockopt::subscribe, "");
-    for (const auto& e : endpoints)
-        impl->socket.attach(e, Attach::connect);
-    impl->on_reading = std::move(on_reading);
-    impl->on_error = std::move(on_error);
     impl->thread = std::thread([impl] { impl->run(); });
 }
 
@@ -81,7 +110,6 @@ LiveFeed::~LiveFeed() {
 void LiveFeed::stop() {
     impl_->stopping = true;
     if (impl_->thread.joinable()) impl_->thread.join();
-    impl_->socket.close();
 }
 
 }  // namespace rill::web

@@ -9,10 +9,11 @@
 #include "assets.hpp"
 #include "db.hpp"
 #include "events.hpp"
-#include "metrics.hpp"
+#include "live_feed.hpp"
 #include "page.hpp"
 #include "params.hpp"
 #include "rill/log.hpp"
+#include "rill/metrics.hpp"
 #include "text.hpp"
 
 namespace rill::web {
@@ -27,6 +28,56 @@ constexpr auto sse_keepalive = 15s;
 constexpr std::size_t csv_page = 1000;
 
 thread_local std::chrono::steady_clock::time_point request_start;
+
+// web-view's metrics in a rill::MetricsRegistry, named like the other apps' (rill_ prefix, the
+// unit in the name). The per-route ones are looked up per request (a map lookup under the
+// registry's mutex); the others once.
+class WebMetrics {
+  public:
+    explicit WebMetrics(MetricsRegistry& reg)
+        : reg_(reg),
+          sse_clients_(reg.gauge("rill_sse_clients", "Browsers connected to /events")),
+          live_readings_(
+              reg.counter("rill_web_live_readings_total", "Live readings handed to /events")),
+          publisher_events_(reg.counter("rill_web_publisher_events_total",
+                                        "Publisher silent/back events handed to /events")),
+          db_errors_(
+              reg.counter("rill_web_database_errors_total", "Database queries that failed")) {}
+
+    void observe_request(const std::string& route, int status, std::chrono::nanoseconds latency) {
+        reg_.counter("rill_http_requests_total", "HTTP requests answered, by route and status",
+                     {{"route", route}, {"status", std::to_string(status)}})
+            .inc();
+        reg_.histogram("rill_http_request_duration_seconds", "Time to answer a request, by route",
+                       latency_buckets(), {{"route", route}})
+            .observe(std::chrono::duration<double>(latency).count());
+    }
+    /// Counts a new /events client unless `max` are connected; returns whether it was counted.
+    bool sse_connect(long max) noexcept {
+        long n = sse_count_.load();
+        do {
+            if (n >= max) return false;
+        } while (!sse_count_.compare_exchange_weak(n, n + 1));
+        sse_clients_.add(1);
+        return true;
+    }
+    void sse_disconnected() noexcept {
+        --sse_count_;
+        sse_clients_.add(-1);
+    }
+    void live_reading() noexcept { live_readings_.inc(); }
+    void publisher_event() noexcept { publisher_events_.inc(); }
+    void db_error() noexcept { db_errors_.inc(); }
+    [[nodiscard]] std::string render() const { return reg_.render_prometheus(); }
+
+  private:
+    MetricsRegistry& reg_;
+    Gauge& sse_clients_;
+    Counter& live_readings_;
+    Counter& publisher_events_;
+    Counter& db_errors_;
+    std::atomic<long> sse_count_{0};
+};
 
 std::string dump(const json& j) {
     return j.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -100,17 +151,25 @@ std::string reading_event_json(const Reading& r) {
                      {"humidity", r.humidity}});
 }
 
+std::string publisher_event_json(const PublisherStatus& s) {
+    return dump(json{{"publisher", s.publisher},
+                     {"state", s.silent ? "silent" : "back"},
+                     {"sensors", s.sensors}});
+}
+
 struct Server::Impl {
     ServerOptions options;
     Database db;
     EventRing ring;
-    Metrics metrics;
+    WebMetrics metrics;
     httplib::Server http;
     std::atomic<bool> stopping{false};
     int port = 0;
 
     explicit Impl(ServerOptions o)
-        : options(std::move(o)), db(options.conninfo, options.db_connections) {
+        : options(std::move(o)),
+          db(options.conninfo, options.db_connections),
+          metrics(options.metrics != nullptr ? *options.metrics : default_registry()) {
         const std::size_t threads = options.max_sse_clients + 16;
         http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
         http.set_keep_alive_timeout(5);
@@ -340,11 +399,6 @@ struct Server::Impl {
     }
 
     void events(const httplib::Request& req, httplib::Response& res) {
-        if (metrics.sse_clients() >= static_cast<long>(options.max_sse_clients)) {
-            res.set_header("Retry-After", "10");
-            send_error(res, 503, "too many live clients");
-            return;
-        }
         struct State {
             std::uint64_t after = 0;
             bool first = true;
@@ -369,7 +423,12 @@ struct Server::Impl {
                 st->gap = true;  // an id this process never issued: start over
             }
         }
-        metrics.sse_connected();
+        // Counted from here on; the content provider's release callback uncounts it.
+        if (!metrics.sse_connect(static_cast<long>(options.max_sse_clients))) {
+            res.set_header("Retry-After", "10");
+            send_error(res, 503, "too many live clients");
+            return;
+        }
         res.set_header("Cache-Control", "no-store");
         res.set_header("X-Accel-Buffering", "no");
         res.set_chunked_content_provider(
@@ -396,7 +455,7 @@ struct Server::Impl {
                 } else {
                     if (batch.gap) out += format_sse(batch.events.front().id - 1, "resync", "{}");
                     for (const auto& e : batch.events)
-                        out += format_sse(e.id, "", e.data);
+                        out += format_sse(e.id, e.type, e.data);
                     st->after = batch.events.back().id;
                 }
                 return sink.write(out.data(), out.size());
@@ -475,15 +534,13 @@ void Server::stop() {
 }
 
 void Server::publish(const Reading& r) {
-    impl_->metrics.feed_reading();
+    impl_->metrics.live_reading();
     impl_->ring.publish(reading_event_json(r));
 }
 
-void Server::count_decode_error(const std::string& why) {
-    const auto n = impl_->metrics.feed_decode_errors();
-    impl_->metrics.feed_decode_error();
-    // One line for the first few, then one per thousand, so a noisy peer cannot flood the log.
-    if (n < 10 || n % 1000 == 0) log_warn("live-feed", "rejected a message: " + why);
+void Server::publish(const PublisherStatus& s) {
+    impl_->metrics.publisher_event();
+    impl_->ring.publish(publisher_event_json(s), "publisher");
 }
 
 }  // namespace rill::web

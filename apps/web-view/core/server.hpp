@@ -6,9 +6,12 @@
 #include <string>
 #include <vector>
 
+#include "rill/metrics.hpp"
 #include "rill/reading.hpp"
 
 namespace rill::web {
+
+struct PublisherStatus;
 
 struct ServerOptions {
     std::string conninfo;                    ///< libpq connection string or URL
@@ -19,6 +22,9 @@ struct ServerOptions {
     std::size_t db_connections = 8;
     std::size_t max_sse_clients = 64;
     std::size_t page_rows = 50;  ///< rows per page of the dashboard's table
+    /// Where the server's metrics live and what /metrics renders; nullptr = default_registry()
+    /// (which also holds the live feed's rill_stream_* metrics).
+    MetricsRegistry* metrics = nullptr;
 };
 
 /// The web-view server. Owns the listening socket, the worker threads, the database pool and
@@ -42,8 +48,9 @@ class Server {
 
     /// Hands a live reading to every connected browser. Thread-safe; called by the live feed.
     void publish(const Reading& r);
-    /// Counts a live-stream message that failed to decode. Thread-safe.
-    void count_decode_error(const std::string& why);
+    /// Tells every connected browser that a publisher went silent or came back (an SSE event
+    /// of type "publisher", see publisher_event_json). Thread-safe; called by the live feed.
+    void publish(const PublisherStatus& s);
 
   private:
     struct Impl;
@@ -52,5 +59,8 @@ class Server {
 
 /// The JSON object a browser receives for one live reading (one line).
 [[nodiscard]] std::string reading_event_json(const Reading& r);
+/// The JSON object of a "publisher" event: {"publisher": ID, "state": "silent"|"back",
+/// "sensors": [...]}.
+[[nodiscard]] std::string publisher_event_json(const PublisherStatus& s);
 
 }  // namespace rill::web
