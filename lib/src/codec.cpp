@@ -1,6 +1,7 @@
 #include "rill/codec.hpp"
 
 #include <array>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -271,9 +272,13 @@ struct Value {
 
 template <typename T>
 T load_be(const unsigned char* p) noexcept {
-    T v = 0;
-    for (std::size_t k = 0; k < sizeof(T); ++k)
-        v = static_cast<T>((v << 8) | p[k]);  // compiles to a byte swap
+    T v;
+    std::memcpy(&v, p, sizeof v);
+    if constexpr (sizeof(T) > 1 && std::endian::native == std::endian::little) {
+        if constexpr (sizeof(T) == 2) v = __builtin_bswap16(v);
+        if constexpr (sizeof(T) == 4) v = __builtin_bswap32(v);
+        if constexpr (sizeof(T) == 8) v = __builtin_bswap64(v);
+    }
     return v;
 }
 
@@ -426,6 +431,61 @@ class Cursor {
         return v;
     }
 
+    // Fast paths for the forms rill's encoder writes, at levels where the depth limit cannot
+    // apply. Each reads what next() would, or returns false and reads nothing; callers then use
+    // next(), which handles every form and every error.
+    bool fast_uint(std::uint64_t& u) noexcept {
+        if (p_ == end_) return false;
+        const unsigned b = *p_;
+        if (b <= 0x7f) {
+            u = b;
+            ++p_;
+            return true;
+        }
+        switch (b) {
+            case 0xcc:
+                return fast_load<std::uint8_t>(u);
+            case 0xcd:
+                return fast_load<std::uint16_t>(u);
+            case 0xce:
+                return fast_load<std::uint32_t>(u);
+            case 0xcf:
+                return fast_load<std::uint64_t>(u);
+            default:
+                return false;
+        }
+    }
+    bool fast_float(double& f) noexcept {
+        if (remaining() >= 5 && *p_ == 0xca) {
+            const auto bits = load_be<std::uint32_t>(p_ + 1);
+            float x;
+            std::memcpy(&x, &bits, sizeof x);
+            f = x;
+            p_ += 5;
+            return true;
+        }
+        if (remaining() >= 9 && *p_ == 0xcb) {
+            const auto bits = load_be<std::uint64_t>(p_ + 1);
+            std::memcpy(&f, &bits, sizeof f);
+            p_ += 9;
+            return true;
+        }
+        return false;
+    }
+    bool fast_fixarray(std::uint32_t& n) noexcept {
+        if (p_ == end_ || (*p_ & 0xf0) != 0x90) return false;
+        n = *p_++ & 0x0fu;
+        return true;
+    }
+    bool fast_fixstr(std::string_view& s) noexcept {
+        if (p_ == end_ || (*p_ & 0xe0) != 0xa0) return false;
+        const std::size_t n = *p_ & 0x1fu;
+        if (remaining() < 1 + n) return false;
+        s = {reinterpret_cast<const char*>(p_ + 1), n};
+        p_ += 1 + n;
+        return true;
+    }
+
     // Moves past the value at `level`, whatever it is. Recursion is bounded by max_depth, and
     // the loops by the bytes that remain: each element takes at least one, or throws.
     void skip(int level) {
@@ -442,6 +502,14 @@ class Cursor {
     }
 
   private:
+    // Reads the header byte and a big-endian T after it into `u`, if they are all there.
+    template <typename T>
+    bool fast_load(std::uint64_t& u) noexcept {
+        if (remaining() < 1 + sizeof(T)) return false;
+        u = load_be<T>(p_ + 1);
+        p_ += 1 + sizeof(T);
+        return true;
+    }
     static void unsigned_value(Value& v, std::uint64_t u) noexcept {
         v.type = Type::positive;
         v.u = u;
@@ -542,15 +610,48 @@ std::string_view get_str(const Value& v, const char* field, std::size_t max_byte
     return {v.bytes, v.size};
 }
 
-// Checks that `v` is an array of at least `min_size` elements; returns its size.
-std::uint32_t get_array(const Value& v, const char* field, std::size_t min_size) {
-    expect_type(v, Type::array, field);
-    if (v.size < min_size) {
-        fail(DecodeErrc::malformed, std::string(field) + " has " + std::to_string(v.size) +
+void expect_min_size(std::uint32_t size, const char* field, std::size_t min_size) {
+    if (size < min_size) {
+        fail(DecodeErrc::malformed, std::string(field) + " has " + std::to_string(size) +
                                         " elements, expected " + std::to_string(min_size) +
                                         " or more");
     }
+}
+
+// Checks that `v` is an array of at least `min_size` elements; returns its size.
+std::uint32_t get_array(const Value& v, const char* field, std::size_t min_size) {
+    expect_type(v, Type::array, field);
+    expect_min_size(v.size, field, min_size);
     return v.size;
+}
+
+// The next value, read as get_uint, get_number, get_str and get_array do, taking the cursor's
+// fast path when it can (valid at levels up to max_depth).
+std::uint64_t uint_field(Cursor& c, int level, const char* field) {
+    std::uint64_t u;
+    return c.fast_uint(u) ? u : get_uint(c.next(level), field);
+}
+
+double number_field(Cursor& c, int level, const char* field) {
+    double f;
+    return c.fast_float(f) ? f : get_number(c.next(level), field);
+}
+
+std::string_view str_field(Cursor& c, int level, const char* field, std::size_t max_bytes) {
+    std::string_view s;
+    if (!c.fast_fixstr(s)) return get_str(c.next(level), field, max_bytes);
+    if (s.size() > max_bytes) {
+        fail(DecodeErrc::too_large, std::string(field) + " is " + std::to_string(s.size()) +
+                                        " bytes, more than " + std::to_string(max_bytes));
+    }
+    return s;
+}
+
+std::uint32_t array_field(Cursor& c, int level, const char* field, std::size_t min_size) {
+    std::uint32_t n;
+    if (!c.fast_fixarray(n)) return get_array(c.next(level), field, min_size);
+    expect_min_size(n, field, min_size);
+    return n;
 }
 
 // Reads the [version, kind, ...] envelope; returns the payload's element count and its kind
@@ -561,19 +662,23 @@ struct Envelope {
 };
 
 Envelope read_envelope(Cursor& c) {
-    const std::uint32_t size = get_array(c.next(1), "payload", 2);
-    const Value version = c.next(2);
-    if (version.type != Type::positive) {
-        fail(DecodeErrc::wrong_type, std::string("payload version is a ") +
-                                         type_name(version.type) + ", expected an integer");
+    const std::uint32_t size = array_field(c, 1, "payload", 2);
+    std::uint64_t version;
+    if (!c.fast_uint(version)) {
+        const Value v = c.next(2);
+        if (v.type != Type::positive) {
+            fail(DecodeErrc::wrong_type, std::string("payload version is a ") + type_name(v.type) +
+                                             ", expected an integer");
+        }
+        version = v.u;
     }
-    if (version.u != wire_version) {
-        fail(DecodeErrc::unknown_version, "payload version " + std::to_string(version.u) +
+    if (version != wire_version) {
+        fail(DecodeErrc::unknown_version, "payload version " + std::to_string(version) +
                                               " is not supported (this "
                                               "decoder knows version " +
                                               std::to_string(wire_version) + ")");
     }
-    const auto kind = get_uint(c.next(2), "payload kind");
+    const auto kind = uint_field(c, 2, "payload kind");
     if (kind != static_cast<std::uint64_t>(PayloadKind::readings) &&
         kind != static_cast<std::uint64_t>(PayloadKind::heartbeat)) {
         fail(DecodeErrc::unknown_kind, "payload kind " + std::to_string(kind) + " is unknown");
@@ -596,8 +701,8 @@ struct LastValidSensor {
     std::array<char, limits::max_sensor_id_bytes> bytes{};
 };
 
-std::string_view checked_sensor(const Value& v) {
-    const auto sensor = get_str(v, "sensor id", limits::max_sensor_id_bytes);
+std::string_view checked_sensor(Cursor& c, int level) {
+    const auto sensor = str_field(c, level, "sensor id", limits::max_sensor_id_bytes);
     thread_local LastValidSensor last;
     if (sensor.size() == last.size && !sensor.empty() &&
         std::memcmp(sensor.data(), last.bytes.data(), sensor.size()) == 0) {
@@ -620,7 +725,7 @@ void read_extras(Cursor& c, Reading& r) {
     }
     r.extras.reserve(v.size);
     for (std::uint32_t k = 0; k < v.size; ++k) {
-        const auto name = get_str(c.next(5), "extra name", limits::max_extra_name_bytes);
+        const auto name = str_field(c, 5, "extra name", limits::max_extra_name_bytes);
         if (name.empty() || !is_clean_utf8(name)) {
             fail(DecodeErrc::invalid_value, "extra name is not clean UTF-8 text");
         }
@@ -629,7 +734,7 @@ void read_extras(Cursor& c, Reading& r) {
                 fail(DecodeErrc::invalid_value, "extra '" + std::string(name) + "' appears twice");
             }
         }
-        const double value = get_number(c.next(5), "extra value");
+        const double value = number_field(c, 5, "extra value");
         if (!std::isfinite(value)) {
             fail(DecodeErrc::invalid_value, "extra '" + std::string(name) + "' is not finite");
         }
@@ -639,24 +744,27 @@ void read_extras(Cursor& c, Reading& r) {
 
 void read_reading(Cursor& c, std::string_view sensor, std::size_t index, Reading& r) {
     try {
-        const std::uint32_t fields = get_array(c.next(3), "reading", 4);
+        const std::uint32_t fields = array_field(c, 3, "reading", 4);
         r.sensor.assign(sensor);
-        r.seq = get_uint(c.next(4), "seq");
+        r.seq = uint_field(c, 4, "seq");
         if (r.seq == 0) fail(DecodeErrc::invalid_value, "seq is 0; sequence numbers start at 1");
-        const Value tv = c.next(4);
-        if (tv.type == Type::negative) fail(DecodeErrc::invalid_value, "timestamp is negative");
-        const auto ts = get_uint(tv, "timestamp");
+        std::uint64_t ts;
+        if (!c.fast_uint(ts)) {
+            const Value tv = c.next(4);
+            if (tv.type == Type::negative) fail(DecodeErrc::invalid_value, "timestamp is negative");
+            ts = get_uint(tv, "timestamp");
+        }
         if (ts == 0 || ts > static_cast<std::uint64_t>(limits::max_ts_us)) {
             fail(DecodeErrc::invalid_value,
                  "timestamp " + std::to_string(ts) + " us is outside (0, year 9999]");
         }
         r.ts = Timestamp{std::chrono::microseconds{static_cast<std::int64_t>(ts)}};
-        const double t = get_number(c.next(4), "temperature");
+        const double t = number_field(c, 4, "temperature");
         if (!std::isfinite(t) || t < limits::min_temperature || t > limits::max_temperature) {
             fail(DecodeErrc::invalid_value,
                  "temperature " + std::to_string(t) + " is not in [-273.15, 1000]");
         }
-        const double h = get_number(c.next(4), "humidity");
+        const double h = number_field(c, 4, "humidity");
         if (!std::isfinite(h) || h < 0 || h > 100) {
             fail(DecodeErrc::invalid_value,
                  "humidity " + std::to_string(h) + " is not in [0, 100]");
@@ -677,8 +785,8 @@ void read_reading(Cursor& c, std::string_view sensor, std::size_t index, Reading
 // sensor id (pointing into the payload). `out` is left as it was when this throws.
 std::string_view read_readings(Cursor& c, std::uint32_t fields, std::vector<Reading>& out) {
     if (fields < 4) fail(DecodeErrc::malformed, "readings payload has fewer than 4 fields");
-    const auto sensor = checked_sensor(c.next(2));
-    const std::uint32_t n = get_array(c.next(2), "readings", 1);
+    const auto sensor = checked_sensor(c, 2);
+    const std::uint32_t n = array_field(c, 2, "readings", 1);
     // Each reading takes at least one byte: a count the bytes left cannot hold is truncation,
     // found here before anything is allocated for it.
     if (n > c.remaining()) truncated();
@@ -735,7 +843,7 @@ Heartbeat read_heartbeat(Cursor& c, std::uint32_t fields) {
     if (m.size > c.remaining() / 2) truncated();
     hb.newest.reserve(m.size);
     for (std::uint32_t k = 0; k < m.size; ++k) {
-        const auto sensor = checked_sensor(c.next(3));
+        const auto sensor = checked_sensor(c, 3);
         hb.newest.emplace_back(std::string(sensor), get_uint(c.next(3), "newest seq"));
     }
     for (std::uint32_t k = 7; k < fields; ++k)
