@@ -439,3 +439,56 @@ TEST_CASE("differential: random mutations of valid payloads are judged as the re
     CHECK(tally.by_code[static_cast<std::size_t>(DecodeErrc::wrong_type)] > 0);
     CHECK(tally.by_code[static_cast<std::size_t>(DecodeErrc::invalid_value)] > 0);
 }
+
+TEST_CASE("differential: hostile counts and nesting are judged as the reference does") {
+    Tally tally;
+    const std::string head("\x94\x01\x00\xa1k", 5);  // [1, 0, "k", ...
+    const std::string reading("\x94\x01\xcf\x00\x06\x44\x17\xe0\x66\x48\x00\x00\x00", 13);
+    auto readings_then = [&](const std::string& trailing) {
+        // [1, 0, "k", [reading], trailing]
+        return std::string("\x95\x01\x00\xa1k\x91", 6) + reading + trailing;
+    };
+    auto nested = [](int levels, const std::string& inner) {
+        return std::string(static_cast<std::size_t>(levels), '\x91') + inner;
+    };
+    struct Case {
+        std::string payload;
+        std::optional<DecodeErrc> expect;  // nothing: accepted
+    };
+    const Case cases[] = {
+        // Counts far beyond the bytes present, at every level.
+        {head + std::string("\xdd\x00\x00\x27\x10", 5), DecodeErrc::malformed},  // 10000 readings
+        {head + std::string("\xdd\xff\xff\xff\xff", 5), DecodeErrc::too_large},
+        {readings_then(std::string("\xdf\x00\x00\x10\x00", 5)), DecodeErrc::malformed},
+        {readings_then(std::string("\xdf\xff\xff\xff\xff", 5)), DecodeErrc::too_large},
+        {readings_then(std::string("\xdb\xff\xff\xff\xff", 5)), DecodeErrc::malformed},
+        {readings_then(std::string("\xc6\xff\xff\xff\xff", 5)), DecodeErrc::malformed},
+        {readings_then(std::string("\xc9\xff\xff\xff\xff\x01", 6)), DecodeErrc::malformed},
+        {std::string("\x97\x01\x01\xa1p\x01\x01\xa0\xdf\x00\x00\x10\x00", 13),
+         DecodeErrc::malformed},  // a heartbeat declaring 4096 sensors
+        // Nesting: the payload is level 1, so a trailing field is at level 2 and may hold arrays
+        // or maps down to level 8; one more, even empty, is too deep.
+        {readings_then(nested(6, "\x90")), std::nullopt},
+        {readings_then(nested(7, "\x90")), DecodeErrc::too_large},
+        {readings_then(nested(7, "\x01")), std::nullopt},
+        {readings_then(nested(7, "\x80")), DecodeErrc::too_large},
+        {readings_then(nested(200, "")), DecodeErrc::too_large},
+        // Trailing bytes after a complete payload, and a payload that is only a header.
+        {readings_then("\x01") + "\x01", DecodeErrc::trailing_bytes},
+        {std::string("\xdd", 1), DecodeErrc::malformed},
+    };
+    for (const auto& c : cases) {
+        CAPTURE(c.payload.size());
+        check_agree("k", c.payload, tally);
+        if (c.expect) {
+            try {
+                (void)decode_batch(c.payload);
+                FAIL("accepted");
+            } catch (const DecodeError& e) {
+                CHECK(e.code() == *c.expect);
+            }
+        } else {
+            CHECK(decode_batch(c.payload).size() == 1);
+        }
+    }
+}
