@@ -185,7 +185,11 @@ namespace {
 // A strict, bounded msgpack reader specialised for the v1 payloads. It reads the payload once,
 // front to back, checking each value as it goes; nothing is allocated before the declared count
 // it is for has been checked against the bytes that remain (every element takes at least one
-// byte), and unknown values are skipped without building anything.
+// byte), and unknown values are skipped without building anything. Skipping does not compare a
+// count with the bytes left before its loop (a nested value may hold an error that msgpack-c
+// reported first); its loops are bounded all the same: counts over the parser limits are refused
+// at the header, and each element takes at least one byte or throws, so a skip ends within the
+// payload's length.
 //
 // Which error a bad payload gets is the contract the msgpack-c decoder this replaced set (the
 // tests compare the two: tests/unit/codec_differential_test.cpp): a structural error anywhere
