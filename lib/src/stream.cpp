@@ -661,9 +661,14 @@ struct Subscriber::Impl {
         m.frames.inc();
         m.readings.inc(readings.size());
         const std::string& sensor = readings.front().sensor;
-        auto it = expected_seq.find(sensor);
-        if (it == expected_seq.end()) it = expected_seq.emplace(sensor, readings.front().seq).first;
-        std::uint64_t& expected = it->second;
+        if (last_sensor == nullptr || last_sensor->first != sensor) {
+            auto it = expected_seq.find(sensor);
+            if (it == expected_seq.end()) {
+                it = expected_seq.emplace(sensor, readings.front().seq).first;
+            }
+            last_sensor = &*it;
+        }
+        std::uint64_t& expected = last_sensor->second;
         ReadingBatch batch;
         for (const auto& r : readings) {
             if (r.seq < expected) {
@@ -765,6 +770,10 @@ struct Subscriber::Impl {
     Socket socket;
     MessageReader reader;
     std::unordered_map<std::string, std::uint64_t> expected_seq;
+    // The entry of the sensor of the last batch, so that a run of one sensor's batches costs no
+    // hash lookup each. Entries of an unordered_map stay where they are until erased: only
+    // forget() must reset it.
+    std::pair<const std::string, std::uint64_t>* last_sensor = nullptr;
     std::map<std::string, PublisherState> publishers;
     std::deque<StreamEvent> events;
 };
@@ -791,6 +800,7 @@ std::optional<std::uint64_t> Subscriber::expected(std::string_view sensor) const
 }
 
 void Subscriber::forget(std::string_view sensor) {
+    impl_->last_sensor = nullptr;
     impl_->expected_seq.erase(std::string(sensor));
 }
 

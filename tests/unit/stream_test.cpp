@@ -407,6 +407,47 @@ TEST_CASE("gaps are reported in the middle of a stream, at its tail from heartbe
     CHECK(metrics.value("rill_stream_stale_readings_total", {{"socket", "sub"}}) == 1.0);
 }
 
+TEST_CASE("a forgotten sensor starts afresh at its next reading, also right after its last") {
+    RawPublisher raw;
+    Subscriber sub(raw.endpoint);
+    raw.join(sub);
+    auto send = [&](const std::string& sensor, std::uint64_t seq) {
+        raw.send({sensor, encode(sample(sensor, seq))});
+    };
+    auto received = [&](const std::string& sensor, std::uint64_t seq) {
+        return [=](const std::vector<StreamEvent>& e) {
+            const auto r = readings_of(e);
+            return !r.empty() && r.back().sensor == sensor && r.back().seq == seq;
+        };
+    };
+    send("kitchen", 5);
+    send("kitchen", 6);
+    auto events = receive_until(sub, received("kitchen", 6));
+    REQUIRE(sub.expected("kitchen") == 7u);
+
+    // Forgotten while its entry is the one the subscriber looked up last.
+    sub.forget("kitchen");
+    CHECK_FALSE(sub.expected("kitchen").has_value());
+    send("kitchen", 10);
+    send("hall", 3);
+    send("kitchen", 11);
+    const auto after = receive_until(sub, received("kitchen", 11));
+    events.insert(events.end(), after.begin(), after.end());
+    CHECK(gaps_of(events).empty());
+    CHECK(sub.expected("kitchen") == 12u);
+    CHECK(sub.expected("hall") == 4u);
+
+    // Forgotten after another sensor's batch; then seeded again with expect().
+    send("hall", 4);
+    (void)receive_until(sub, received("hall", 4));
+    sub.forget("kitchen");
+    sub.expect("kitchen", 20);
+    send("kitchen", 22);
+    const auto last = receive_until(sub, received("kitchen", 22));
+    CHECK(gaps_of(last) == std::vector<Gap>{{"kitchen", 20, 21}});
+    CHECK(sub.expected("kitchen") == 23u);
+}
+
 TEST_CASE("a burst through a small high-water mark reports every lost range exactly once") {
     MetricsRegistry metrics;
     SocketOptions pub_socket;
