@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -58,11 +59,32 @@ struct Options {
     rill::app::CommonOptions common;
 };
 
+// Runs `parse` on a flag's value; an std::invalid_argument it throws is rethrown with the
+// flag's name in front, so that the one error line tells which flag was refused.
+template <typename Parse>
+auto flag_value(std::string_view flag, Parse&& parse) -> decltype(parse()) {
+    try {
+        return parse();
+    } catch (const std::invalid_argument& e) {
+        throw std::invalid_argument(std::string(flag) + ": " + e.what());
+    }
+}
+
+std::chrono::milliseconds duration_flag(std::string_view flag, const std::string& text) {
+    return flag_value(flag, [&] {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(rill::parse_duration(text));
+    });
+}
+
+std::uint64_t size_flag(std::string_view flag, const std::string& text) {
+    return flag_value(flag, [&] { return rill::parse_size(text); });
+}
+
 rill::FsyncPolicy parse_fsync(const std::string& s) {
     if (s == "always") return rill::FsyncPolicy::always;
     if (s == "batch") return rill::FsyncPolicy::batch;
     if (s == "never") return rill::FsyncPolicy::never;
-    throw std::invalid_argument("--fsync '" + s + "' is not always, batch or never");
+    throw std::invalid_argument("--fsync: '" + s + "' is not always, batch or never");
 }
 
 std::string hostname() {
@@ -127,12 +149,17 @@ int run(const Options& o) {
         throw std::invalid_argument("--sensor-id: " + *problem);
     }
 
-    // The source.
+    // Every flag value is checked before anything is opened or bound.
     rill::SourceOptions so;
     if (o.rate > 0) {
         so.rate_hz = o.rate;
-    } else if (!o.interval.empty()) {
-        so.interval = rill::parse_duration(o.interval);
+    } else if (o.rate < 0 || std::isnan(o.rate)) {
+        throw std::invalid_argument("--rate: must be a positive number of readings per second");
+    }
+    if (!o.interval.empty()) {
+        if (o.rate > 0) throw std::invalid_argument("--interval and --rate: give one, not both");
+        so.interval = flag_value("--interval", [&] { return rill::parse_duration(o.interval); });
+        if (so.interval->count() <= 0) throw std::invalid_argument("--interval: must be positive");
     }
     so.seed = o.seed;
     so.gpio_chip = o.chip;
@@ -141,28 +168,30 @@ int run(const Options& o) {
     so.gpio_realtime_priority = o.realtime;
     so.sysfs_root = o.sysfs_root;
     so.csv_paced = o.csv_paced;
-    auto source = rill::gpio::make_source(o.source, so);
+    (void)flag_value("--source", [&] { return rill::parse_source_spec(o.source); });
 
-    // The reliable publisher: outbox, stream, replay service.
     rill::ReliablePublisherOptions po;
     po.outbox_dir = o.outbox.empty() ? "outbox-" + o.sensor_id : o.outbox;
     po.outbox.fsync = parse_fsync(o.fsync);
-    po.outbox.max_bytes = rill::parse_size(o.outbox_max_bytes);
-    po.outbox.max_age =
-        std::chrono::duration_cast<std::chrono::seconds>(rill::parse_duration(o.outbox_max_age));
-    po.outbox.segment_bytes = rill::parse_size(o.outbox_segment_bytes);
+    po.outbox.max_bytes = size_flag("--outbox-max-bytes", o.outbox_max_bytes);
+    po.outbox.max_age = std::chrono::duration_cast<std::chrono::seconds>(
+        duration_flag("--outbox-max-age", o.outbox_max_age));
+    po.outbox.segment_bytes = size_flag("--outbox-segment-bytes", o.outbox_segment_bytes);
     po.publish_endpoints = o.pub;
     po.replay_endpoints = o.replay == "none" ? "" : o.replay;
     po.announce_replay = o.announce_replay;
     po.publisher.identity =
         o.publisher_id.empty() ? hostname() + "/" + o.sensor_id : o.publisher_id;
-    po.publisher.heartbeat_interval = std::chrono::duration_cast<std::chrono::milliseconds>(
-        rill::parse_duration(o.heartbeat_interval));
+    po.publisher.heartbeat_interval = duration_flag("--heartbeat-interval", o.heartbeat_interval);
     po.publisher.batch.max_readings = std::max<std::size_t>(1, o.batch_max);
-    po.publisher.batch.max_delay = std::chrono::duration_cast<std::chrono::milliseconds>(
-        rill::parse_duration(o.batch_interval));
+    po.publisher.batch.max_delay = duration_flag("--batch-interval", o.batch_interval);
     po.publisher.socket.send_hwm = 100'000;
     po.publisher.socket.linger = 1000ms;
+    const auto linger = duration_flag("--linger", o.linger);
+
+    // The source (opening it may fail: a missing file, no GPIO chip, no IIO device).
+    auto source = rill::gpio::make_source(o.source, so);
+
     std::optional<rill::ZapHandler> zap;
     if (!o.curve_secret.empty()) {
         const auto keys = rill::curve_server_keys(o.curve_secret);
@@ -268,7 +297,7 @@ int run(const Options& o) {
 
     // --count: stay a while so that subscribers can catch up by replay.
     if (o.count != 0 && !shutdown.requested()) {
-        const auto until = Clock::now() + rill::parse_duration(o.linger);
+        const auto until = Clock::now() + linger;
         while (!shutdown.requested() && Clock::now() < until) {
             const auto next = std::min(rp.service(), until);
             const auto wait =
