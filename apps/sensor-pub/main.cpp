@@ -284,7 +284,7 @@ int run(const Options& o) {
         // and sleep otherwise (no busy waiting: 5 ms at most between looks).
         auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now());
         wait = std::clamp<std::chrono::milliseconds>(wait, 0ms, 5ms);
-        zmq::poll(&wake, 1, wait);
+        rill::app::poll_interruptible({&wake, 1}, wait);
     }
     source->request_stop();
     handoff.close();
@@ -302,7 +302,8 @@ int run(const Options& o) {
             const auto next = std::min(rp.service(), until);
             const auto wait =
                 std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now());
-            zmq::poll(&wake, 1, std::clamp<std::chrono::milliseconds>(wait, 0ms, 100ms));
+            rill::app::poll_interruptible({&wake, 1},
+                                          std::clamp<std::chrono::milliseconds>(wait, 0ms, 100ms));
         }
     }
     rp.close();
