@@ -87,6 +87,15 @@ rill::FsyncPolicy parse_fsync(const std::string& s) {
     throw std::invalid_argument("--fsync: '" + s + "' is not always, batch or never");
 }
 
+// Where the stream goes, for the start line: the addresses bound (port 0 resolved), or the
+// endpoints as given when the publisher only connects (">tcp://collector:5556").
+std::string published_on(const rill::Publisher& publisher, const std::string& endpoints) {
+    std::string out;
+    for (const auto& b : publisher.bound())
+        out += (out.empty() ? "" : ",") + b;
+    return out.empty() ? endpoints : out;
+}
+
 std::string hostname() {
     char buf[256] = {};
     if (gethostname(buf, sizeof buf - 1) != 0) return "localhost";
@@ -234,7 +243,7 @@ int run(const Options& o) {
     rill::log_info(
         "sensor-pub",
         "sensor " + o.sensor_id + " from " + source->describe() + ", publishing on " +
-            rp.publisher().bound().front() + ", replay on " +
+            published_on(rp.publisher(), o.pub) + ", replay on " +
             (rp.replay_endpoint().empty() ? std::string("(none)") : rp.replay_endpoint()) +
             ", outbox " + outbox.dir().string() + " at seq " +
             std::to_string(outbox.newest(o.sensor_id)));

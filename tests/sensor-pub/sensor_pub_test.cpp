@@ -4,6 +4,8 @@
 #include <doctest/doctest.h>
 #include <httplib.h>
 
+#include <zmq_addon.hpp>
+
 #include <csignal>
 #include <fstream>
 #include <map>
@@ -12,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "rill/codec.hpp"
 #include "rill/outbox.hpp"
 #include "rill/replay.hpp"
 #include "rill/socket.hpp"
@@ -639,4 +642,43 @@ TEST_CASE("sensor-pub takes its settings from RILL_* environment variables") {
                                   "RILL_PUB=@tcp://127.0.0.1:0", "RILL_REPLAY=none"});
     CHECK(code != 0);
     CHECK_MESSAGE(out.find("--fsync") != std::string::npos, out);
+}
+
+TEST_CASE("sensor-pub publishes to a subscriber it connects to (--pub >tcp://...)") {
+    TempDir dir("rill-sensor-pub");
+    const std::string sensor = "connect-test";
+    // A plain SUB socket bound on port 0 (rill::Subscriber does not report its bound port).
+    zmq::socket_t sub(default_context(), zmq::socket_type::sub);
+    sub.set(zmq::sockopt::subscribe, "");
+    sub.bind("tcp://127.0.0.1:0");
+    const auto endpoint = sub.get(zmq::sockopt::last_endpoint);
+    const auto log = (dir.path() / "log").string();
+    Process p(
+        {bin("sensor-pub"), "--sensor-id", sensor, "--pub", ">" + endpoint, "--replay",
+         "@tcp://127.0.0.1:0", "--outbox", (dir.path() / "outbox").string(), "--heartbeat-interval",
+         "100ms", "--count", "20", "--interval", "100ms", "--linger", "1s"},
+        {.stderr_path = log});
+    std::vector<Reading> readings;
+    std::uint64_t announced = 0;
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (p.running() && std::chrono::steady_clock::now() < deadline) {
+        std::vector<zmq::message_t> frames;
+        zmq::pollitem_t item{sub.handle(), 0, ZMQ_POLLIN, 0};
+        zmq::poll(&item, 1, 50ms);
+        if (!(item.revents & ZMQ_POLLIN)) continue;
+        (void)zmq::recv_multipart(sub, std::back_inserter(frames));
+        REQUIRE(frames.size() == 2);
+        auto msg = decode_message(frames[0].to_string_view(), frames[1].to_string_view());
+        if (auto* batch = std::get_if<std::vector<Reading>>(&msg)) {
+            readings.insert(readings.end(), batch->begin(), batch->end());
+        } else {
+            for (const auto& [s, newest] : std::get<Heartbeat>(msg).newest)
+                if (s == sensor) announced = newest;
+        }
+    }
+    REQUIRE(p.wait_for(10s) == 0);
+    CHECK(read_file(log).find("publishing on >" + endpoint) != std::string::npos);
+    REQUIRE(!readings.empty());
+    check_consecutive(readings, readings.front().seq, 20);
+    CHECK(announced == 20u);
 }
