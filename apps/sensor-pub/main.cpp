@@ -3,13 +3,17 @@
 //
 // Two threads: the source thread blocks in Source::next_batch() and hands measurements over;
 // the main thread owns the ReliablePublisher (outbox append, then publish) and its heartbeats.
+#include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <array>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <system_error>
 #include <thread>
 
 #include "common/app_options.hpp"
@@ -103,10 +107,19 @@ std::string hostname() {
 }
 
 // Measurements handed from the source thread to the main thread. Bounded: the source thread
-// waits when the main thread falls this far behind.
+// waits when the main thread falls this far behind. fd() becomes readable when measurements
+// arrive or the input ends, so the main thread sleeps in poll until then instead of looking
+// every few milliseconds.
 class Handoff {
   public:
-    explicit Handoff(std::size_t max) : max_(max) {}
+    explicit Handoff(std::size_t max) : max_(max), fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+        if (fd_ < 0) {
+            throw std::system_error(errno, std::generic_category(), "cannot create an eventfd");
+        }
+    }
+    ~Handoff() { ::close(fd_); }
+    Handoff(const Handoff&) = delete;
+    Handoff& operator=(const Handoff&) = delete;
 
     // Source thread. Returns false when the consumer closed the handoff.
     bool put(std::vector<rill::Measurement>&& batch) {
@@ -115,16 +128,20 @@ class Handoff {
         if (closed_) return false;
         size_ += batch.size();
         queue_.push_back(std::move(batch));
+        if (queue_.size() == 1) signal();
         return true;
     }
     // Source thread: no more input.
     void finish() {
         std::lock_guard lock(mutex_);
         finished_ = true;
+        signal();
     }
     // Main thread: takes everything queued.
     std::deque<std::vector<rill::Measurement>> take() {
         std::lock_guard lock(mutex_);
+        std::uint64_t count = 0;
+        [[maybe_unused]] auto n = ::read(fd_, &count, sizeof count);  // EAGAIN when unset
         std::deque<std::vector<rill::Measurement>> out;
         out.swap(queue_);
         size_ = 0;
@@ -140,8 +157,15 @@ class Handoff {
         closed_ = true;
         space_.notify_all();
     }
+    // Readable while measurements wait or after finish(); take() resets it.
+    [[nodiscard]] int fd() const noexcept { return fd_; }
 
   private:
+    void signal() {
+        const std::uint64_t one = 1;
+        [[maybe_unused]] auto n = ::write(fd_, &one, sizeof one);
+    }
+
     std::mutex mutex_;
     std::condition_variable space_;
     std::deque<std::vector<rill::Measurement>> queue_;
@@ -149,6 +173,7 @@ class Handoff {
     std::size_t max_;
     bool finished_ = false;
     bool closed_ = false;
+    int fd_;
 };
 
 int run(const Options& o) {
@@ -286,14 +311,16 @@ int run(const Options& o) {
     };
 
     zmq::pollitem_t wake{nullptr, shutdown.fd(), ZMQ_POLLIN, 0};
+    std::array<zmq::pollitem_t, 2> wake_or_input{
+        {wake, zmq::pollitem_t{nullptr, handoff.fd(), ZMQ_POLLIN, 0}}};
     while (!shutdown.requested() && !handoff.finished_and_empty()) {
         publish_queued();
         const auto next = rp.service();
-        // Measurements arrive at the source's pace; poll often enough to pick them up quickly
-        // and sleep otherwise (no busy waiting: 5 ms at most between looks).
-        auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now());
-        wait = std::clamp<std::chrono::milliseconds>(wait, 0ms, 5ms);
-        rill::app::poll_interruptible({&wake, 1}, wait);
+        // Sleep until measurements arrive, the next heartbeat or delayed batch is due, or a
+        // signal: no periodic wake-ups while the source waits for its next reading.
+        const auto wait = std::chrono::ceil<std::chrono::milliseconds>(next - Clock::now());
+        rill::app::poll_interruptible(wake_or_input,
+                                      std::clamp<std::chrono::milliseconds>(wait, 0ms, 1000ms));
     }
     source->request_stop();
     handoff.close();
