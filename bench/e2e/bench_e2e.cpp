@@ -1,15 +1,15 @@
 // bench-e2e: the pipeline as a user runs it, sensor-pub -> store-sub -> PostgreSQL, as real
 // processes on loopback over a throwaway PostgreSQL (fsync off, as in bench-ingest).
 //
-//   bench-e2e [--quick] [--readings N] [--rate R] [--latency-seconds S] [--no-throughput]
-//             [--no-latency] [--no-footprint] [--footprint-seconds S]
+//   bench-e2e [--quick] [--readings N] [--rate R] [--latency-seconds S] [--flush-interval D]
+//             [--no-throughput] [--no-latency] [--no-footprint] [--footprint-seconds S]
 //
 // 1. Throughput: sensor-pub --source sim --rate R --count N (outbox on, fsync batch, frames of
 //    up to 1000 readings cut every 5 ms) and store-sub with its defaults. Readings/s from the
 //    first to the last row written, then raw binary COPY (rill::store::encode_copy_binary,
 //    batches of 10,000, one transaction each) of N rows into an identical table.
 // 2. Latency at 1,000 readings/s with default settings (and with store-sub --flush-interval
-//    10ms): p50, p99 and max of (row written - reading timestamp).
+//    D, default 10ms): p50, p99 and max of (row written - reading timestamp).
 // 3. sensor-pub footprint at 1 reading/s: peak RSS (VmHWM) and CPU time over a window.
 //
 // How "written" is measured: `readings` gets an extra column commit_ts timestamptz DEFAULT
@@ -55,6 +55,7 @@ struct Options {
     double rate = 500'000;
     int latency_seconds = 10;
     int footprint_seconds = 20;
+    std::string flush_interval = "10ms";  // store-sub's in the second latency run
     bool throughput = true;
     bool latency = true;
     bool footprint = true;
@@ -64,7 +65,8 @@ struct Options {
     std::fprintf(stderr,
                  "bench-e2e: %s\n"
                  "usage: bench-e2e [--quick] [--readings N] [--rate R] [--latency-seconds S] "
-                 "[--footprint-seconds S] [--no-throughput] [--no-latency] [--no-footprint]\n",
+                 "[--flush-interval D] [--footprint-seconds S] [--no-throughput] [--no-latency] "
+                 "[--no-footprint]\n",
                  why.c_str());
     std::exit(2);
 }
@@ -92,6 +94,9 @@ Options parse(int argc, char** argv) {
             o.latency_seconds = static_cast<int>(number());
         } else if (a == "--footprint-seconds") {
             o.footprint_seconds = static_cast<int>(number());
+        } else if (a == "--flush-interval") {
+            if (i + 1 >= argc) usage("missing value after " + a);
+            o.flush_interval = argv[++i];
         } else if (a == "--no-throughput") {
             o.throughput = false;
         } else if (a == "--no-latency") {
@@ -487,8 +492,8 @@ int main(int argc, char** argv) {
         if (o.latency) {
             latency(o, dir.path(), pg->conninfo(), *db, "e2e-latency-default", {},
                     "(defaults: --flush-interval 200ms)");
-            latency(o, dir.path(), pg->conninfo(), *db, "e2e-latency-10ms",
-                    {"--flush-interval", "10ms"}, "--flush-interval 10ms");
+            latency(o, dir.path(), pg->conninfo(), *db, "e2e-latency-tuned",
+                    {"--flush-interval", o.flush_interval}, "--flush-interval " + o.flush_interval);
         }
         if (o.footprint) footprint(o, dir.path());
         return 0;
