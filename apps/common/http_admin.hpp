@@ -6,10 +6,6 @@
 #include <string>
 #include <thread>
 
-namespace httplib {
-class Server;
-}
-
 namespace rill::app {
 
 /// What /healthz answers: 200 with `detail` when ok, 503 with it otherwise.
@@ -18,8 +14,13 @@ struct Health {
     std::string detail = "ok";
 };
 
-/// Serves /metrics and /healthz on its own thread until destroyed. The callbacks run on the
-/// server's threads: they must be thread-safe.
+/// Serves /metrics and /healthz on its own thread until destroyed. The callbacks run on that
+/// thread: they must be thread-safe.
+///
+/// A deliberately small HTTP/1.1 server (GET and HEAD of two paths, one connection at a time,
+/// "Connection: close", 2 s socket timeouts, requests up to 8 KiB): what a Prometheus scrape
+/// and a health probe need. It replaces cpp-httplib here because linking that library pulled
+/// OpenSSL, zlib and brotli into every app and about 4 MB into sensor-pub's resident memory.
 class HttpAdmin {
   public:
     /// `listen` is "HOST:PORT", optionally prefixed with '@' or "http://"; port 0 picks a free
@@ -34,7 +35,8 @@ class HttpAdmin {
     [[nodiscard]] const std::string& url() const noexcept { return url_; }
 
   private:
-    std::unique_ptr<httplib::Server> server_;
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
     std::thread thread_;
     std::string url_;
 };

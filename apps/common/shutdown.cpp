@@ -55,4 +55,12 @@ void Shutdown::handler(int sig) noexcept {
     g_instance->request();
 }
 
+void poll_interruptible(std::span<zmq::pollitem_t> items, std::chrono::milliseconds timeout) {
+    try {
+        zmq::poll(items.data(), items.size(), timeout);
+    } catch (const zmq::error_t& e) {
+        if (e.num() != EINTR) throw;
+    }
+}
+
 }  // namespace rill::app

@@ -2,6 +2,9 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <span>
+#include <zmq.hpp>
 
 namespace rill::app {
 
@@ -26,5 +29,11 @@ class Shutdown {
     std::atomic<int> signal_{0};
     int fd_ = -1;
 };
+
+/// zmq::poll on `items` for up to `timeout` (negative: no limit). A signal interrupting the wait
+/// (EINTR: SIGTERM arriving on the polling thread) ends it early like a timeout, so the caller's
+/// loop gets to check Shutdown::requested(); zmq::poll would throw then. Throws zmq::error_t for
+/// any other failure.
+void poll_interruptible(std::span<zmq::pollitem_t> items, std::chrono::milliseconds timeout);
 
 }  // namespace rill::app

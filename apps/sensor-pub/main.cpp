@@ -3,12 +3,17 @@
 //
 // Two threads: the source thread blocks in Source::next_batch() and hands measurements over;
 // the main thread owns the ReliablePublisher (outbox append, then publish) and its heartbeats.
+#include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <array>
+#include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <system_error>
 #include <thread>
 
 #include "common/app_options.hpp"
@@ -58,11 +63,41 @@ struct Options {
     rill::app::CommonOptions common;
 };
 
+// Runs `parse` on a flag's value; an std::invalid_argument it throws is rethrown with the
+// flag's name in front, so that the one error line tells which flag was refused.
+template <typename Parse>
+auto flag_value(std::string_view flag, Parse&& parse) -> decltype(parse()) {
+    try {
+        return parse();
+    } catch (const std::invalid_argument& e) {
+        throw std::invalid_argument(std::string(flag) + ": " + e.what());
+    }
+}
+
+std::chrono::milliseconds duration_flag(std::string_view flag, const std::string& text) {
+    return flag_value(flag, [&] {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(rill::parse_duration(text));
+    });
+}
+
+std::uint64_t size_flag(std::string_view flag, const std::string& text) {
+    return flag_value(flag, [&] { return rill::parse_size(text); });
+}
+
 rill::FsyncPolicy parse_fsync(const std::string& s) {
     if (s == "always") return rill::FsyncPolicy::always;
     if (s == "batch") return rill::FsyncPolicy::batch;
     if (s == "never") return rill::FsyncPolicy::never;
-    throw std::invalid_argument("--fsync '" + s + "' is not always, batch or never");
+    throw std::invalid_argument("--fsync: '" + s + "' is not always, batch or never");
+}
+
+// Where the stream goes, for the start line: the addresses bound (port 0 resolved), or the
+// endpoints as given when the publisher only connects (">tcp://collector:5556").
+std::string published_on(const rill::Publisher& publisher, const std::string& endpoints) {
+    std::string out;
+    for (const auto& b : publisher.bound())
+        out += (out.empty() ? "" : ",") + b;
+    return out.empty() ? endpoints : out;
 }
 
 std::string hostname() {
@@ -72,10 +107,19 @@ std::string hostname() {
 }
 
 // Measurements handed from the source thread to the main thread. Bounded: the source thread
-// waits when the main thread falls this far behind.
+// waits when the main thread falls this far behind. fd() becomes readable when measurements
+// arrive or the input ends, so the main thread sleeps in poll until then instead of looking
+// every few milliseconds.
 class Handoff {
   public:
-    explicit Handoff(std::size_t max) : max_(max) {}
+    explicit Handoff(std::size_t max) : max_(max), fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+        if (fd_ < 0) {
+            throw std::system_error(errno, std::generic_category(), "cannot create an eventfd");
+        }
+    }
+    ~Handoff() { ::close(fd_); }
+    Handoff(const Handoff&) = delete;
+    Handoff& operator=(const Handoff&) = delete;
 
     // Source thread. Returns false when the consumer closed the handoff.
     bool put(std::vector<rill::Measurement>&& batch) {
@@ -84,16 +128,20 @@ class Handoff {
         if (closed_) return false;
         size_ += batch.size();
         queue_.push_back(std::move(batch));
+        if (queue_.size() == 1) signal();
         return true;
     }
     // Source thread: no more input.
     void finish() {
         std::lock_guard lock(mutex_);
         finished_ = true;
+        signal();
     }
     // Main thread: takes everything queued.
     std::deque<std::vector<rill::Measurement>> take() {
         std::lock_guard lock(mutex_);
+        std::uint64_t count = 0;
+        [[maybe_unused]] auto n = ::read(fd_, &count, sizeof count);  // EAGAIN when unset
         std::deque<std::vector<rill::Measurement>> out;
         out.swap(queue_);
         size_ = 0;
@@ -109,8 +157,15 @@ class Handoff {
         closed_ = true;
         space_.notify_all();
     }
+    // Readable while measurements wait or after finish(); take() resets it.
+    [[nodiscard]] int fd() const noexcept { return fd_; }
 
   private:
+    void signal() {
+        const std::uint64_t one = 1;
+        [[maybe_unused]] auto n = ::write(fd_, &one, sizeof one);
+    }
+
     std::mutex mutex_;
     std::condition_variable space_;
     std::deque<std::vector<rill::Measurement>> queue_;
@@ -118,6 +173,7 @@ class Handoff {
     std::size_t max_;
     bool finished_ = false;
     bool closed_ = false;
+    int fd_;
 };
 
 int run(const Options& o) {
@@ -127,12 +183,17 @@ int run(const Options& o) {
         throw std::invalid_argument("--sensor-id: " + *problem);
     }
 
-    // The source.
+    // Every flag value is checked before anything is opened or bound.
     rill::SourceOptions so;
     if (o.rate > 0) {
         so.rate_hz = o.rate;
-    } else if (!o.interval.empty()) {
-        so.interval = rill::parse_duration(o.interval);
+    } else if (o.rate < 0 || std::isnan(o.rate)) {
+        throw std::invalid_argument("--rate: must be a positive number of readings per second");
+    }
+    if (!o.interval.empty()) {
+        if (o.rate > 0) throw std::invalid_argument("--interval and --rate: give one, not both");
+        so.interval = flag_value("--interval", [&] { return rill::parse_duration(o.interval); });
+        if (so.interval->count() <= 0) throw std::invalid_argument("--interval: must be positive");
     }
     so.seed = o.seed;
     so.gpio_chip = o.chip;
@@ -141,28 +202,30 @@ int run(const Options& o) {
     so.gpio_realtime_priority = o.realtime;
     so.sysfs_root = o.sysfs_root;
     so.csv_paced = o.csv_paced;
-    auto source = rill::gpio::make_source(o.source, so);
+    (void)flag_value("--source", [&] { return rill::parse_source_spec(o.source); });
 
-    // The reliable publisher: outbox, stream, replay service.
     rill::ReliablePublisherOptions po;
     po.outbox_dir = o.outbox.empty() ? "outbox-" + o.sensor_id : o.outbox;
     po.outbox.fsync = parse_fsync(o.fsync);
-    po.outbox.max_bytes = rill::parse_size(o.outbox_max_bytes);
-    po.outbox.max_age =
-        std::chrono::duration_cast<std::chrono::seconds>(rill::parse_duration(o.outbox_max_age));
-    po.outbox.segment_bytes = rill::parse_size(o.outbox_segment_bytes);
+    po.outbox.max_bytes = size_flag("--outbox-max-bytes", o.outbox_max_bytes);
+    po.outbox.max_age = std::chrono::duration_cast<std::chrono::seconds>(
+        duration_flag("--outbox-max-age", o.outbox_max_age));
+    po.outbox.segment_bytes = size_flag("--outbox-segment-bytes", o.outbox_segment_bytes);
     po.publish_endpoints = o.pub;
     po.replay_endpoints = o.replay == "none" ? "" : o.replay;
     po.announce_replay = o.announce_replay;
     po.publisher.identity =
         o.publisher_id.empty() ? hostname() + "/" + o.sensor_id : o.publisher_id;
-    po.publisher.heartbeat_interval = std::chrono::duration_cast<std::chrono::milliseconds>(
-        rill::parse_duration(o.heartbeat_interval));
+    po.publisher.heartbeat_interval = duration_flag("--heartbeat-interval", o.heartbeat_interval);
     po.publisher.batch.max_readings = std::max<std::size_t>(1, o.batch_max);
-    po.publisher.batch.max_delay = std::chrono::duration_cast<std::chrono::milliseconds>(
-        rill::parse_duration(o.batch_interval));
+    po.publisher.batch.max_delay = duration_flag("--batch-interval", o.batch_interval);
     po.publisher.socket.send_hwm = 100'000;
     po.publisher.socket.linger = 1000ms;
+    const auto linger = duration_flag("--linger", o.linger);
+
+    // The source (opening it may fail: a missing file, no GPIO chip, no IIO device).
+    auto source = rill::gpio::make_source(o.source, so);
+
     std::optional<rill::ZapHandler> zap;
     if (!o.curve_secret.empty()) {
         const auto keys = rill::curve_server_keys(o.curve_secret);
@@ -205,7 +268,7 @@ int run(const Options& o) {
     rill::log_info(
         "sensor-pub",
         "sensor " + o.sensor_id + " from " + source->describe() + ", publishing on " +
-            rp.publisher().bound().front() + ", replay on " +
+            published_on(rp.publisher(), o.pub) + ", replay on " +
             (rp.replay_endpoint().empty() ? std::string("(none)") : rp.replay_endpoint()) +
             ", outbox " + outbox.dir().string() + " at seq " +
             std::to_string(outbox.newest(o.sensor_id)));
@@ -248,14 +311,16 @@ int run(const Options& o) {
     };
 
     zmq::pollitem_t wake{nullptr, shutdown.fd(), ZMQ_POLLIN, 0};
+    std::array<zmq::pollitem_t, 2> wake_or_input{
+        {wake, zmq::pollitem_t{nullptr, handoff.fd(), ZMQ_POLLIN, 0}}};
     while (!shutdown.requested() && !handoff.finished_and_empty()) {
         publish_queued();
         const auto next = rp.service();
-        // Measurements arrive at the source's pace; poll often enough to pick them up quickly
-        // and sleep otherwise (no busy waiting: 5 ms at most between looks).
-        auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now());
-        wait = std::clamp<std::chrono::milliseconds>(wait, 0ms, 5ms);
-        zmq::poll(&wake, 1, wait);
+        // Sleep until measurements arrive, the next heartbeat or delayed batch is due, or a
+        // signal: no periodic wake-ups while the source waits for its next reading.
+        const auto wait = std::chrono::ceil<std::chrono::milliseconds>(next - Clock::now());
+        rill::app::poll_interruptible(wake_or_input,
+                                      std::clamp<std::chrono::milliseconds>(wait, 0ms, 1000ms));
     }
     source->request_stop();
     handoff.close();
@@ -268,12 +333,13 @@ int run(const Options& o) {
 
     // --count: stay a while so that subscribers can catch up by replay.
     if (o.count != 0 && !shutdown.requested()) {
-        const auto until = Clock::now() + rill::parse_duration(o.linger);
+        const auto until = Clock::now() + linger;
         while (!shutdown.requested() && Clock::now() < until) {
             const auto next = std::min(rp.service(), until);
             const auto wait =
                 std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now());
-            zmq::poll(&wake, 1, std::clamp<std::chrono::milliseconds>(wait, 0ms, 100ms));
+            rill::app::poll_interruptible({&wake, 1},
+                                          std::clamp<std::chrono::milliseconds>(wait, 0ms, 100ms));
         }
     }
     rp.close();

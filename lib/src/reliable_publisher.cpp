@@ -1,3 +1,5 @@
+#include <stdexcept>
+
 #include "rill/log.hpp"
 #include "rill/reliable.hpp"
 
@@ -17,6 +19,10 @@ struct ReliablePublisher::Impl {
             replay = std::make_unique<ReplayServer>(
                 ctx, o.replay_endpoints, [this](const ReplayRequest& req) { return answer(req); },
                 o.replay_socket);
+            if (o.announce_replay.empty() && replay->bound().empty()) {
+                throw std::invalid_argument("the replay service at '" + o.replay_endpoints +
+                                            "' binds no address: give announce_replay");
+            }
             replay_endpoint =
                 o.announce_replay.empty() ? replay->bound().front() : o.announce_replay;
         }
