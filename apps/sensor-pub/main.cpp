@@ -5,6 +5,7 @@
 // the main thread owns the ReliablePublisher (outbox append, then publish) and its heartbeats.
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -119,6 +120,17 @@ class Handoff {
     bool finished_ = false;
     bool closed_ = false;
 };
+
+// Waits up to `timeout` for the shutdown fd in `wake` to become readable. A signal arriving
+// during the wait interrupts zmq::poll (EINTR, which cppzmq throws): that is the wake-up the
+// caller waits for, not an error.
+void wait_for_wake(zmq::pollitem_t& wake, std::chrono::milliseconds timeout) {
+    try {
+        (void)zmq::poll(&wake, 1, timeout);
+    } catch (const zmq::error_t& e) {
+        if (e.num() != EINTR) throw;
+    }
+}
 
 int run(const Options& o) {
     rill::app::apply_common_options(o.common);
@@ -255,7 +267,7 @@ int run(const Options& o) {
         // and sleep otherwise (no busy waiting: 5 ms at most between looks).
         auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now());
         wait = std::clamp<std::chrono::milliseconds>(wait, 0ms, 5ms);
-        zmq::poll(&wake, 1, wait);
+        wait_for_wake(wake, wait);
     }
     source->request_stop();
     handoff.close();
@@ -273,7 +285,7 @@ int run(const Options& o) {
             const auto next = std::min(rp.service(), until);
             const auto wait =
                 std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now());
-            zmq::poll(&wake, 1, std::clamp<std::chrono::milliseconds>(wait, 0ms, 100ms));
+            wait_for_wake(wake, std::clamp<std::chrono::milliseconds>(wait, 0ms, 100ms));
         }
     }
     rp.close();

@@ -6,6 +6,7 @@
 // database is down or slow), the loop stops reading the stream; what the stream drops meanwhile
 // is replayed afterwards.
 #include <atomic>
+#include <cerrno>
 #include <deque>
 
 #include "common/app_options.hpp"
@@ -54,6 +55,17 @@ struct CounterSync {
         last = now;
     }
 };
+
+// Waits up to `timeout` for the shutdown fd in `wake` to become readable. A signal arriving
+// during the wait interrupts zmq::poll (EINTR, which cppzmq throws): that is the wake-up the
+// caller waits for, not an error.
+void wait_for_wake(zmq::pollitem_t& wake, std::chrono::milliseconds timeout) {
+    try {
+        (void)zmq::poll(&wake, 1, timeout);
+    } catch (const zmq::error_t& e) {
+        if (e.num() != EINTR) throw;
+    }
+}
 
 int run(const Options& o) {
     rill::app::apply_common_options(o.common);
@@ -213,7 +225,7 @@ int run(const Options& o) {
             // Full: don't read the stream; wait for the database (flush retries on its own
             // schedule), waking for a signal.
             const auto until = writer.next_deadline().value_or(Clock::now() + 50ms);
-            zmq::poll(&wake, 1, std::clamp(ms(until - Clock::now()), 1ms, 50ms));
+            wait_for_wake(wake, std::clamp(ms(until - Clock::now()), 1ms, 50ms));
             continue;
         }
         auto timeout = 100ms;
