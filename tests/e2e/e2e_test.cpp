@@ -140,6 +140,55 @@ TEST_CASE("a PostgreSQL restart mid-stream loses nothing and store-sub stays up"
     stop_publisher(pub);
 }
 
+TEST_CASE("a PostgreSQL crash while store-sub's buffer is full loses nothing") {
+    TempDir dir("rill-e2e");
+    TempPostgres pg;
+    const std::uint64_t n = 40'000;
+    SensorPub pub(dir.path(),
+                  {.sensor_id = "s1", .count = n, .rate = 10'000, .outbox = dir.path() / "outbox"});
+    // A small buffer: during the outage store-sub stops reading the stream.
+    StoreSub sub(dir.path(), {.connect = {pub.stream()},
+                              .db = pg.conninfo(),
+                              .extra_args = {"--pending-max", "2000", "--batch-max", "1000"}});
+    REQUIRE(wait_rows(pg, 5'000, store_bound));
+
+    pg.stop(true);  // immediate: no checkpoint, connections cut mid-transaction
+    CHECK(wait_until([&] { return sub.metric("rill_store_buffer_fill_ratio") == 1.0; }, 30s));
+    CHECK(sub.process().running());
+    pg.start();
+
+    REQUIRE(pub.wait_published(store_bound) == n);
+    REQUIRE(wait_rows(pg, n, store_bound));
+    CHECK(exactly_once_problem(pg, {{"s1", n}}) == "");
+    CHECK(sub.process().running());
+    CHECK(contains(sub.log(), "warn store: database unreachable"));
+    stop_publisher(pub);
+}
+
+TEST_CASE("store-sub killed with SIGKILL while catching up by replay still stores exactly N") {
+    TempDir dir("rill-e2e");
+    TempPostgres pg;
+    const std::uint64_t n = 40'000;
+    SensorPub pub(dir.path(),
+                  {.sensor_id = "s1", .count = n, .rate = 20'000, .outbox = dir.path() / "outbox"});
+    REQUIRE(pub.wait_published(start_bound) == n);
+    {
+        // Small replay chunks and batches: the catch-up takes many commits to interrupt.
+        StoreSub first(dir.path(), {.connect = {pub.stream()},
+                                    .db = pg.conninfo(),
+                                    .extra_args = {"--replay-chunk", "500", "--batch-max", "500"}});
+        REQUIRE(wait_rows(pg, 2'000, store_bound));
+        first.process().signal(SIGKILL);
+        REQUIRE(first.process().wait_for(10s) == 128 + SIGKILL);
+    }
+    CHECK(stored_rows(pg) < n);
+
+    StoreSub second(dir.path(), {.connect = {pub.stream()}, .db = pg.conninfo()});
+    REQUIRE(wait_rows(pg, n, store_bound));
+    CHECK(exactly_once_problem(pg, {{"s1", n}}) == "");
+    stop_publisher(pub);
+}
+
 TEST_CASE("sensor-pub killed with SIGKILL and restarted on its outbox: seq 1..newest, once") {
     TempDir dir("rill-e2e");
     TempPostgres pg;
