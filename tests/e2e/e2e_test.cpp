@@ -195,12 +195,12 @@ TEST_CASE("sensor-pub killed with SIGKILL and restarted on its outbox: seq 1..ne
     const auto outbox = dir.path() / "outbox";
     std::optional<StoreSub> sub;
     std::string stream;
-    std::string replay;
+    std::string old_replay;
     std::uint64_t stored_at_kill = 0;
     {
         SensorPub first(dir.path(), {.sensor_id = "s1", .rate = 10'000, .outbox = outbox});
         stream = first.stream();
-        replay = first.replay();
+        old_replay = first.replay();
         sub.emplace(dir.path(), StoreSubOptions{.connect = {stream}, .db = pg.conninfo()});
         REQUIRE(wait_rows(pg, 5'000, store_bound));
         first.process().signal(SIGKILL);
@@ -208,21 +208,24 @@ TEST_CASE("sensor-pub killed with SIGKILL and restarted on its outbox: seq 1..ne
         stored_at_kill = stored_rows(pg);
     }
 
-    // The second run comes back on the same endpoints (where store-sub looks for it) and
-    // publishes the rest after what its outbox holds.
+    // The second run comes back on the same stream endpoint (where store-sub looks for it),
+    // with its replay service on a new port (announced in its heartbeats), and publishes the
+    // rest after what its outbox holds.
     const std::uint64_t rest = 10'000;
-    SensorPub second(dir.path(), {.sensor_id = "s1",
-                                  .count = rest,
-                                  .rate = 10'000,
-                                  .outbox = outbox,
-                                  .pub = "@" + stream,
-                                  .replay = "@" + replay});
+    SensorPub second(
+        dir.path(),
+        {.sensor_id = "s1", .count = rest, .rate = 10'000, .outbox = outbox, .pub = "@" + stream});
+    CHECK(second.replay() != old_replay);
     CHECK(second.start_seq() >= stored_at_kill);
     const auto newest = second.wait_published(store_bound);
     REQUIRE(newest == second.start_seq() + rest);
     REQUIRE(wait_rows(pg, *newest, store_bound));
     CHECK(exactly_once_problem(pg, {{"s1", *newest}}) == "");
     CHECK(sub->process().running());
+    // The readings lost at the crash were fetched from the new replay endpoint at once, not
+    // after a timeout at the dead one.
+    CHECK(sub->metric("rill_replay_failures_total") == 0.0);
+    CHECK_FALSE(contains(sub->log(), old_replay));
     stop_publisher(second);
 }
 
