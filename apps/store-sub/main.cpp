@@ -94,8 +94,17 @@ int run(const Options& o) {
         }
     };
     rill::log_info("store-sub", "connecting to the database");
-    auto writer = rill::store::open_writer(
-        wo, [&] { return !shutdown.requested(); }, log_reconnect);
+    std::optional<rill::store::BatchWriter> opened;
+    try {
+        opened.emplace(rill::store::open_writer(
+            wo, [&] { return !shutdown.requested(); }, log_reconnect));
+    } catch (const rill::store::StoreError&) {
+        if (!shutdown.requested()) throw;
+        // Asked to stop while waiting for the database: nothing was received, nothing is lost.
+        rill::log_info("store-sub", "stopped before the database was reachable");
+        return 0;
+    }
+    auto& writer = *opened;
     writer.on_reconnect(log_reconnect);
     rill::log_info("store-sub", "database ready; " + std::to_string(writer.sensors().size()) +
                                     " sensors already stored");

@@ -352,6 +352,35 @@ TEST_CASE("SIGTERM makes store-sub commit everything it received and exit 0") {
     stop_publisher(pub);
 }
 
+TEST_CASE("store-sub started while PostgreSQL is down waits for it, and SIGTERM then exits 0") {
+    TempDir dir("rill-e2e");
+    TempPostgres pg;
+    const std::uint64_t n = 20'000;
+    SensorPub pub(dir.path(),
+                  {.sensor_id = "s1", .count = n, .rate = 20'000, .outbox = dir.path() / "outbox"});
+    REQUIRE(pub.wait_published(start_bound) == n);
+    pg.stop();
+
+    // Stopped while it waits for the database: a clean exit, nothing was received.
+    {
+        StoreSub sub(dir.path(),
+                     {.connect = {pub.stream()}, .db = pg.conninfo(), .metrics = false});
+        CHECK(wait_until([&] { return contains(sub.log(), "database unreachable"); }, start_bound));
+        sub.process().signal(SIGTERM);
+        CHECK(sub.process().wait_for(30s) == 0);
+        CHECK(contains(sub.log(), "stopped before the database was reachable"));
+    }
+
+    // Left running, it stores everything once the database is up.
+    StoreSub sub(dir.path(), {.connect = {pub.stream()}, .db = pg.conninfo(), .metrics = false});
+    CHECK(wait_until([&] { return contains(sub.log(), "database unreachable"); }, start_bound));
+    pg.start();
+    REQUIRE(wait_rows(pg, n, store_bound));
+    CHECK(exactly_once_problem(pg, {{"s1", n}}) == "");
+    CHECK(sub.process().running());
+    stop_publisher(pub);
+}
+
 TEST_CASE("store-sub's /healthz answers 200 while the database is up and 503 while it is down") {
     TempDir dir("rill-e2e");
     TempPostgres pg;
