@@ -3,7 +3,9 @@
 // checks that the readings table ends up holding exactly seq 1..N of each sensor, once.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <csignal>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <zmq.hpp>
@@ -42,6 +44,24 @@ Reading hostile_reading(const std::string& sensor) {
     r.temperature = 21.5f;
     r.humidity = 40.0f;
     return r;
+}
+
+// The newest seq of `sensor` that sensor-pub's outbox logged as dropped ("warn outbox: dropped
+// segment ... readings: s1 1..600"); 0 when none was.
+std::uint64_t newest_dropped(const std::string& log, const std::string& sensor) {
+    std::uint64_t newest = 0;
+    std::istringstream in(log);
+    std::string line;
+    const std::string marker = " " + sensor + " ";
+    while (std::getline(in, line)) {
+        if (!contains(line, "warn outbox: dropped segment")) continue;
+        const auto at = line.find(marker);
+        if (at == std::string::npos) continue;
+        const auto dots = line.find("..", at);
+        if (dots == std::string::npos) continue;
+        newest = std::max<std::uint64_t>(newest, std::stoull(line.substr(dots + 2)));
+    }
+    return newest;
 }
 
 void send_message(zmq::socket_t& socket, const std::vector<std::string>& frames) {
@@ -227,6 +247,32 @@ TEST_CASE("sensor-pub killed with SIGKILL and restarted on its outbox: seq 1..ne
     CHECK(sub->metric("rill_replay_failures_total") == 0.0);
     CHECK_FALSE(contains(sub->log(), old_replay));
     stop_publisher(second);
+}
+
+TEST_CASE("readings the outbox dropped are reported lost and the rest is stored once") {
+    TempDir dir("rill-e2e");
+    TempPostgres pg;
+    const std::uint64_t n = 40'000;
+    // A tiny outbox: most of the readings are dropped before anyone stores them.
+    SensorPub pub(dir.path(), {.sensor_id = "s1",
+                               .count = n,
+                               .rate = 20'000,
+                               .outbox = dir.path() / "outbox",
+                               .extra_args = {"--outbox-segment-bytes", "64KiB",
+                                              "--outbox-max-bytes", "256KiB"}});
+    REQUIRE(pub.wait_published(start_bound) == n);
+    const auto dropped = newest_dropped(pub.log(), "s1");
+    REQUIRE(dropped > 0);
+    REQUIRE(dropped < n);
+
+    StoreSub sub(dir.path(), {.connect = {pub.stream()}, .db = pg.conninfo()});
+    REQUIRE(wait_rows(pg, n - dropped, store_bound));
+    CHECK(exactly_once_problem(pg, std::map<std::string, SeqRange>{{"s1", {dropped + 1, n}}}) ==
+          "");
+    CHECK(
+        wait_until([&] { return sub.metric("rill_readings_lost_total") == double(dropped); }, 10s));
+    CHECK(contains(sub.log(), "are lost: dropped by the publisher's outbox"));
+    stop_publisher(pub);
 }
 
 TEST_CASE("malformed frames are counted and logged and the valid readings around them stored") {

@@ -274,14 +274,23 @@ bool wait_rows(const TempPostgres& pg, std::uint64_t rows, std::chrono::millisec
 
 std::string exactly_once_problem(const TempPostgres& pg,
                                  const std::map<std::string, std::uint64_t>& expected) {
+    std::map<std::string, SeqRange> ranges;
+    for (const auto& [sensor, n] : expected)
+        ranges[sensor] = SeqRange{1, n};
+    return exactly_once_problem(pg, ranges);
+}
+
+std::string exactly_once_problem(const TempPostgres& pg,
+                                 const std::map<std::string, SeqRange>& expected) {
     const auto rows = pg.column(
         "SELECT sensor || ': count ' || count(*) || ', distinct ' || count(DISTINCT (sensor, seq)) "
         "|| ', min ' || min(seq) || ', max ' || max(seq) FROM readings GROUP BY sensor "
         "ORDER BY sensor COLLATE \"C\"");
     std::vector<std::string> want;
-    for (const auto& [sensor, n] : expected) {
-        const auto s = std::to_string(n);
-        want.push_back(sensor + ": count " + s + ", distinct " + s + ", min 1, max " + s);
+    for (const auto& [sensor, range] : expected) {
+        const auto count = std::to_string(range.size());
+        want.push_back(sensor + ": count " + count + ", distinct " + count + ", min " +
+                       std::to_string(range.first) + ", max " + std::to_string(range.last));
     }
     if (rows == want) return "";
     std::string problem = "stored:";

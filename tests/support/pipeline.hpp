@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "rill/seq_ranges.hpp"
 #include "support/postgres.hpp"
 #include "support/process.hpp"
 
@@ -118,5 +119,9 @@ bool wait_rows(const TempPostgres& pg, std::uint64_t rows, std::chrono::millisec
 /// any other sensor. Returns "" when it does, else a description of what is stored.
 [[nodiscard]] std::string exactly_once_problem(
     const TempPostgres& pg, const std::map<std::string, std::uint64_t>& expected);
+/// The same for exactly seqs first..last of each sensor (e.g. after the outbox dropped the
+/// oldest).
+[[nodiscard]] std::string exactly_once_problem(const TempPostgres& pg,
+                                               const std::map<std::string, SeqRange>& expected);
 
 }  // namespace rill::test
