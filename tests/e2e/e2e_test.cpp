@@ -398,6 +398,31 @@ TEST_CASE("SIGTERM makes store-sub commit everything it received and exit 0") {
     stop_publisher(pub);
 }
 
+TEST_CASE("SIGTERM while the database is down exits 0 and a new store-sub stores the rest") {
+    TempDir dir("rill-e2e");
+    TempPostgres pg;
+    const std::uint64_t n = 40'000;
+    SensorPub pub(dir.path(),
+                  {.sensor_id = "s1", .count = n, .rate = 10'000, .outbox = dir.path() / "outbox"});
+    {
+        StoreSub first(dir.path(), {.connect = {pub.stream()},
+                                    .db = pg.conninfo(),
+                                    .extra_args = {"--drain-timeout", "1s"}});
+        REQUIRE(wait_rows(pg, 5'000, store_bound));
+        pg.stop();
+        CHECK(wait_until([&] { return first.metric("rill_store_pending_readings") > 0.0; }, 30s));
+        first.process().signal(SIGTERM);
+        CHECK(first.process().wait_for(60s) == 0);
+        CHECK(contains(first.log(), "some readings were not written"));
+    }
+    pg.start();
+    StoreSub second(dir.path(), {.connect = {pub.stream()}, .db = pg.conninfo()});
+    REQUIRE(pub.wait_published(store_bound) == n);
+    REQUIRE(wait_rows(pg, n, store_bound));
+    CHECK(exactly_once_problem(pg, {{"s1", n}}) == "");
+    stop_publisher(pub);
+}
+
 TEST_CASE("store-sub started while PostgreSQL is down waits for it, and SIGTERM then exits 0") {
     TempDir dir("rill-e2e");
     TempPostgres pg;
