@@ -1,6 +1,7 @@
 // The delivery contract end to end (docs/delivery.md): real sensor-pub and store-sub processes
 // over a throwaway PostgreSQL, with crashes, restarts, outages and hostile input. Every test
-// checks that the readings table ends up holding exactly seq 1..N of each sensor, once.
+// checks that the readings table ends up holding exactly seq 1..N of each sensor, once (or,
+// when the outbox dropped the oldest, exactly the seqs it still had), and nothing else.
 #include <doctest/doctest.h>
 
 #include <algorithm>
