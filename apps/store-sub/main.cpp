@@ -6,6 +6,7 @@
 // database is down or slow), the loop stops reading the stream; what the stream drops meanwhile
 // is replayed afterwards.
 #include <atomic>
+#include <cerrno>
 #include <deque>
 
 #include "common/app_options.hpp"
@@ -28,7 +29,7 @@ struct Options {
     std::string db;
     std::vector<std::string> sensors;
     std::size_t batch_max = 10'000;
-    std::string flush_interval = "200ms";
+    std::string flush_interval = "20ms";
     std::size_t pending_max = 500'000;
     std::uint32_t replay_chunk = 10'000;
     std::string replay_timeout = "5s";
@@ -82,8 +83,17 @@ int run(const Options& o) {
         }
     };
     rill::log_info("store-sub", "connecting to the database");
-    auto writer = rill::store::open_writer(
-        wo, [&] { return !shutdown.requested(); }, log_reconnect);
+    std::optional<rill::store::BatchWriter> opened;
+    try {
+        opened.emplace(rill::store::open_writer(
+            wo, [&] { return !shutdown.requested(); }, log_reconnect));
+    } catch (const rill::store::StoreError&) {
+        if (!shutdown.requested()) throw;
+        // Asked to stop while waiting for the database: nothing was received, nothing is lost.
+        rill::log_info("store-sub", "stopped before the database was reachable");
+        return 0;
+    }
+    auto& writer = *opened;
     writer.on_reconnect(log_reconnect);
     rill::log_info("store-sub", "database ready; " + std::to_string(writer.sensors().size()) +
                                     " sensors already stored");
@@ -213,7 +223,8 @@ int run(const Options& o) {
             // Full: don't read the stream; wait for the database (flush retries on its own
             // schedule), waking for a signal.
             const auto until = writer.next_deadline().value_or(Clock::now() + 50ms);
-            zmq::poll(&wake, 1, std::clamp(ms(until - Clock::now()), 1ms, 50ms));
+            rill::app::poll_interruptible({&wake, 1},
+                                          std::clamp(ms(until - Clock::now()), 1ms, 50ms));
             continue;
         }
         auto timeout = 100ms;

@@ -51,6 +51,10 @@ struct ReliableSubscriber::Impl {
         bool announced = false;  // a heartbeat listed it
         SeqRanges wanted;        // seqs missing, not yet fetched or lost
         bool inflight = false;   // a job for it is queued or running
+        // A gap was seen and no heartbeat listing the sensor since. A gap often means its
+        // publisher restarted, maybe with a new replay endpoint that only its next heartbeat
+        // announces: asking the previous one would wait for a dead endpoint's timeout.
+        bool await_heartbeat = false;
         Clock::time_point retry_at{};
     };
 
@@ -127,13 +131,16 @@ struct ReliableSubscriber::Impl {
             ready.emplace_back(Delivery{std::move(b->readings), false});
         } else if (auto* g = std::get_if<Gap>(&ev)) {
             ++st.gaps;
-            sensors[g->sensor].wanted.insert(SeqRange{g->from, g->to});
+            auto& s = sensors[g->sensor];
+            s.wanted.insert(SeqRange{g->from, g->to});
+            s.await_heartbeat = true;
             ready.emplace_back(std::move(*g));
         } else if (auto* h = std::get_if<HeartbeatSeen>(&ev)) {
             for (const auto& [sensor, newest] : h->heartbeat.newest) {
                 if (!matches(options.subscriber.prefixes, sensor)) continue;
                 auto& s = sensors[sensor];
                 s.endpoint = h->replay_endpoint;
+                s.await_heartbeat = false;
                 if (!s.announced) {
                     s.announced = true;
                     reconcile(sensor, newest, s);
@@ -174,7 +181,10 @@ struct ReliableSubscriber::Impl {
         const auto now = Clock::now();
         bool queued = false;
         for (auto& [sensor, s] : sensors) {
-            if (s.inflight || s.wanted.empty() || now < s.retry_at || !s.announced) continue;
+            if (s.inflight || s.wanted.empty() || now < s.retry_at || !s.announced ||
+                s.await_heartbeat) {
+                continue;
+            }
             if (s.endpoint.empty()) {
                 for (const auto& r : s.wanted.ranges()) {
                     report_lost(sensor, r, "its publisher has no replay service");
