@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "common/app_options.hpp"
+#include "common/counter_sync.hpp"
 #include "common/http_admin.hpp"
 #include "common/shutdown.hpp"
 #include "rill/gpio.hpp"
@@ -239,30 +240,51 @@ int run(const Options& o) {
     auto& registry = rill::default_registry();
     auto& published = registry.counter("rill_sensor_readings_total",
                                        "Readings taken from the source and appended to the outbox");
+    // Snapshots of the outbox and the source become metrics when /metrics is read (on the admin
+    // server's thread, one request at a time; both snapshots are thread-safe).
+    using rill::app::CounterSync;
+    auto source_failures = [&](const char* reason) {
+        return CounterSync{registry.counter("rill_source_failed_reads_total",
+                                            "Failed sensor reads, by reason",
+                                            {{"reason", reason}})};
+    };
+    CounterSync fail_timeout = source_failures("timeout"), fail_sync = source_failures("sync"),
+                fail_checksum = source_failures("checksum"), fail_io = source_failures("io"),
+                fail_range = source_failures("range"), fail_parse = source_failures("parse");
+    CounterSync missed{registry.counter("rill_source_missed_total",
+                                        "Measurements given up after every retry failed")};
+    CounterSync dropped{registry.counter(
+        "rill_outbox_dropped_readings_total",
+        "Readings dropped from the outbox (full or too old); replays report them lost")};
+    CounterSync corrupt{registry.counter("rill_outbox_corrupt_records_total",
+                                         "Outbox records that failed their checksum")};
+    CounterSync truncated{registry.counter("rill_outbox_truncated_tails_total",
+                                           "Torn tails cut from the newest segment at open")};
+    CounterSync fsyncs{
+        registry.counter("rill_outbox_fsyncs_total", "fdatasync calls on outbox segments")};
+    auto& disk_bytes = registry.gauge("rill_outbox_disk_bytes", "Bytes of outbox files on disk");
+    auto& segments = registry.gauge("rill_outbox_segments", "Outbox segment files");
+    auto render = [&] {
+        const auto m = outbox.metrics();
+        disk_bytes.set(static_cast<double>(m.disk_bytes));
+        segments.set(static_cast<double>(m.segments));
+        dropped.to(m.dropped_readings);
+        corrupt.to(m.corrupt_records);
+        truncated.to(m.truncated_tails);
+        fsyncs.to(m.fsyncs);
+        const auto c = source->counters();
+        fail_timeout.to(c.failed_timeout);
+        fail_sync.to(c.failed_sync);
+        fail_checksum.to(c.failed_checksum);
+        fail_io.to(c.failed_io);
+        fail_range.to(c.failed_range);
+        fail_parse.to(c.failed_parse);
+        missed.to(c.missed);
+        return registry.render_prometheus();
+    };
     std::optional<rill::app::HttpAdmin> admin;
     if (!o.common.metrics.empty()) {
-        admin.emplace(
-            o.common.metrics,
-            [&] {
-                const auto m = outbox.metrics();
-                registry.gauge("rill_outbox_disk_bytes", "Bytes of outbox files on disk")
-                    .set(static_cast<double>(m.disk_bytes));
-                registry.gauge("rill_outbox_segments", "Outbox segment files")
-                    .set(static_cast<double>(m.segments));
-                registry
-                    .gauge("rill_outbox_dropped_readings",
-                           "Readings dropped from the outbox "
-                           "since start (full or too old)")
-                    .set(static_cast<double>(m.dropped_readings));
-                registry.gauge("rill_outbox_fsyncs", "fdatasync calls on outbox segments")
-                    .set(static_cast<double>(m.fsyncs));
-                const auto c = source->counters();
-                registry.gauge("rill_source_failed_reads", "Failed sensor reads since start")
-                    .set(static_cast<double>(c.failed_timeout + c.failed_sync + c.failed_checksum +
-                                             c.failed_io + c.failed_range + c.failed_parse));
-                return registry.render_prometheus();
-            },
-            [&] { return rill::app::Health{}; });
+        admin.emplace(o.common.metrics, render, [&] { return rill::app::Health{}; });
     }
 
     rill::log_info(

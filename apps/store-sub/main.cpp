@@ -10,6 +10,7 @@
 #include <deque>
 
 #include "common/app_options.hpp"
+#include "common/counter_sync.hpp"
 #include "common/http_admin.hpp"
 #include "common/shutdown.hpp"
 #include "rill/log.hpp"
@@ -46,15 +47,7 @@ std::chrono::milliseconds ms(D d) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(d);
 }
 
-// Moves a cumulative count from a stats snapshot into a Prometheus counter.
-struct CounterSync {
-    rill::Counter& counter;
-    std::uint64_t last = 0;
-    void to(std::uint64_t now) {
-        if (now > last) counter.inc(now - last);
-        last = now;
-    }
-};
+using rill::app::CounterSync;
 
 int run(const Options& o) {
     rill::app::apply_common_options(o.common);

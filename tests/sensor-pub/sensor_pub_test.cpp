@@ -556,9 +556,10 @@ TEST_CASE("sensor-pub --metrics serves outbox and stream metrics and /healthz") 
     REQUIRE(metrics);
     CHECK(metrics->status == 200);
     for (const char* name :
-         {"rill_outbox_disk_bytes ", "rill_outbox_segments 1", "rill_outbox_dropped_readings 0",
-          "rill_outbox_fsyncs ", "rill_sensor_readings_total 10", "rill_stream_",
-          "rill_stream_heartbeats_sent_total", "rill_source_failed_reads 0"}) {
+         {"rill_outbox_disk_bytes ", "rill_outbox_segments 1",
+          "rill_outbox_dropped_readings_total 0", "rill_outbox_fsyncs_total ",
+          "rill_sensor_readings_total 10", "rill_stream_", "rill_stream_heartbeats_sent_total",
+          "rill_source_failed_reads_total{reason=\"timeout\"} 0"}) {
         CHECK_MESSAGE(metrics->body.find(name) != std::string::npos, name);
     }
     const auto health = http.Get("/healthz");
