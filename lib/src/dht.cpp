@@ -117,7 +117,7 @@ std::string DhtSource::describe() const {
 }
 
 std::chrono::steady_clock::time_point DhtSource::steady_now() const {
-    return options_.clock.steady ? options_.clock.steady() : std::chrono::steady_clock::now();
+    return Source::steady_now(options_.clock);
 }
 
 std::optional<Measurement> DhtSource::attempt() {
@@ -184,18 +184,11 @@ std::optional<Measurement> DhtSource::next() {
                 if (!wait_until(options_.clock, at)) return std::nullopt;
             }
             if (auto m = attempt()) {
-                *due_ += interval_;
-                const auto now = steady_now();
-                if (*due_ < now) *due_ = now;  // fell behind (retries): restart the cadence
-                counters_.measurements.fetch_add(1, std::memory_order_relaxed);
+                measured(options_.clock, *due_, interval_);
                 return m;
             }
         }
-        counters_.missed.fetch_add(1, std::memory_order_relaxed);
-        log_warn("source", describe() + ": no good read after " +
-                               std::to_string(options_.max_retries + 1) +
-                               " attempts; trying again at the next interval");
-        *due_ += interval_;
+        missed(*due_, interval_, options_.max_retries + 1);
     }
     return std::nullopt;
 }

@@ -108,7 +108,7 @@ std::string IioSource::describe() const {
 }
 
 std::chrono::steady_clock::time_point IioSource::steady_now() const {
-    return options_.clock.steady ? options_.clock.steady() : std::chrono::steady_clock::now();
+    return Source::steady_now(options_.clock);
 }
 
 IioSource::Outcome IioSource::read_value(const char* attribute, double& value) {
@@ -164,17 +164,10 @@ std::optional<Measurement> IioSource::next() {
             m.ts = options_.clock.wall ? options_.clock.wall() : rill::now();
             m.temperature = static_cast<float>(t);
             m.humidity = static_cast<float>(h);
-            *due_ += options_.interval;
-            const auto now = steady_now();
-            if (*due_ < now) *due_ = now;
-            counters_.measurements.fetch_add(1, std::memory_order_relaxed);
+            measured(options_.clock, *due_, options_.interval);
             return m;
         }
-        counters_.missed.fetch_add(1, std::memory_order_relaxed);
-        log_warn("source", describe() + ": no good read after " +
-                               std::to_string(options_.max_retries + 1) +
-                               " attempts; trying again at the next interval");
-        *due_ += options_.interval;
+        missed(*due_, options_.interval, options_.max_retries + 1);
     }
     return std::nullopt;
 }

@@ -6,6 +6,7 @@
 #include "rill/csv_source.hpp"
 #include "rill/dht.hpp"
 #include "rill/iio_source.hpp"
+#include "rill/log.hpp"
 #include "rill/sim_source.hpp"
 
 namespace rill {
@@ -51,6 +52,26 @@ bool Source::wait_until(const SourceClock& clock, std::chrono::steady_clock::tim
         return !stop_requested();
     }
     return wait_until(deadline);
+}
+
+std::chrono::steady_clock::time_point Source::steady_now(const SourceClock& clock) {
+    return clock.steady ? clock.steady() : std::chrono::steady_clock::now();
+}
+
+void Source::measured(const SourceClock& clock, std::chrono::steady_clock::time_point& due,
+                      std::chrono::nanoseconds interval) noexcept {
+    due += interval;
+    const auto now = steady_now(clock);
+    if (due < now) due = now;  // fell behind (retries): restart the cadence
+    counters_.measurements.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Source::missed(std::chrono::steady_clock::time_point& due, std::chrono::nanoseconds interval,
+                    int attempts) {
+    counters_.missed.fetch_add(1, std::memory_order_relaxed);
+    log_warn("source", describe() + ": no good read after " + std::to_string(attempts) +
+                           " attempts; trying again at the next interval");
+    due += interval;
 }
 
 SourceSpec parse_source_spec(std::string_view spec) {

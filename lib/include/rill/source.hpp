@@ -106,6 +106,17 @@ class Source {
     /// The same on the real steady clock.
     bool wait_until(std::chrono::steady_clock::time_point deadline);
 
+    /// Steady time per `clock`: its seam when set, else std::chrono::steady_clock.
+    [[nodiscard]] static std::chrono::steady_clock::time_point steady_now(const SourceClock& clock);
+    /// The bookkeeping of a paced source after a good measurement: counts it and schedules the
+    /// next one `interval` after `due`, from now when retries made the source fall behind.
+    void measured(const SourceClock& clock, std::chrono::steady_clock::time_point& due,
+                  std::chrono::nanoseconds interval) noexcept;
+    /// ... and after `attempts` failed reads of one measurement: counts and logs it as missed
+    /// and schedules the next try one interval later.
+    void missed(std::chrono::steady_clock::time_point& due, std::chrono::nanoseconds interval,
+                int attempts);
+
     detail::SourceCounterCells counters_;
 
   private:
