@@ -87,7 +87,6 @@ int run(const Options& o) {
         return 0;
     }
     auto& writer = *opened;
-    writer.on_reconnect(log_reconnect);
     rill::log_info("store-sub", "database ready; " + std::to_string(writer.sensors().size()) +
                                     " sensors already stored");
 
@@ -141,7 +140,14 @@ int run(const Options& o) {
     auto last_stored_at = Clock::now();
     auto last_heartbeat_at = Clock::time_point{};
     std::uint64_t last_total_latency_us = 0;
+    auto last_probe = Clock::now();
     auto refresh = [&] {
+        // While idle, ask the database now and then: a database that went away between batches
+        // must show in /healthz and rill_store_database_up.
+        if (writer.pending() == 0 && Clock::now() - last_probe >= 5s) {
+            last_probe = Clock::now();
+            (void)writer.probe();
+        }
         const auto s = writer.stats();
         if (s.readings_stored > stored.last) last_stored_at = Clock::now();
         if (s.batches > batches.last) {

@@ -473,3 +473,16 @@ TEST_CASE("store-sub's /healthz answers 200 while the database is up and 503 whi
     CHECK(sub.process().running());
     stop_publisher(pub);
 }
+
+TEST_CASE("an idle store-sub's /healthz also turns 503 when the database goes away") {
+    TempDir dir("rill-e2e");
+    TempPostgres pg;
+    // No publisher at all: store-sub holds nothing to write and only probes the database.
+    StoreSub sub(dir.path(), {.connect = {"tcp://127.0.0.1:9"}, .db = pg.conninfo()});
+    CHECK(wait_until([&] { return sub.healthz() == 200; }, start_bound));
+    pg.stop();
+    CHECK(wait_until([&] { return sub.healthz() == 503; }, start_bound));
+    pg.start();
+    CHECK(wait_until([&] { return sub.healthz() == 200; }, store_bound));
+    CHECK(sub.process().running());
+}

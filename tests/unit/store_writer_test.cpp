@@ -396,3 +396,24 @@ TEST_CASE("a PostgreSQL crash in the middle of a stream of batches stores every 
     CHECK(w.stored_ranges("odd").ranges() == std::vector<SeqRange>{{1, total / 2}});
     CHECK(w.stored_ranges("even").ranges() == std::vector<SeqRange>{{1, total / 2}});
 }
+
+TEST_CASE("an idle writer's probe notices a database that went away and reconnects to it") {
+    TempPostgres pg;
+    auto o = options(pg);
+    o.backoff = {.initial = 10ms, .max = 50ms};
+    BatchWriter w(o);
+    CHECK(w.probe());
+    pg.stop();
+    // A connection libpq still believes in: the probe's query finds it dead.
+    CHECK(w.connected());
+    CHECK_FALSE(w.probe());
+    CHECK_FALSE(w.connected());
+    CHECK(w.stats().database_errors >= 1);
+    pg.start();
+    CHECK(rill::test::wait_until([&] { return w.probe(); }, 30s));
+    CHECK(w.connected());
+    CHECK(w.stats().reconnects == 1);
+    add_all(w, readings("s", 1, 2));
+    CHECK(w.flush() == 2);
+    CHECK(count(pg) == "2");
+}

@@ -299,6 +299,14 @@ class BatchWriter {
     /// delays. Returns true when everything pending was written. Throws like flush().
     bool drain(std::chrono::steady_clock::time_point deadline);
 
+    /// Checks the database while the writer is idle, so that connected() (and an owner's health
+    /// check) notices a database that went away between batches: with a connection, runs
+    /// `SELECT 1` (a transient failure drops the connection and starts the backoff); without
+    /// one, tries to reconnect once its backoff delay has passed. Returns connected(). Blocks
+    /// for a round trip, or a connect attempt (up to the conninfo's connect_timeout). Throws
+    /// StoreError on a permanent failure.
+    bool probe();
+
     /// Readings held and not yet committed, and the bound.
     [[nodiscard]] std::size_t pending() const noexcept;
     [[nodiscard]] std::size_t pending_max() const noexcept;

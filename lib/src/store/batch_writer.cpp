@@ -244,6 +244,22 @@ struct BatchWriter::Impl {
         pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(n));
     }
 
+    bool probe() {
+        if (!conn.connected()) {
+            if (Clock::now() < retry_at) return false;
+            return reconnect();
+        }
+        try {
+            (void)conn.exec("SELECT 1", "probe the database");
+            return true;
+        } catch (const StoreError& e) {
+            ++stats.database_errors;
+            if (!e.transient()) throw;
+            (void)schedule_retry(e);
+            return false;
+        }
+    }
+
     std::size_t flush() {
         std::size_t done = 0;
         while (!pending.empty()) {
@@ -350,6 +366,10 @@ double BatchWriter::fill() const noexcept {
     return static_cast<double>(impl_->pending.size()) /
            static_cast<double>(impl_->options.pending_max);
 }
+bool BatchWriter::probe() {
+    return impl_->probe();
+}
+
 bool BatchWriter::connected() const noexcept {
     return impl_->conn.connected();
 }
