@@ -150,6 +150,19 @@ TEST_CASE("readings published over tcp loopback arrive intact and are counted") 
     const auto text = metrics.render_prometheus();
     CHECK(text.find("rill_stream_readings_received_total{socket=\"sub\"} 5\n") !=
           std::string::npos);
+
+    // The same counters as one snapshot per socket kind.
+    const auto sent = stream_metrics("pub", &metrics);
+    const auto received = stream_metrics("sub", &metrics);
+    CHECK(sent.readings_sent == 5);
+    CHECK(sent.frames_sent == 5);
+    CHECK(sent.heartbeats_sent >= 1);
+    CHECK(received.readings_received == 5);
+    CHECK(received.frames_received == 5);
+    CHECK(received.bytes_received == metrics.value("rill_stream_bytes_received_total", sub_l));
+    CHECK(received.gaps == 0);
+    CHECK(received.malformed_frames == 0);
+    CHECK(stream_metrics("pull", &metrics).readings_received == 0);
 }
 
 TEST_CASE("a subscriber receives only the sensors matching its prefixes") {
@@ -547,6 +560,9 @@ TEST_CASE("malformed messages are counted by reason while valid neighbours are d
                         {{"socket", "sub"}, {"reason", "unknown_version"}}) == 1.0);
     CHECK(metrics.value("rill_stream_malformed_frames_total",
                         {{"socket", "sub"}, {"reason", "topic_mismatch"}}) == 2.0);
+    const auto m = stream_metrics("sub", &metrics);
+    CHECK(m.malformed_frames == 6);  // 3 + 2 + 1 over the reasons, and nothing else
+    CHECK(m.readings_received == 2);
 }
 
 TEST_CASE("a pusher spreads readings across two pullers, each reading to exactly one") {

@@ -279,4 +279,29 @@ class Puller {
     std::unique_ptr<Impl> impl_;
 };
 
+/// The stream counters of one socket kind in a registry, as one snapshot: what the
+/// `rill_stream_*{socket=KIND}` metrics hold. Every Publisher (kind "pub"), Subscriber ("sub"),
+/// Pusher ("push") and Puller ("pull") on that registry adds to the same counters.
+struct StreamMetrics {
+    std::uint64_t frames_sent = 0;
+    std::uint64_t readings_sent = 0;
+    std::uint64_t bytes_sent = 0;
+    std::uint64_t heartbeats_sent = 0;
+    std::uint64_t frames_dropped = 0;  ///< frames the sending socket refused to queue
+    std::uint64_t frames_received = 0;
+    std::uint64_t readings_received = 0;
+    std::uint64_t bytes_received = 0;
+    std::uint64_t heartbeats_received = 0;
+    std::uint64_t gaps = 0;
+    std::uint64_t missing_readings = 0;  ///< readings in the gaps
+    std::uint64_t stale_readings = 0;    ///< readings below the expected seq
+    std::uint64_t publishers_silent = 0;
+    std::uint64_t malformed_frames = 0;  ///< over every DecodeErrc reason
+};
+
+/// Reads the StreamMetrics of socket kind `kind` ("pub", "sub", "push" or "pull") from
+/// `registry` (default: default_registry()). Counters not registered yet read 0. Thread-safe.
+[[nodiscard]] StreamMetrics stream_metrics(std::string_view kind,
+                                           const MetricsRegistry* registry = nullptr);
+
 }  // namespace rill
