@@ -14,6 +14,7 @@
 #include <zmq_addon.hpp>
 
 #include "rill/log.hpp"
+#include "rill/metrics.hpp"
 #include "text.hpp"
 
 namespace rill {
@@ -363,6 +364,10 @@ void ZapHandler::run() noexcept {
 
 void ZapHandler::reject_logged(const std::string& who, const std::string& why) {
     ++rejected_;
+    default_registry()
+        .counter("rill_security_rejected_total",
+                 "Clients the ZAP handler refused (unknown CURVE key, or no CURVE)")
+        .inc();
     if (rejections_by_key_.size() > 4096) rejections_by_key_.clear();
     const auto n = ++rejections_by_key_[who];
     // A client in a restart loop knocks again and again: log its 1st, 2nd, 4th, 8th ... try.

@@ -1,4 +1,5 @@
 #include "rill/security.hpp"
+#include "rill/metrics.hpp"
 
 #include <doctest/doctest.h>
 #include <sys/stat.h>
@@ -6,6 +7,7 @@
 #include <fstream>
 
 #include "rill/codec.hpp"
+#include "rill/metrics.hpp"
 #include "rill/rpc.hpp"
 #include "support/process.hpp"
 
@@ -209,6 +211,8 @@ TEST_CASE("a stranger subscriber gets no readings") {
     Keys keys;
     zmq::context_t ctx;
     rill::ZapHandler zap(ctx, keys.allowed);
+    const auto counted_before =
+        rill::default_registry().value("rill_security_rejected_total").value_or(0);
     rill::Socket pub(ctx, zmq::socket_type::pub, keys.server_options());
     pub.attach("@tcp://127.0.0.1:0", rill::Attach::bind);
     rill::Socket sub(ctx, zmq::socket_type::sub, keys.client_options(keys.stranger));
@@ -216,6 +220,9 @@ TEST_CASE("a stranger subscriber gets no readings") {
     sub.attach(">" + pub.last_endpoint(), rill::Attach::connect);
     CHECK(exchange(pub, sub, 1500ms).empty());
     CHECK(rill::test::wait_until([&] { return zap.rejected() >= 1; }, 10s));
+    // The rejection also shows on /metrics.
+    CHECK(rill::default_registry().value("rill_security_rejected_total").value_or(0) >=
+          counted_before + 1);
 }
 
 TEST_CASE("a plain-text client cannot talk to a curve server") {
