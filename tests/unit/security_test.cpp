@@ -1,5 +1,4 @@
 #include "rill/security.hpp"
-#include "rill/metrics.hpp"
 
 #include <doctest/doctest.h>
 #include <sys/stat.h>
