@@ -61,15 +61,29 @@ void fix_checksums(std::string& file) {
     }
 }
 
-// One directory for the whole run, emptied before every input.
-const fs::path& scratch() {
-    static const fs::path dir = [] {
-        std::string pattern = (fs::temp_directory_path() / "rill-fuzz-outbox-XXXXXX").string();
+// One directory for the whole run, emptied before every input and removed at exit.
+struct Scratch {
+    fs::path dir;
+    Scratch() {
+        // tmpfs when there is one: the outbox does several file operations per input.
+        const fs::path base =
+            fs::is_directory("/dev/shm") ? fs::path("/dev/shm") : fs::temp_directory_path();
+        std::string pattern = (base / "rill-fuzz-outbox-XXXXXX").string();
         if (::mkdtemp(pattern.data()) == nullptr) std::abort();
+        dir = pattern;
         rill::set_log_level(rill::LogLevel::error);  // damaged files are logged as warnings
-        return fs::path(pattern);
-    }();
-    return dir;
+    }
+    ~Scratch() {
+        std::error_code ec;
+        fs::remove_all(dir, ec);
+    }
+    Scratch(const Scratch&) = delete;
+    Scratch& operator=(const Scratch&) = delete;
+};
+
+const fs::path& scratch() {
+    static const Scratch s;
+    return s.dir;
 }
 
 std::string segment_file_name(const std::string& file) {
