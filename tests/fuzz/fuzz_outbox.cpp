@@ -61,7 +61,8 @@ void fix_checksums(std::string& file) {
     }
 }
 
-// One directory for the whole run, emptied before every input and removed at exit.
+// A fresh directory per input, removed when the input is done (libFuzzer ends a run with
+// _Exit, so nothing that lives until exit is ever cleaned up).
 struct Scratch {
     fs::path dir;
     Scratch() {
@@ -71,7 +72,6 @@ struct Scratch {
         std::string pattern = (base / "rill-fuzz-outbox-XXXXXX").string();
         if (::mkdtemp(pattern.data()) == nullptr) std::abort();
         dir = pattern;
-        rill::set_log_level(rill::LogLevel::error);  // damaged files are logged as warnings
     }
     ~Scratch() {
         std::error_code ec;
@@ -80,11 +80,6 @@ struct Scratch {
     Scratch(const Scratch&) = delete;
     Scratch& operator=(const Scratch&) = delete;
 };
-
-const fs::path& scratch() {
-    static const Scratch s;
-    return s.dir;
-}
 
 std::string segment_file_name(const std::string& file) {
     const std::uint64_t number = file.size() >= 24 ? get_u64(file, 16) : 1;
@@ -100,9 +95,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::string file(reinterpret_cast<const char*>(data) + 1, size - 1);
     if ((data[0] & 1U) != 0) fix_checksums(file);
 
-    const fs::path& dir = scratch();
-    for (const auto& entry : fs::directory_iterator(dir))
-        fs::remove_all(entry.path());
+    rill::set_log_level(rill::LogLevel::error);  // damaged files are logged as warnings
+    const Scratch scratch;
+    const fs::path& dir = scratch.dir;
     {
         std::ofstream out(dir / segment_file_name(file), std::ios::binary);
         out.write(file.data(), static_cast<std::streamsize>(file.size()));
