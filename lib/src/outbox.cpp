@@ -273,6 +273,20 @@ Parsed parse_record(ChunkReader& in, std::uint64_t offset, std::uint64_t end) {
     return p;
 }
 
+// Why the decoded payload `batch` of readings record `r` disagrees with the record's header
+// (sensor, first_seq, count); empty when it agrees.
+std::string payload_mismatch(const Record& r, const std::vector<Reading>& batch) {
+    if (batch.size() != r.count) {
+        return "payload holds " + std::to_string(batch.size()) + " readings, the header " +
+               std::to_string(r.count);
+    }
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+        if (batch[i].sensor != r.sensor) return "payload reading of another sensor than the header";
+        if (batch[i].seq != r.first_seq + i) return "payload seqs disagree with the header";
+    }
+    return {};
+}
+
 void begin_record(std::string& out, std::uint8_t kind, std::string_view sensor, std::uint32_t count,
                   std::uint64_t first_seq, Timestamp at) {
     out.clear();
@@ -1122,6 +1136,11 @@ OutboxRead Outbox::read(std::string_view sensor, std::uint64_t from_seq,
             std::vector<Reading> batch;
             try {
                 decode_batch(r.payload, batch);
+                // The checksum only shows the record is as written; its payload must also agree
+                // with its header, or a record could hand out readings of another sensor or seq.
+                if (const std::string why = payload_mismatch(r, batch); !why.empty()) {
+                    throw DecodeError(DecodeErrc::invalid_value, why);
+                }
             } catch (const DecodeError& e) {
                 log_warn(component, "cannot decode the record at offset " +
                                         std::to_string(r.offset) + " of " + file->path().string() +

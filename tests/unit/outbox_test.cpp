@@ -10,6 +10,7 @@
 #include <sstream>
 #include <thread>
 
+#include "rill/crc32c.hpp"
 #include "rill/outbox.hpp"
 #include "support/process.hpp"
 
@@ -602,4 +603,37 @@ TEST_CASE("outbox opens whatever bytes its files hold") {
             REQUIRE(outbox.append(r).first == got.newest + 1);
         }
     }
+}
+
+// Found by fuzz-outbox (tests/fuzz): a record whose checksum matches but whose payload holds a
+// reading of another sensor than its header ("kitchen" in the header, "gardenn" in the
+// payload). read("kitchen") returned the "gardenn" reading. The input is the fuzzer's, a mode
+// byte of 1 (fix checksums) and the segment; the test applies the harness's checksum fix-up.
+TEST_CASE("outbox read skips a record whose payload disagrees with its checksummed header") {
+    const std::string hex =
+        "0152494c4c4f42583101000000280000000200000000000000004866e0174406"
+        "003f66d1f000000000400000009a7618f501070000010000001d000000000000"
+        "00004866e0174406006b69746368656e940100a767617264656e6e91941dcf00"
+        "064417e06722c0ca41a00000ca42010717";
+    std::string file;
+    for (std::size_t i = 2; i + 1 < hex.size(); i += 2)  // byte 0 is the fuzzer's mode byte
+        file.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+    const auto set_u32 = [&](std::size_t at, std::uint32_t v) {
+        for (std::size_t k = 0; k < 4; ++k)
+            file[at + k] = static_cast<char>((v >> (8 * k)) & 0xFFU);
+    };
+    set_u32(32, crc32c(std::string_view(file).substr(0, 32)));     // the segment header
+    set_u32(44, crc32c(std::string_view(file).substr(48, 0x40)));  // the one record
+    test::TempDir dir("outbox");
+    {
+        std::ofstream out(dir.path() / "00000000000000000002.seg", std::ios::binary);
+        out.write(file.data(), static_cast<std::streamsize>(file.size()));
+    }
+    Outbox outbox(dir.path(), small_segments());
+    const auto got = outbox.read("kitchen", 1, 1000);
+    for (const auto& r : got.readings)
+        CHECK(r.sensor == "kitchen");
+    CHECK(got.readings.empty());
+    CHECK(outbox.metrics().corrupt_records == 1);
+    CHECK(outbox.read("gardenn", 1, 1000).readings.empty());
 }
