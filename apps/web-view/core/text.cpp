@@ -80,7 +80,9 @@ std::string format_value(double v, int decimals) {
             s.pop_back();
         if (s.back() == '.') s.pop_back();
     }
-    if (s == "-0") s = "0";
+    // Returning a fresh "0" rather than assigning it to s: GCC 12 with the sanitizers inlined
+    // misreports that assignment under -Wrestrict (GCC bug 105651), which -Werror makes fatal.
+    if (s == "-0") return "0";
     return s;
 }
 
