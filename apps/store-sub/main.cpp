@@ -87,6 +87,7 @@ int run(const Options& o) {
         return 0;
     }
     auto& writer = *opened;
+    writer.on_reconnect(log_reconnect);
     rill::log_info("store-sub", "database ready; " + std::to_string(writer.sensors().size()) +
                                     " sensors already stored");
 
