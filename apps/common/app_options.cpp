@@ -3,7 +3,9 @@
 #include <exception>
 
 #include "rill/log.hpp"
+#include "rill/metrics.hpp"
 #include "rill/socket.hpp"
+#include "rill/version.hpp"
 
 namespace rill::app {
 
@@ -26,6 +28,12 @@ void apply_common_options(const CommonOptions& o) {
 
 int run_main(CLI::App& app, int argc, char** argv, const std::string& component,
              const std::function<int()>& body) {
+    app.set_version_flag("--version", std::string(version()));
+    // A constant 1 whose labels say what runs: join it to other series to see versions.
+    default_registry()
+        .gauge("rill_build_info", "Always 1; labels: the app and rill's version",
+               {{"app", component}, {"version", std::string(version())}})
+        .set(1);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

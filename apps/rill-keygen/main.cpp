@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "rill/security.hpp"
+#include "rill/version.hpp"
 
 int main(int argc, char** argv) {
     CLI::App app{
@@ -20,6 +21,7 @@ int main(int argc, char** argv) {
         ->envname("RILL_KEY_DIR")
         ->capture_default_str();
     app.add_flag("-f,--force", force, "replace existing key files")->envname("RILL_KEY_FORCE");
+    app.set_version_flag("--version", std::string(rill::version()));
     CLI11_PARSE(app, argc, argv);
 
     try {

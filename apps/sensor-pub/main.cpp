@@ -234,6 +234,7 @@ int run(const Options& o) {
         po.replay_socket.curve_server = keys;
         if (!o.curve_allow.empty()) zap.emplace(rill::default_context(), o.curve_allow);
     }
+    const auto outbox_max_bytes = po.outbox.max_bytes;
     rill::ReliablePublisher rp(std::move(po));
     const auto& outbox = rp.outbox();
 
@@ -264,6 +265,8 @@ int run(const Options& o) {
         registry.counter("rill_outbox_fsyncs_total", "fdatasync calls on outbox segments")};
     auto& disk_bytes = registry.gauge("rill_outbox_disk_bytes", "Bytes of outbox files on disk");
     auto& segments = registry.gauge("rill_outbox_segments", "Outbox segment files");
+    registry.gauge("rill_outbox_max_bytes", "The outbox size bound (--outbox-max-bytes)")
+        .set(static_cast<double>(outbox_max_bytes));
     auto render = [&] {
         const auto m = outbox.metrics();
         disk_bytes.set(static_cast<double>(m.disk_bytes));

@@ -15,6 +15,7 @@
 #include "rill/log.hpp"
 #include "rill/stream.hpp"
 #include "rill/stream_json.hpp"
+#include "rill/version.hpp"
 
 namespace {
 
@@ -58,10 +59,15 @@ int main(int argc, char** argv) {
         ->envname("RILL_TAP_GAPS");
     app.add_option("--log-level", log_level, "debug, info, warn or error")
         ->envname("RILL_LOG_LEVEL");
+    std::string log_format = "text";
+    app.add_option("--log-format", log_format, "text (one line per event) or json")
+        ->envname("RILL_LOG_FORMAT");
+    app.set_version_flag("--version", std::string(rill::version()));
     CLI11_PARSE(app, argc, argv);
 
     try {
         rill::set_log_level(rill::parse_log_level(log_level));
+        rill::set_log_format(rill::parse_log_format(log_format));
         std::string spec;
         for (const auto& e : endpoints)
             spec += (spec.empty() ? "" : ",") + e;

@@ -158,6 +158,8 @@ TEST_CASE("a PostgreSQL restart mid-stream loses nothing and store-sub stays up"
     const auto log = sub.log();
     CHECK(contains(log, "warn store: database unreachable"));
     CHECK(contains(log, "info store: database reachable again"));
+    // One line per reconnect attempt: the writer leaves reporting attempts to store-sub.
+    CHECK_FALSE(contains(log, "reconnected to PostgreSQL after"));
     stop_publisher(pub);
 }
 

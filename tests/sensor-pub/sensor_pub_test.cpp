@@ -19,6 +19,7 @@
 #include "rill/replay.hpp"
 #include "rill/socket.hpp"
 #include "rill/stream.hpp"
+#include "rill/version.hpp"
 #include "support/process.hpp"
 
 using namespace rill;
@@ -559,9 +560,12 @@ TEST_CASE("sensor-pub --metrics serves outbox and stream metrics and /healthz") 
          {"rill_outbox_disk_bytes ", "rill_outbox_segments 1",
           "rill_outbox_dropped_readings_total 0", "rill_outbox_fsyncs_total ",
           "rill_sensor_readings_total 10", "rill_stream_", "rill_stream_heartbeats_sent_total",
-          "rill_source_failed_reads_total{reason=\"timeout\"} 0"}) {
+          "rill_source_failed_reads_total{reason=\"timeout\"} 0",
+          "rill_outbox_max_bytes 268435456"}) {
         CHECK_MESSAGE(metrics->body.find(name) != std::string::npos, name);
     }
+    CHECK(metrics->body.find("rill_build_info{app=\"sensor-pub\",version=\"" +
+                             std::string(rill::version()) + "\"} 1") != std::string::npos);
     const auto health = http.Get("/healthz");
     REQUIRE(health);
     CHECK(health->status == 200);

@@ -99,7 +99,8 @@ TEST_CASE("tap --help lists every option with its environment variable") {
     CHECK(rill::test::run_command({bin("tap"), "--help"}, 20s, &output) == 0);
     for (const char* name :
          {"--sensors", "--count", "--heartbeats", "--gaps", "RILL_TAP_ENDPOINTS",
-          "RILL_TAP_SENSORS", "RILL_TAP_COUNT", "RILL_TAP_HEARTBEATS", "RILL_TAP_GAPS"}) {
+          "RILL_TAP_SENSORS", "RILL_TAP_COUNT", "RILL_TAP_HEARTBEATS", "RILL_TAP_GAPS",
+          "--log-level", "RILL_LOG_LEVEL", "--log-format", "RILL_LOG_FORMAT"}) {
         CHECK_MESSAGE(output.find(name) != std::string::npos, name);
     }
 }
@@ -107,5 +108,14 @@ TEST_CASE("tap --help lists every option with its environment variable") {
 TEST_CASE("tap refuses a malformed endpoint with exit code 1") {
     std::string output;
     CHECK(rill::test::run_command({bin("tap"), "nonsense"}, 20s, &output) == 1);
+    CHECK(output.find("nonsense") != std::string::npos);
+}
+
+TEST_CASE("tap logs its errors as JSON objects with --log-format json") {
+    std::string output;
+    CHECK(rill::test::run_command({bin("tap"), "--log-format", "json", "nonsense"}, 20s, &output) ==
+          1);
+    CHECK(output.rfind("{", 0) == 0);
+    CHECK(output.find("\"level\":\"error\"") != std::string::npos);
     CHECK(output.find("nonsense") != std::string::npos);
 }

@@ -9,8 +9,10 @@
 #include <thread>
 
 #include "rill/codec.hpp"
+#include "rill/security.hpp"
 #include "rill/socket.hpp"
 #include "rill/stream.hpp"
+#include "support/pipeline.hpp"
 #include "web_view_fixture.hpp"
 
 using namespace rill::test;
@@ -280,12 +282,59 @@ TEST_CASE("a browser beyond --max-live-clients gets 503 and a closed stream free
                      10s));
 }
 
+TEST_CASE(
+    "web-view subscribes as a CURVE client: an allowed key gets live readings, a stranger none") {
+    TempDir keys;
+    const auto server =
+        rill::write_key_files(rill::generate_curve_keypair(), keys.path(), "server");
+    std::filesystem::create_directory(keys.path() / "allowed");
+    const auto web =
+        rill::write_key_files(rill::generate_curve_keypair(), keys.path() / "allowed", "web");
+    const auto stranger =
+        rill::write_key_files(rill::generate_curve_keypair(), keys.path(), "stranger");
+
+    zmq::context_t ctx;
+    rill::ZapHandler zap(ctx, keys.path() / "allowed");
+    rill::SocketOptions server_options;
+    server_options.curve_server = rill::curve_server_keys(server.secret_file);
+    rill::Socket pub(ctx, zmq::socket_type::pub, server_options);
+    pub.attach("@tcp://127.0.0.1:0", rill::Attach::bind);
+
+    TempPostgres pg;
+    create_readings_table(pg);
+    WebView allowed(pg.conninfo(),
+                    {"--connect", pub.last_endpoint(), "--curve-secret", web.secret_file.string(),
+                     "--curve-server", server.public_file.string()});
+    WebView other(pg.conninfo(),
+                  {"--connect", pub.last_endpoint(), "--curve-secret",
+                   stranger.secret_file.string(), "--curve-server", server.public_file.string()});
+    std::uint64_t seq = 1;
+    REQUIRE(wait_until(
+        [&] {
+            publish(pub, "garden", seq++);
+            return metrics(allowed).find("rill_web_live_readings_total 0") == std::string::npos;
+        },
+        15s));
+    // The stranger's handshake was refused by the ZAP handler: it never receives anything.
+    REQUIRE(wait_until([&] { return zap.rejected() >= 1; }, 10s));
+    const auto live = [](const WebView& w) {
+        return metric_sum(metrics(w), "rill_web_live_readings_total");
+    };
+    const double before = live(allowed);
+    for (int i = 0; i < 20; ++i)
+        publish(pub, "garden", seq++);
+    CHECK(wait_until([&] { return live(allowed) == before + 20; }, 10s));
+    CHECK(metrics(other).find("rill_web_live_readings_total 0") != std::string::npos);
+    CHECK(zap.accepted() >= 1);
+}
+
 TEST_CASE("web-view has --help, rejects bad options, reports stale data and exits 0 on SIGINT") {
     std::string out;
     CHECK(run_command({bin("web-view"), "--help"}, 10s, &out) == 0);
-    for (const char* flag : {"--db", "--listen", "--connect", "DATABASE_URL", "RILL_WEB_LISTEN",
-                             "RILL_WEB_CONNECT", "--stale-after", "--silent-after", "--log-level",
-                             "RILL_LOG_LEVEL", "--log-format", "RILL_LOG_FORMAT"}) {
+    for (const char* flag :
+         {"--db", "--listen", "--connect", "DATABASE_URL", "RILL_WEB_LISTEN", "--curve-secret",
+          "RILL_CURVE_SECRET", "--curve-server", "RILL_WEB_CONNECT", "--stale-after",
+          "--silent-after", "--log-level", "RILL_LOG_LEVEL", "--log-format", "RILL_LOG_FORMAT"}) {
         CHECK_MESSAGE(out.find(flag) != std::string::npos, flag);
     }
     // /metrics is served on --listen: no separate admin endpoint flag.

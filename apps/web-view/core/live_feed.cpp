@@ -31,6 +31,7 @@ SubscriberOptions subscriber_options(const LiveFeedOptions& o) {
     s.prefixes = o.prefixes;
     s.silent_after_missed = o.silent_after_missed;
     s.metrics = o.metrics;
+    s.socket.curve_client = o.curve;
     return s;
 }
 

@@ -3,11 +3,13 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "rill/metrics.hpp"
 #include "rill/reading.hpp"
+#include "rill/socket.hpp"
 
 namespace rill::web {
 
@@ -19,6 +21,8 @@ struct LiveFeedOptions {
     /// A publisher is reported silent after this many of its heartbeat intervals without one.
     unsigned silent_after_missed = 3;
     MetricsRegistry* metrics = nullptr;  ///< nullptr = default_registry()
+    /// Set: subscribe as a CURVE client of publishers holding that server key (docs/security.md).
+    std::optional<CurveClientKeys> curve;
 };
 
 /// A publisher stopped sending heartbeats, or started again.

@@ -20,3 +20,4 @@
 #include "rill/source.hpp"
 #include "rill/stream.hpp"
 #include "rill/stream_json.hpp"
+#include "rill/version.hpp"

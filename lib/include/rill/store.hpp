@@ -323,7 +323,9 @@ class BatchWriter {
 
     [[nodiscard]] WriterStats stats() const noexcept;
 
-    /// Called on the owner thread, from flush()/drain(), after every reconnect attempt.
+    /// Called on the owner thread, from flush()/drain(), after every reconnect attempt. While an
+    /// observer is set the writer does not log the attempts itself (the observer reports them);
+    /// the failure that started the outage is still logged.
     void on_reconnect(std::function<void(const ReconnectEvent&)> observer);
 
   private:
@@ -334,7 +336,7 @@ class BatchWriter {
 /// Constructs a BatchWriter, retrying transient failures (database down or starting up) after
 /// options.backoff delays. Between attempts it sleeps in slices of at most 50 ms and gives up
 /// when `keep_trying()` returns false (e.g. a shutdown flag), rethrowing the last error.
-/// `observer`, when set, is told about every failed attempt. Blocks; throws StoreError at once
+/// `observer`, when set, is told about every failed attempt instead of a log line. Blocks; throws StoreError at once
 /// on a permanent failure.
 [[nodiscard]] BatchWriter open_writer(
     const WriterOptions& options, const std::function<bool()>& keep_trying,

@@ -122,13 +122,16 @@ struct BatchWriter::Impl {
     }
 
     // After a failure: drop the connection and schedule the next attempt. Returns the delay.
-    std::chrono::milliseconds schedule_retry(const StoreError& e) {
+    // Logs the failure unless `quiet` (a failed reconnect that an observer reports itself).
+    std::chrono::milliseconds schedule_retry(const StoreError& e, bool quiet = false) {
         conn.close();
         staging_ready = false;
         const auto delay = backoff.next_delay();
         retry_at = Clock::now() + delay;
-        log_warn("store",
-                 std::string(e.what()) + "; retrying in " + std::to_string(delay.count()) + " ms");
+        if (!quiet) {
+            log_warn("store", std::string(e.what()) + "; retrying in " +
+                                  std::to_string(delay.count()) + " ms");
+        }
         return delay;
     }
 
@@ -140,13 +143,16 @@ struct BatchWriter::Impl {
         } catch (const StoreError& e) {
             ++stats.database_errors;
             if (!e.transient()) throw;
-            const auto delay = schedule_retry(e);
+            // An observer reports reconnect attempts itself: one log line per event, not two.
+            const auto delay = schedule_retry(e, static_cast<bool>(observer));
             notify({attempts, false, delay, e.what()});
             return false;
         }
         ++stats.reconnects;
-        log_info("store",
-                 "reconnected to PostgreSQL after " + std::to_string(attempts) + " attempt(s)");
+        if (!observer) {
+            log_info("store",
+                     "reconnected to PostgreSQL after " + std::to_string(attempts) + " attempt(s)");
+        }
         notify({attempts, true, std::chrono::milliseconds(0), ""});
         attempts = 0;
         backoff.reset();
@@ -401,9 +407,12 @@ BatchWriter open_writer(const WriterOptions& options, const std::function<bool()
         } catch (const StoreError& e) {
             if (!e.transient()) throw;
             const auto delay = backoff.next_delay();
-            log_warn("store", std::string(e.what()) + "; retrying in " +
-                                  std::to_string(delay.count()) + " ms");
-            if (observer) observer({attempt, false, delay, e.what()});
+            if (observer) {
+                observer({attempt, false, delay, e.what()});
+            } else {
+                log_warn("store", std::string(e.what()) + "; retrying in " +
+                                      std::to_string(delay.count()) + " ms");
+            }
             const auto until = Clock::now() + delay;
             while (Clock::now() < until) {
                 if (!keep_trying()) throw;
