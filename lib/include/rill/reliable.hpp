@@ -65,7 +65,9 @@ class ReliablePublisher {
 
     /// Appends `batch` (readings of one sensor; their seq fields are overwritten) to the outbox
     /// as one record, then publishes it. Blocks for the append (and its fsync, per policy).
-    /// Returns the seqs assigned. Throws as Outbox::append (nothing is published then).
+    /// Returns the seqs assigned. Throws as Outbox::append (nothing is published then), and
+    /// zmq::error_t when sending fails after the append: the readings stay in the outbox and
+    /// reach subscribers by replay.
     Outbox::SeqRange publish(std::span<Reading> batch);
 
     /// Sends due batches and heartbeats; returns the next duty's time (Publisher::service).
@@ -166,7 +168,9 @@ class ReliableSubscriber {
     /// Returns the next event, waiting up to `timeout`: replayed readings and losses first,
     /// then the stream's events (readings as Delivery; Gap, HeartbeatSeen, PublisherSilent and
     /// PublisherBack passed on for information: gaps are repaired here, not by the owner).
-    /// Nothing when no event arrived in time or a signal interrupted the wait.
+    /// Nothing when no event arrived in time or a signal interrupted the wait. Throws
+    /// zmq::error_t for socket failures (as Subscriber::receive) and whatever the StoredRanges
+    /// callback throws; replay failures are logged, counted and retried, never thrown.
     [[nodiscard]] std::optional<ReliableEvent> receive(std::chrono::milliseconds timeout);
 
     /// Readings known missing and not yet fetched or reported lost, over all sensors.
