@@ -43,7 +43,9 @@ enum class DecodeErrc {
 /// Thrown by every decode function. what() names the problem and the field it was found in.
 class DecodeError : public std::runtime_error {
   public:
+    /// Thrown with the reason and a message naming the problem and the field.
     DecodeError(DecodeErrc code, const std::string& what) : std::runtime_error(what), code_(code) {}
+    /// Why the input was rejected.
     [[nodiscard]] DecodeErrc code() const noexcept { return code_; }
 
   private:
@@ -58,6 +60,7 @@ struct Heartbeat {
     std::string replay_endpoint;  ///< where to ask for replays; empty when there is none
     /// The newest seq published so far for each sensor this publisher owns.
     std::vector<std::pair<std::string, std::uint64_t>> newest;
+    /// Member-wise equality.
     bool operator==(const Heartbeat&) const = default;
 };
 

@@ -14,10 +14,12 @@
 
 namespace rill {
 
+/// How CsvSource reads its file.
 struct CsvOptions {
     /// Wait the gap between consecutive row timestamps (capped at `max_gap`) before returning
     /// a row; otherwise rows come at full speed.
     bool paced = false;
+    /// The longest pause between two rows when `paced` (gaps in the data beyond it are shortened).
     std::chrono::nanoseconds max_gap = std::chrono::hours(1);
     /// Bad rows are logged one line each up to this many; all are counted.
     std::size_t max_logged_bad_rows = 100;

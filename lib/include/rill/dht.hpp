@@ -28,11 +28,14 @@ enum class DhtStatus {
 
 [[nodiscard]] std::string_view to_string(DhtStatus status) noexcept;
 
+/// The outcome of decoding one DHT frame.
 struct DhtResult {
+    /// ok, or why the frame was rejected.
     DhtStatus status = DhtStatus::timeout;
     std::array<std::uint8_t, 5> bytes{};  ///< the raw frame when status is ok or checksum
     float temperature = 0;                ///< degrees Celsius, when ok
     float humidity = 0;                   ///< percent RH, when ok
+    /// True when status is DhtStatus::ok.
     [[nodiscard]] bool ok() const noexcept { return status == DhtStatus::ok; }
 };
 
@@ -65,7 +68,9 @@ class EdgeSource {
     [[nodiscard]] virtual std::string describe() const = 0;
 };
 
+/// How DhtSource reads and paces its sensor.
 struct DhtOptions {
+    /// The sensor model: sets the frame conversion and the minimum read spacing.
     DhtModel model = DhtModel::dht22;
     /// Time between measurements; raised to the minimum read spacing when shorter.
     std::chrono::nanoseconds interval = std::chrono::seconds(5);
@@ -76,10 +81,15 @@ struct DhtOptions {
     /// attempt. When all fail, the measurement is counted as missed and the next one is tried
     /// at the next interval.
     int max_retries = 5;
+    /// The delay before the first retry; it doubles with each further retry.
     std::chrono::milliseconds retry_backoff{2000};
+    /// The longest delay between two retries.
     std::chrono::milliseconds max_backoff{16000};
+    /// How long the line is driven low to wake the sensor.
     std::chrono::microseconds start_pulse{19000};
+    /// How long falling edges are collected after the start pulse.
     std::chrono::microseconds capture_window{10000};
+    /// Time seam (tests); empty members use the real clocks.
     SourceClock clock;
 };
 

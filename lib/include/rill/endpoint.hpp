@@ -13,10 +13,12 @@ enum class Attach { bind, connect };
 /// One endpoint: `@tcp://*:5556` binds, `>tcp://host:5556` connects, and a bare
 /// `tcp://host:5556` takes the socket kind's default.
 struct Endpoint {
+    /// Whether the socket binds or connects this address.
     Attach attach = Attach::connect;
     std::string address;  ///< the zmq address without the prefix: "tcp://host:5556"
     /// The endpoint with its prefix, as a user would write it.
     [[nodiscard]] std::string to_string() const;
+    /// Member-wise equality.
     bool operator==(const Endpoint&) const = default;
 };
 

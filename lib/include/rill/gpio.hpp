@@ -10,13 +10,16 @@
 
 namespace rill::gpio {
 
+/// Where the DHT sensor is wired and how the line is requested.
 struct GpiodEdgeSourceOptions {
     /// The chip by name ("gpiochip0"), path ("/dev/gpiochip0"), label or number.
     std::string chip = "gpiochip0";
+    /// The line offset on the chip (for a Raspberry Pi: the BCM GPIO number).
     unsigned line = 4;
     /// Request the internal pull-up while listening; turn off when an external pull-up is
     /// fitted (or the kernel/driver does not support bias flags).
     bool pull_up = true;
+    /// The consumer name shown by gpioinfo while the line is requested.
     std::string consumer = "rill-dht";
     /// When > 0, the thread calling capture() runs SCHED_FIFO at this priority (1-99) for the
     /// duration of a capture, so it drains the kernel's 16-event queue before it overflows.

@@ -14,6 +14,7 @@ namespace rill {
 /// cannot return ETIMEDOUT or EIO).
 class SysfsReader {
   public:
+    /// The outcome of one read.
     struct Result {
         std::string text;  ///< the contents, when error == 0
         int error = 0;     ///< an errno value when the read failed
@@ -27,18 +28,22 @@ class SysfsReader {
 /// The real reader: open, pread from offset 0, close.
 [[nodiscard]] std::unique_ptr<SysfsReader> make_file_sysfs_reader();
 
+/// How IioSource finds and reads its device.
 struct IioOptions {
     /// Where sysfs is mounted.
     std::filesystem::path sysfs_root = "/sys";
     /// Which device: empty or a name (matches a device whose `name` file equals it or starts
     /// with it followed by '@', as in "dht11@0"; default "dht11"), or "iio:deviceN".
     std::string device;
+    /// Time between measurements.
     std::chrono::nanoseconds interval = std::chrono::seconds(5);
     /// Retries per measurement after ETIMEDOUT or EIO, each after retry_delay (at least 2 s:
     /// the driver needs that long before it measures again).
     int max_retries = 5;
+    /// Wait before each retry (at least 2 s is used).
     std::chrono::milliseconds retry_delay{2000};
     std::shared_ptr<SysfsReader> reader;  ///< empty: the real files
+    /// Time seam (tests); empty members use the real clocks.
     SourceClock clock;
 };
 
@@ -60,6 +65,7 @@ class IioSource final : public Source {
     [[nodiscard]] std::optional<Measurement> next() override;
     [[nodiscard]] std::string describe() const override;
 
+    /// The device directory in use, e.g. /sys/bus/iio/devices/iio:device0.
     [[nodiscard]] const std::filesystem::path& device_path() const noexcept { return device_; }
 
   private:

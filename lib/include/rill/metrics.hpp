@@ -26,7 +26,9 @@ inline constexpr std::size_t metric_alignment = 64;
 /// A monotonically increasing count. All members are thread-safe and lock-free.
 class alignas(metric_alignment) Counter {
   public:
+    /// Adds `n`.
     void inc(std::uint64_t n = 1) noexcept { value_.fetch_add(n, std::memory_order_relaxed); }
+    /// The current count.
     [[nodiscard]] std::uint64_t value() const noexcept {
         return value_.load(std::memory_order_relaxed);
     }
@@ -38,8 +40,11 @@ class alignas(metric_alignment) Counter {
 /// A value that goes up and down. All members are thread-safe and lock-free.
 class alignas(metric_alignment) Gauge {
   public:
+    /// Sets the value.
     void set(double v) noexcept { value_.store(v, std::memory_order_relaxed); }
+    /// Adds `d` (negative to subtract).
     void add(double d) noexcept { value_.fetch_add(d, std::memory_order_relaxed); }
+    /// The current value.
     [[nodiscard]] double value() const noexcept { return value_.load(std::memory_order_relaxed); }
 
   private:
@@ -55,15 +60,22 @@ class Histogram {
     /// +Inf is implicit. Throws std::invalid_argument when one is not finite.
     explicit Histogram(std::vector<double> bounds);
 
+    /// Counts `value` in the first bucket whose bound is >= value (+Inf when none), adds it to the
+    /// sum.
     void observe(double value) noexcept;
 
+    /// A copy of the histogram's state at one moment.
     struct Snapshot {
         std::vector<double> bounds;         ///< upper bounds, without +Inf
         std::vector<std::uint64_t> counts;  ///< cumulative count per bound, then +Inf last
+        /// The sum of all observed values.
         double sum = 0;
+        /// The number of observations.
         std::uint64_t count = 0;
     };
+    /// The buckets, sum and count now (see the class comment on concurrent observe()).
     [[nodiscard]] Snapshot snapshot() const;
+    /// The buckets' upper bounds, sorted, without +Inf.
     [[nodiscard]] const std::vector<double>& bounds() const noexcept { return bounds_; }
 
   private:

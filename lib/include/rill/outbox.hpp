@@ -44,14 +44,19 @@ enum class DropReason {
 
 /// One consecutive range of readings of one sensor that the outbox can no longer replay.
 struct OutboxDrop {
+    /// The sensor whose readings were dropped.
     std::string sensor;
     std::uint64_t from_seq = 0;  ///< first dropped seq
     std::uint64_t to_seq = 0;    ///< last dropped seq (inclusive)
+    /// Why they were dropped.
     DropReason reason = DropReason::max_bytes;
+    /// Member-wise equality.
     bool operator==(const OutboxDrop&) const = default;
 };
 
+/// How an Outbox syncs, bounds and reports.
 struct OutboxOptions {
+    /// When appends reach stable storage (see FsyncPolicy).
     FsyncPolicy fsync = FsyncPolicy::batch;
     /// The group-commit interval of FsyncPolicy::batch (at least 1 ms is used).
     std::chrono::milliseconds fsync_interval{100};
@@ -130,6 +135,7 @@ class Outbox {
     ~Outbox();
     /// Moving transfers the open outbox; a moved-from Outbox may only be destroyed or assigned.
     Outbox(Outbox&&) noexcept;
+    /// Moves the open Outbox; the moved-from one may only be destroyed or assigned.
     Outbox& operator=(Outbox&&) noexcept;
     Outbox(const Outbox&) = delete;
     Outbox& operator=(const Outbox&) = delete;
@@ -174,7 +180,9 @@ class Outbox {
     [[nodiscard]] std::vector<std::pair<std::string, std::uint64_t>> newest_all() const;
     /// Readings of `sensor` dropped or lost since this outbox was opened.
     [[nodiscard]] std::uint64_t dropped(std::string_view sensor) const;
+    /// Counters and gauges since this outbox was opened (a snapshot).
     [[nodiscard]] OutboxMetrics metrics() const;
+    /// The outbox directory.
     [[nodiscard]] const std::filesystem::path& dir() const noexcept;
 
     struct Impl;

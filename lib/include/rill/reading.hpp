@@ -16,36 +16,55 @@ using Timestamp = std::chrono::sys_time<std::chrono::microseconds>;
 
 /// One extra named value a sensor may attach to a reading (pressure, battery voltage, ...).
 struct Extra {
+    /// 1 to 32 bytes of clean UTF-8, unique within a reading.
     std::string name;
+    /// Any finite number.
     double value = 0;
+    /// Member-wise equality.
     bool operator==(const Extra&) const = default;
 };
 
 /// One measurement of one sensor. (sensor, seq) identifies it forever: seq starts at 1 and
 /// grows by one per reading of that sensor.
 struct Reading {
+    /// The sensor id: 1 to 64 bytes of clean UTF-8 (see sensor_id_problem()).
     std::string sensor;
+    /// The reading's sequence number for its sensor, >= 1 (assigned by the Outbox when published
+    /// reliably).
     std::uint64_t seq = 0;
+    /// When the sensor measured it.
     Timestamp ts{};
     float temperature = 0;  ///< degrees Celsius
     float humidity = 0;     ///< percent relative humidity, 0 to 100
+    /// Up to 16 extra named values.
     std::vector<Extra> extras;
+    /// Member-wise equality.
     bool operator==(const Reading&) const = default;
 };
 
 /// Bounds every decoder enforces; they are part of the wire contract (proto/reading_v1.md).
 namespace limits {
+/// Bytes of a sensor id.
 inline constexpr std::size_t max_sensor_id_bytes = 64;
+/// Extras per reading.
 inline constexpr std::size_t max_extras = 16;
+/// Bytes of an extra's name.
 inline constexpr std::size_t max_extra_name_bytes = 32;
+/// Readings per batch (one frame, one outbox record, one replay reply).
 inline constexpr std::size_t max_batch_readings = 10'000;
+/// Bytes of one frame's payload.
 inline constexpr std::size_t max_payload_bytes = 4 * 1024 * 1024;
+/// Sensors listed in one heartbeat.
 inline constexpr std::size_t max_heartbeat_sensors = 4096;
+/// Bytes of a publisher identity.
 inline constexpr std::size_t max_publisher_id_bytes = 128;
+/// Bytes of an endpoint announced in a heartbeat.
 inline constexpr std::size_t max_endpoint_bytes = 256;
 /// Timestamps must lie in (0, 9999-12-31T23:59:59.999999Z].
 inline constexpr std::int64_t max_ts_us = 253'402'300'799'999'999;
+/// Temperatures below this are rejected (degrees Celsius).
 inline constexpr float min_temperature = -273.15f;
+/// Temperatures above this are rejected (degrees Celsius).
 inline constexpr float max_temperature = 1000.0f;
 }  // namespace limits
 

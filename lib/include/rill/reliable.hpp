@@ -26,8 +26,10 @@
 
 namespace rill {
 
+/// What ReliablePublisher opens and binds.
 struct ReliablePublisherOptions {
     std::filesystem::path outbox_dir;  ///< required
+    /// Fsync policy, bounds and drop callback of the outbox.
     OutboxOptions outbox;
     /// Where readings are published (entries without a prefix bind).
     std::string publish_endpoints = "@tcp://127.0.0.1:5556";
@@ -63,7 +65,9 @@ class ReliablePublisher {
 
     /// Appends `batch` (readings of one sensor; their seq fields are overwritten) to the outbox
     /// as one record, then publishes it. Blocks for the append (and its fsync, per policy).
-    /// Returns the seqs assigned. Throws as Outbox::append (nothing is published then).
+    /// Returns the seqs assigned. Throws as Outbox::append (nothing is published then), and
+    /// zmq::error_t when sending fails after the append: the readings stay in the outbox and
+    /// reach subscribers by replay.
     Outbox::SeqRange publish(std::span<Reading> batch);
 
     /// Sends due batches and heartbeats; returns the next duty's time (Publisher::service).
@@ -76,7 +80,9 @@ class ReliablePublisher {
     /// Idempotent. Throws std::system_error when the final sync fails.
     void close();
 
+    /// The outbox, e.g. for newest() and metrics(); thread-safe, like every Outbox member.
     [[nodiscard]] Outbox& outbox() noexcept;
+    /// The stream publisher, e.g. for bound() and newest(); same thread rules as publish().
     [[nodiscard]] Publisher& publisher() noexcept;
     /// The replay endpoint heartbeats announce ("" without a replay service).
     [[nodiscard]] const std::string& replay_endpoint() const noexcept;
@@ -89,14 +95,18 @@ class ReliablePublisher {
 /// Readings of one sensor for the owner, in increasing seq order: from the stream, or fetched
 /// by replay. May repeat readings delivered before (the owner deduplicates by seq).
 struct Delivery {
+    /// Readings of one sensor, seq strictly increasing.
     std::vector<Reading> readings;
+    /// True when they came from the publisher's replay service, false when from the stream.
     bool replayed = false;
 };
 
 /// Readings the publisher no longer has (its outbox dropped them when full or too old, or it
 /// has no replay service): they will never be delivered. Reported once per range and process.
 struct Lost {
+    /// The sensor the readings belong to.
     std::string sensor;
+    /// The seqs that will never be delivered.
     SeqRange range;
     std::string reason;  ///< "dropped by the publisher's outbox", "no replay service", ...
 };
@@ -104,6 +114,7 @@ struct Lost {
 using ReliableEvent =
     std::variant<Delivery, Lost, Gap, HeartbeatSeen, PublisherSilent, PublisherBack>;
 
+/// Where ReliableSubscriber connects and how it asks for replays.
 struct ReliableSubscriberOptions {
     /// The publishers' streams (entries without a prefix connect).
     std::string endpoints;
@@ -127,6 +138,7 @@ struct ReliableSubscriberOptions {
 /// seq 1 to the newest the heartbeat announces that is not in the returned set is fetched.
 using StoredRanges = std::function<SeqRanges(const std::string& sensor)>;
 
+/// What ReliableSubscriber has done since construction (stats()).
 struct ReliableSubscriberStats {
     std::uint64_t gaps = 0;               ///< gaps reported by the stream
     std::uint64_t replay_requests = 0;    ///< requests sent to replay services
@@ -146,7 +158,9 @@ class ReliableSubscriber {
   public:
     /// Connects the stream (Subscriber) and starts the replay thread. Throws as Subscriber.
     ReliableSubscriber(ReliableSubscriberOptions options, StoredRanges stored);
-    /// Stops the replay thread (an outstanding request is abandoned) and closes the sockets.
+    /// Stops the replay thread and closes the sockets. A replay request in flight is not
+    /// interrupted: the destructor waits until it is answered or times out, up to
+    /// replay_call.timeout * (1 + replay_call.retries); its result is discarded.
     ~ReliableSubscriber();
     ReliableSubscriber(const ReliableSubscriber&) = delete;
     ReliableSubscriber& operator=(const ReliableSubscriber&) = delete;
@@ -154,12 +168,17 @@ class ReliableSubscriber {
     /// Returns the next event, waiting up to `timeout`: replayed readings and losses first,
     /// then the stream's events (readings as Delivery; Gap, HeartbeatSeen, PublisherSilent and
     /// PublisherBack passed on for information: gaps are repaired here, not by the owner).
-    /// Nothing when no event arrived in time or a signal interrupted the wait.
+    /// Nothing when no event arrived in time or a signal interrupted the wait. Throws
+    /// zmq::error_t for socket failures (as Subscriber::receive) and whatever the StoredRanges
+    /// callback throws; replay failures are logged, counted and retried, never thrown.
     [[nodiscard]] std::optional<ReliableEvent> receive(std::chrono::milliseconds timeout);
 
     /// Readings known missing and not yet fetched or reported lost, over all sensors.
     [[nodiscard]] std::uint64_t wanted() const noexcept;
+    /// Counters since construction, and the wanted gauge (also sets rill_replay_wanted_readings).
     [[nodiscard]] ReliableSubscriberStats stats() const noexcept;
+    /// The underlying Subscriber, for its accessors (expected(), malformed()); receive only through
+    /// ReliableSubscriber::receive().
     [[nodiscard]] Subscriber& subscriber() noexcept;
 
   private:

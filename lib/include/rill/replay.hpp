@@ -26,6 +26,7 @@ struct ReplayRequest {
     std::string sensor;              ///< a valid sensor id
     std::uint64_t from_seq = 1;      ///< >= 1
     std::uint32_t max_readings = 0;  ///< 1 to limits::max_batch_readings
+    /// Member-wise equality.
     bool operator==(const ReplayRequest&) const = default;
 };
 
@@ -41,6 +42,7 @@ struct ReplayReply {
     /// [from_seq, first_available - 1] when from_seq < first_available: readings the outbox no
     /// longer has (dropped when it was full or too old), for the caller to count as lost.
     std::optional<SeqRange> lost;
+    /// Member-wise equality.
     bool operator==(const ReplayReply&) const = default;
 };
 
@@ -76,6 +78,7 @@ void set_lost_range(const ReplayRequest& request, ReplayReply& reply);
 /// stop() or the destructor, after which the callback is never called again.
 class ReplayServer {
   public:
+    /// Answers one request; see the class comment.
     using Callback = std::function<ReplayReply(const ReplayRequest&)>;
 
     /// Binds `endpoints` (entries without a prefix bind) and starts serving. Throws
@@ -88,8 +91,11 @@ class ReplayServer {
 
     /// Stops serving and joins the thread; idempotent.
     void stop() noexcept { server_.stop(); }
+    /// The last address bound, resolved ("tcp://127.0.0.1:41234").
     [[nodiscard]] std::string last_endpoint() const { return server_.last_endpoint(); }
+    /// Every address bound, resolved.
     [[nodiscard]] const std::vector<std::string>& bound() const noexcept { return server_.bound(); }
+    /// The server's counters; callable from any thread.
     [[nodiscard]] RpcStats stats() const noexcept { return server_.stats(); }
 
   private:
@@ -136,6 +142,7 @@ class ReplayClient {
     [[nodiscard]] ReplayResult fetch(std::string_view sensor, std::uint64_t from, std::uint64_t to,
                                      const ReplayFetchOptions& options = {});
 
+    /// The client's counters (requests resent, stale responses).
     [[nodiscard]] RpcStats stats() const noexcept { return client_.stats(); }
 
   private:

@@ -32,30 +32,38 @@ namespace rill {
 namespace rpc_limits {
 /// A whole request or response, as one ZeroMQ frame; larger frames are refused by the socket.
 inline constexpr std::size_t max_message_bytes = limits::max_payload_bytes + 64 * 1024;
+/// Bytes of a method name.
 inline constexpr std::size_t max_method_bytes = 64;
+/// Bytes of an error message.
 inline constexpr std::size_t max_error_bytes = 4096;
 /// Parser bounds for params and results: nesting depth, elements per array, pairs per map.
 inline constexpr std::size_t max_depth = 8;
+/// Elements of one array in params or results.
 inline constexpr std::size_t max_array_elements = 16 * 1024;
+/// Pairs of one map in params or results.
 inline constexpr std::size_t max_map_pairs = 4096;
 }  // namespace rpc_limits
 
 /// A request: [0, msgid, method, params].
 struct RpcRequest {
+    /// Chosen by the client; the response carries it back.
     std::uint32_t msgid = 0;
     std::string method;  ///< 1 to 64 bytes of clean UTF-8
     /// One msgpack-encoded array (the positional arguments). Empty means `[]`.
     std::string params;
+    /// Member-wise equality.
     bool operator==(const RpcRequest&) const = default;
 };
 
 /// A response: [1, msgid, error, result]. Exactly one of error and result is meaningful.
 struct RpcResponse {
+    /// The msgid of the request this answers.
     std::uint32_t msgid = 0;
     /// The remote error message; nothing when the call succeeded. Sent as a msgpack str.
     std::optional<std::string> error;
     /// One msgpack-encoded object; empty means nil. Always nil on the wire when error is set.
     std::string result;
+    /// Member-wise equality.
     bool operator==(const RpcResponse&) const = default;
 };
 
@@ -79,13 +87,19 @@ using RpcMessage = std::variant<RpcRequest, RpcResponse>;
 namespace rpc_pack {
 /// `[]`, `nil`, a str, an unsigned integer, and an array of strs.
 [[nodiscard]] std::string empty_array();
+/// `nil`.
 [[nodiscard]] std::string nil();
+/// A str holding `s`.
 [[nodiscard]] std::string str(std::string_view s);
+/// A non-negative integer.
 [[nodiscard]] std::string uint(std::uint64_t v);
+/// An array of strs.
 [[nodiscard]] std::string str_array(const std::vector<std::string>& items);
 /// Decode the same shapes; throw DecodeError when `bytes` is anything else.
 [[nodiscard]] std::string to_str(std::string_view bytes);
+/// The unsigned integer in `bytes`.
 [[nodiscard]] std::uint64_t to_uint(std::string_view bytes);
+/// The array of strs in `bytes`.
 [[nodiscard]] std::vector<std::string> to_str_array(std::string_view bytes);
 }  // namespace rpc_pack
 
@@ -93,6 +107,7 @@ namespace rpc_pack {
 /// Handlers may also throw it to choose the message sent back.
 class RpcError : public std::runtime_error {
   public:
+    /// An error response from `method` with the server's message.
     RpcError(std::string method, std::string remote_message)
         : std::runtime_error("rpc " + method + ": remote error: " + remote_message),
           method_(std::move(method)),
@@ -199,6 +214,7 @@ struct CallOptions {
 /// discarded and counted as stale.
 class RpcClient {
   public:
+    /// Identifies a call sent by send(), for wait() and cancel().
     using CallId = std::uint32_t;
 
     /// Creates a DEALER on `ctx` with `options` and attaches `endpoints` (entries without a
@@ -228,6 +244,7 @@ class RpcClient {
     void cancel(CallId id) noexcept;
     /// Calls sent and not yet waited for.
     [[nodiscard]] std::size_t pending() const noexcept { return pending_.size(); }
+    /// The client's counters.
     [[nodiscard]] RpcStats stats() const noexcept { return stats_; }
 
   private:

@@ -25,8 +25,11 @@ namespace rill {
 /// A CURVE key pair in Z85 text (40 characters each). `secret_key` is empty when only the public
 /// half is known (read from a public key file).
 struct CurveKeyPair {
+    /// The public key, safe to hand out.
     std::string public_key;
+    /// The secret key; empty when only the public key is known.
     std::string secret_key;
+    /// Member-wise equality.
     bool operator==(const CurveKeyPair&) const = default;
 };
 
@@ -107,7 +110,9 @@ class ZapHandler {
 
     /// Clients admitted and rejected so far.
     [[nodiscard]] std::uint64_t accepted() const noexcept { return accepted_.load(); }
+    /// Clients rejected so far (also counted in rill_security_rejected_total).
     [[nodiscard]] std::uint64_t rejected() const noexcept { return rejected_.load(); }
+    /// The number of public keys in the allow-list now.
     [[nodiscard]] std::size_t allowed_count() const;
 
   private:

@@ -10,9 +10,13 @@ namespace rill {
 
 /// A closed range of sequence numbers [first, last], first <= last.
 struct SeqRange {
+    /// The first seq of the range.
     std::uint64_t first = 0;
+    /// The last seq of the range (inclusive).
     std::uint64_t last = 0;
+    /// The number of seqs in the range.
     [[nodiscard]] std::uint64_t size() const noexcept { return last - first + 1; }
+    /// Member-wise equality.
     bool operator==(const SeqRange&) const = default;
 };
 
@@ -20,12 +24,17 @@ struct SeqRange {
 /// contains() and insert() cost O(log islands); in-order inserts extend the last island.
 class SeqRanges {
   public:
+    /// True when `seq` is in the set.
     [[nodiscard]] bool contains(std::uint64_t seq) const noexcept;
+    /// Adds one seq.
     void insert(std::uint64_t seq) { insert(SeqRange{seq, seq}); }
     void insert(SeqRange range);  ///< requires first <= last
+    /// Removes one seq.
     void erase(std::uint64_t seq) { erase(SeqRange{seq, seq}); }
     void erase(SeqRange range);  ///< requires first <= last
+    /// True when the set holds no seq.
     [[nodiscard]] bool empty() const noexcept { return islands_.empty(); }
+    /// The number of disjoint ranges.
     [[nodiscard]] std::size_t island_count() const noexcept { return islands_.size(); }
     /// The number of seqs in the set (saturating at UINT64_MAX).
     [[nodiscard]] std::uint64_t count() const noexcept;
@@ -39,6 +48,7 @@ class SeqRanges {
     [[nodiscard]] std::vector<SeqRange> gaps() const;
     /// The seqs of `range` that are not in the set, in order.
     [[nodiscard]] std::vector<SeqRange> missing_in(SeqRange range) const;
+    /// Member-wise equality.
     bool operator==(const SeqRanges&) const = default;
 
   private:

@@ -10,9 +10,11 @@
 
 namespace rill {
 
+/// How SimSource generates and paces measurements.
 struct SimOptions {
     /// Time between measurements, both in their timestamps and in real pacing.
     std::chrono::nanoseconds interval = std::chrono::seconds(5);
+    /// The random seed: the same seed, start and interval give the same values.
     std::uint64_t seed = 1;
     /// Timestamp of the first measurement; default: the time of construction.
     std::optional<Timestamp> start;
@@ -29,6 +31,7 @@ struct SimOptions {
 /// batches, never by sleeping per measurement). next() costs a few tens of nanoseconds.
 class SimSource final : public Source {
   public:
+    /// Starts the generator; the first measurement is due at once.
     explicit SimSource(SimOptions options);
 
     [[nodiscard]] std::optional<Measurement> next() override;

@@ -25,11 +25,15 @@ bool close_default_context(std::chrono::milliseconds max_wait) noexcept;
 
 /// CURVE keys in zmq's Z85 text form (40 characters each).
 struct CurveServerKeys {
+    /// The server's public key, which its clients trust.
     std::string public_key;
+    /// The server's secret key.
     std::string secret_key;
 };
+/// CURVE keys of a connecting socket.
 struct CurveClientKeys {
     std::string public_key;  ///< this client's key pair
+    /// This client's secret key.
     std::string secret_key;
     std::string server_public_key;  ///< the server it trusts
 };
@@ -38,18 +42,23 @@ struct CurveClientKeys {
 struct SocketOptions {
     std::optional<int>
         send_hwm;  ///< messages queued per peer before dropping or blocking; 0 = no limit
+    /// Messages queued for receiving per peer; 0 = no limit.
     std::optional<int> recv_hwm;
     std::chrono::milliseconds linger{0};  ///< how long close() waits to flush pending messages
+    /// The first wait before reconnecting a lost or refused connection.
     std::optional<std::chrono::milliseconds> reconnect_interval;
+    /// The longest wait between reconnects (the wait doubles up to it); unset: no backoff.
     std::optional<std::chrono::milliseconds> reconnect_interval_max;
     std::optional<std::chrono::seconds> tcp_keepalive_idle;       ///< set: TCP keepalive on
     std::optional<std::chrono::milliseconds> heartbeat_interval;  ///< ZMTP heartbeats
+    /// After a ZMTP heartbeat, how long to wait for any traffic before dropping the connection.
     std::optional<std::chrono::milliseconds> heartbeat_timeout;
     /// Set on the binding side: this socket is a CURVE server. Clients are checked by the ZAP
     /// handler of the process (see rill/security.hpp) when one runs, else any key is accepted.
     std::optional<CurveServerKeys> curve_server;
     /// Set on the connecting side: this socket is a CURVE client of that server.
     std::optional<CurveClientKeys> curve_client;
+    /// The ZAP domain of a CURVE server socket (what ZapHandler checks).
     std::string zap_domain = "rill";
 };
 
@@ -60,7 +69,9 @@ class Socket {
     Socket() = default;
     /// Creates a socket of `type` on `ctx` and applies `options`. Throws zmq::error_t.
     Socket(zmq::context_t& ctx, zmq::socket_type type, const SocketOptions& options = {});
+    /// Moves the socket; the source is left empty (its operator bool is false).
     Socket(Socket&&) noexcept = default;
+    /// Moves the socket; the source is left empty (its operator bool is false).
     Socket& operator=(Socket&&) noexcept = default;
     ~Socket() = default;
 
@@ -75,9 +86,13 @@ class Socket {
     /// Every address this socket bound, resolved, in order.
     [[nodiscard]] const std::vector<std::string>& bound() const noexcept { return bound_; }
 
+    /// The cppzmq socket, for options and calls this wrapper does not cover.
     [[nodiscard]] zmq::socket_t& raw() noexcept { return socket_; }
+    /// The cppzmq socket, read-only.
     [[nodiscard]] const zmq::socket_t& raw() const noexcept { return socket_; }
+    /// True while the socket is open (not default-constructed, moved from or closed).
     [[nodiscard]] explicit operator bool() const noexcept { return socket_.handle() != nullptr; }
+    /// Closes the socket now, with its linger; idempotent.
     void close() noexcept { socket_.close(); }
 
   private:

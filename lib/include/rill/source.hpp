@@ -22,10 +22,13 @@ namespace rill {
 
 /// One measurement as a source produced it: no sensor id, no seq.
 struct Measurement {
+    /// When the measurement was taken.
     Timestamp ts{};
     float temperature = 0;  ///< degrees Celsius
     float humidity = 0;     ///< percent relative humidity, 0 to 100
+    /// Extra named values, e.g. pressure.
     std::vector<Extra> extras;
+    /// Member-wise equality.
     bool operator==(const Measurement&) const = default;
 };
 
@@ -42,6 +45,7 @@ struct SourceCounters {
     std::uint64_t failed_parse = 0;     ///< CSV: bad rows; IIO: unparsable file contents
     std::uint64_t retries = 0;          ///< reads repeated after a failure
     std::uint64_t missed = 0;           ///< measurements given up after all retries failed
+    /// Member-wise equality.
     bool operator==(const SourceCounters&) const = default;
 };
 
@@ -87,6 +91,7 @@ class Source {
 
     /// Asks next() to return nothing as soon as possible. Thread-safe, idempotent, noexcept.
     void request_stop() noexcept;
+    /// True once request_stop() was called.
     [[nodiscard]] bool stop_requested() const noexcept {
         return stop_.load(std::memory_order_acquire);
     }
@@ -117,6 +122,7 @@ class Source {
     void missed(std::chrono::steady_clock::time_point& due, std::chrono::nanoseconds interval,
                 int attempts);
 
+    /// The counters a source updates (counters() reads them).
     detail::SourceCounterCells counters_;
 
   private:
@@ -131,8 +137,11 @@ enum class SourceKind { sim, dht11, dht22, iio, csv };
 /// A parsed spec: `sim`, `dht11`, `dht22`, `iio`, `iio:DEVICE` or `csv:PATH`. `argument` is
 /// DEVICE (empty: find the device named dht11) or PATH.
 struct SourceSpec {
+    /// What kind of source.
     SourceKind kind = SourceKind::sim;
+    /// The device (iio) or the file path (csv); empty otherwise.
     std::string argument;
+    /// Member-wise equality.
     bool operator==(const SourceSpec&) const = default;
 };
 
@@ -150,13 +159,16 @@ struct SourceOptions {
     /// Measurements per second instead of an interval (sim for load tests; others accept it
     /// too). Mutually exclusive with `interval`; must be finite and > 0.
     std::optional<double> rate_hz;
-    /// sim: the random seed and the timestamp of the first measurement (default: now).
+    /// sim: the random seed.
     std::uint64_t seed = 1;
+    /// sim: the timestamp of the first measurement; default: now.
     std::optional<Timestamp> start;
     /// dht: the GPIO chip (name, path or number) and line offset, and whether to enable the
     /// SoC's internal pull-up (turn off with an external 4.7-10 kOhm pull-up).
     std::string gpio_chip = "gpiochip0";
+    /// dht: the GPIO line offset on gpio_chip.
     unsigned gpio_line = 4;
+    /// dht: enable the internal pull-up while listening.
     bool gpio_pull_up = true;
     /// dht: SCHED_FIFO priority for the capturing thread during a read (0: off; see
     /// rill::gpio::GpiodEdgeSourceOptions::realtime_priority).

@@ -49,9 +49,14 @@ enum class ErrorKind {
 /// was one ("" for client-side failures such as a lost connection).
 class StoreError : public std::runtime_error {
   public:
+    /// An error of `kind` with the server's SQLSTATE ("" when none) and a message naming the
+    /// attempt.
     StoreError(ErrorKind kind, std::string sqlstate, const std::string& message);
+    /// Whether retrying can help.
     [[nodiscard]] ErrorKind kind() const noexcept { return kind_; }
+    /// True when kind() is ErrorKind::transient.
     [[nodiscard]] bool transient() const noexcept { return kind_ == ErrorKind::transient; }
+    /// The server's five-character SQLSTATE, or "" for client-side failures.
     [[nodiscard]] const std::string& sqlstate() const noexcept { return sqlstate_; }
 
   private:
@@ -79,14 +84,19 @@ struct ResultDeleter {
 class Result {
   public:
     Result() = default;
+    /// Takes ownership of `r` (may be null).
     explicit Result(pg_result* r) noexcept : r_(r) {}
+    /// The number of rows (0 when empty).
     [[nodiscard]] int rows() const noexcept;
+    /// The number of columns (0 when empty).
     [[nodiscard]] int columns() const noexcept;
+    /// True when the field is SQL NULL.
     [[nodiscard]] bool is_null(int row, int col) const noexcept;
     /// The text of a field ("" for NULL); valid while this Result lives.
     [[nodiscard]] std::string_view value(int row, int col) const noexcept;
     /// The number of rows an INSERT / COPY / UPDATE affected (0 when not applicable).
     [[nodiscard]] std::uint64_t affected() const noexcept;
+    /// The PGresult, still owned by this Result.
     [[nodiscard]] pg_result* native() const noexcept { return r_.get(); }
 
   private:
@@ -122,6 +132,7 @@ class Connection {
     std::uint64_t copy_in(const std::string& copy_sql, std::string_view data,
                           std::string_view what);
 
+    /// The PGconn, still owned by this Connection (null when empty).
     [[nodiscard]] pg_conn* native() const noexcept { return c_.get(); }
 
   private:
@@ -130,6 +141,7 @@ class Connection {
 
 // --- reconnect backoff -------------------------------------------------------------------------
 
+/// The delays of a Backoff.
 struct BackoffOptions {
     std::chrono::milliseconds initial{100};  ///< the first delay after a failure
     std::chrono::milliseconds max{10'000};   ///< delays never grow past this
@@ -140,9 +152,14 @@ struct BackoffOptions {
 /// reset() after a success starts again at initial.
 class Backoff {
   public:
+    /// Starts with no failures counted.
     explicit Backoff(BackoffOptions options = {}) noexcept : options_(options) {}
+    /// Counts one more failure and returns the delay before the next try: initial *
+    /// multiplier^(failures before), capped at max.
     [[nodiscard]] std::chrono::milliseconds next_delay() noexcept;
+    /// Starts again at `initial` (after a success).
     void reset() noexcept { failures_ = 0; }
+    /// Failures counted since construction or reset().
     [[nodiscard]] unsigned failures() const noexcept { return failures_; }
 
   private:
@@ -152,9 +169,13 @@ class Backoff {
 
 // --- schema ------------------------------------------------------------------------------------
 
+/// One numbered schema migration.
 struct Migration {
+    /// Applied in increasing order and recorded in schema_migrations.
     int version;
+    /// A short description, e.g. "readings table".
     std::string_view name;
+    /// The SQL it runs, in the migrate() transaction.
     std::string_view sql;
 };
 
@@ -191,6 +212,7 @@ using rill::SeqRanges;
 
 // --- the batch writer --------------------------------------------------------------------------
 
+/// Where and how BatchWriter writes.
 struct WriterOptions {
     std::string conninfo;            ///< libpq connection string or postgresql:// URL
     std::size_t batch_max = 10'000;  ///< a batch is cut at this many readings
@@ -207,11 +229,13 @@ struct WriterOptions {
 /// One reconnect attempt, as reported to BatchWriter::on_reconnect().
 struct ReconnectEvent {
     unsigned attempt = 0;  ///< 1 for the first attempt after a failure
+    /// Whether this attempt connected.
     bool succeeded = false;
     std::chrono::milliseconds next_delay{0};  ///< when it failed: the wait before the next try
     std::string error;                        ///< when it failed: why
 };
 
+/// What a BatchWriter has done since construction (a snapshot).
 struct WriterStats {
     std::uint64_t readings_stored = 0;     ///< rows this writer inserted
     std::uint64_t batches = 0;             ///< batches committed
@@ -221,7 +245,9 @@ struct WriterStats {
     std::uint64_t invalid_rejected = 0;    ///< refused by add() as malformed
     std::uint64_t database_errors = 0;     ///< failed batch attempts and connects
     std::uint64_t reconnects = 0;          ///< successful reconnections after a failure
+    /// Commit latency of the last batch.
     std::chrono::microseconds last_batch_latency{0};
+    /// The longest commit latency of a batch.
     std::chrono::microseconds max_batch_latency{0};
     std::chrono::microseconds total_batch_latency{0};  ///< divide by batches for the mean
 };
@@ -251,6 +277,7 @@ struct WriterStats {
 /// error makes flush() throw StoreError with the batch still pending.
 class BatchWriter {
   public:
+    /// What add() did with a reading.
     enum class AddResult {
         accepted,   ///< queued for the next batch
         duplicate,  ///< already stored or already pending: dropped, counted
@@ -268,6 +295,7 @@ class BatchWriter {
     ~BatchWriter();
     BatchWriter(const BatchWriter&) = delete;
     BatchWriter& operator=(const BatchWriter&) = delete;
+    /// Moves the open BatchWriter; the moved-from one may only be destroyed or assigned.
     BatchWriter(BatchWriter&&) noexcept;
     BatchWriter& operator=(BatchWriter&&) noexcept;  ///< a moved-from writer may only be
                                                      ///< destroyed or assigned to
@@ -309,6 +337,7 @@ class BatchWriter {
 
     /// Readings held and not yet committed, and the bound.
     [[nodiscard]] std::size_t pending() const noexcept;
+    /// The bound on pending() (WriterOptions::pending_max).
     [[nodiscard]] std::size_t pending_max() const noexcept;
     /// pending() / pending_max(), 0 to 1.
     [[nodiscard]] double fill() const noexcept;
@@ -321,6 +350,7 @@ class BatchWriter {
     /// Every sensor known to have stored readings, in order.
     [[nodiscard]] std::vector<std::string> sensors() const;
 
+    /// A snapshot of the counters.
     [[nodiscard]] WriterStats stats() const noexcept;
 
     /// Called on the owner thread, from flush()/drain(), after every reconnect attempt. While an

@@ -43,8 +43,11 @@ struct BatchOptions {
     std::chrono::milliseconds max_delay{0};
 };
 
+/// How a Publisher's socket, batches and heartbeats behave.
 struct PublisherOptions {
+    /// High-water marks, linger, CURVE keys, ...
     SocketOptions socket;
+    /// When queued readings become a frame.
     BatchOptions batch;
     /// This publisher's identity, announced in heartbeats; empty = "<hostname>/<pid>".
     std::string identity;
@@ -69,7 +72,9 @@ class Publisher {
     /// when a bind or connect fails.
     explicit Publisher(std::string_view endpoints, PublisherOptions options = {});
     ~Publisher();
+    /// Moves the open Publisher; the moved-from one may only be destroyed or assigned.
     Publisher(Publisher&&) noexcept;
+    /// Moves the open Publisher; the moved-from one may only be destroyed or assigned.
     Publisher& operator=(Publisher&&) noexcept;
 
     /// Queues `reading` in its sensor's batch and sends every batch (and the heartbeat) that
@@ -94,7 +99,10 @@ class Publisher {
     /// The time of the next duty (see service()).
     [[nodiscard]] SteadyTime next_deadline() const;
 
+    /// Changes the replay endpoint the next heartbeats announce (empty: none). Throws
+    /// std::invalid_argument when it is longer than limits::max_endpoint_bytes.
     void set_replay_endpoint(std::string endpoint);
+    /// The identity heartbeats announce.
     [[nodiscard]] const std::string& identity() const noexcept;
     /// The addresses this publisher bound, resolved (port 0 becomes the real port).
     [[nodiscard]] const std::vector<std::string>& bound() const noexcept;
@@ -110,14 +118,19 @@ class Publisher {
     std::unique_ptr<Impl> impl_;
 };
 
+/// How a Pusher's socket and batches behave.
 struct PusherOptions {
+    /// High-water marks, linger, CURVE keys, ...
     SocketOptions socket;
+    /// When queued readings become a frame.
     BatchOptions batch;
     /// How long sending one frame may wait for a puller to take it (no puller connected, or
     /// all at their high-water mark). A frame not taken in time stays queued, in order, and is
     /// retried by the next call; nothing is dropped.
     std::chrono::milliseconds send_timeout{1000};
+    /// Where the stream counters go; nullptr = default_registry().
     MetricsRegistry* metrics = nullptr;
+    /// The ZeroMQ context; nullptr = default_context().
     zmq::context_t* context = nullptr;
 };
 
@@ -128,7 +141,9 @@ class Pusher {
     /// As Publisher's constructor; entries without a prefix bind.
     explicit Pusher(std::string_view endpoints, PusherOptions options = {});
     ~Pusher();
+    /// Moves the open Pusher; the moved-from one may only be destroyed or assigned.
     Pusher(Pusher&&) noexcept;
+    /// Moves the open Pusher; the moved-from one may only be destroyed or assigned.
     Pusher& operator=(Pusher&&) noexcept;
 
     /// Queues readings like Publisher::publish and sends the due frames, blocking up to
@@ -136,6 +151,7 @@ class Pusher {
     /// false when a frame timed out (it stays queued). Throws std::invalid_argument for an
     /// invalid reading.
     bool push(const Reading& reading);
+    /// push() for each reading in order.
     bool push(std::span<const Reading> readings);
     /// Sends every pending batch; returns as push().
     bool flush();
@@ -145,6 +161,7 @@ class Pusher {
     void poll_once(std::chrono::milliseconds timeout);
     /// Frames waiting for a puller.
     [[nodiscard]] std::size_t queued_frames() const noexcept;
+    /// The addresses this pusher bound, resolved.
     [[nodiscard]] const std::vector<std::string>& bound() const noexcept;
 
   private:
@@ -159,8 +176,11 @@ class Pusher {
 /// or reported missing before); they are passed on, counted in
 /// rill_stream_stale_readings_total, and never cause a gap. fresh() are the others.
 struct ReadingBatch {
+    /// The readings, seq strictly increasing.
     std::vector<Reading> readings;
+    /// How many readings at the front are below the expected seq.
     std::size_t stale = 0;
+    /// The readings after the stale ones.
     [[nodiscard]] std::span<const Reading> fresh() const noexcept {
         return std::span<const Reading>(readings).subspan(stale);
     }
@@ -168,15 +188,21 @@ struct ReadingBatch {
 
 /// Readings [from, to] of `sensor` (inclusive) were published but not received. Reported once.
 struct Gap {
+    /// The sensor with missing readings.
     std::string sensor;
+    /// The first missing seq.
     std::uint64_t from = 0;
+    /// The last missing seq (inclusive).
     std::uint64_t to = 0;
+    /// The number of missing readings.
     [[nodiscard]] std::uint64_t count() const noexcept { return to - from + 1; }
+    /// Member-wise equality.
     bool operator==(const Gap&) const = default;
 };
 
 /// A heartbeat arrived.
 struct HeartbeatSeen {
+    /// The heartbeat as decoded.
     Heartbeat heartbeat;
     /// The IP address the heartbeat came from ("127.0.0.1"); empty when zmq does not know it
     /// (ipc://, inproc://).
@@ -188,25 +214,31 @@ struct HeartbeatSeen {
 
 /// A publisher sent no heartbeat for SubscriberOptions::silent_after_missed of its intervals.
 struct PublisherSilent {
+    /// The silent publisher's identity.
     std::string publisher;
     std::chrono::milliseconds silent_for{0};  ///< time since its last heartbeat
 };
 
 /// A publisher reported silent sent a heartbeat again (reported before that HeartbeatSeen).
 struct PublisherBack {
+    /// The publisher's identity.
     std::string publisher;
 };
 
 using StreamEvent = std::variant<ReadingBatch, Gap, HeartbeatSeen, PublisherSilent, PublisherBack>;
 
+/// How a Subscriber's socket, filters and silence detection behave.
 struct SubscriberOptions {
+    /// High-water marks, reconnect intervals, CURVE keys, ...
     SocketOptions socket;
     /// Sensor-id prefixes to receive; empty = every sensor. Heartbeats are always received.
     std::vector<std::string> prefixes;
     /// A publisher is silent after this many heartbeat intervals (its announced interval)
     /// without a heartbeat.
     unsigned silent_after_missed = 3;
+    /// Where the stream counters go; nullptr = default_registry().
     MetricsRegistry* metrics = nullptr;
+    /// The ZeroMQ context; nullptr = default_context().
     zmq::context_t* context = nullptr;
 };
 
@@ -227,7 +259,9 @@ class Subscriber {
     /// connect). Throws std::invalid_argument / std::runtime_error like Publisher.
     explicit Subscriber(std::string_view endpoints, SubscriberOptions options = {});
     ~Subscriber();
+    /// Moves the open Subscriber; the moved-from one may only be destroyed or assigned.
     Subscriber(Subscriber&&) noexcept;
+    /// Moves the open Subscriber; the moved-from one may only be destroyed or assigned.
     Subscriber& operator=(Subscriber&&) noexcept;
 
     /// Returns the next event, waiting up to `timeout` for one (0 = do not wait); nothing when
@@ -252,9 +286,13 @@ class Subscriber {
     std::unique_ptr<Impl> impl_;
 };
 
+/// How a Puller's socket behaves.
 struct PullerOptions {
+    /// High-water marks, reconnect intervals, CURVE keys, ...
     SocketOptions socket;
+    /// Where the stream counters go; nullptr = default_registry().
     MetricsRegistry* metrics = nullptr;
+    /// The ZeroMQ context; nullptr = default_context().
     zmq::context_t* context = nullptr;
 };
 
@@ -265,13 +303,16 @@ class Puller {
     /// Entries without a prefix connect.
     explicit Puller(std::string_view endpoints, PullerOptions options = {});
     ~Puller();
+    /// Moves the open Puller; the moved-from one may only be destroyed or assigned.
     Puller(Puller&&) noexcept;
+    /// Moves the open Puller; the moved-from one may only be destroyed or assigned.
     Puller& operator=(Puller&&) noexcept;
 
     /// The readings of the next frame, waiting up to `timeout`; nothing when none arrived in
     /// time or when a signal interrupted the wait. Heartbeats arriving here are counted and
     /// skipped.
     [[nodiscard]] std::optional<std::vector<Reading>> receive(std::chrono::milliseconds timeout);
+    /// Malformed messages counted so far by this puller, per reason.
     [[nodiscard]] std::uint64_t malformed(DecodeErrc reason) const noexcept;
 
   private:
@@ -283,18 +324,28 @@ class Puller {
 /// `rill_stream_*{socket=KIND}` metrics hold. Every Publisher (kind "pub"), Subscriber ("sub"),
 /// Pusher ("push") and Puller ("pull") on that registry adds to the same counters.
 struct StreamMetrics {
+    /// Frames of readings sent.
     std::uint64_t frames_sent = 0;
+    /// Readings sent.
     std::uint64_t readings_sent = 0;
+    /// Bytes sent, topic and payload.
     std::uint64_t bytes_sent = 0;
+    /// Heartbeats sent.
     std::uint64_t heartbeats_sent = 0;
     std::uint64_t frames_dropped = 0;  ///< frames the sending socket refused to queue
+    /// Frames of readings received.
     std::uint64_t frames_received = 0;
+    /// Readings received.
     std::uint64_t readings_received = 0;
+    /// Bytes received, topic and payload.
     std::uint64_t bytes_received = 0;
+    /// Heartbeats received.
     std::uint64_t heartbeats_received = 0;
+    /// Gaps reported.
     std::uint64_t gaps = 0;
     std::uint64_t missing_readings = 0;  ///< readings in the gaps
     std::uint64_t stale_readings = 0;    ///< readings below the expected seq
+    /// Publishers reported silent.
     std::uint64_t publishers_silent = 0;
     std::uint64_t malformed_frames = 0;  ///< over every DecodeErrc reason
 };
