@@ -16,6 +16,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
 #include <random>
 #include <string>
@@ -222,6 +223,17 @@ void require_netns() {
     REQUIRE_MESSAGE(problem.empty(), "the chaos tests cannot run: " << problem);
 }
 
+std::uint64_t directory_bytes(const std::filesystem::path& dir) {
+    std::uint64_t bytes = 0;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+        std::error_code size_ec;
+        const auto size = e.file_size(size_ec);  // a segment may be deleted meanwhile
+        if (!size_ec) bytes += size;
+    }
+    return bytes;
+}
+
 std::uint64_t total(const std::map<std::string, std::uint64_t>& newest) {
     std::uint64_t t = 0;
     for (const auto& [s, n] : newest)
@@ -234,8 +246,8 @@ std::uint64_t total(const std::map<std::string, std::uint64_t>& newest) {
 TEST_CASE("kill-store-sub: store-sub killed with kill -9 five times stores every reading once") {
     require_netns();
     Lab lab("kill-store-sub");
-    const std::uint64_t count = pick<std::uint64_t>(20'000, 700'000);
-    const unsigned rate = pick(5'000u, 12'000u);
+    const std::uint64_t count = pick<std::uint64_t>(20'000, 600'000);
+    const unsigned rate = pick(5'000u, 15'000u);
     lab.start_store();
     for (const auto& s : sensors)
         lab.start_sensor(s, count, rate);
@@ -256,16 +268,27 @@ TEST_CASE(
     "kill-sensor-pub: a sensor-pub killed with kill -9 at full rate and restarted loses nothing") {
     require_netns();
     Lab lab("kill-sensor-pub");
-    const std::uint64_t count = pick<std::uint64_t>(30'000, 700'000);
-    // At full rate (about 300,000 readings/s on the 2-core test machine) s2 writes its outbox
-    // for a second or more: the kill comes while it writes.
-    const std::uint64_t victim_count = pick<std::uint64_t>(400'000, 2'000'000);
-    const unsigned full_rate = 1'000'000;
+    const std::uint64_t count = pick<std::uint64_t>(30'000, 600'000);
+    // Full rate: no pacing to speak of (about 2 million readings/s into the outbox on the
+    // 2-core test machine), so s2 writes its outbox for a fraction of a second or more.
+    const std::uint64_t victim_count = pick<std::uint64_t>(300'000, 2'000'000);
+    const unsigned full_rate = 10'000'000;
     lab.start_store();
-    lab.start_sensor("s1", count, pick(5'000u, 12'000u));
-    lab.start_sensor("s3", count, pick(5'000u, 12'000u));
+    lab.start_sensor("s1", count, pick(5'000u, 15'000u));
+    lab.start_sensor("s3", count, pick(5'000u, 15'000u));
     auto& victim = lab.start_sensor("s2", victim_count, full_rate);
-    std::this_thread::sleep_for(random_between(100ms, 500ms));
+    // Kill it in the middle of writing: once its outbox holds a random amount between about a
+    // tenth and a half of what it will write (about 24 bytes a reading).
+    const std::uint64_t at_bytes =
+        victim_count * 24 / 10 +
+        std::uniform_int_distribution<std::uint64_t>(0, victim_count * 24 * 4 / 10)(rng());
+    const bool writing = wait_until(
+        [&] {
+            return directory_bytes(lab.dir.path() / "outbox-s2") >= at_bytes ||
+                   !victim.process().running();
+        },
+        60s);
+    REQUIRE(writing);
     REQUIRE_MESSAGE(victim.process().running(),
                     "s2 finished before the kill; raise its count. Its log:\n"
                         << victim.log());
@@ -275,6 +298,7 @@ TEST_CASE(
     auto& again = lab.start_sensor("s2", victim_count, full_rate);
     MESSAGE("s2 killed at seq " << again.start_seq());
     CHECK(again.start_seq() > 0);
+    CHECK(again.start_seq() < victim_count);  // it was killed while it wrote
     const auto newest = lab.wait_published();
     CHECK(newest.at("s2") == again.start_seq() + victim_count);
     lab.wait_stored(total(newest));
@@ -284,8 +308,8 @@ TEST_CASE(
 TEST_CASE("stop-postgres: PostgreSQL stopped and started again mid-stream loses nothing") {
     require_netns();
     Lab lab("stop-postgres");
-    const std::uint64_t count = pick<std::uint64_t>(40'000, 700'000);
-    const unsigned rate = pick(5'000u, 12'000u);
+    const std::uint64_t count = pick<std::uint64_t>(40'000, 600'000);
+    const unsigned rate = pick(5'000u, 15'000u);
     lab.start_store();
     for (const auto& s : sensors)
         lab.start_sensor(s, count, rate);
@@ -301,8 +325,8 @@ TEST_CASE("stop-postgres: PostgreSQL stopped and started again mid-stream loses 
 TEST_CASE("cut-link: a sensor host cut off from the network and healed loses nothing") {
     require_netns();
     Lab lab("cut-link");
-    const std::uint64_t count = pick<std::uint64_t>(40'000, 700'000);
-    const unsigned rate = pick(5'000u, 12'000u);
+    const std::uint64_t count = pick<std::uint64_t>(40'000, 600'000);
+    const unsigned rate = pick(5'000u, 15'000u);
     lab.start_store();
     for (const auto& s : sensors)
         lab.start_sensor(s, count, rate);
@@ -315,20 +339,24 @@ TEST_CASE("cut-link: a sensor host cut off from the network and healed loses not
     lab.finish(newest);
 }
 
-TEST_CASE("slow-database: a throttled database link under full-rate sensors loses nothing") {
+TEST_CASE("slow-database: a database link throttled below the sensors' rate loses nothing") {
     require_netns();
     Lab lab("slow-database");
-    const std::uint64_t count = pick<std::uint64_t>(40'000, 1'000'000);
-    const unsigned full_rate = 1'000'000;
+    // The sensors publish faster than the throttled database takes readings, for the whole
+    // throttled time (short: 10 s, long: 60 s).
+    const unsigned rate = pick(10'000u, 15'000u);
+    const std::uint64_t count = rate * pick<std::uint64_t>(10, 60);
     // A small buffer: store-sub falls behind, stops reading and catches up by replay.
     lab.start_store({"--pending-max", "20000"});
     // The switch sends to the database host at most this fast (tbf; see docs/reliability.md).
-    lab.net.shape("db", pick<std::string>("2mbit", "8mbit"));
+    const std::string throttle = pick<std::string>("2mbit", "8mbit");
+    lab.net.shape("db", throttle);
     for (const auto& s : sensors)
-        lab.start_sensor(s, count, full_rate);
+        lab.start_sensor(s, count, rate);
     const auto newest = lab.wait_published();
     const auto during = stored_rows(lab.pg);
-    MESSAGE("stored while throttled: " << during << " of " << total(newest));
+    MESSAGE("stored while the database link was throttled to " << throttle << ": " << during
+                                                               << " of " << total(newest));
     CHECK(during < total(newest));  // the throttle did slow it down
     lab.net.shape("db", "");
     lab.wait_stored(total(newest));
@@ -339,7 +367,7 @@ TEST_CASE(
     "outbox-overflow: readings an overflowing outbox dropped are exactly those reported lost") {
     require_netns();
     Lab lab("outbox-overflow");
-    const std::uint64_t count = pick<std::uint64_t>(40'000, 700'000);
+    const std::uint64_t count = pick<std::uint64_t>(40'000, 600'000);
     const unsigned rate = pick(20'000u, 50'000u);
     lab.start_store();
     // s1's host is cut off before s1 starts and stays so until its small outbox has overflowed
@@ -348,8 +376,8 @@ TEST_CASE(
     auto& s1 = lab.start_sensor("s1", count, rate,
                                 {"--outbox-segment-bytes", pick<std::string>("64KiB", "1MiB"),
                                  "--outbox-max-bytes", pick<std::string>("256KiB", "4MiB")});
-    lab.start_sensor("s2", count, pick(5'000u, 12'000u));
-    lab.start_sensor("s3", count, pick(5'000u, 12'000u));
+    lab.start_sensor("s2", count, pick(5'000u, 15'000u));
+    lab.start_sensor("s3", count, pick(5'000u, 15'000u));
     const auto newest = lab.wait_published();
     lab.net.link_up("s1");
 
