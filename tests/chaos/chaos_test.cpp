@@ -67,7 +67,21 @@ struct Summary {
     std::uint64_t lost = 0;
     std::uint64_t duplicated = 0;
     std::uint64_t reported_lost = 0;
+    std::map<std::string, SeqRanges> reported;  // per sensor: the union of the lost ranges
 };
+
+// The sum of "stopped; stored N readings" over the store-sub logs in `logs`, and how many
+// store-sub runs logged it (a run killed with SIGKILL does not).
+std::pair<std::uint64_t, int> committed_by_store_sub(const std::string& logs) {
+    std::uint64_t sum = 0;
+    int runs = 0;
+    const std::string marker = "info store-sub: stopped; stored ";
+    for (auto at = logs.find(marker); at != std::string::npos; at = logs.find(marker, at + 1)) {
+        sum += std::stoull(logs.substr(at + marker.size()));
+        ++runs;
+    }
+    return {sum, runs};
+}
 
 // The whole pipeline over five namespaces. Members are destroyed in reverse order: the
 // processes first, then PostgreSQL (stopped inside its namespace), the directories, and last
@@ -84,6 +98,8 @@ class Lab {
     TempDir dir{"rill-chaos"};
     TempPostgres pg{
         TempPostgres::Options{.tcp = false, .listen = net.address("db"), .netns = net.ns("db")}};
+
+    bool database_stopped = false;  // set by the scenarios that stop PostgreSQL
 
     std::string stream_of(const std::string& sensor) const {
         return ">tcp://" + net.address(sensor) + ":" + std::to_string(stream_port);
@@ -118,6 +134,7 @@ class Lab {
         std::vector<std::string> connect;
         for (const auto& s : sensors)
             connect.push_back(stream_of(s));
+        ++store_runs_;
         store_ = std::make_unique<StoreSub>(
             dir.path(), StoreSubOptions{.connect = connect,
                                         .db = pg.tcp_conninfo(net.address("db")),
@@ -175,6 +192,7 @@ class Lab {
             for (const auto& r : lost_ranges(store_logs, sensor))
                 reported.insert(r);
             s.reported_lost += reported.count();
+            s.reported[sensor] = reported;
         }
         s.rows = std::stoull(pg.value("SELECT count(*) FROM readings"));
         const auto distinct =
@@ -187,7 +205,21 @@ class Lab {
             static_cast<unsigned long long>(s.stored), static_cast<unsigned long long>(s.lost),
             static_cast<unsigned long long>(s.duplicated),
             static_cast<unsigned long long>(s.reported_lost));
+        // What store-sub itself says it committed (only runs that were not killed say it), and
+        // the scenario's wall time.
+        const auto [committed, runs] = committed_by_store_sub(store_logs);
+        const auto seconds =
+            std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - started_).count();
+        std::printf("%s: store-sub runs %d, of which stopped cleanly %d committing %llu; %lld s\n",
+                    scenario_.c_str(), store_runs_, runs,
+                    static_cast<unsigned long long>(committed), static_cast<long long>(seconds));
         std::fflush(stdout);
+        // Each run counts only the rows its own COPY or INSERT added: when none was killed, the
+        // counts add up to the rows (a batch stored twice would count twice, or fail).
+        // A commit whose answer the stopped database never sent is retried and then counted
+        // by neither run: with the database stopped, at most the rows.
+        if (runs == store_runs_ && database_stopped) CHECK(committed <= s.rows);
+        if (runs == store_runs_ && !database_stopped) CHECK(committed == s.rows);
 
         CHECK(exactly_once_problem(pg, expected) == "");
         CHECK(s.duplicated == 0);
@@ -211,6 +243,8 @@ class Lab {
 
   private:
     std::string scenario_;
+    Clock::time_point started_ = Clock::now();
+    int store_runs_ = 0;
     std::map<std::string, std::unique_ptr<SensorPub>> pubs_;
     std::unique_ptr<StoreSub> store_;
     std::string store_logs_;  // the logs of earlier store-sub runs (their files stay in dir)
@@ -314,6 +348,7 @@ TEST_CASE("stop-postgres: PostgreSQL stopped and started again mid-stream loses 
     for (const auto& s : sensors)
         lab.start_sensor(s, count, rate);
     REQUIRE(wait_rows(lab.pg, 1000, 60s));
+    lab.database_stopped = true;
     lab.pg.stop();
     std::this_thread::sleep_for(pick(5s, 20s));
     lab.pg.start();
@@ -400,4 +435,8 @@ TEST_CASE(
     const auto s = lab.finish(newest, expected);
     CHECK(s.lost == drop.size());
     CHECK(s.reported_lost == drop.size());
+    // Exactly the dropped range, and nothing of the other sensors.
+    CHECK(s.reported.at("s1").ranges() == std::vector<SeqRange>{drop});
+    CHECK(s.reported.at("s2").empty());
+    CHECK(s.reported.at("s3").empty());
 }

@@ -50,6 +50,19 @@ std::vector<std::string> namespaces() {
     return names;
 }
 
+// Kills (SIGKILL) every process still inside namespace `ns`, then deletes it.
+void delete_namespace(const std::string& ns) {
+    std::string out;
+    if (run_command({"ip", "netns", "pids", ns}, command_bound, &out) == 0) {
+        std::istringstream in(out);
+        long pid = 0;
+        while (in >> pid) {
+            if (pid > 1) kill(static_cast<pid_t>(pid), SIGKILL);
+        }
+    }
+    (void)run_command({"ip", "netns", "delete", ns}, command_bound);
+}
+
 // Deletes rill-chaos-<pid>-* namespaces whose creating process is gone (a crashed run).
 void delete_leftovers() {
     for (const auto& name : namespaces()) {
@@ -63,7 +76,7 @@ void delete_leftovers() {
             pid = 0;  // not ours to judge by pid: a leftover of an older naming, delete it
         }
         if (pid > 0 && (kill(pid, 0) == 0 || errno == EPERM)) continue;  // a live run
-        (void)run_command({"ip", "netns", "delete", name}, command_bound);
+        delete_namespace(name);
     }
 }
 
@@ -145,7 +158,7 @@ Network::Network(const std::vector<std::string>& hosts) {
         }
     } catch (...) {
         for (auto it = created_.rbegin(); it != created_.rend(); ++it)
-            (void)run_command({"ip", "netns", "delete", *it}, command_bound);
+            delete_namespace(*it);
         throw;
     }
 }
@@ -153,7 +166,7 @@ Network::Network(const std::vector<std::string>& hosts) {
 Network::~Network() {
     for (auto it = created_.rbegin(); it != created_.rend(); ++it) {
         try {
-            (void)run_command({"ip", "netns", "delete", *it}, command_bound);
+            delete_namespace(*it);
         } catch (...) {
         }
     }

@@ -22,9 +22,10 @@ void in_netns(const std::string& ns, const std::function<void()>& fn);
 /// one namespace per host, joined to the switch by a veth pair (host side `eth0`, switch side
 /// named after the host). Names are `rill-chaos-<pid>-<n>-<host>` and the subnet 10.X.Y.0/24 is
 /// chosen at random, so concurrent runs do not collide; the constructor first deletes
-/// namespaces `rill-chaos-<pid>-*` left by processes that no longer exist. The destructor
-/// deletes every namespace it created (which removes the veths and the bridge), also when a
-/// test fails; processes still running inside must be stopped before.
+/// namespaces `rill-chaos-<pid>-*` left by processes that no longer exist (killing what still
+/// runs inside them). The destructor kills (SIGKILL) what still runs in its namespaces and
+/// deletes them (which removes the veths and the bridge), also when a test fails; stop the
+/// processes inside properly before.
 class Network {
   public:
     explicit Network(const std::vector<std::string>& hosts);

@@ -88,7 +88,8 @@ SensorPub::SensorPub(const std::filesystem::path& log_dir, SensorPubOptions o)
         argv.push_back(std::to_string(o.count));
     }
     argv.insert(argv.end(), o.extra_args.begin(), o.extra_args.end());
-    process_ = std::make_unique<Process>(argv, ProcessOptions{.stderr_path = log_path_});
+    process_ = std::make_unique<Process>(
+        argv, ProcessOptions{.stderr_path = log_path_, .die_with_parent = !o.netns.empty()});
 
     const std::string marker = "info sensor-pub: sensor " + o.sensor_id + " from ";
     const bool started = wait_until(
@@ -147,7 +148,8 @@ StoreSub::StoreSub(const std::filesystem::path& log_dir, StoreSubOptions o)
         argv.push_back("127.0.0.1:0");
     }
     argv.insert(argv.end(), o.extra_args.begin(), o.extra_args.end());
-    process_ = std::make_unique<Process>(argv, ProcessOptions{.stderr_path = log_path_});
+    process_ = std::make_unique<Process>(
+        argv, ProcessOptions{.stderr_path = log_path_, .die_with_parent = !o.netns.empty()});
     if (!o.metrics) return;
     const bool started = wait_until(
         [&] {
