@@ -124,8 +124,6 @@ class Lab {
         return *slot;
     }
 
-    SensorPub& pub(const std::string& sensor) { return *pubs_.at(sensor); }
-
     // (Re)starts store-sub on its host, connected to the three sensor hosts and to PostgreSQL
     // on the database host over TCP.
     StoreSub& start_store(std::vector<std::string> extra = {}) {
@@ -162,7 +160,8 @@ class Lab {
         return newest;
     }
 
-    // Waits (bounded) until the table holds `rows` rows and the count no longer grows.
+    // Waits (bounded) until the table holds `rows` rows, then 2 s more: a row beyond them
+    // (a duplicate, a seq never published) would then be there for finish() to see.
     void wait_stored(std::uint64_t rows) {
         const bool done = wait_rows(pg, rows, pick(180s, 900s));
         if (!done) {
@@ -170,7 +169,7 @@ class Lab {
                                     << "; store-sub log tail:\n"
                                     << tail(store_->log()));
         }
-        std::this_thread::sleep_for(2s);  // anything beyond would be a duplicate: let it come
+        std::this_thread::sleep_for(2s);
     }
 
     // Computes the summary against `expected` (the seqs that must be stored) and `newest` (the
