@@ -1,5 +1,7 @@
 #include "support/pipeline.hpp"
 
+#include "support/netns.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -61,29 +63,33 @@ class Fd {
 SensorPub::SensorPub(const std::filesystem::path& log_dir, SensorPubOptions o)
     : log_path_(next_log_path(log_dir, "sensor-pub-" + o.sensor_id)) {
     if (o.outbox.empty()) throw std::invalid_argument("SensorPub needs an outbox directory");
-    std::vector<std::string> argv{bin("sensor-pub"),
-                                  "--sensor-id",
-                                  o.sensor_id,
-                                  "--source",
-                                  "sim",
-                                  "--rate",
-                                  std::to_string(o.rate),
-                                  "--outbox",
-                                  o.outbox.string(),
-                                  "--pub",
-                                  o.pub,
-                                  "--replay",
-                                  o.replay,
-                                  "--heartbeat-interval",
-                                  o.heartbeat_interval,
-                                  "--linger",
-                                  o.linger};
+    std::vector<std::string> argv;
+    if (!o.netns.empty()) argv = {"ip", "netns", "exec", o.netns};
+    const std::vector<std::string> own{bin("sensor-pub"),
+                                       "--sensor-id",
+                                       o.sensor_id,
+                                       "--source",
+                                       "sim",
+                                       "--rate",
+                                       std::to_string(o.rate),
+                                       "--outbox",
+                                       o.outbox.string(),
+                                       "--pub",
+                                       o.pub,
+                                       "--replay",
+                                       o.replay,
+                                       "--heartbeat-interval",
+                                       o.heartbeat_interval,
+                                       "--linger",
+                                       o.linger};
+    argv.insert(argv.end(), own.begin(), own.end());
     if (o.count > 0) {
         argv.push_back("--count");
         argv.push_back(std::to_string(o.count));
     }
     argv.insert(argv.end(), o.extra_args.begin(), o.extra_args.end());
-    process_ = std::make_unique<Process>(argv, ProcessOptions{.stderr_path = log_path_});
+    process_ = std::make_unique<Process>(
+        argv, ProcessOptions{.stderr_path = log_path_, .die_with_parent = !o.netns.empty()});
 
     const std::string marker = "info sensor-pub: sensor " + o.sensor_id + " from ";
     const bool started = wait_until(
@@ -125,8 +131,10 @@ std::optional<std::uint64_t> SensorPub::wait_published(std::chrono::milliseconds
 // --- store-sub ---------------------------------------------------------------------------------
 
 StoreSub::StoreSub(const std::filesystem::path& log_dir, StoreSubOptions o)
-    : log_path_(next_log_path(log_dir, "store-sub")) {
-    std::vector<std::string> argv{bin("store-sub"), "--db", o.db};
+    : log_path_(next_log_path(log_dir, "store-sub")), netns_(o.netns) {
+    std::vector<std::string> argv;
+    if (!o.netns.empty()) argv = {"ip", "netns", "exec", o.netns};
+    argv.insert(argv.end(), {bin("store-sub"), "--db", o.db});
     for (const auto& c : o.connect) {
         argv.push_back("--connect");
         argv.push_back(c);
@@ -140,7 +148,8 @@ StoreSub::StoreSub(const std::filesystem::path& log_dir, StoreSubOptions o)
         argv.push_back("127.0.0.1:0");
     }
     argv.insert(argv.end(), o.extra_args.begin(), o.extra_args.end());
-    process_ = std::make_unique<Process>(argv, ProcessOptions{.stderr_path = log_path_});
+    process_ = std::make_unique<Process>(
+        argv, ProcessOptions{.stderr_path = log_path_, .die_with_parent = !o.netns.empty()});
     if (!o.metrics) return;
     const bool started = wait_until(
         [&] {
@@ -163,7 +172,12 @@ std::string StoreSub::log() const {
 
 std::optional<std::string> StoreSub::metrics() const {
     if (admin_url_.empty()) return std::nullopt;
-    auto r = http_get(admin_url_, "/metrics");
+    std::optional<HttpResponse> r;
+    if (netns_.empty()) {
+        r = http_get(admin_url_, "/metrics");
+    } else {
+        in_netns(netns_, [&] { r = http_get(admin_url_, "/metrics"); });
+    }
     if (!r || r->status != 200) return std::nullopt;
     return std::move(r->body);
 }
@@ -176,7 +190,12 @@ std::optional<double> StoreSub::metric(const std::string& name, const std::strin
 
 int StoreSub::healthz() const {
     if (admin_url_.empty()) return 0;
-    const auto r = http_get(admin_url_, "/healthz");
+    std::optional<HttpResponse> r;
+    if (netns_.empty()) {
+        r = http_get(admin_url_, "/healthz");
+    } else {
+        in_netns(netns_, [&] { r = http_get(admin_url_, "/healthz"); });
+    }
     return r ? r->status : 0;
 }
 
@@ -250,6 +269,51 @@ double metric_sum(const std::string& text, const std::string& name, const std::s
         sum += std::strtod(line.c_str() + value_at + 1, nullptr);
     }
     return sum;
+}
+
+// --- logs ------------------------------------------------------------------------------------
+
+namespace {
+
+// "A..B" right after `at` in `line`.
+std::optional<SeqRange> range_at(const std::string& line, std::size_t at) {
+    const auto dots = line.find("..", at);
+    if (dots == std::string::npos) return std::nullopt;
+    try {
+        return SeqRange{std::stoull(line.substr(at, dots - at)),
+                        std::stoull(line.substr(dots + 2))};
+    } catch (const std::exception&) {
+        return std::nullopt;
+    }
+}
+
+}  // namespace
+
+std::vector<SeqRange> dropped_ranges(const std::string& log, const std::string& sensor) {
+    std::vector<SeqRange> out;
+    std::istringstream in(log);
+    std::string line;
+    const std::string marker = " " + sensor + " ";
+    while (std::getline(in, line)) {
+        if (line.find("warn outbox: dropped segment") == std::string::npos) continue;
+        const auto at = line.find(marker);
+        if (at == std::string::npos) continue;
+        if (const auto r = range_at(line, at + marker.size())) out.push_back(*r);
+    }
+    return out;
+}
+
+std::vector<SeqRange> lost_ranges(const std::string& log, const std::string& sensor) {
+    std::vector<SeqRange> out;
+    std::istringstream in(log);
+    std::string line;
+    const std::string marker = "warn replay: sensor " + sensor + ": readings ";
+    while (std::getline(in, line)) {
+        const auto at = line.find(marker);
+        if (at == std::string::npos || line.find(" are lost: ") == std::string::npos) continue;
+        if (const auto r = range_at(line, at + marker.size())) out.push_back(*r);
+    }
+    return out;
 }
 
 // --- the database ------------------------------------------------------------------------------

@@ -30,6 +30,8 @@ struct SensorPubOptions {
     std::string pub = "@tcp://127.0.0.1:0";
     std::string replay = "@tcp://127.0.0.1:0";
     std::vector<std::string> extra_args;
+    /// Run inside this network namespace (`ip netns exec`; the process keeps its pid).
+    std::string netns;
 };
 
 /// A sensor-pub process (sim source) whose stderr goes to `log_path()`. The constructor waits
@@ -65,6 +67,9 @@ struct StoreSubOptions {
     std::vector<std::string> sensors;  ///< --sensors prefixes
     bool metrics = true;               ///< serve --metrics on a free loopback port
     std::vector<std::string> extra_args;
+    /// Run inside this network namespace (`ip netns exec`); /metrics is then read from a
+    /// thread inside it (the loopback of the namespace).
+    std::string netns;
 };
 
 /// A store-sub process whose stderr goes to `log_path()`. With options.metrics the
@@ -91,6 +96,7 @@ class StoreSub {
     std::string log_path_;
     std::unique_ptr<Process> process_;
     std::string admin_url_;
+    std::string netns_;
 };
 
 struct HttpResponse {
@@ -107,6 +113,16 @@ struct HttpResponse {
 /// The sum of every sample of `name` in Prometheus text whose labels contain `label`.
 [[nodiscard]] double metric_sum(const std::string& text, const std::string& name,
                                 const std::string& label = "");
+
+/// The seq ranges of `sensor` that sensor-pub's log reports its outbox dropped ("warn outbox:
+/// dropped segment ... readings: s1 1..600"), in log order.
+[[nodiscard]] std::vector<SeqRange> dropped_ranges(const std::string& sensor_pub_log,
+                                                   const std::string& sensor);
+
+/// The seq ranges of `sensor` that store-sub's log reports lost ("warn replay: sensor S:
+/// readings A..B are lost: ..."), in log order.
+[[nodiscard]] std::vector<SeqRange> lost_ranges(const std::string& store_sub_log,
+                                                const std::string& sensor);
 
 /// Rows in the readings table (0 while it does not exist or the database is down).
 [[nodiscard]] std::uint64_t stored_rows(const TempPostgres& pg);

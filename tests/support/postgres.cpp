@@ -88,11 +88,17 @@ TempPostgres::TempPostgres(Options options) : options_(std::move(options)) {
                                      " to postgres: " + std::strerror(errno));
         }
     }
-    port_ = options_.tcp ? free_port() : 5432;
+    port_ = options_.tcp || !options_.listen.empty() ? free_port() : 5432;
     try {
         as_owner({std::string(pg_bin) + "initdb", "-D", data_, "-U", "rill", "--auth=trust", "-E",
                   "UTF8", "--no-sync"},
                  "initdb");
+        if (!options_.listen.empty()) {
+            // Clients in other network namespaces come from their own addresses.
+            as_owner(
+                {"sh", "-c", "echo 'host all all 0.0.0.0/0 trust' >> " + data_ + "/pg_hba.conf"},
+                "pg_hba.conf update");
+        }
         start();
         execute("CREATE DATABASE rill", "postgres");
     } catch (...) {
@@ -114,7 +120,8 @@ TempPostgres::~TempPostgres() {
 
 void TempPostgres::as_owner(const std::vector<std::string>& argv, const std::string& what) const {
     std::vector<std::string> cmd;
-    if (is_root()) cmd = {"runuser", "-u", "postgres", "--"};
+    if (!options_.netns.empty()) cmd = {"ip", "netns", "exec", options_.netns};
+    if (is_root()) cmd.insert(cmd.end(), {"runuser", "-u", "postgres", "--"});
     cmd.insert(cmd.end(), argv.begin(), argv.end());
     std::string out;
     const int code = run_command(cmd, std::chrono::seconds(120), &out);
@@ -148,6 +155,10 @@ void TempPostgres::stop(bool immediate) {
 
 std::string TempPostgres::conninfo(const std::string& db) const {
     return "host=" + dir_ + " port=" + std::to_string(port_) + " user=rill dbname=" + db;
+}
+
+std::string TempPostgres::tcp_conninfo(const std::string& host, const std::string& db) const {
+    return "host=" + host + " port=" + std::to_string(port_) + " user=rill dbname=" + db;
 }
 
 std::string TempPostgres::url(const std::string& db) const {

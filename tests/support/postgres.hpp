@@ -17,7 +17,9 @@ class TempPostgres {
     struct Options {
         bool tcp = false;    ///< also listen on 127.0.0.1 on a free port
         bool fsync = false;  ///< off by default: tests want speed, not durability
-        std::string listen;  ///< listen_addresses override (for network namespaces)
+        std::string listen;  ///< listen_addresses override (for network namespaces); when
+                             ///< set, pg_hba.conf also trusts TCP clients from anywhere
+        std::string netns;   ///< run the server inside this network namespace (`ip netns`)
     };
 
     TempPostgres();
@@ -28,6 +30,10 @@ class TempPostgres {
 
     /// A libpq connection string for database `db` (default: "rill", created at start).
     [[nodiscard]] std::string conninfo(const std::string& db = "rill") const;
+    /// A libpq connection string over TCP to `host` (e.g. the address of the namespace the
+    /// server runs in) on port(); needs Options::tcp or Options::listen.
+    [[nodiscard]] std::string tcp_conninfo(const std::string& host,
+                                           const std::string& db = "rill") const;
     /// The same as a postgresql:// URL, for DATABASE_URL.
     [[nodiscard]] std::string url(const std::string& db = "rill") const;
     [[nodiscard]] int port() const noexcept { return port_; }

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -39,6 +40,10 @@ Process::Process(std::vector<std::string> argv, ProcessOptions options) {
     if (pid_ == 0) {
         // Own process group, so that killing it reaches its children too.
         setpgid(0, 0);
+        if (options.die_with_parent) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (getppid() == 1) _exit(127);  // the parent is already gone
+        }
         auto redirect = [](const std::string& path, int fd) {
             if (path.empty()) return;
             const int f = open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);

@@ -29,6 +29,10 @@ struct ProcessOptions {
     std::vector<std::string> env;  ///< extra "NAME=value" entries added to the environment
     std::string stdout_path;       ///< file to write stdout to; empty: inherit
     std::string stderr_path;       ///< file to write stderr to; empty: inherit
+    /// SIGKILL the child when the thread that started it ends (PR_SET_PDEATHSIG), so that a
+    /// test killed by a timeout does not leave it running. Only for children started from a
+    /// thread that lives as long as they should.
+    bool die_with_parent = false;
 };
 
 /// A child process started with execvp. The destructor kills it (SIGKILL) if it still runs and
