@@ -6,11 +6,13 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <csignal>
 #include <deque>
 #include <mutex>
 #include <system_error>
@@ -20,6 +22,7 @@
 #include "common/counter_sync.hpp"
 #include "common/http_admin.hpp"
 #include "common/shutdown.hpp"
+#include "common/systemd_notify.hpp"
 #include "rill/gpio.hpp"
 #include "rill/log.hpp"
 #include "rill/metrics.hpp"
@@ -177,9 +180,22 @@ class Handoff {
     int fd_;
 };
 
+// Why the main loop ended, for the log and systemd's STATUS.
+std::string stop_reason(const rill::app::Shutdown& shutdown) {
+    switch (shutdown.signal_number()) {
+        case SIGTERM:
+            return "SIGTERM";
+        case SIGINT:
+            return "SIGINT";
+        default:
+            return shutdown.requested() ? "request" : "end of input";
+    }
+}
+
 int run(const Options& o) {
     rill::app::apply_common_options(o.common);
     auto& shutdown = rill::app::Shutdown::install();
+    rill::app::SystemdNotifier systemd;
     if (auto problem = rill::sensor_id_problem(o.sensor_id)) {
         throw std::invalid_argument("--sensor-id: " + *problem);
     }
@@ -297,6 +313,15 @@ int run(const Options& o) {
             (rp.replay_endpoint().empty() ? std::string("(none)") : rp.replay_endpoint()) +
             ", outbox " + outbox.dir().string() + " at seq " +
             std::to_string(outbox.newest(o.sensor_id)));
+    // Ready: the outbox is open and the stream and replay sockets are bound (or connecting).
+    // STATUS then follows the outbox once a second: what `systemctl status` shows.
+    auto status_line = [&] {
+        return "sensor " + o.sensor_id + ": published up to seq " +
+               std::to_string(outbox.newest(o.sensor_id)) + ", outbox " +
+               std::to_string(outbox.metrics().disk_bytes) + " bytes";
+    };
+    systemd.ready(status_line());
+    auto next_status = Clock::now() + 1s;
 
     // The source thread: reads until stopped, the input ends or --count is reached.
     Handoff handoff(1'000'000);
@@ -340,13 +365,19 @@ int run(const Options& o) {
         {wake, zmq::pollitem_t{nullptr, handoff.fd(), ZMQ_POLLIN, 0}}};
     while (!shutdown.requested() && !handoff.finished_and_empty()) {
         publish_queued();
-        const auto next = rp.service();
+        systemd.keep_alive();
+        if (Clock::now() >= next_status) {
+            systemd.status(status_line());
+            next_status = Clock::now() + 1s;
+        }
+        const auto next = std::min({rp.service(), systemd.keep_alive_due(), next_status});
         // Sleep until measurements arrive, the next heartbeat or delayed batch is due, or a
         // signal: no periodic wake-ups while the source waits for its next reading.
         const auto wait = std::chrono::ceil<std::chrono::milliseconds>(next - Clock::now());
         rill::app::poll_interruptible(wake_or_input,
                                       std::clamp<std::chrono::milliseconds>(wait, 0ms, 1000ms));
     }
+    systemd.stopping("stopping on " + stop_reason(shutdown) + ": flushing the outbox");
     source->request_stop();
     handoff.close();
     reader.join();
@@ -360,7 +391,8 @@ int run(const Options& o) {
     if (o.count != 0 && !shutdown.requested()) {
         const auto until = Clock::now() + linger;
         while (!shutdown.requested() && Clock::now() < until) {
-            const auto next = std::min(rp.service(), until);
+            systemd.keep_alive();
+            const auto next = std::min({rp.service(), until, systemd.keep_alive_due()});
             const auto wait =
                 std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now());
             rill::app::poll_interruptible({&wake, 1},

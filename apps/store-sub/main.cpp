@@ -7,12 +7,14 @@
 // is replayed afterwards.
 #include <atomic>
 #include <cerrno>
+#include <csignal>
 #include <deque>
 
 #include "common/app_options.hpp"
 #include "common/counter_sync.hpp"
 #include "common/http_admin.hpp"
 #include "common/shutdown.hpp"
+#include "common/systemd_notify.hpp"
 #include "rill/log.hpp"
 #include "rill/metrics.hpp"
 #include "rill/reliable.hpp"
@@ -49,9 +51,27 @@ std::chrono::milliseconds ms(D d) {
 
 using rill::app::CounterSync;
 
+std::string signal_name(const rill::app::Shutdown& shutdown) {
+    switch (shutdown.signal_number()) {
+        case SIGTERM:
+            return "SIGTERM";
+        case SIGINT:
+            return "SIGINT";
+        default:
+            return "request";
+    }
+}
+
 int run(const Options& o) {
     rill::app::apply_common_options(o.common);
     auto& shutdown = rill::app::Shutdown::install();
+    // Readiness (docs/operations.md): READY=1 once subscribed with the database open, or, when
+    // the database does not answer at start, after the first failed attempt: waiting for it is
+    // a state store-sub rides out on its own (the publishers' outboxes keep the readings), so
+    // `systemctl start` returns and STATUS says what it waits for instead of the start timing
+    // out into a restart loop.
+    rill::app::SystemdNotifier systemd;
+    bool ready = false;
     if (o.db.empty()) {
         throw std::invalid_argument("no database: give --db CONNINFO or set DATABASE_URL");
     }
@@ -79,10 +99,26 @@ int run(const Options& o) {
     std::optional<rill::store::BatchWriter> opened;
     try {
         opened.emplace(rill::store::open_writer(
-            wo, [&] { return !shutdown.requested(); }, log_reconnect));
+            wo,
+            [&] {
+                systemd.keep_alive();
+                return !shutdown.requested();
+            },
+            [&](const rill::store::ReconnectEvent& e) {
+                log_reconnect(e);
+                const auto waiting = "waiting for the database (attempt " +
+                                     std::to_string(e.attempt) + "): " + e.error;
+                if (!ready) {
+                    systemd.ready(waiting);
+                    ready = true;
+                } else {
+                    systemd.status(waiting);
+                }
+            }));
     } catch (const rill::store::StoreError&) {
         if (!shutdown.requested()) throw;
         // Asked to stop while waiting for the database: nothing was received, nothing is lost.
+        systemd.stopping("stopping on " + signal_name(shutdown) + " before the database answered");
         rill::log_info("store-sub", "stopped before the database was reachable");
         return 0;
     }
@@ -106,6 +142,14 @@ int run(const Options& o) {
     rill::ReliableSubscriber rs(
         ro, [&](const std::string& sensor) { return writer.stored_ranges(sensor); });
     rill::log_info("store-sub", "subscribed to " + endpoints);
+    const auto started = "subscribed to " + endpoints + ", database open, " +
+                         std::to_string(writer.sensors().size()) + " sensors already stored";
+    if (!ready) {
+        systemd.ready(started);
+        ready = true;
+    } else {
+        systemd.status(started);
+    }
 
     // Metrics and health, computed here on the owner thread and read by the HTTP thread.
     auto& reg = rill::default_registry();
@@ -185,6 +229,10 @@ int run(const Options& o) {
             detail =
                 "nothing stored for " + rill::format_duration(stale_after) + " while readings wait";
         }
+        systemd.status("stored " + std::to_string(s.readings_stored) + " readings since start, " +
+                       std::to_string(writer.pending()) + " pending, " +
+                       (writer.connected() ? "database up" : "database unreachable") +
+                       (ok ? "" : "; unhealthy: " + detail));
         std::lock_guard lock(health_mutex);
         healthy = ok;
         health_detail = detail;
@@ -204,6 +252,7 @@ int run(const Options& o) {
     auto next_refresh = Clock::now();
     zmq::pollitem_t wake{nullptr, shutdown.fd(), ZMQ_POLLIN, 0};
     while (!shutdown.requested()) {
+        systemd.keep_alive();
         while (!backlog.empty()) {
             auto& front = backlog.front();
             const auto n = writer.add(front);
@@ -250,6 +299,8 @@ int run(const Options& o) {
     }
 
     // Shutdown: stop reading, write what is held, commit, exit.
+    systemd.stopping("stopping on " + signal_name(shutdown) + ": writing " +
+                     std::to_string(writer.pending()) + " pending readings");
     rill::log_info("store-sub",
                    "stopping: writing " + std::to_string(writer.pending()) + " pending readings");
     for (auto& b : backlog) {

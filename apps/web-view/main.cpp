@@ -2,12 +2,15 @@
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <memory>
 #include <thread>
 
 #include "common/app_options.hpp"
+#include "common/systemd_notify.hpp"
 #include "live_feed.hpp"
 #include "params.hpp"
 #include "rill/log.hpp"
@@ -70,23 +73,54 @@ int run(const Options& o) {
         rill::log_info(component, "no --connect: the page shows stored data without live updates");
     }
 
+    const std::string host =
+        address.host.find(':') != std::string::npos ? "[" + address.host + "]" : address.host;
+    const std::string url = "http://" + host + ":" + std::to_string(port) + "/";
+    rill::log_info(component, "listening on " + url);
+
+    // systemd: READY=1 once the socket listens (connections queue until run() accepts them).
+    // The signal thread owns the notifier from then on: WATCHDOG=1 only after the server answered
+    // a request for a static asset (no database involved), so a wedged server gets restarted.
+    rill::app::SystemdNotifier systemd;
+    systemd.ready("listening on " + url +
+                  (o.connect.empty()
+                       ? std::string(", no live feed")
+                       : ", live feed from " + std::to_string(o.connect.size()) + " endpoint(s)"));
+    const auto probe_timeout = std::clamp<std::chrono::milliseconds>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(systemd.watchdog_interval() / 4),
+        std::chrono::milliseconds(100), std::chrono::milliseconds(2000));
+
     std::atomic<bool> done{false};
     std::thread signal_thread([&] {
         const timespec tick{0, 200'000'000};
+        bool answering = true;
         while (!done) {
             const int sig = sigtimedwait(&signals, nullptr, &tick);
             if (sig == SIGINT || sig == SIGTERM) {
-                rill::log_info(component, std::string("stopping on ") +
-                                              (sig == SIGINT ? "SIGINT" : "SIGTERM"));
+                const std::string name = sig == SIGINT ? "SIGINT" : "SIGTERM";
+                rill::log_info(component, "stopping on " + name);
+                systemd.stopping("stopping on " + name);
                 server.stop();
                 return;
             }
+            if (systemd.watchdog_enabled() &&
+                rill::app::SystemdNotifier::Clock::now() >= systemd.keep_alive_due()) {
+                const bool ok = rill::app::http_get_ok(address.host, port, "/assets/favicon.svg",
+                                                       probe_timeout);
+                if (ok) systemd.keep_alive();
+                if (ok != answering) {
+                    answering = ok;
+                    if (ok) {
+                        rill::log_info(component, "the HTTP server answers its self-check again");
+                    } else {
+                        rill::log_warn(component,
+                                       "the HTTP server did not answer its self-check (GET "
+                                       "/assets/favicon.svg); withholding the watchdog ping");
+                    }
+                }
+            }
         }
     });
-
-    const std::string host =
-        address.host.find(':') != std::string::npos ? "[" + address.host + "]" : address.host;
-    rill::log_info(component, "listening on http://" + host + ":" + std::to_string(port) + "/");
     const bool ok = server.run();
     done = true;
     signal_thread.join();
