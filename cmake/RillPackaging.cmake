@@ -24,8 +24,9 @@ set(RILL_PACKAGE_DIR "${PROJECT_BINARY_DIR}/packages" CACHE PATH "Where cpack wr
 set(RILL_SYSTEMD_UNIT_DIR "/lib/systemd/system")
 set(RILL_CONFIG_DIR "/etc/rill")
 
-# rill_package_service(<component> <package> <unit> <env file>): the unit and env file of one
-# service, and its maintainer scripts (deploy/debian/*.in) with the names filled in.
+# rill_package_service(<component> <package> <unit> <env file> [group...]): the unit and env
+# file of one service, and its maintainer scripts (deploy/debian/*.in) with the names filled in.
+# The groups are the unit's SupplementaryGroups=: postinst creates those missing as system groups.
 function(rill_package_service component package unit env)
   install(FILES ${PROJECT_SOURCE_DIR}/deploy/systemd/${unit}
           DESTINATION ${RILL_SYSTEMD_UNIT_DIR} COMPONENT ${component} EXCLUDE_FROM_ALL)
@@ -36,6 +37,7 @@ function(rill_package_service component package unit env)
   set(RILL_DEB_PACKAGE ${package})
   set(RILL_DEB_UNIT ${unit})
   set(RILL_DEB_ENV ${env})
+  string(JOIN " " RILL_DEB_GROUPS ${ARGN})
   set(extra "")
   foreach(script postinst prerm postrm)
     configure_file(${PROJECT_SOURCE_DIR}/deploy/debian/${script}.in ${dir}/${script} @ONLY
@@ -50,7 +52,7 @@ function(rill_package_service component package unit env)
 endfunction()
 
 if(TARGET sensor-pub)
-  rill_package_service(sensor-pub rill-sensor-pub rill-sensor-pub.service sensor-pub.env)
+  rill_package_service(sensor-pub rill-sensor-pub rill-sensor-pub.service sensor-pub.env gpio)
 endif()
 if(TARGET store-sub)
   rill_package_service(store-sub rill-store-sub rill-store-sub.service store-sub.env)

@@ -154,6 +154,23 @@ for s in sensor-pub store-sub web-view; do
         fail "rill-$s.service is not Type=notify"
 done
 
+step "rill-sensor-pub's postinst creates the gpio group its unit's SupplementaryGroups= needs"
+# Run for real (groupadd, not a stand-in) against a copy of /etc, bind-mounted over /etc in a
+# private mount namespace, so the host's groups are never touched. DPKG_ROOT unset: a normal
+# install. No systemd runs here, so the script does nothing else.
+etc_copy="$work/etc"
+cp -a /etc "$etc_copy"
+sed -i '/^gpio:/d' "$etc_copy/group" "$etc_copy/gshadow"
+dpkg-deb --ctrl-tarfile "$(deb rill-sensor-pub)" | tar -xO ./postinst >"$work/postinst"
+env -u DPKG_ROOT unshare --mount sh -c 'mount --bind "$1" /etc && sh "$2" configure' sh \
+    "$etc_copy" "$work/postinst" || fail "rill-sensor-pub postinst configure"
+grep -q '^gpio:x:' "$etc_copy/group" || fail "rill-sensor-pub postinst did not create the gpio group"
+grep -q '^SupplementaryGroups=gpio$' "$root/lib/systemd/system/rill-sensor-pub.service" ||
+    fail "rill-sensor-pub.service no longer asks for gpio: drop the group from the package too"
+env -u DPKG_ROOT unshare --mount sh -c 'mount --bind "$1" /etc && sh "$2" configure 0.1.0' sh \
+    "$etc_copy" "$work/postinst" || fail "rill-sensor-pub postinst is not idempotent"
+[ "$(grep -c '^gpio:' "$etc_copy/group")" = 1 ] || fail "the gpio group was created twice"
+
 step "systemd-analyze verify --root on the installed units"
 # --root makes verify look for the ExecStart= binaries in the throwaway root, so the units are
 # checked exactly as installed. The units' default dependencies (sysinit.target, system.slice

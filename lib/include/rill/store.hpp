@@ -366,8 +366,8 @@ class BatchWriter {
 /// Constructs a BatchWriter, retrying transient failures (database down or starting up) after
 /// options.backoff delays. Between attempts it sleeps in slices of at most 50 ms and gives up
 /// when `keep_trying()` returns false (e.g. a shutdown flag), rethrowing the last error.
-/// `observer`, when set, is told about every failed attempt instead of a log line. Blocks; throws StoreError at once
-/// on a permanent failure.
+/// `observer`, when set, is told about every failed attempt instead of a log line. Blocks; throws
+/// StoreError at once on a permanent failure.
 [[nodiscard]] BatchWriter open_writer(
     const WriterOptions& options, const std::function<bool()>& keep_trying,
     const std::function<void(const ReconnectEvent&)>& observer = {});
