@@ -129,8 +129,10 @@ TEST_CASE("the dashboard over a live sensor-pub and store-sub shows stored readi
                          20s));
     CHECK(browser.eval("window.rillMarker") == 7);
     CHECK(browser.eval("document.querySelector('#readings tbody tr').dataset.key") != first_row);
-    CHECK(browser.eval("Number(document.getElementById('chart').dataset.points)").get<int>() >
-          points.get<int>());
+    // The chart redraws at its own pace (coalesced animation frames): wait for it, bounded.
+    CHECK(browser.wait_for("Number(document.getElementById('chart').dataset.points) > " +
+                               std::to_string(points.get<int>()),
+                           10s));
     // ... and they are the ones store-sub stores.
     const auto newest =
         browser.eval("Number(document.querySelector('.card[data-sensor=\"porch\"]').dataset.seq)");
