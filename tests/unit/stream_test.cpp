@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "rill/stream.hpp"
+#include "support/hostile.hpp"
 
 using namespace rill;
 using namespace std::chrono_literals;
@@ -653,4 +654,16 @@ TEST_CASE("invalid readings and options are refused before anything is sent") {
                     std::invalid_argument);
     CHECK_THROWS_AS(Subscriber("tcp://127.0.0.1:1", {.silent_after_missed = 0}),
                     std::invalid_argument);
+}
+
+TEST_CASE("a subscriber drops a peer whose frame header declares more than the payload limit") {
+    // Without ZMQ_MAXMSGSIZE libzmq allocates whatever size a frame header declares and buffers
+    // the frame until it is complete: one peer could make a subscriber hold gigabytes.
+    rill::test::RawZmtpPublisher raw;
+    Subscriber sub(raw.endpoint());
+    REQUIRE(raw.accept(10s));
+    raw.send_frame("s1", true);
+    raw.send_frame_header(std::uint64_t{1} << 30, false);
+    CHECK(raw.closed_by_peer(10s));
+    CHECK_FALSE(sub.receive(0ms));
 }
