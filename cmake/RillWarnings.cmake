@@ -7,7 +7,11 @@ function(rill_target_defaults target)
     target_compile_options(${target} PRIVATE -Werror)
   endif()
   if(RILL_SANITIZE)
-    target_compile_options(${target} PRIVATE -fsanitize=${RILL_SANITIZE} -fno-omit-frame-pointer)
+    # -O1 -g1 (line tables only) after the build type's -O2 -g: what the sanitizer manuals
+    # recommend, still symbolized with file:line, and about half the compile time of -O2 -g
+    # (web-view's server.cpp under ASan+UBSan: 20 s instead of 46 s of CPU).
+    target_compile_options(${target} PRIVATE -fsanitize=${RILL_SANITIZE} -fno-omit-frame-pointer
+                                             -O1 -g1)
     target_link_options(${target} PRIVATE -fsanitize=${RILL_SANITIZE})
   endif()
 endfunction()

@@ -409,6 +409,13 @@ class MessageReader {
 
 constexpr milliseconds max_liveness_interval = std::chrono::hours(24);
 
+// The largest frame a receiving socket accepts (ZMQ_MAXMSGSIZE). Without it libzmq allocates
+// whatever size a peer's frame header declares and buffers the frame until it is complete, so
+// one hostile peer could make a subscriber hold gigabytes. A larger frame makes libzmq drop that
+// peer's connection at the header. The margin above the payload limit keeps a payload slightly
+// over it reaching the decoder, which counts it as too_large.
+constexpr auto max_frame_bytes = static_cast<std::int64_t>(limits::max_payload_bytes + 64 * 1024);
+
 // The seq after `seq`, saturating at the largest one (which a sensor never reaches).
 std::uint64_t after(std::uint64_t seq) {
     return seq == std::numeric_limits<std::uint64_t>::max() ? seq : seq + 1;
@@ -629,6 +636,7 @@ struct Subscriber::Impl {
         : options(std::move(o)),
           socket(context_of(options.context), zmq::socket_type::sub, options.socket),
           reader(socket.raw(), receive_metrics(registry_of(options.metrics), "sub"), "stream") {
+        socket.raw().set(zmq::sockopt::maxmsgsize, max_frame_bytes);
         if (options.silent_after_missed < 1) {
             throw std::invalid_argument("silent_after_missed must be at least 1");
         }
@@ -815,6 +823,7 @@ struct Puller::Impl {
         : options(std::move(o)),
           socket(context_of(options.context), zmq::socket_type::pull, options.socket),
           reader(socket.raw(), receive_metrics(registry_of(options.metrics), "pull"), "stream") {
+        socket.raw().set(zmq::sockopt::maxmsgsize, max_frame_bytes);
         socket.attach(endpoints, Attach::connect);
     }
 

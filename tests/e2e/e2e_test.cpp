@@ -13,6 +13,7 @@
 
 #include "rill/codec.hpp"
 #include "rill/socket.hpp"
+#include "support/hostile.hpp"
 #include "support/pipeline.hpp"
 #include "support/postgres.hpp"
 #include "support/process.hpp"
@@ -37,16 +38,6 @@ void stop_publisher(SensorPub& pub) {
     CHECK(pub.process().wait_for(30s) == 0);
 }
 
-Reading hostile_reading(const std::string& sensor) {
-    Reading r;
-    r.sensor = sensor;
-    r.seq = 1;
-    r.ts = *parse_time("2026-11-21T10:00:00Z");
-    r.temperature = 21.5f;
-    r.humidity = 40.0f;
-    return r;
-}
-
 // The newest seq of `sensor` that sensor-pub's outbox logged as dropped ("warn outbox: dropped
 // segment ... readings: s1 1..600"); 0 when none was.
 std::uint64_t newest_dropped(const std::string& log, const std::string& sensor) {
@@ -63,13 +54,6 @@ std::uint64_t newest_dropped(const std::string& log, const std::string& sensor) 
         newest = std::max<std::uint64_t>(newest, std::stoull(line.substr(dots + 2)));
     }
     return newest;
-}
-
-void send_message(zmq::socket_t& socket, const std::vector<std::string>& frames) {
-    for (std::size_t i = 0; i < frames.size(); ++i) {
-        const auto flags = i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none;
-        (void)socket.send(zmq::buffer(frames[i]), flags);
-    }
 }
 
 }  // namespace

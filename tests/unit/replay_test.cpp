@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <map>
 #include <mutex>
 
@@ -39,6 +40,9 @@ rill::Reading reading(std::string sensor, std::uint64_t seq) {
 }
 
 // An in-memory outbox: sensor -> readings kept [first, newest], as sensor-pub's will be.
+// answer() runs on the server's thread: once the server runs, the test touches the members
+// only under `mutex` (the reply travelling back over TCP orders the accesses too, but through
+// libzmq and the kernel, where ThreadSanitizer cannot see it).
 struct FakeOutbox {
     std::mutex mutex;
     std::map<std::string, std::vector<rill::Reading>> kept;
@@ -174,7 +178,10 @@ TEST_CASE("a replay client fetches a range in chunks and reports what the outbox
         CHECK(got.readings[i] == reading("greenhouse-07", 40 + i));
     }
     CHECK(got.requests == 4);  // 10 -> 40..89, 90..139, 140..189, 190..200
-    CHECK(outbox.seen.front() == rill::ReplayRequest{"greenhouse-07", 10, 50});
+    {
+        std::lock_guard lock(outbox.mutex);
+        CHECK(outbox.seen.front() == rill::ReplayRequest{"greenhouse-07", 10, 50});
+    }
 
     // Asking beyond the newest seq stops at newest without counting the future as lost.
     const auto tail = client.fetch("greenhouse-07", 240, 1000, options);
@@ -183,7 +190,10 @@ TEST_CASE("a replay client fetches a range in chunks and reports what the outbox
     CHECK(tail.requests == 1);
 
     // A sensor the outbox no longer holds anything of: everything up to newest is lost.
-    outbox.newest["gone"] = 30;
+    {
+        std::lock_guard lock(outbox.mutex);
+        outbox.newest["gone"] = 30;
+    }
     const auto gone = client.fetch("gone", 1, 100, options);
     CHECK(gone.readings.empty());
     REQUIRE(gone.lost.size() == 1);
@@ -214,7 +224,7 @@ TEST_CASE("holes inside a replay answer are reported as lost") {
 
 TEST_CASE("the replay server refuses invalid requests and invalid callback replies") {
     zmq::context_t ctx;
-    int calls = 0;
+    std::atomic<int> calls{0};  // incremented on the server thread
     rill::ReplayServer server(ctx, "tcp://127.0.0.1:0", [&](const rill::ReplayRequest& r) {
         ++calls;
         if (r.sensor == "throws") throw std::runtime_error("outbox is corrupt");

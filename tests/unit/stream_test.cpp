@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "rill/stream.hpp"
+#include "support/hostile.hpp"
 
 using namespace rill;
 using namespace std::chrono_literals;
@@ -514,13 +515,13 @@ TEST_CASE("a burst through a small high-water mark reports every lost range exac
     CHECK_FALSE(gaps.empty());
     CHECK(readings_of(events).size() < n);
     CHECK(!readings_of(events).empty());
-    // When the end of the burst was lost (usual, not certain: zmq may queue the last messages
-    // once the subscriber reads again), only the heartbeat could tell: a gap must end at n.
+    // When the end of the burst was lost, only the heartbeat could tell: a gap ends at n. (Usually
+    // it is lost; on a slow run, e.g. under ASan with -j2, the subscriber's pipe can have room
+    // again for the last readings, which then arrive.)
     const auto received = readings_of(events);
-    if (std::none_of(received.begin(), received.end(),
-                     [](const Reading& r) { return r.seq == n; })) {
-        CHECK(std::any_of(gaps.begin(), gaps.end(), [](const Gap& g) { return g.to == n; }));
-    }
+    const bool tail_received = !received.empty() && received.back().seq == n;
+    CHECK((tail_received ||
+           std::any_of(gaps.begin(), gaps.end(), [](const Gap& g) { return g.to == n; })));
     std::uint64_t missing = 0;
     for (const auto& g : gaps)
         missing += g.count();
@@ -658,4 +659,16 @@ TEST_CASE("invalid readings and options are refused before anything is sent") {
                     std::invalid_argument);
     CHECK_THROWS_AS(Subscriber("tcp://127.0.0.1:1", {.silent_after_missed = 0}),
                     std::invalid_argument);
+}
+
+TEST_CASE("a subscriber drops a peer whose frame header declares more than the payload limit") {
+    // Without ZMQ_MAXMSGSIZE libzmq allocates whatever size a frame header declares and buffers
+    // the frame until it is complete: one peer could make a subscriber hold gigabytes.
+    rill::test::RawZmtpPublisher raw;
+    Subscriber sub(raw.endpoint());
+    REQUIRE(raw.accept(10s));
+    raw.send_frame("s1", true);
+    raw.send_frame_header(std::uint64_t{1} << 30, false);
+    CHECK(raw.closed_by_peer(10s));
+    CHECK_FALSE(sub.receive(0ms));
 }

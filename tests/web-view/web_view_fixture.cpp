@@ -83,4 +83,58 @@ httplib::Result get(const WebView& w, const std::string& path, const httplib::He
     return r;
 }
 
+SseClient::SseClient(const WebView& w, std::optional<std::uint64_t> last_id, std::string path)
+    : client_(w.client()) {
+    client_->set_read_timeout(std::chrono::seconds(20));
+    httplib::Headers headers;
+    if (last_id) headers.emplace("Last-Event-ID", std::to_string(*last_id));
+    thread_ = std::thread([this, headers, path] {
+        auto r = client_->Get(path, headers, [this](const char* data, std::size_t n) {
+            std::lock_guard lock(mutex_);
+            buffer_.append(data, n);
+            for (auto end = buffer_.find("\n\n"); end != std::string::npos;
+                 end = buffer_.find("\n\n")) {
+                parse(buffer_.substr(0, end));
+                buffer_.erase(0, end + 2);
+            }
+            return !stop_;
+        });
+        ended_ = true;
+    });
+}
+
+SseClient::~SseClient() {
+    stop_ = true;
+    client_->stop();
+    thread_.join();
+}
+
+std::vector<SseEvent> SseClient::events() {
+    std::lock_guard lock(mutex_);
+    return events_;
+}
+
+bool SseClient::wait_for(std::size_t n, std::chrono::milliseconds timeout) {
+    return wait_until([&] { return events().size() >= n; }, timeout);
+}
+
+void SseClient::parse(const std::string& frame) {
+    SseEvent e;
+    bool has_data = false;
+    std::size_t at = 0;
+    while (at < frame.size()) {
+        auto nl = frame.find('\n', at);
+        if (nl == std::string::npos) nl = frame.size();
+        const std::string line = frame.substr(at, nl - at);
+        at = nl + 1;
+        if (line.rfind("id: ", 0) == 0) e.id = std::stoull(line.substr(4));
+        if (line.rfind("event: ", 0) == 0) e.type = line.substr(7);
+        if (line.rfind("data: ", 0) == 0) {
+            e.data = nlohmann::json::parse(line.substr(6));
+            has_data = true;
+        }
+    }
+    if (has_data) events_.push_back(std::move(e));
+}
+
 }  // namespace rill::test

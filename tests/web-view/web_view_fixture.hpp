@@ -4,10 +4,14 @@
 
 #include <httplib.h>
 
+#include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "rill/reading.hpp"
@@ -51,5 +55,42 @@ class WebView {
 /// GET `path`; CHECK-free: throws when there is no response at all.
 httplib::Result get(const WebView& w, const std::string& path,
                     const httplib::Headers& headers = {});
+
+/// One Server-Sent Event as a browser sees it.
+struct SseEvent {
+    std::uint64_t id = 0;
+    std::string type;  ///< "" = the default "message"
+    nlohmann::json data;
+};
+
+/// An /events client on its own thread that parses frames until destroyed (the destructor
+/// stops and joins it).
+class SseClient {
+  public:
+    /// GETs `path` with a Last-Event-ID header when `last_id` is set.
+    explicit SseClient(const WebView& w, std::optional<std::uint64_t> last_id = std::nullopt,
+                       std::string path = "/events");
+    ~SseClient();
+    SseClient(const SseClient&) = delete;
+    SseClient& operator=(const SseClient&) = delete;
+
+    /// Every event received so far, in order.
+    [[nodiscard]] std::vector<SseEvent> events();
+    /// Waits up to `timeout` until at least `n` events arrived.
+    [[nodiscard]] bool wait_for(std::size_t n, std::chrono::milliseconds timeout);
+    /// The server ended the stream (or it failed).
+    [[nodiscard]] bool ended() const { return ended_; }
+
+  private:
+    void parse(const std::string& frame);
+
+    std::unique_ptr<httplib::Client> client_;
+    std::thread thread_;
+    std::mutex mutex_;
+    std::string buffer_;
+    std::vector<SseEvent> events_;
+    std::atomic<bool> stop_{false};
+    std::atomic<bool> ended_{false};
+};
 
 }  // namespace rill::test

@@ -250,7 +250,9 @@ struct SubscriberOptions {
 /// reported exactly once. A sensor becomes tracked with its first reading (no gap is invented
 /// before it) or with expect(). Malformed messages (not two frames, undecodable, topic and
 /// payload disagreeing) are counted in rill_stream_malformed_frames_total{reason=DecodeErrc},
-/// logged at most about once per 10 s, and skipped: they never reach the caller.
+/// logged at most about once per 10 s, and skipped: they never reach the caller. A frame
+/// declaring more than limits::max_payload_bytes + 64 KiB is refused by libzmq at its header:
+/// that peer's connection is dropped (and reconnected) instead of buffering the frame.
 ///
 /// Owns its socket. Not thread-safe.
 class Subscriber {
@@ -297,7 +299,8 @@ struct PullerOptions {
 };
 
 /// A PULL socket receiving the frames a Pusher sends. No gap tracking (each puller sees part of
-/// the stream); malformed messages are counted and skipped as in Subscriber. Not thread-safe.
+/// the stream); malformed messages are counted and skipped, and oversized frames refused, as in
+/// Subscriber. Not thread-safe.
 class Puller {
   public:
     /// Entries without a prefix connect.
