@@ -39,6 +39,18 @@ Shutdown& Shutdown::install() {
     return instance;
 }
 
+std::string Shutdown::reason() const {
+    if (!requested()) return "";
+    switch (signal_number()) {
+        case SIGTERM:
+            return "SIGTERM";
+        case SIGINT:
+            return "SIGINT";
+        default:
+            return "request";
+    }
+}
+
 void Shutdown::request() noexcept {
     requested_.store(true);
     const std::uint64_t one = 1;

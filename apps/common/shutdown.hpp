@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <span>
+#include <string>
 #include <zmq.hpp>
 
 namespace rill::app {
@@ -19,6 +20,9 @@ class Shutdown {
     [[nodiscard]] int fd() const noexcept { return fd_; }
     /// The signal that asked for shutdown (0 when none, or when request() was called).
     [[nodiscard]] int signal_number() const noexcept { return signal_.load(); }
+    /// What asked for shutdown, for logs and systemd's STATUS: "SIGTERM", "SIGINT", "request"
+    /// (request() or another signal), or "" when shutdown was not requested.
+    [[nodiscard]] std::string reason() const;
     /// Asks for shutdown from code, as a signal would.
     void request() noexcept;
 

@@ -180,18 +180,6 @@ class Handoff {
     int fd_;
 };
 
-// Why the main loop ended, for the log and systemd's STATUS.
-std::string stop_reason(const rill::app::Shutdown& shutdown) {
-    switch (shutdown.signal_number()) {
-        case SIGTERM:
-            return "SIGTERM";
-        case SIGINT:
-            return "SIGINT";
-        default:
-            return shutdown.requested() ? "request" : "end of input";
-    }
-}
-
 int run(const Options& o) {
     rill::app::apply_common_options(o.common);
     auto& shutdown = rill::app::Shutdown::install();
@@ -377,7 +365,9 @@ int run(const Options& o) {
         rill::app::poll_interruptible(wake_or_input,
                                       std::clamp<std::chrono::milliseconds>(wait, 0ms, 1000ms));
     }
-    systemd.stopping("stopping on " + stop_reason(shutdown) + ": flushing the outbox");
+    systemd.stopping("stopping on " +
+                     (shutdown.requested() ? shutdown.reason() : std::string("end of input")) +
+                     ": flushing the outbox");
     source->request_stop();
     handoff.close();
     reader.join();

@@ -51,17 +51,6 @@ std::chrono::milliseconds ms(D d) {
 
 using rill::app::CounterSync;
 
-std::string signal_name(const rill::app::Shutdown& shutdown) {
-    switch (shutdown.signal_number()) {
-        case SIGTERM:
-            return "SIGTERM";
-        case SIGINT:
-            return "SIGINT";
-        default:
-            return "request";
-    }
-}
-
 int run(const Options& o) {
     rill::app::apply_common_options(o.common);
     auto& shutdown = rill::app::Shutdown::install();
@@ -118,7 +107,7 @@ int run(const Options& o) {
     } catch (const rill::store::StoreError&) {
         if (!shutdown.requested()) throw;
         // Asked to stop while waiting for the database: nothing was received, nothing is lost.
-        systemd.stopping("stopping on " + signal_name(shutdown) + " before the database answered");
+        systemd.stopping("stopping on " + shutdown.reason() + " before the database answered");
         rill::log_info("store-sub", "stopped before the database was reachable");
         return 0;
     }
@@ -299,7 +288,7 @@ int run(const Options& o) {
     }
 
     // Shutdown: stop reading, write what is held, commit, exit.
-    systemd.stopping("stopping on " + signal_name(shutdown) + ": writing " +
+    systemd.stopping("stopping on " + shutdown.reason() + ": writing " +
                      std::to_string(writer.pending()) + " pending readings");
     rill::log_info("store-sub",
                    "stopping: writing " + std::to_string(writer.pending()) + " pending readings");

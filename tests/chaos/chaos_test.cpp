@@ -143,6 +143,13 @@ class Lab {
 
     StoreSub& store() { return *store_; }
 
+    // store-sub and the three sensors, each publishing `count` readings at `rate` per second.
+    void start_pipeline(std::uint64_t count, unsigned rate) {
+        start_store();
+        for (const auto& s : sensors)
+            start_sensor(s, count, rate);
+    }
+
     void kill_store() {
         store_->process().signal(SIGKILL);
         REQUIRE(store_->process().wait_for(10s).has_value());
@@ -281,9 +288,7 @@ TEST_CASE("kill-store-sub: store-sub killed with kill -9 five times stores every
     Lab lab("kill-store-sub");
     const std::uint64_t count = pick<std::uint64_t>(20'000, 600'000);
     const unsigned rate = pick(5'000u, 15'000u);
-    lab.start_store();
-    for (const auto& s : sensors)
-        lab.start_sensor(s, count, rate);
+    lab.start_pipeline(count, rate);
     // Five kills at random moments while the sensors publish (and the restarted store-sub
     // catches up by replay).
     const auto span = std::chrono::milliseconds(count * 1000 / rate);
@@ -343,9 +348,7 @@ TEST_CASE("stop-postgres: PostgreSQL stopped and started again mid-stream loses 
     Lab lab("stop-postgres");
     const std::uint64_t count = pick<std::uint64_t>(40'000, 600'000);
     const unsigned rate = pick(5'000u, 15'000u);
-    lab.start_store();
-    for (const auto& s : sensors)
-        lab.start_sensor(s, count, rate);
+    lab.start_pipeline(count, rate);
     REQUIRE(wait_rows(lab.pg, 1000, 60s));
     lab.database_stopped = true;
     lab.pg.stop();
@@ -361,9 +364,7 @@ TEST_CASE("cut-link: a sensor host cut off from the network and healed loses not
     Lab lab("cut-link");
     const std::uint64_t count = pick<std::uint64_t>(40'000, 600'000);
     const unsigned rate = pick(5'000u, 15'000u);
-    lab.start_store();
-    for (const auto& s : sensors)
-        lab.start_sensor(s, count, rate);
+    lab.start_pipeline(count, rate);
     REQUIRE(wait_rows(lab.pg, 1000, 60s));
     lab.net.link_down("s1");
     std::this_thread::sleep_for(pick(5s, 30s));
