@@ -4,6 +4,7 @@
 
 #include "rill/log.hpp"
 #include "rill/metrics.hpp"
+#include "rill/security.hpp"
 #include "rill/socket.hpp"
 #include "rill/version.hpp"
 
@@ -19,6 +20,18 @@ void add_common_options(CLI::App& app, CommonOptions& o, const std::string& metr
     app.add_option("--metrics", o.metrics,
                    "serve /metrics and /healthz over HTTP on HOST:PORT, e.g. " + metrics_example)
         ->envname("RILL_METRICS");
+}
+
+std::optional<CurveClientKeys> CurveClientOptions::keys() const {
+    if (secret.empty()) return std::nullopt;
+    return curve_client_keys(secret, server);
+}
+
+void add_curve_client_options(CLI::App& app, CurveClientOptions& o) {
+    app.add_option("--curve-secret", o.secret, "CURVE: this client's secret key file")
+        ->envname("RILL_CURVE_SECRET");
+    app.add_option("--curve-server", o.server, "CURVE: the publishers' public key file (NAME.key)")
+        ->envname("RILL_CURVE_SERVER");
 }
 
 void apply_common_options(const CommonOptions& o) {

@@ -39,8 +39,7 @@ struct Options {
     unsigned silent_after = 3;
     std::string stale_after = "60s";
     std::string drain_timeout = "10s";
-    std::string curve_secret;
-    std::string curve_server;
+    rill::app::CurveClientOptions curve;
     rill::app::CommonOptions common;
 };
 
@@ -123,8 +122,7 @@ int run(const Options& o) {
     ro.subscriber.socket.recv_hwm = 1'000'000;
     ro.replay_chunk = o.replay_chunk;
     ro.replay_call.timeout = ms(rill::parse_duration(o.replay_timeout));
-    if (!o.curve_secret.empty()) {
-        const auto keys = rill::curve_client_keys(o.curve_secret, o.curve_server);
+    if (const auto keys = o.curve.keys()) {
         ro.subscriber.socket.curve_client = keys;
         ro.replay_socket.curve_client = keys;
     }
@@ -355,11 +353,7 @@ int main(int argc, char** argv) {
                    "On SIGTERM: how long to keep writing what is held")
         ->envname("RILL_DRAIN_TIMEOUT")
         ->capture_default_str();
-    app.add_option("--curve-secret", o.curve_secret, "CURVE: this client's secret key file")
-        ->envname("RILL_CURVE_SECRET");
-    app.add_option("--curve-server", o.curve_server,
-                   "CURVE: the publishers' public key file (NAME.key)")
-        ->envname("RILL_CURVE_SERVER");
+    rill::app::add_curve_client_options(app, o.curve);
     rill::app::add_common_options(app, o.common, "127.0.0.1:9102");
     return rill::app::run_main(app, argc, argv, "store-sub", [&] { return run(o); });
 }

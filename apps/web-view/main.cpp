@@ -14,7 +14,6 @@
 #include "live_feed.hpp"
 #include "params.hpp"
 #include "rill/log.hpp"
-#include "rill/security.hpp"
 #include "server.hpp"
 
 namespace {
@@ -29,8 +28,7 @@ struct Options {
     long long silent_after = 600;
     std::size_t db_connections = 8;
     std::size_t max_sse = 64;
-    std::string curve_secret;
-    std::string curve_server;
+    rill::app::CurveClientOptions curve;
     rill::app::CommonOptions common;
 };
 
@@ -62,8 +60,7 @@ int run(const Options& o) {
     if (!o.connect.empty()) {
         rill::web::LiveFeedOptions feed_options;
         feed_options.endpoints = o.connect;
-        if (!o.curve_secret.empty())
-            feed_options.curve = rill::curve_client_keys(o.curve_secret, o.curve_server);
+        feed_options.curve = o.curve.keys();
         feed = std::make_unique<rill::web::LiveFeed>(
             feed_options, [&server](const rill::Reading& r) { server.publish(r); },
             [&server](const rill::web::PublisherStatus& s) { server.publish(s); });
@@ -171,12 +168,7 @@ int main(int argc, char** argv) {
         ->envname("RILL_WEB_MAX_LIVE_CLIENTS")
         ->check(CLI::Range(1, 4096))
         ->capture_default_str();
-    app.add_option("--curve-secret", o.curve_secret,
-                   "CURVE: this client's secret key file (for --connect)")
-        ->envname("RILL_CURVE_SECRET");
-    app.add_option("--curve-server", o.curve_server,
-                   "CURVE: the publishers' public key file (NAME.key)")
-        ->envname("RILL_CURVE_SERVER");
+    rill::app::add_curve_client_options(app, o.curve);
     rill::app::add_common_options(app, o.common, "127.0.0.1:9103");
     // /metrics and /healthz are served on --listen with the dashboard: no separate admin port.
     app.remove_option(app.get_option("--metrics"));

@@ -12,6 +12,7 @@
 #include <zmq.hpp>
 
 #include "rill/codec.hpp"
+#include "rill/security.hpp"
 #include "rill/socket.hpp"
 #include "support/hostile.hpp"
 #include "support/pipeline.hpp"
@@ -94,6 +95,47 @@ TEST_CASE("a store-sub started after the publisher finished gets everything by r
     // Nothing was on the stream any more: every row came by replay.
     CHECK(wait_until([&] { return sub.metric("rill_replay_readings_total") == double(n); }, 10s));
     CHECK(contains(sub.log(), "readings up to seq " + std::to_string(n) + " are not stored"));
+    stop_publisher(pub);
+}
+
+TEST_CASE(
+    "with CURVE keys an allow-listed store-sub gets everything by replay and a stranger nothing") {
+    TempDir dir("rill-e2e");
+    TempPostgres pg;
+    const auto keys = dir.path() / "keys";
+    std::filesystem::create_directories(keys / "allowed");
+    const auto server = write_key_files(generate_curve_keypair(), keys, "sensors");
+    const auto store = write_key_files(generate_curve_keypair(), keys / "allowed", "store");
+    const auto stranger = write_key_files(generate_curve_keypair(), keys, "stranger");
+    const std::uint64_t n = 5'000;
+    SensorPub pub(dir.path(), {.sensor_id = "s1",
+                               .count = n,
+                               .rate = 20'000,
+                               .outbox = dir.path() / "outbox",
+                               .extra_args = {"--curve-secret", server.secret_file.string(),
+                                              "--curve-allow", (keys / "allowed").string()}});
+    REQUIRE(pub.wait_published(start_bound) == n);
+
+    // The stranger has the right server key but is not on the allow-list: no heartbeat, no
+    // replay, nothing stored. It writes to a database of its own.
+    pg.execute("CREATE DATABASE other", "postgres");
+    StoreSub outsider(dir.path(), {.connect = {pub.stream()},
+                                   .db = pg.conninfo("other"),
+                                   .extra_args = {"--curve-secret", stranger.secret_file.string(),
+                                                  "--curve-server", server.public_file.string()}});
+    StoreSub sub(dir.path(), {.connect = {pub.stream()},
+                              .db = pg.conninfo(),
+                              .extra_args = {"--curve-secret", store.secret_file.string(),
+                                             "--curve-server", server.public_file.string()}});
+    // Stream and replay both run over CURVE: the stream carries only heartbeats now, so every
+    // row comes through the encrypted replay service.
+    REQUIRE(wait_rows(pg, n, store_bound));
+    CHECK(exactly_once_problem(pg, {{"s1", n}}) == "");
+    CHECK(wait_until([&] { return sub.metric("rill_replay_readings_total") == double(n); }, 10s));
+    CHECK(wait_until([&] { return contains(pub.log(), "rejected CURVE client"); }, 10s));
+    // (The outsider created its schema when it connected, long before all n were stored.)
+    CHECK(pg.value("SELECT count(*) FROM readings", "other") == "0");
+    CHECK(outsider.metric("rill_replay_readings_total").value_or(0) == 0);
     stop_publisher(pub);
 }
 
