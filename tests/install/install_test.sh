@@ -29,7 +29,7 @@ cmake --build "$work/consumer-build" >/dev/null
 pc_dir="$(dirname "$(find "$work/prefix" -name rill.pc | head -1)")"
 flags="$(PKG_CONFIG_PATH="$pc_dir" pkg-config --cflags --libs rill)"
 # shellcheck disable=SC2086
-g++ -std=c++20 "$src_dir/consumer/main.cpp" -o "$work/consumer-pc" $flags
+g++ "$src_dir/consumer/main.cpp" -o "$work/consumer-pc" $flags
 "$work/consumer-pc" | grep -q '^consumer ok'
 echo "installed rill builds consumers with find_package and pkg-config"
 

@@ -15,7 +15,7 @@
 
 #include "rill/log.hpp"
 #include "rill/metrics.hpp"
-#include "text.hpp"
+#include "core/text.hpp"
 
 namespace rill {
 

@@ -5,7 +5,7 @@
 
 #include <zmq_addon.hpp>
 
-#include "msgpack_walk.hpp"
+#include "codec/msgpack_walk.hpp"
 #include "rill/log.hpp"
 
 namespace rill {

@@ -1,4 +1,4 @@
-#include "msgpack_walk.hpp"
+#include "codec/msgpack_walk.hpp"
 
 namespace rill::detail {
 

@@ -8,7 +8,7 @@
 #include <system_error>
 
 #include "rill/log.hpp"
-#include "text.hpp"
+#include "core/text.hpp"
 
 namespace rill {
 

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "msgpack_walk.hpp"
+#include "codec/msgpack_walk.hpp"
 #include "rill/codec.hpp"
 #include "rill/log.hpp"
 
