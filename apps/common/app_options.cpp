@@ -6,6 +6,7 @@
 #include "rill/metrics.hpp"
 #include "rill/security.hpp"
 #include "rill/socket.hpp"
+#include "rill/units.hpp"
 #include "rill/version.hpp"
 
 namespace rill::app {
@@ -32,6 +33,44 @@ void add_curve_client_options(CLI::App& app, CurveClientOptions& o) {
         ->envname("RILL_CURVE_SECRET");
     app.add_option("--curve-server", o.server, "CURVE: the publishers' public key file (NAME.key)")
         ->envname("RILL_CURVE_SERVER");
+}
+
+namespace {
+
+// A CLI11 validator that runs `parse` on the value and turns its std::invalid_argument into the
+// validation error CLI11 reports with the flag's name.
+template <typename Parse>
+CLI::Validator parsed_by(std::string name, Parse parse) {
+    return CLI::Validator(
+        [parse](std::string& text) {
+            try {
+                (void)parse(text);
+                return std::string();
+            } catch (const std::invalid_argument& e) {
+                return std::string(e.what());
+            }
+        },
+        std::move(name));
+}
+
+}  // namespace
+
+CLI::Option* add_duration_option(CLI::App& app, const std::string& name,
+                                 std::chrono::nanoseconds& target, const std::string& help) {
+    return app
+        .add_option_function<std::string>(
+            name, [&target](const std::string& text) { target = parse_duration(text); }, help)
+        ->check(parsed_by("DURATION", [](const std::string& t) { return parse_duration(t); }))
+        ->default_str(format_duration(target));
+}
+
+CLI::Option* add_size_option(CLI::App& app, const std::string& name, std::uint64_t& target,
+                             const std::string& help) {
+    return app
+        .add_option_function<std::string>(
+            name, [&target](const std::string& text) { target = parse_size(text); }, help)
+        ->check(parsed_by("SIZE", [](const std::string& t) { return parse_size(t); }))
+        ->default_str(std::to_string(target));
 }
 
 void apply_common_options(const CommonOptions& o) {

@@ -2,6 +2,8 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -31,6 +33,18 @@ struct CurveClientOptions {
 
 /// Adds --curve-secret and --curve-server (RILL_CURVE_SECRET, RILL_CURVE_SERVER) to `app`.
 void add_curve_client_options(CLI::App& app, CurveClientOptions& options);
+
+/// Adds a duration flag to `app`. Its value is read with rill::parse_duration, the one syntax of
+/// every duration flag ("5s", "250ms", "1h30m", "0"), while the command line is parsed, so a bad
+/// value is an argument error that names the flag. `target` keeps its value when the flag is not
+/// given; --help shows it as the default, formatted the same way. Returns the option, e.g. for
+/// ->envname().
+CLI::Option* add_duration_option(CLI::App& app, const std::string& name,
+                                 std::chrono::nanoseconds& target, const std::string& help);
+
+/// As add_duration_option for a byte size, read with rill::parse_size ("256MiB", "16M", "4096").
+CLI::Option* add_size_option(CLI::App& app, const std::string& name, std::uint64_t& target,
+                             const std::string& help);
 
 /// Applies the logging settings. Throws std::invalid_argument on unknown values.
 void apply_common_options(const CommonOptions& options);
