@@ -1,27 +1,14 @@
 #include "common/shutdown.hpp"
 
 #include <signal.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include <cerrno>
-#include <cstdint>
-#include <cstring>
-#include <stdexcept>
 #include <string>
 
 namespace rill::app {
 
 namespace {
 Shutdown* g_instance = nullptr;
-}
-
-Shutdown::Shutdown() {
-    fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (fd_ < 0) {
-        throw std::runtime_error(std::string("cannot create the shutdown eventfd: ") +
-                                 std::strerror(errno));
-    }
 }
 
 Shutdown& Shutdown::install() {
@@ -52,14 +39,12 @@ std::string Shutdown::reason() const {
 }
 
 void Shutdown::request() noexcept {
-    requested_.store(true);
-    const std::uint64_t one = 1;
-    [[maybe_unused]] auto n = ::write(fd_, &one, sizeof one);
+    stop_.request();
 }
 
 void Shutdown::handler(int sig) noexcept {
     if (g_instance == nullptr) return;
-    if (g_instance->requested_.load()) {
+    if (g_instance->requested()) {
         // Asked twice: the next signal takes the default action.
         ::signal(sig, SIG_DFL);
     }

@@ -7,17 +7,21 @@
 #include <string>
 #include <zmq.hpp>
 
+#include "rill/stop.hpp"
+
 namespace rill::app {
 
-/// Installs SIGINT and SIGTERM handlers (once per process) that set a flag and make fd()
-/// readable, so that a loop blocked in poll/zmq::poll wakes at once. A second signal while
-/// shutting down restores the default action, so a third Ctrl-C kills a stuck process.
+/// Installs SIGINT and SIGTERM handlers (once per process) that request stop() (a rill::StopFlag:
+/// a flag, and fd() readable), so that a loop blocked in poll/zmq::poll wakes at once. A second
+/// signal while shutting down restores the default action, so a third Ctrl-C kills a stuck process.
 class Shutdown {
   public:
     static Shutdown& install();
-    [[nodiscard]] bool requested() const noexcept { return requested_.load(); }
+    [[nodiscard]] bool requested() const noexcept { return stop_.requested(); }
     /// Readable once shutdown was requested; add it to a poll set (zmq::pollitem_t{nullptr, fd}).
-    [[nodiscard]] int fd() const noexcept { return fd_; }
+    [[nodiscard]] int fd() const noexcept { return stop_.fd(); }
+    /// The flag the signals set: what library loops (rill::IngestLoop, rill::SourcePump) take.
+    [[nodiscard]] const StopFlag& stop() const noexcept { return stop_; }
     /// The signal that asked for shutdown (0 when none, or when request() was called).
     [[nodiscard]] int signal_number() const noexcept { return signal_.load(); }
     /// What asked for shutdown, for logs and systemd's STATUS: "SIGTERM", "SIGINT", "request"
@@ -27,11 +31,10 @@ class Shutdown {
     void request() noexcept;
 
   private:
-    Shutdown();
+    Shutdown() = default;
     static void handler(int sig) noexcept;
-    std::atomic<bool> requested_{false};
+    StopFlag stop_;
     std::atomic<int> signal_{0};
-    int fd_ = -1;
 };
 
 /// zmq::poll on `items` for up to `timeout` (negative: no limit). A signal interrupting the wait

@@ -20,6 +20,7 @@
 #include "rill/sim_source.hpp"
 #include "rill/socket.hpp"
 #include "rill/source.hpp"
+#include "rill/stop.hpp"
 #include "rill/stream.hpp"
 #include "rill/stream_json.hpp"
 #include "rill/units.hpp"

@@ -13,9 +13,9 @@
 
 #include <zmq_addon.hpp>
 
+#include "core/text.hpp"
 #include "rill/log.hpp"
 #include "rill/metrics.hpp"
-#include "core/text.hpp"
 
 namespace rill {
 

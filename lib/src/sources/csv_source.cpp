@@ -7,8 +7,8 @@
 #include <limits>
 #include <system_error>
 
-#include "rill/log.hpp"
 #include "core/text.hpp"
+#include "rill/log.hpp"
 
 namespace rill {
 
