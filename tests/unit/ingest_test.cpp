@@ -185,17 +185,6 @@ void serve_for(ReliablePublisher& rp, std::chrono::milliseconds d) {
         rp, [] { return false; }, d);
 }
 
-// Publishes `batches` batches of `size` readings of s1; returns the newest seq.
-std::uint64_t publish(ReliablePublisher& rp, std::size_t batches, std::size_t size) {
-    std::uint64_t newest = 0;
-    for (std::size_t i = 0; i < batches; ++i) {
-        auto b = batch(size);
-        newest = rp.publish(b).last;
-    }
-    rp.flush();
-    return newest;
-}
-
 // True when the sink holds s1's seqs 1..n, each with the values reading() gives it.
 bool holds_exactly(const MemorySink& sink, std::uint64_t n) {
     const auto rows = sink.rows();

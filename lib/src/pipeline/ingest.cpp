@@ -95,6 +95,7 @@ struct IngestLoop::Impl {
                 },
                 [&](const ReconnectEvent& e) {
                     log_reconnect(e);
+                    set_health({false, "database unreachable"});
                     announce("waiting for the database (attempt " + std::to_string(e.attempt) +
                              "): " + e.error);
                 });
@@ -138,6 +139,10 @@ struct IngestLoop::Impl {
                          (writer.connected() ? "database up" : "database unreachable") +
                          (h.ok ? "" : "; unhealthy: " + h.detail));
         }
+        set_health(std::move(h));
+    }
+
+    void set_health(IngestHealth h) {
         std::lock_guard lock(health_mutex);
         health = std::move(h);
     }
