@@ -211,20 +211,31 @@ std::uint64_t publish_values(ReliablePublisher& rp, std::size_t batches, std::si
     return newest;
 }
 
-}  // namespace
-
-TEST_CASE("an ingest loop stores every published reading exactly once") {
-    TempDir dir("rill-ingest");
-    ReliablePublisher rp(publisher_options(dir));
-    MetricsRegistry registry;
-    MemorySink sink;
-    std::atomic<int> ready{0};
+// Hooks that count READY and check that its status starts with `expected`.
+IngestHooks counting_ready(std::atomic<int>& ready, std::string expected) {
     IngestHooks hooks;
-    hooks.ready = [&](const std::string& status) {
-        CHECK(status.starts_with("subscribed to tcp://127.0.0.1:"));
+    hooks.ready = [&ready, expected = std::move(expected)](const std::string& status) {
+        CHECK(status.starts_with(expected));
         ++ready;
     };
-    Running loop(ingest_options(rp, registry), sink, std::move(hooks));
+    return hooks;
+}
+
+// A publisher on port 0 with its outbox in a temporary directory, an in-memory sink, and a
+// registry for the writer's metrics: what every loop test starts from.
+struct Pipeline {
+    TempDir dir{"rill-ingest"};
+    ReliablePublisher rp{publisher_options(dir)};
+    MetricsRegistry registry;
+    MemorySink sink;
+};
+
+}  // namespace
+
+TEST_CASE_FIXTURE(Pipeline, "an ingest loop stores every published reading exactly once") {
+    std::atomic<int> ready{0};
+    Running loop(ingest_options(rp, registry), sink,
+                 counting_ready(ready, "subscribed to tcp://127.0.0.1:"));
 
     const auto newest = publish_values(rp, 20, 50);
     REQUIRE(serve_until(rp, [&] { return sink.size() >= newest; }));
@@ -244,13 +255,10 @@ TEST_CASE("an ingest loop stores every published reading exactly once") {
           static_cast<double>(summary.batches));
 }
 
-TEST_CASE("readings published before the loop started, and a gap, are repaired by replay") {
-    TempDir dir("rill-ingest");
-    ReliablePublisher rp(publisher_options(dir));
+TEST_CASE_FIXTURE(Pipeline,
+                  "readings published before the loop started, and a gap, are repaired by replay") {
     const auto before = publish_values(rp, 5, 40);  // 1..200, before anyone listens
     REQUIRE(before == 200);
-    MetricsRegistry registry;
-    MemorySink sink;
     Running loop(ingest_options(rp, registry), sink);
     REQUIRE(serve_until(rp, [&] { return sink.size() == 200; }));
 
@@ -268,14 +276,10 @@ TEST_CASE("readings published before the loop started, and a gap, are repaired b
     CHECK(sink.offered_again() == 0);
 }
 
-TEST_CASE("what the sink stored before a restart is never written again") {
-    TempDir dir("rill-ingest");
-    ReliablePublisher rp(publisher_options(dir));
+TEST_CASE_FIXTURE(Pipeline, "what the sink stored before a restart is never written again") {
     REQUIRE(publish_values(rp, 10, 30) == 300);
-    MemorySink sink;
     for (std::uint64_t seq = 1; seq <= 120; ++seq)
         sink.preload(reading("s1", seq));
-    MetricsRegistry registry;
     Running loop(ingest_options(rp, registry), sink);
     REQUIRE(serve_until(rp, [&] { return sink.size() == 300; }));
     serve_for(rp, 300ms);
@@ -286,11 +290,8 @@ TEST_CASE("what the sink stored before a restart is never written again") {
     CHECK(summary.stored == 180);
 }
 
-TEST_CASE("a sink that fails for a while loses nothing: the loop holds, then catches up") {
-    TempDir dir("rill-ingest");
-    ReliablePublisher rp(publisher_options(dir));
-    MetricsRegistry registry;
-    MemorySink sink;
+TEST_CASE_FIXTURE(Pipeline,
+                  "a sink that fails for a while loses nothing: the loop holds, then catches up") {
     auto options = ingest_options(rp, registry);
     options.writer.pending_max = 150;  // the outage overflows it: the stream is not read then
     Running loop(std::move(options), sink);
@@ -318,11 +319,7 @@ TEST_CASE("a sink that fails for a while loses nothing: the loop holds, then cat
     CHECK(registry.value("rill_store_database_up") == 1.0);
 }
 
-TEST_CASE("a stop request drains what the loop holds before run returns") {
-    TempDir dir("rill-ingest");
-    ReliablePublisher rp(publisher_options(dir));
-    MetricsRegistry registry;
-    MemorySink sink;
+TEST_CASE_FIXTURE(Pipeline, "a stop request drains what the loop holds before run returns") {
     auto options = ingest_options(rp, registry);
     options.writer.flush_interval = 1h;  // nothing is written before the stop
     options.writer.batch_max = 10'000;
@@ -344,19 +341,12 @@ TEST_CASE("a stop request drains what the loop holds before run returns") {
     CHECK(holds_exactly(sink, 200));
 }
 
-TEST_CASE("a loop stopped while its sink never opened returns without having opened it") {
-    TempDir dir("rill-ingest");
-    ReliablePublisher rp(publisher_options(dir));
-    MetricsRegistry registry;
-    MemorySink sink;
+TEST_CASE_FIXTURE(Pipeline,
+                  "a loop stopped while its sink never opened returns without having opened it") {
     sink.set_down(true);
     std::atomic<int> ready{0};
-    IngestHooks hooks;
-    hooks.ready = [&](const std::string& status) {
-        CHECK(status.starts_with("waiting for the database (attempt 1): "));
-        ++ready;
-    };
-    Running loop(ingest_options(rp, registry), sink, std::move(hooks));
+    Running loop(ingest_options(rp, registry), sink,
+                 counting_ready(ready, "waiting for the database (attempt 1): "));
     REQUIRE(serve_until(rp, [&] { return ready.load() == 1; }));
     const auto summary = loop.stop();
     CHECK_FALSE(summary.opened);
