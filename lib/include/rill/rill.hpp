@@ -2,12 +2,14 @@
 // (rill::rill). rill::store and rill::gpio have their own headers.
 #pragma once
 
+#include "rill/backoff.hpp"
 #include "rill/codec.hpp"
 #include "rill/crc32c.hpp"
 #include "rill/csv_source.hpp"
 #include "rill/dht.hpp"
 #include "rill/endpoint.hpp"
 #include "rill/iio_source.hpp"
+#include "rill/ingest.hpp"
 #include "rill/log.hpp"
 #include "rill/metrics.hpp"
 #include "rill/outbox.hpp"
@@ -18,6 +20,7 @@
 #include "rill/security.hpp"
 #include "rill/seq_ranges.hpp"
 #include "rill/sim_source.hpp"
+#include "rill/sink.hpp"
 #include "rill/socket.hpp"
 #include "rill/source.hpp"
 #include "rill/stop.hpp"

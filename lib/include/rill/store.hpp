@@ -2,12 +2,14 @@
 //
 //   Connection / Result   owning wrappers over PGconn / PGresult
 //   StoreError            what failed, the SQLSTATE, and whether retrying can help
-//   Backoff               exponential reconnect delays (typed std::chrono options)
+//   Backoff               exponential reconnect delays (rill::Backoff, rill/backoff.hpp)
 //   migrate()             numbered schema migrations under an advisory lock
 //   encode_copy_binary()  the COPY ... (FORMAT binary) payload for `readings`
 //   SeqRanges             an interval set of sequence numbers (the "islands" stored per sensor)
-//   BatchWriter           batches readings by size and time, writes each batch with one binary
-//                         COPY, stores every (sensor, seq) exactly once, survives restarts
+//   PostgresSink          the rill::Sink that stores into `readings`: one binary COPY per batch,
+//                         a staging-table fallback for rows already stored
+//   BatchWriter           a rill::SinkWriter over a PostgresSink: batches by size and time,
+//                         stores every (sensor, seq) exactly once, survives restarts
 //
 // Nothing here includes libpq-fe.h or zmq; PGconn and PGresult are only forward-declared.
 #pragma once
@@ -25,8 +27,10 @@
 #include <string_view>
 #include <vector>
 
+#include "rill/backoff.hpp"
 #include "rill/reading.hpp"
 #include "rill/seq_ranges.hpp"
+#include "rill/sink.hpp"
 
 extern "C" {
 struct pg_conn;
@@ -46,16 +50,15 @@ enum class ErrorKind {
 
 /// A failed libpq operation. what() names the attempt and the target ("cannot COPY 10000
 /// readings into readings: ..."), sqlstate() is the server's five-character code when there
-/// was one ("" for client-side failures such as a lost connection).
-class StoreError : public std::runtime_error {
+/// was one ("" for client-side failures such as a lost connection). A rill::SinkError whose
+/// transient() is kind() == ErrorKind::transient.
+class StoreError : public rill::SinkError {
   public:
     /// An error of `kind` with the server's SQLSTATE ("" when none) and a message naming the
     /// attempt.
     StoreError(ErrorKind kind, std::string sqlstate, const std::string& message);
     /// Whether retrying can help.
     [[nodiscard]] ErrorKind kind() const noexcept { return kind_; }
-    /// True when kind() is ErrorKind::transient.
-    [[nodiscard]] bool transient() const noexcept { return kind_ == ErrorKind::transient; }
     /// The server's five-character SQLSTATE, or "" for client-side failures.
     [[nodiscard]] const std::string& sqlstate() const noexcept { return sqlstate_; }
 
@@ -141,31 +144,8 @@ class Connection {
 
 // --- reconnect backoff -------------------------------------------------------------------------
 
-/// The delays of a Backoff.
-struct BackoffOptions {
-    std::chrono::milliseconds initial{100};  ///< the first delay after a failure
-    std::chrono::milliseconds max{10'000};   ///< delays never grow past this
-    double multiplier = 2.0;                 ///< each failure multiplies the delay by this
-};
-
-/// Exponential backoff: next_delay() returns initial, initial*m, initial*m^2 ... up to max;
-/// reset() after a success starts again at initial.
-class Backoff {
-  public:
-    /// Starts with no failures counted.
-    explicit Backoff(BackoffOptions options = {}) noexcept : options_(options) {}
-    /// Counts one more failure and returns the delay before the next try: initial *
-    /// multiplier^(failures before), capped at max.
-    [[nodiscard]] std::chrono::milliseconds next_delay() noexcept;
-    /// Starts again at `initial` (after a success).
-    void reset() noexcept { failures_ = 0; }
-    /// Failures counted since construction or reset().
-    [[nodiscard]] unsigned failures() const noexcept { return failures_; }
-
-  private:
-    BackoffOptions options_;
-    unsigned failures_ = 0;
-};
+using rill::Backoff;
+using rill::BackoffOptions;
 
 // --- schema ------------------------------------------------------------------------------------
 
@@ -210,6 +190,49 @@ void append_copy_trailer(std::string& out);
 using rill::SeqRange;
 using rill::SeqRanges;
 
+// --- the PostgreSQL sink -----------------------------------------------------------------------
+
+/// The rill::Sink that stores into the `readings` table (see rill::Sink for the contract).
+///
+/// open() connects and, the first time it succeeds, runs migrate() when asked to (logging each
+/// migration applied). stored() lists the sensors by a loose index scan and loads each one's
+/// islands (see store/postgres_sink.cpp for the queries and their cost). write() sends the batch
+/// with one binary COPY (its own transaction); when the database reports a unique violation
+/// (rows written by someone else, or a commit whose answer was lost with the connection) it
+/// writes the batch again through a temporary staging table and INSERT ... ON CONFLICT DO
+/// NOTHING, returning the rows that were new. Errors are StoreError (a rill::SinkError).
+/// Not thread-safe: one owner thread.
+class PostgresSink : public rill::Sink {
+  public:
+    /// A sink for `conninfo` (libpq connection string or postgresql:// URL); connects on open().
+    explicit PostgresSink(std::string conninfo, bool migrate = true);
+    /// Closes the connection.
+    ~PostgresSink() override;
+    PostgresSink(const PostgresSink&) = delete;
+    PostgresSink& operator=(const PostgresSink&) = delete;
+
+    /// Connects (blocking up to the conninfo's connect_timeout, 10 s unless set) and migrates
+    /// once. Throws StoreError.
+    void open() override;
+    /// True while the connection is good.
+    [[nodiscard]] bool is_open() const noexcept override;
+    /// Drops the connection. Never throws.
+    void close() noexcept override;
+    /// The stored islands of every sensor whose id starts with `prefix`. Throws StoreError.
+    [[nodiscard]] std::map<std::string, SeqRanges> stored(std::string_view prefix) override;
+    /// One COPY, or the staging fallback on a unique violation; returns the rows inserted.
+    /// Throws StoreError (the transaction rolled back).
+    std::uint64_t write(std::span<const Reading> batch) override;
+    /// Runs `SELECT 1`. Throws StoreError.
+    void probe() override;
+    /// "PostgreSQL".
+    [[nodiscard]] std::string name() const override;
+
+  private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
 // --- the batch writer --------------------------------------------------------------------------
 
 /// Where and how BatchWriter writes.
@@ -224,143 +247,39 @@ struct WriterOptions {
     /// subscribes to a sensor-id prefix needs no others). Readings of other sensors are still
     /// written correctly; their duplicates are then caught by the database, not in memory.
     std::string sensor_prefix;
+    /// Where the writer registers its rill_store_* metrics; nullptr = default_registry().
+    MetricsRegistry* registry = nullptr;
+
+    /// The options of the SinkWriter a BatchWriter is.
+    [[nodiscard]] rill::SinkWriterOptions writer_options() const;
 };
 
-/// One reconnect attempt, as reported to BatchWriter::on_reconnect().
-struct ReconnectEvent {
-    unsigned attempt = 0;  ///< 1 for the first attempt after a failure
-    /// Whether this attempt connected.
-    bool succeeded = false;
-    std::chrono::milliseconds next_delay{0};  ///< when it failed: the wait before the next try
-    std::string error;                        ///< when it failed: why
-};
+using rill::ReconnectEvent;
+using rill::WriterStats;
 
-/// What a BatchWriter has done since construction (a snapshot).
-struct WriterStats {
-    std::uint64_t readings_stored = 0;     ///< rows this writer inserted
-    std::uint64_t batches = 0;             ///< batches committed
-    std::uint64_t fallback_batches = 0;    ///< of which went through the staging table
-    std::uint64_t duplicates_skipped = 0;  ///< dropped in memory: already stored or pending
-    std::uint64_t duplicates_hit = 0;      ///< found stored by the database (fallback path)
-    std::uint64_t invalid_rejected = 0;    ///< refused by add() as malformed
-    std::uint64_t database_errors = 0;     ///< failed batch attempts and connects
-    std::uint64_t reconnects = 0;          ///< successful reconnections after a failure
-    /// Commit latency of the last batch.
-    std::chrono::microseconds last_batch_latency{0};
-    /// The longest commit latency of a batch.
-    std::chrono::microseconds max_batch_latency{0};
-    std::chrono::microseconds total_batch_latency{0};  ///< divide by batches for the mean
+namespace detail {
+/// Owns the PostgresSink of a BatchWriter at a stable address (constructed before the
+/// SinkWriter base that refers to it).
+struct PostgresSinkHolder {
+    std::unique_ptr<PostgresSink> sink;  ///< never null until moved from
 };
+}  // namespace detail
 
-/// Writes readings to the `readings` table, each (sensor, seq) exactly once.
-///
-/// Driving it (one owner thread; nothing here starts threads or calls back on others):
-///
-///     BatchWriter w({.conninfo = url});
-///     for (;;) {
-///         wait for input until w.next_deadline() (or forever when it is empty);
-///         for each reading: if (w.add(std::move(r)) == AddResult::full) stop consuming;
-///         if (w.due()) w.flush();
-///     }
-///     w.drain(deadline);  // at shutdown
-///
-/// Exactly-once: the primary key (sensor, seq) is the truth. The writer keeps per sensor the
-/// islands of seqs known to be stored (loaded at open, grown by each commit) and of seqs
-/// pending, and add() drops readings in either. A batch is written with one COPY (its own
-/// transaction). If the database still reports a unique violation (rows written by someone
-/// else, or a commit whose answer was lost with the connection), that batch is retried through
-/// a temporary staging table and INSERT ... ON CONFLICT DO NOTHING, counting duplicates_hit.
-///
-/// Failures: a transient error rolls the batch back and leaves it pending; the connection is
-/// dropped and flush() retries after the backoff delay (next_deadline() says when). Readings
-/// keep being accepted until pending_max, then add() returns AddResult::full. A permanent
-/// error makes flush() throw StoreError with the batch still pending.
-class BatchWriter {
+/// A rill::SinkWriter over its own PostgresSink: writes readings to the `readings` table, each
+/// (sensor, seq) exactly once (see SinkWriter for driving it, its failure handling and its
+/// metrics, and PostgresSink for how batches are written). flush() and drain() throw StoreError
+/// on a permanent error.
+class BatchWriter : private detail::PostgresSinkHolder, public rill::SinkWriter {
   public:
-    /// What add() did with a reading.
-    enum class AddResult {
-        accepted,   ///< queued for the next batch
-        duplicate,  ///< already stored or already pending: dropped, counted
-        invalid,    ///< malformed (see reading_problem) or seq > INT64_MAX: dropped, counted
-        full,       ///< pending_max reached: NOT taken; flush, then offer it again
-    };
-
     /// Connects, runs migrate() when options.migrate, and loads the stored islands of every
-    /// sensor (see load_stored_ranges in store/batch_writer.cpp for the query and its cost).
-    /// Blocks; throws StoreError when the database can't be reached or the schema is wrong
-    /// (no retry here: the owner decides whether to try again).
-    explicit BatchWriter(WriterOptions options);
-    /// Closes the connection. Does not flush: readings still pending were never acknowledged
-    /// (not committed), so the publisher replays them; call drain() first to write them.
-    ~BatchWriter();
-    BatchWriter(const BatchWriter&) = delete;
-    BatchWriter& operator=(const BatchWriter&) = delete;
-    /// Moves the open BatchWriter; the moved-from one may only be destroyed or assigned.
-    BatchWriter(BatchWriter&&) noexcept;
-    BatchWriter& operator=(BatchWriter&&) noexcept;  ///< a moved-from writer may only be
-                                                     ///< destroyed or assigned to
-
-    /// Takes one reading. Checks, in order: invalid, duplicate, full (so duplicates are dropped
-    /// even while the buffer is full). Never touches the database; never throws except
-    /// std::bad_alloc.
-    [[nodiscard]] AddResult add(Reading reading);
-    /// Offers readings in order until one comes back `full`; returns how many were consumed
-    /// (accepted, duplicate or invalid). The rest should be offered again after a flush.
-    [[nodiscard]] std::size_t add(std::span<const Reading> readings);
-
-    /// True when flush() has work now: a full batch is pending or the oldest pending reading
-    /// has waited flush_interval, and no reconnect delay is running.
-    [[nodiscard]] bool due() const noexcept;
-    /// When due() becomes true without further add() calls; nothing when nothing is pending.
-    [[nodiscard]] std::optional<std::chrono::steady_clock::time_point> next_deadline()
-        const noexcept;
-
-    /// Writes all pending readings in batches of at most batch_max, each committed on its own.
-    /// Blocks while writing. Returns the number of readings committed by this call (including
-    /// those the fallback found already stored). On a transient error it stops, keeps the
-    /// failed batch and the rest pending, and returns; during a reconnect delay it returns 0 at
-    /// once. A reconnect attempt blocks up to the connect_timeout of the conninfo (10 s unless
-    /// set). Throws StoreError on a permanent error (the failed batch stays pending).
-    std::size_t flush();
-
-    /// Flushes until nothing is pending or `deadline` passes, sleeping through reconnect
-    /// delays. Returns true when everything pending was written. Throws like flush().
-    bool drain(std::chrono::steady_clock::time_point deadline);
-
-    /// Checks the database while the writer is idle, so that connected() (and an owner's health
-    /// check) notices a database that went away between batches: with a connection, runs
-    /// `SELECT 1` (a transient failure drops the connection and starts the backoff); without
-    /// one, tries to reconnect once its backoff delay has passed. Returns connected(). Blocks
-    /// for a round trip, or a connect attempt (up to the conninfo's connect_timeout). Throws
-    /// StoreError on a permanent failure.
-    bool probe();
-
-    /// Readings held and not yet committed, and the bound.
-    [[nodiscard]] std::size_t pending() const noexcept;
-    /// The bound on pending() (WriterOptions::pending_max).
-    [[nodiscard]] std::size_t pending_max() const noexcept;
-    /// pending() / pending_max(), 0 to 1.
-    [[nodiscard]] double fill() const noexcept;
-    /// True while the writer has a working connection (false after a failure until the next
-    /// successful reconnect).
-    [[nodiscard]] bool connected() const noexcept;
-
-    /// The islands of seqs known to be stored for `sensor` (empty when none).
-    [[nodiscard]] SeqRanges stored_ranges(std::string_view sensor) const;
-    /// Every sensor known to have stored readings, in order.
-    [[nodiscard]] std::vector<std::string> sensors() const;
-
-    /// A snapshot of the counters.
-    [[nodiscard]] WriterStats stats() const noexcept;
-
-    /// Called on the owner thread, from flush()/drain(), after every reconnect attempt. While an
-    /// observer is set the writer does not log the attempts itself (the observer reports them);
-    /// the failure that started the outage is still logged.
-    void on_reconnect(std::function<void(const ReconnectEvent&)> observer);
+    /// sensor. Blocks; throws StoreError when the database can't be reached or the schema is
+    /// wrong (no retry here: the owner decides whether to try again, see open_writer).
+    explicit BatchWriter(const WriterOptions& options);
 
   private:
-    struct Impl;
-    std::unique_ptr<Impl> impl_;
+    BatchWriter(std::unique_ptr<PostgresSink> sink, rill::SinkWriter&& writer);
+    friend BatchWriter open_writer(const WriterOptions&, const std::function<bool()>&,
+                                   const std::function<void(const ReconnectEvent&)>&);
 };
 
 /// Constructs a BatchWriter, retrying transient failures (database down or starting up) after

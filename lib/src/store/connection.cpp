@@ -55,7 +55,9 @@ void on_notice(void*, const char* message) {
 }  // namespace
 
 StoreError::StoreError(ErrorKind kind, std::string sqlstate, const std::string& message)
-    : std::runtime_error(message), kind_(kind), sqlstate_(std::move(sqlstate)) {}
+    : rill::SinkError(message, kind == ErrorKind::transient),
+      kind_(kind),
+      sqlstate_(std::move(sqlstate)) {}
 
 ErrorKind classify_sqlstate(std::string_view s) noexcept {
     if (s.empty()) return ErrorKind::transient;            // no answer from the server
@@ -178,14 +180,6 @@ std::uint64_t Connection::copy_in(const std::string& copy_sql, std::string_view 
         fail(c, outcome.native(), what);
     }
     return outcome.affected();
-}
-
-std::chrono::milliseconds Backoff::next_delay() noexcept {
-    const double base = static_cast<double>(options_.initial.count());
-    const double factor = std::pow(std::max(options_.multiplier, 1.0), failures_);
-    ++failures_;
-    const double ms = std::min(base * factor, static_cast<double>(options_.max.count()));
-    return std::chrono::milliseconds(static_cast<std::chrono::milliseconds::rep>(ms));
 }
 
 }  // namespace rill::store
