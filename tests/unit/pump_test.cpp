@@ -4,9 +4,11 @@
 
 #include <atomic>
 #include <future>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 
+#include "rill/outbox.hpp"
 #include "rill/replay.hpp"
 #include "rill/sim_source.hpp"
 #include "rill/socket.hpp"
@@ -96,8 +98,8 @@ bool heartbeat_seen(Subscriber& sub) {
 TEST_CASE("a source pump publishes every measurement with seqs 1 to N to the outbox and stream") {
     TempDir dir("rill-pump");
     MetricsRegistry registry;
-    ReliablePublisher rp(publisher_options(dir));
-    Subscriber sub(rp.publisher().bound().at(0));
+    std::optional<ReliablePublisher> rp(publisher_options(dir));
+    Subscriber sub(rp->publisher().bound().at(0));
     auto source = std::make_unique<ScriptedSource>(5);
     auto& scripted = *source;
     int ready = 0;
@@ -108,7 +110,7 @@ TEST_CASE("a source pump publishes every measurement with seqs 1 to N to the out
         CHECK(s.published_up_to == 0);
     };
     options.hooks.stopping = [&](PumpEnd end, const PumpStatus&) { stopping = end; };
-    SourcePump pump(std::move(options), std::move(source), rp);
+    SourcePump pump(std::move(options), std::move(source), *rp);
     StopFlag stop;
     auto running = std::async(std::launch::async, [&] { return pump.run(stop); });
 
@@ -124,7 +126,8 @@ TEST_CASE("a source pump publishes every measurement with seqs 1 to N to the out
         CHECK(streamed[i].seq == i + 1);
         CHECK(streamed[i].temperature == doctest::Approx(20.0 + static_cast<double>(i)));
     }
-    const auto stored = rp.outbox().read("pumped", 1, 100);
+    rp.reset();  // run() closed it; read what it left on disk
+    const auto stored = Outbox(dir.path() / "outbox").read("pumped", 1, 100);
     REQUIRE(stored.readings.size() == 5);
     CHECK(stored.readings.front().seq == 1);
     CHECK(stored.readings.back().seq == 5);
@@ -192,10 +195,15 @@ TEST_CASE("a source pump lingers after the input ended and keeps answering repla
     source->release();
     auto options = pump_options(registry);
     options.linger = 30s;
+    std::atomic<bool> input_ended{false};
+    options.hooks.stopping = [&](PumpEnd end, const PumpStatus&) {
+        input_ended = end == PumpEnd::end_of_input;
+    };
     SourcePump pump(std::move(options), std::move(source), rp);
     StopFlag stop;
     auto running = std::async(std::launch::async, [&] { return pump.run(stop); });
-    REQUIRE(wait_until([&] { return rp.outbox().newest("pumped") == 3; }, 5s));
+    REQUIRE(wait_until([&] { return input_ended.load(); }, 5s));
+    CHECK(rp.outbox().newest("pumped") == 3);
 
     ReplayClient client(default_context(), rp.replay_endpoint());
     const auto replayed = client.fetch("pumped", 1, 3);

@@ -181,8 +181,11 @@ struct SourcePump::Impl {
         std::vector<Reading> batch;
         std::array<pollfd, 2> fds{{{stop.fd(), POLLIN, 0}, {handoff.fd(), POLLIN, 0}}};
         auto next_status = Clock::now() + options.status_interval;
-        while (!stop.requested() && !handoff.finished_and_empty()) {
+        for (;;) {
             publish_queued(handoff, batch);
+            // After take(): a finish() that came before it is seen here, one after it makes
+            // handoff.fd() readable again, so the poll below wakes for it.
+            if (stop.requested() || handoff.finished_and_empty()) break;
             const auto keep_alive_due = keep_alive();
             if (Clock::now() >= next_status) {
                 if (hooks.status) hooks.status(status());
