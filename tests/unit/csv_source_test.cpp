@@ -10,6 +10,7 @@
 
 #include "rill/csv_source.hpp"
 #include "support/process.hpp"
+#include "support/source_stop.hpp"
 
 using namespace rill;
 using namespace std::chrono_literals;
@@ -156,19 +157,7 @@ TEST_CASE("stop interrupts a paced csv source") {
     CsvSource source(write_csv(dir, "slow.csv", "1763719200,20,50\n1763722800,20,50\n"),
                      {.paced = true});
     REQUIRE(source.next().has_value());
-    std::atomic<bool> returned{false};
-    std::optional<Measurement> second;
-    std::thread reader([&] {
-        second = source.next();
-        returned = true;
-    });
-    std::this_thread::sleep_for(50ms);
-    CHECK_FALSE(returned.load());
-    source.request_stop();
-    for (int i = 0; i < 1000 && !returned; ++i)
-        std::this_thread::sleep_for(10ms);
-    reader.join();
-    CHECK_FALSE(second.has_value());
+    test::check_stop_interrupts_next(source);
 }
 
 TEST_CASE("a missing csv file is an error naming the file") {
@@ -197,4 +186,20 @@ TEST_CASE("csv source skips overlong lines and reads a last line without a newli
     CHECK(source.counters().failed_parse == 2);  // the overlong line and the NUL byte
     CHECK(log.find("long.csv:2: skipped bad row (line longer than 4096 bytes)") !=
           std::string::npos);
+}
+
+TEST_CASE("a source counts its failed reads in the metrics registry it is given") {
+    test::TempDir dir("rill-csv");
+    const auto path =
+        write_csv(dir, "bad.csv", "1763719200,20,50\nyesterday,20,50\n1763719201,x,1\n");
+    MetricsRegistry registry;
+    CsvSource source(path, {.metrics = &registry});
+    (void)drain(source);
+    CHECK(registry.value("rill_source_failed_reads_total", {{"reason", "parse"}}) == 2.0);
+    for (const char* reason : {"timeout", "sync", "checksum", "io", "range"}) {
+        CAPTURE(reason);
+        CHECK(registry.value("rill_source_failed_reads_total", {{"reason", reason}}) == 0.0);
+    }
+    CHECK(registry.value("rill_source_missed_total") == 0.0);
+    CHECK(source.counters().failed_parse == 2);
 }

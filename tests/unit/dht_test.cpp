@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "rill/dht.hpp"
+#include "support/source_stop.hpp"
 
 using namespace rill;
 using namespace std::chrono_literals;
@@ -354,22 +355,7 @@ TEST_CASE("stop interrupts a DhtSource waiting for its next read") {
     options.capture_window = 0us;
     DhtSource source(std::move(fake), options);  // real clock
     REQUIRE(source.next().has_value());
-    std::atomic<bool> returned{false};
-    std::optional<Measurement> second;
-    std::thread reader([&] {
-        second = source.next();
-        returned = true;
-    });
-    std::this_thread::sleep_for(50ms);
-    CHECK_FALSE(returned.load());
-    const auto asked = std::chrono::steady_clock::now();
-    source.request_stop();
-    for (int i = 0; i < 1000 && !returned; ++i)
-        std::this_thread::sleep_for(10ms);
-    const auto took = std::chrono::steady_clock::now() - asked;
-    reader.join();
-    CHECK_FALSE(second.has_value());
-    CHECK(took < 5s);
+    test::check_stop_interrupts_next(source);
 }
 
 TEST_CASE("DhtSource reports a GPIO configuration error instead of retrying it") {

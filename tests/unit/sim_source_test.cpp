@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "rill/sim_source.hpp"
+#include "support/source_stop.hpp"
 
 using namespace rill;
 using namespace std::chrono_literals;
@@ -118,24 +119,5 @@ TEST_CASE("sim next_batch returns the overdue measurements at a high rate") {
 TEST_CASE("stop interrupts a sim source waiting for its next measurement") {
     SimSource s({.interval = 1h, .seed = 1});
     REQUIRE(s.next().has_value());
-    std::atomic<bool> returned{false};
-    std::optional<Measurement> second;
-    std::vector<Measurement> batch;
-    std::size_t batched = 99;
-    std::thread reader([&] {
-        second = s.next();
-        batched = s.next_batch(batch, 10);
-        returned = true;
-    });
-    std::this_thread::sleep_for(50ms);
-    CHECK_FALSE(returned.load());
-    const auto asked = std::chrono::steady_clock::now();
-    s.request_stop();
-    for (int i = 0; i < 1000 && !returned; ++i)
-        std::this_thread::sleep_for(10ms);
-    const auto took = std::chrono::steady_clock::now() - asked;
-    reader.join();
-    CHECK_FALSE(second.has_value());
-    CHECK(batched == 0);
-    CHECK(took < 5s);
+    test::check_stop_interrupts_next(s);
 }

@@ -23,6 +23,8 @@ struct CsvOptions {
     std::chrono::nanoseconds max_gap = std::chrono::hours(1);
     /// Bad rows are logged one line each up to this many; all are counted.
     std::size_t max_logged_bad_rows = 100;
+    /// Where the source registers its metrics (see rill::Source); nullptr = default_registry().
+    MetricsRegistry* metrics = nullptr;
 };
 
 /// Rows `ts,temperature,humidity[,extra...]`. ts is RFC 3339 or Unix seconds (rill::parse_time).

@@ -91,6 +91,8 @@ struct DhtOptions {
     std::chrono::microseconds capture_window{10000};
     /// Time seam (tests); empty members use the real clocks.
     SourceClock clock;
+    /// Where the source registers its metrics (see rill::Source); nullptr = default_registry().
+    MetricsRegistry* metrics = nullptr;
 };
 
 /// Reads a DHT11/DHT22 through an EdgeSource. next() blocks until the next interval, reads,

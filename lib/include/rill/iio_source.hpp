@@ -45,6 +45,8 @@ struct IioOptions {
     std::shared_ptr<SysfsReader> reader;  ///< empty: the real files
     /// Time seam (tests); empty members use the real clocks.
     SourceClock clock;
+    /// Where the source registers its metrics (see rill::Source); nullptr = default_registry().
+    MetricsRegistry* metrics = nullptr;
 };
 
 /// Finds the IIO device directory (<root>/bus/iio/devices/iio:deviceN) for `device` (see

@@ -13,6 +13,7 @@
 #include "rill/log.hpp"
 #include "rill/metrics.hpp"
 #include "rill/outbox.hpp"
+#include "rill/pump.hpp"
 #include "rill/reading.hpp"
 #include "rill/reliable.hpp"
 #include "rill/replay.hpp"

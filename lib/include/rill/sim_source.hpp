@@ -21,6 +21,8 @@ struct SimOptions {
     /// When false, next() never waits: measurements come as fast as they are asked for (their
     /// timestamps still advance by `interval`).
     bool paced = true;
+    /// Where the source registers its metrics (see rill::Source); nullptr = default_registry().
+    MetricsRegistry* metrics = nullptr;
 };
 
 /// Temperature and humidity drifting with a daily cycle (warmest at 15:00 UTC), a slow random

@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "rill/metrics.hpp"
 #include "rill/reading.hpp"
 
 namespace rill {
@@ -63,14 +64,40 @@ struct SourceClock {
 };
 
 namespace detail {
+/// One count of a source: the source's own total (what Source::counters() reports) and, when
+/// the count is also a metric, the registry series it adds to as well.
+class SourceCount {
+  public:
+    /// Adds `n` to the source's total and to the series, if any.
+    void add(std::uint64_t n = 1) noexcept {
+        own_.fetch_add(n, std::memory_order_relaxed);
+        if (series_ != nullptr) series_->inc(n);
+    }
+    /// The source's own total.
+    [[nodiscard]] std::uint64_t value() const noexcept {
+        return own_.load(std::memory_order_relaxed);
+    }
+    /// Also adds to `series` from now on (the Source constructor registers it).
+    void feed(Counter& series) noexcept { series_ = &series; }
+
+  private:
+    std::atomic<std::uint64_t> own_{0};
+    Counter* series_ = nullptr;
+};
+/// The counts behind SourceCounters.
 struct SourceCounterCells {
-    std::atomic<std::uint64_t> measurements{0}, reads{0}, failed_timeout{0}, failed_sync{0},
-        failed_checksum{0}, failed_io{0}, failed_range{0}, failed_parse{0}, retries{0}, missed{0};
+    SourceCount measurements, reads, failed_timeout, failed_sync, failed_checksum, failed_io,
+        failed_range, failed_parse, retries, missed;
 };
 }  // namespace detail
 
 /// A stream of measurements. One thread calls next()/next_batch(); any thread may call
 /// request_stop(), stop_requested() and counters().
+///
+/// Metrics: every source registers, in the registry it is given (its options' `metrics`;
+/// nullptr = default_registry()), `rill_source_failed_reads_total{reason}` (timeout, sync,
+/// checksum, io, range, parse) and `rill_source_missed_total`, and adds its failures to them as
+/// they happen. Sources sharing a registry add to the same series.
 class Source {
   public:
     virtual ~Source();
@@ -103,7 +130,10 @@ class Source {
     [[nodiscard]] virtual std::string describe() const = 0;
 
   protected:
-    Source() = default;
+    /// Registers the source's metrics in `metrics` (nullptr = default_registry()); see the
+    /// class comment. Throws std::invalid_argument when a metric of the same name exists there
+    /// as another kind.
+    explicit Source(MetricsRegistry* metrics = nullptr);
 
     /// Blocks until `deadline` (per `clock`) or a stop request. Returns true when the deadline
     /// was reached, false when a stop was requested.
@@ -182,6 +212,8 @@ struct SourceOptions {
     std::function<std::unique_ptr<EdgeSource>(const SourceOptions&)> edge_source_factory;
     /// Time seam for dht and iio (tests).
     SourceClock clock;
+    /// Where the source registers its metrics (see Source); nullptr = default_registry().
+    MetricsRegistry* metrics = nullptr;
 };
 
 /// Makes the source a spec names (see parse_source_spec) with `options`. Throws

@@ -38,7 +38,7 @@ std::optional<double> parse_number(std::string_view s) {
 }  // namespace
 
 CsvSource::CsvSource(std::filesystem::path path, CsvOptions options)
-    : path_(std::move(path)), options_(options), in_(path_) {
+    : Source(options.metrics), path_(std::move(path)), options_(options), in_(path_) {
     if (!in_) {
         throw std::system_error(errno, std::generic_category(),
                                 "cannot open CSV file " + path_.string());
@@ -50,7 +50,7 @@ std::string CsvSource::describe() const {
 }
 
 void CsvSource::bad_row(std::string_view why) {
-    counters_.failed_parse.fetch_add(1, std::memory_order_relaxed);
+    counters_.failed_parse.add();
     ++bad_rows_;
     if (bad_rows_ <= options_.max_logged_bad_rows) {
         log_warn("source", path_.string() + ":" + std::to_string(line_no_) + ": skipped bad row (" +
@@ -82,7 +82,7 @@ std::optional<Measurement> CsvSource::parse_row(std::string_view line) {
         }
         return std::nullopt;
     }
-    counters_.reads.fetch_add(1, std::memory_order_relaxed);
+    counters_.reads.add();
     const std::size_t expected = 3 + extra_names_.size();
     if (fields.size() != expected) {
         bad_row("expected " + std::to_string(expected) + " fields, found " +
@@ -144,7 +144,7 @@ std::optional<Measurement> CsvSource::next() {
         if (!line) break;
         ++line_no_;
         if (line_too_long_) {
-            counters_.reads.fetch_add(1, std::memory_order_relaxed);
+            counters_.reads.add();
             bad_row("line longer than " + std::to_string(max_line_bytes) + " bytes");
             continue;
         }
@@ -164,7 +164,7 @@ std::optional<Measurement> CsvSource::next() {
             }
             previous_ts_ = m->ts;
         }
-        counters_.measurements.fetch_add(1, std::memory_order_relaxed);
+        counters_.measurements.add();
         return m;
     }
     return std::nullopt;

@@ -97,7 +97,7 @@ DhtResult decode_dht_falling_edges(std::span<const std::chrono::nanoseconds> edg
 EdgeSource::~EdgeSource() = default;
 
 DhtSource::DhtSource(std::unique_ptr<EdgeSource> edges, DhtOptions options)
-    : edges_(std::move(edges)), options_(std::move(options)) {
+    : Source(options.metrics), edges_(std::move(edges)), options_(std::move(options)) {
     if (!edges_) throw std::invalid_argument("DhtSource needs an edge source");
     if (options_.max_retries < 0) throw std::invalid_argument("DHT max_retries must be >= 0");
     if (options_.interval.count() <= 0) throw std::invalid_argument("DHT interval must be > 0");
@@ -122,17 +122,17 @@ std::chrono::steady_clock::time_point DhtSource::steady_now() const {
 
 std::optional<Measurement> DhtSource::attempt() {
     last_attempt_ = steady_now();
-    counters_.reads.fetch_add(1, std::memory_order_relaxed);
+    counters_.reads.add();
     std::vector<std::chrono::nanoseconds> edges;
     try {
         edges = edges_->capture(options_.start_pulse, options_.capture_window);
     } catch (const std::system_error& e) {
         if (is_configuration_error(e.code())) throw;
-        counters_.failed_io.fetch_add(1, std::memory_order_relaxed);
+        counters_.failed_io.add();
         log_warn("source", describe() + ": capture failed: " + e.what());
         return std::nullopt;
     } catch (const std::exception& e) {
-        counters_.failed_io.fetch_add(1, std::memory_order_relaxed);
+        counters_.failed_io.add();
         log_warn("source", describe() + ": capture failed: " + e.what());
         return std::nullopt;
     }
@@ -141,13 +141,13 @@ std::optional<Measurement> DhtSource::attempt() {
         case DhtStatus::ok:
             break;
         case DhtStatus::timeout:
-            counters_.failed_timeout.fetch_add(1);
+            counters_.failed_timeout.add();
             break;
         case DhtStatus::sync:
-            counters_.failed_sync.fetch_add(1);
+            counters_.failed_sync.add();
             break;
         case DhtStatus::checksum:
-            counters_.failed_checksum.fetch_add(1);
+            counters_.failed_checksum.add();
             break;
     }
     if (!r.ok()) {
@@ -157,7 +157,7 @@ std::optional<Measurement> DhtSource::attempt() {
     }
     if (r.humidity > 100.0f ||
         (options_.model == DhtModel::dht11 && (r.bytes[1] > 9 || r.bytes[3] > 9))) {
-        counters_.failed_range.fetch_add(1, std::memory_order_relaxed);
+        counters_.failed_range.add();
         log_debug("source", describe() + ": implausible frame");
         return std::nullopt;
     }
@@ -176,7 +176,7 @@ std::optional<Measurement> DhtSource::next() {
         if (!wait_until(options_.clock, start)) return std::nullopt;
         for (int n = 0; n <= options_.max_retries; ++n) {
             if (n > 0) {
-                counters_.retries.fetch_add(1, std::memory_order_relaxed);
+                counters_.retries.add();
                 auto backoff = options_.retry_backoff * (1LL << std::min(n - 1, 20));
                 backoff = std::min<std::chrono::milliseconds>(backoff, options_.max_backoff);
                 const auto at =

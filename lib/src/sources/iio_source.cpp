@@ -94,7 +94,7 @@ std::filesystem::path find_iio_device(const std::filesystem::path& sysfs_root,
                                   : " (found " + seen + ")"));
 }
 
-IioSource::IioSource(IioOptions options) : options_(std::move(options)) {
+IioSource::IioSource(IioOptions options) : Source(options.metrics), options_(std::move(options)) {
     if (options_.interval.count() <= 0) throw std::invalid_argument("IIO interval must be > 0");
     if (options_.max_retries < 0) throw std::invalid_argument("IIO max_retries must be >= 0");
     options_.retry_delay = std::max<std::chrono::milliseconds>(options_.retry_delay, 2s);
@@ -115,7 +115,7 @@ IioSource::Outcome IioSource::read_value(const char* attribute, double& value) {
     const auto path = device_ / attribute;
     const auto r = options_.reader->read(path);
     if (r.error == ETIMEDOUT || r.error == EIO) {
-        (r.error == ETIMEDOUT ? counters_.failed_timeout : counters_.failed_io).fetch_add(1);
+        (r.error == ETIMEDOUT ? counters_.failed_timeout : counters_.failed_io).add();
         log_debug("source", describe() + ": " + path.string() + ": " + std::strerror(r.error));
         return Outcome::retry;
     }
@@ -132,7 +132,7 @@ IioSource::Outcome IioSource::read_value(const char* attribute, double& value) {
     long long milli = 0;
     const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), milli);
     if (ec != std::errc() || end != text.data() + text.size() || text.empty()) {
-        counters_.failed_parse.fetch_add(1, std::memory_order_relaxed);
+        counters_.failed_parse.add();
         log_warn("source",
                  describe() + ": " + path.string() + " holds '" + text + "', not an integer");
         return Outcome::retry;
@@ -148,16 +148,16 @@ std::optional<Measurement> IioSource::next() {
         std::optional<std::chrono::steady_clock::time_point> last;
         for (int n = 0; n <= options_.max_retries; ++n) {
             if (n > 0) {
-                counters_.retries.fetch_add(1, std::memory_order_relaxed);
+                counters_.retries.add();
                 if (!wait_until(options_.clock, *last + options_.retry_delay)) return std::nullopt;
             }
             last = steady_now();
-            counters_.reads.fetch_add(1, std::memory_order_relaxed);
+            counters_.reads.add();
             double t = 0, h = 0;
             if (read_value("in_temp_input", t) == Outcome::retry) continue;
             if (read_value("in_humidityrelative_input", h) == Outcome::retry) continue;
             if (h < 0 || h > 100 || t < limits::min_temperature || t > limits::max_temperature) {
-                counters_.failed_range.fetch_add(1, std::memory_order_relaxed);
+                counters_.failed_range.add();
                 continue;
             }
             Measurement m;

@@ -59,7 +59,7 @@ double normal(std::uint64_t (&s)[4]) {
 
 }  // namespace
 
-SimSource::SimSource(SimOptions options) : options_(options) {
+SimSource::SimSource(SimOptions options) : Source(options.metrics), options_(options) {
     if (options_.interval.count() <= 0) {
         throw std::invalid_argument("sim interval must be positive");
     }
@@ -106,8 +106,8 @@ std::optional<Measurement> SimSource::next() {
         if (due_ > std::chrono::steady_clock::now() && !wait_until(due_)) return std::nullopt;
         due_ += options_.interval;
     }
-    counters_.reads.fetch_add(1, std::memory_order_relaxed);
-    counters_.measurements.fetch_add(1, std::memory_order_relaxed);
+    counters_.reads.add();
+    counters_.measurements.add();
     return generate();
 }
 
@@ -129,8 +129,8 @@ std::size_t SimSource::next_batch(std::vector<Measurement>& out, std::size_t max
     out.reserve(out.size() + n);
     for (std::size_t i = 0; i < n; ++i)
         out.push_back(generate());
-    counters_.reads.fetch_add(n, std::memory_order_relaxed);
-    counters_.measurements.fetch_add(n, std::memory_order_relaxed);
+    counters_.reads.add(n);
+    counters_.measurements.add(n);
     return n;
 }
 

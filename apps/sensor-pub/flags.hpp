@@ -1,0 +1,60 @@
+// sensor-pub's flags and what they become: source options and publisher options.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "common/app_options.hpp"
+#include "rill/reliable.hpp"
+#include "rill/source.hpp"
+
+namespace rill::sensor_pub {
+
+/// Every flag of sensor-pub, with its default.
+struct Options {
+    std::string sensor_id;
+    std::string source = "sim";
+    std::chrono::nanoseconds interval = std::chrono::seconds(5);
+    CLI::Option* interval_flag = nullptr;  ///< to tell whether --interval was given
+    double rate = 0;
+    std::uint64_t seed = 1;
+    std::chrono::nanoseconds batch_interval{0};
+    std::size_t batch_max = 1000;
+    std::string pub = "@tcp://127.0.0.1:5556";
+    std::string replay = "@tcp://127.0.0.1:5557";
+    std::string announce_replay;
+    std::string publisher_id;
+    std::string outbox;
+    std::string fsync = "batch";
+    std::uint64_t outbox_max_bytes = 256ULL << 20;
+    std::chrono::nanoseconds outbox_max_age = std::chrono::hours(24 * 7);
+    std::uint64_t outbox_segment_bytes = 16ULL << 20;
+    std::uint64_t count = 0;
+    std::chrono::nanoseconds linger = std::chrono::seconds(2);
+    std::chrono::nanoseconds heartbeat_interval = std::chrono::seconds(1);
+    std::string chip = "gpiochip0";
+    unsigned line = 4;
+    bool no_pull_up = false;
+    int realtime = 0;
+    std::string sysfs_root = "/sys";
+    bool csv_paced = false;
+    std::string curve_secret;
+    std::string curve_allow;
+    app::CommonOptions common;
+};
+
+/// Adds every flag (with its RILL_* environment twin) to `app`, writing into `o`.
+void add_flags(CLI::App& app, Options& o);
+
+/// The source settings the flags ask for. Throws std::invalid_argument naming the flag
+/// (--rate, --interval, --source) when a value is refused.
+[[nodiscard]] SourceOptions source_options(const Options& o);
+
+/// The publisher settings the flags ask for, CURVE keys included. Throws
+/// std::invalid_argument naming the flag (--fsync) when a value is refused, and what
+/// rill::curve_server_keys throws for an unreadable key file.
+[[nodiscard]] ReliablePublisherOptions publisher_options(const Options& o);
+
+}  // namespace rill::sensor_pub
