@@ -373,3 +373,5 @@ class BatchWriter {
     const std::function<void(const ReconnectEvent&)>& observer = {});
 
 }  // namespace rill::store
+
+#include "rill/store_reader.hpp"
