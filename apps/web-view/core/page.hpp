@@ -13,7 +13,7 @@
 
 namespace rill::web {
 
-using Latest = rill::store::LatestReading;
+using Latest = rill::store::StoredReading;
 using Page = rill::store::ReadingsPage;
 
 /// How recent a sensor's last reading is.

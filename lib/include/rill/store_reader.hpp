@@ -106,15 +106,6 @@ class ConnectionPool {
 
 // --- what the reader returns -------------------------------------------------------------------
 
-/// The newest stored reading of one sensor. A NULL value is NaN.
-struct LatestReading {
-    std::string sensor;      ///< the sensor id
-    std::int64_t seq = 0;    ///< its sequence number
-    Timestamp ts{};          ///< when it was taken
-    double temperature = 0;  ///< degrees Celsius (NaN when NULL)
-    double humidity = 0;     ///< percent relative humidity (NaN when NULL)
-};
-
 /// One stored row of `readings`. A NULL value is NaN.
 struct StoredReading {
     std::string sensor;      ///< the sensor id
@@ -185,9 +176,9 @@ class Reader {
     explicit Reader(ConnectionPool& pool) noexcept : pool_(&pool) {}
 
     /// The newest reading of each sensor (by ts, then seq), at most `max_sensors` of them in
-    /// sensor order. Walks the (sensor, ts desc) index with a loose index scan: one index probe
-    /// per sensor, never a scan of the table.
-    [[nodiscard]] std::vector<LatestReading> latest(std::size_t max_sensors = 500);
+    /// sensor order; their `extra` is not read (empty). Walks the (sensor, ts desc) index with a
+    /// loose index scan: one index probe per sensor, never a scan of the table.
+    [[nodiscard]] std::vector<StoredReading> latest(std::size_t max_sensors = 500);
 
     /// The rows matching `q` after q.cursor, newest first (ts desc, sensor desc, seq desc), at
     /// most q.limit, and the cursor of the next page when more follow. Each sensor's newest

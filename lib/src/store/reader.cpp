@@ -48,7 +48,7 @@ std::string param(std::vector<std::string>& params, std::string value) {
 
 }  // namespace
 
-std::vector<LatestReading> Reader::latest(std::size_t max_sensors) {
+std::vector<StoredReading> Reader::latest(std::size_t max_sensors) {
     const std::string sql = std::string(distinct_sensors) + "SELECT x.sensor, x.seq, " + ts_us +
                             ", x.temperature, x.humidity FROM s CROSS JOIN LATERAL ("
                             "SELECT r.sensor, r.seq, r.ts, r.temperature, r.humidity FROM "
@@ -56,14 +56,15 @@ std::vector<LatestReading> Reader::latest(std::size_t max_sensors) {
                             "LIMIT 1) x ORDER BY x.sensor LIMIT $1";
     const Result r =
         pool_->query(sql, {std::to_string(max_sensors)}, "read the newest reading of each sensor");
-    std::vector<LatestReading> out;
+    std::vector<StoredReading> out;
     out.reserve(static_cast<std::size_t>(r.rows()));
     for (int i = 0; i < r.rows(); ++i) {
         out.push_back({.sensor = std::string(r.value(i, 0)),
                        .seq = int_at(r, i, 1),
                        .ts = ts_at(r, i, 2),
                        .temperature = double_at(r, i, 3),
-                       .humidity = double_at(r, i, 4)});
+                       .humidity = double_at(r, i, 4),
+                       .extra = {}});
     }
     return out;
 }
