@@ -50,6 +50,7 @@ class ConnectionPool {
     /// connected and outside a transaction, closed otherwise). Move-only.
     class Lease {
       public:
+        /// Takes over `other`'s connection; `other` gives nothing back.
         Lease(Lease&& other) noexcept;
         Lease& operator=(Lease&&) = delete;
         Lease(const Lease&) = delete;
