@@ -5,13 +5,15 @@
 // One JSON object per reading on stdout; gaps, heartbeats and publisher liveness on stderr
 // when asked. Exits 0 after --count readings, or on SIGINT/SIGTERM.
 #include <CLI/CLI.hpp>
-#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <exception>
 #include <string>
+#include <type_traits>
+#include <variant>
 #include <vector>
 
+#include "common/shutdown.hpp"
 #include "rill/log.hpp"
 #include "rill/stream.hpp"
 #include "rill/stream_json.hpp"
@@ -19,10 +21,38 @@
 
 namespace {
 
-std::atomic<bool> g_stop{false};
+struct Options {
+    std::vector<std::string> endpoints;
+    std::vector<std::string> prefixes;
+    std::uint64_t count = 0;
+    bool heartbeats = false;
+    bool gaps = false;
+    std::string log_level = "warn";
+    std::string log_format = "text";
+};
 
-extern "C" void on_signal(int /*sig*/) {
-    g_stop.store(true);
+void add_options(CLI::App& app, Options& o) {
+    app.add_option("endpoints", o.endpoints,
+                   "Publisher endpoints to subscribe to (tcp://HOST:PORT; bare = connect, "
+                   "@ = bind; comma lists allowed)")
+        ->required()
+        ->envname("RILL_TAP_ENDPOINTS");
+    app.add_option("--sensors", o.prefixes,
+                   "Only sensors whose id starts with PREFIX (repeatable, or a comma list)")
+        ->delimiter(',')
+        ->envname("RILL_TAP_SENSORS");
+    app.add_option("--count", o.count, "Exit 0 after printing N readings (0 = run until stopped)")
+        ->envname("RILL_TAP_COUNT");
+    app.add_flag("--heartbeats", o.heartbeats,
+                 "Print heartbeats and publisher silence/return as JSON lines on stderr")
+        ->envname("RILL_TAP_HEARTBEATS");
+    app.add_flag("--gaps", o.gaps, "Print detected gaps as JSON lines on stderr")
+        ->envname("RILL_TAP_GAPS");
+    app.add_option("--log-level", o.log_level, "debug, info, warn or error")
+        ->envname("RILL_LOG_LEVEL");
+    app.add_option("--log-format", o.log_format, "text (one line per event) or json")
+        ->envname("RILL_LOG_FORMAT");
+    app.set_version_flag("--version", std::string(rill::version()));
 }
 
 void write_line(std::FILE* f, std::string& line) {
@@ -31,82 +61,69 @@ void write_line(std::FILE* f, std::string& line) {
     line.clear();
 }
 
+// Prints one event as the options ask; returns the readings printed (at most `room`).
+std::uint64_t print(const rill::StreamEvent& event, const Options& o, std::uint64_t room) {
+    std::string line;
+    if (const auto* batch = std::get_if<rill::ReadingBatch>(&event)) {
+        std::uint64_t printed = 0;
+        for (const auto& r : batch->readings) {
+            if (o.count != 0 && printed >= room) break;
+            rill::append_json(line, r);
+            write_line(stdout, line);
+            ++printed;
+        }
+        std::fflush(stdout);
+        return printed;
+    }
+    if (const auto* gap = std::get_if<rill::Gap>(&event)) {
+        if (!o.gaps) return 0;
+        rill::append_json(line, *gap);
+        write_line(stderr, line);
+    } else if (o.heartbeats) {
+        std::visit(
+            [&](const auto& e) {
+                using T = std::decay_t<decltype(e)>;
+                if constexpr (!std::is_same_v<T, rill::ReadingBatch> &&
+                              !std::is_same_v<T, rill::Gap>) {
+                    rill::append_json(line, e);
+                    write_line(stderr, line);
+                }
+            },
+            event);
+    }
+    return 0;
+}
+
+int run(const Options& o) {
+    rill::set_log_level(rill::parse_log_level(o.log_level));
+    rill::set_log_format(rill::parse_log_format(o.log_format));
+    std::string spec;
+    for (const auto& e : o.endpoints)
+        spec += (spec.empty() ? "" : ",") + e;
+    rill::Subscriber sub(spec, {.prefixes = o.prefixes});
+
+    auto& shutdown = rill::app::Shutdown::install();
+    // A printing tool ends quietly when its reader goes away (tap ... | head), as before.
+    std::signal(SIGPIPE, SIG_DFL);
+    std::uint64_t printed = 0;
+    while (!shutdown.requested() && (o.count == 0 || printed < o.count)) {
+        if (auto event = sub.receive(std::chrono::milliseconds(200))) {
+            printed += print(*event, o, o.count - printed);
+        }
+    }
+    std::fflush(stdout);
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     CLI::App app{"tap: print the live rill stream as JSON lines, one reading per line"};
-    std::vector<std::string> endpoints;
-    std::vector<std::string> prefixes;
-    std::uint64_t count = 0;
-    bool heartbeats = false;
-    bool gaps = false;
-    std::string log_level = "warn";
-    app.add_option("endpoints", endpoints,
-                   "Publisher endpoints to subscribe to (tcp://HOST:PORT; bare = connect, "
-                   "@ = bind; comma lists allowed)")
-        ->required()
-        ->envname("RILL_TAP_ENDPOINTS");
-    app.add_option("--sensors", prefixes,
-                   "Only sensors whose id starts with PREFIX (repeatable, or a comma list)")
-        ->delimiter(',')
-        ->envname("RILL_TAP_SENSORS");
-    app.add_option("--count", count, "Exit 0 after printing N readings (0 = run until stopped)")
-        ->envname("RILL_TAP_COUNT");
-    app.add_flag("--heartbeats", heartbeats,
-                 "Print heartbeats and publisher silence/return as JSON lines on stderr")
-        ->envname("RILL_TAP_HEARTBEATS");
-    app.add_flag("--gaps", gaps, "Print detected gaps as JSON lines on stderr")
-        ->envname("RILL_TAP_GAPS");
-    app.add_option("--log-level", log_level, "debug, info, warn or error")
-        ->envname("RILL_LOG_LEVEL");
-    std::string log_format = "text";
-    app.add_option("--log-format", log_format, "text (one line per event) or json")
-        ->envname("RILL_LOG_FORMAT");
-    app.set_version_flag("--version", std::string(rill::version()));
+    Options o;
+    add_options(app, o);
     CLI11_PARSE(app, argc, argv);
-
     try {
-        rill::set_log_level(rill::parse_log_level(log_level));
-        rill::set_log_format(rill::parse_log_format(log_format));
-        std::string spec;
-        for (const auto& e : endpoints)
-            spec += (spec.empty() ? "" : ",") + e;
-        rill::Subscriber sub(spec, {.prefixes = prefixes});
-
-        std::signal(SIGINT, on_signal);
-        std::signal(SIGTERM, on_signal);
-        std::uint64_t printed = 0;
-        std::string line;
-        while (!g_stop.load() && (count == 0 || printed < count)) {
-            auto event = sub.receive(std::chrono::milliseconds(200));
-            if (!event) continue;
-            if (auto* batch = std::get_if<rill::ReadingBatch>(&*event)) {
-                for (const auto& r : batch->readings) {
-                    if (count != 0 && printed >= count) break;
-                    rill::append_json(line, r);
-                    write_line(stdout, line);
-                    ++printed;
-                }
-                std::fflush(stdout);
-            } else if (auto* gap = std::get_if<rill::Gap>(&*event)) {
-                if (!gaps) continue;
-                rill::append_json(line, *gap);
-                write_line(stderr, line);
-            } else if (heartbeats) {
-                std::visit(
-                    [&](const auto& e) {
-                        if constexpr (!std::is_same_v<std::decay_t<decltype(e)>,
-                                                      rill::ReadingBatch> &&
-                                      !std::is_same_v<std::decay_t<decltype(e)>, rill::Gap>) {
-                            rill::append_json(line, e);
-                            write_line(stderr, line);
-                        }
-                    },
-                    *event);
-            }
-        }
-        std::fflush(stdout);
-        return 0;
+        return run(o);
     } catch (const std::exception& e) {
         rill::log_error("tap", e.what());
         return 1;

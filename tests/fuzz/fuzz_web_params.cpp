@@ -4,7 +4,7 @@
 //
 // Input: a query string, split at '&' into name=value pairs (no percent-decoding: cpp-httplib
 // hands over decoded bytes, so any byte can reach the parsers). The whole input is also tried
-// as a cursor token and as a listen address.
+// as a cursor token and as a listen address (the apps' one parser, apps/common).
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/http_admin.hpp"
 #include "fuzz_input.hpp"
 #include "params.hpp"
 
@@ -72,7 +73,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         }
     }
     try {
-        (void)rill::web::parse_listen(input);
+        (void)rill::app::parse_listen(std::string(input));
     } catch (const std::invalid_argument&) {
     }
     return 0;

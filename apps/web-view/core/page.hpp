@@ -8,10 +8,13 @@
 #include <string_view>
 #include <vector>
 
-#include "db.hpp"
 #include "params.hpp"
+#include "rill/store_reader.hpp"
 
 namespace rill::web {
+
+using Latest = rill::store::StoredReading;
+using Page = rill::store::ReadingsPage;
 
 /// How recent a sensor's last reading is.
 enum class Freshness { fresh, stale, silent };

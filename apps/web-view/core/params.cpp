@@ -183,26 +183,3 @@ SeriesQuery parse_series_query(const Params& params, Timestamp now) {
 }
 
 }  // namespace rill::web
-
-namespace rill::web {
-
-ListenAddress parse_listen(std::string_view text) {
-    const auto bad = [&] {
-        return std::invalid_argument("--listen '" + std::string(text) +
-                                     "' is not HOST:PORT (e.g. 127.0.0.1:8080)");
-    };
-    const auto colon = text.rfind(':');
-    if (colon == std::string_view::npos || colon == 0) throw bad();
-    ListenAddress a;
-    a.host = std::string(text.substr(0, colon));
-    if (a.host.front() == '[') {
-        if (a.host.size() < 3 || a.host.back() != ']') throw bad();
-        a.host = a.host.substr(1, a.host.size() - 2);
-    }
-    const auto port = parse_int<int>(text.substr(colon + 1));
-    if (!port || *port < 0 || *port > 65535) throw bad();
-    a.port = *port;
-    return a;
-}
-
-}  // namespace rill::web

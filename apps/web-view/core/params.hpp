@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "rill/reading.hpp"
+#include "rill/store_reader.hpp"
 
 namespace rill::web {
 
@@ -43,12 +44,7 @@ inline constexpr std::chrono::hours default_series_range{24};
 
 /// A keyset position in the newest-first order (ts desc, sensor desc, seq desc): the last row
 /// of the previous page. Encoded as an opaque URL-safe token.
-struct Cursor {
-    Timestamp ts{};
-    std::string sensor;
-    std::int64_t seq = 0;
-    bool operator==(const Cursor&) const = default;
-};
+using Cursor = rill::store::ReadingsCursor;
 
 /// Returns the opaque URL-safe token of `c` (base64url, no padding). Does not throw.
 [[nodiscard]] std::string encode_cursor(const Cursor& c);
@@ -56,13 +52,7 @@ struct Cursor {
 [[nodiscard]] std::optional<Cursor> decode_cursor(std::string_view token);
 
 /// Filters of /api/readings, /api/readings.csv and the page's table.
-struct ReadingsQuery {
-    std::optional<std::string> sensor;
-    std::optional<Timestamp> from;  ///< inclusive
-    std::optional<Timestamp> to;    ///< exclusive
-    long long limit = param_limits::default_limit;
-    std::optional<Cursor> cursor;  ///< rows strictly after this one
-};
+using ReadingsQuery = rill::store::ReadingsQuery;
 
 /// Parses sensor, from, to, limit and cursor. `max_limit`/`default_limit` differ between the
 /// JSON route and the CSV export. Throws ParamError naming the parameter: a repeated
@@ -95,17 +85,5 @@ struct SeriesQuery {
 /// Parses an optional sensor filter (valid sensor id). Throws ParamError.
 [[nodiscard]] std::optional<std::string> parse_sensor_param(const Params& params,
                                                             const std::string& name = "sensor");
-
-}  // namespace rill::web
-
-namespace rill::web {
-
-/// A listen address: "127.0.0.1:8080", "[::1]:8080", "0.0.0.0:0" (port 0: any free port).
-struct ListenAddress {
-    std::string host;
-    int port = 0;
-};
-/// Parses HOST:PORT. Throws std::invalid_argument naming `text` when it is not one.
-[[nodiscard]] ListenAddress parse_listen(std::string_view text);
 
 }  // namespace rill::web

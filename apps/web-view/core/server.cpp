@@ -3,17 +3,18 @@
 #include <httplib.h>
 
 #include <atomic>
+#include <cmath>
 #include <functional>
 #include <nlohmann/json.hpp>
 
 #include "assets.hpp"
-#include "db.hpp"
 #include "events.hpp"
 #include "live_feed.hpp"
 #include "page.hpp"
 #include "params.hpp"
 #include "rill/log.hpp"
 #include "rill/metrics.hpp"
+#include "rill/store.hpp"
 #include "text.hpp"
 
 namespace rill::web {
@@ -102,7 +103,20 @@ json value_or_null(double v) {
     return v == v ? json(v) : json(nullptr);
 }
 
-json row_json(const Row& r) {
+// A mean to three decimals, as the series has always been served.
+double rounded(double v) {
+    return std::round(v * 1000.0) / 1000.0;
+}
+
+// Whether a database error means "unavailable right now" (503) rather than a broken query
+// (500): anything retrying can fix, and every 57 (operator intervention: shutdown, statement
+// timeout) or 08 (connection) SQLSTATE.
+bool unavailable(const store::StoreError& e) {
+    const auto& s = e.sqlstate();
+    return e.transient() || s.starts_with("57") || s.starts_with("08");
+}
+
+json row_json(const store::StoredReading& r) {
     json j = {{"sensor", r.sensor},
               {"seq", r.seq},
               {"ts", to_iso8601(r.ts)},
@@ -114,7 +128,7 @@ json row_json(const Row& r) {
     return j;
 }
 
-void append_csv_row(std::string& out, const Row& r) {
+void append_csv_row(std::string& out, const store::StoredReading& r) {
     out += to_iso8601(r.ts);
     out += ',';
     append_csv_cell(out, r.sensor);
@@ -159,7 +173,8 @@ std::string publisher_event_json(const PublisherStatus& s) {
 
 struct Server::Impl {
     ServerOptions options;
-    Database db;
+    store::ConnectionPool pool;
+    store::Reader db;
     EventRing ring;
     WebMetrics metrics;
     httplib::Server http;
@@ -168,7 +183,10 @@ struct Server::Impl {
 
     explicit Impl(ServerOptions o)
         : options(std::move(o)),
-          db(options.conninfo, options.db_connections),
+          pool(store::PoolOptions{.conninfo = options.conninfo,
+                                  .max_connections = options.db_connections,
+                                  .application_name = "web-view"}),
+          db(pool),
           metrics(options.metrics != nullptr ? *options.metrics : default_registry()) {
         const std::size_t threads = options.max_sse_clients + 16;
         http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
@@ -210,8 +228,13 @@ struct Server::Impl {
             std::rethrow_exception(ep);
         } catch (const ParamError& e) {
             send_error(res, 400, e.what(), e.param());
-        } catch (const DbUnavailable& e) {
+        } catch (const store::StoreError& e) {
             metrics.db_error();
+            if (!unavailable(e)) {
+                log_error(component, std::string("request failed: ") + e.what());
+                send_error(res, 500, "internal error");
+                return;
+            }
             res.set_header("Retry-After", "5");
             send_error(res, 503, e.what());
         } catch (const std::exception& e) {
@@ -270,9 +293,10 @@ struct Server::Impl {
         m.last_event_id = ring.last_id();
         int status = 200;
         try {
-            m.sensors = latest_per_sensor(db);
-            m.table = readings_page(db, q);
-        } catch (const DbUnavailable& e) {
+            m.sensors = db.latest();
+            m.table = db.page(q);
+        } catch (const store::StoreError& e) {
+            if (!unavailable(e)) throw;
             metrics.db_error();
             m.problem = std::string("The database is unavailable right now: ") + e.what();
             status = 503;
@@ -307,7 +331,7 @@ struct Server::Impl {
     void sensors(const httplib::Request&, httplib::Response& res) {
         const auto now = rill::now();
         json list = json::array();
-        for (const auto& l : latest_per_sensor(db)) {
+        for (const auto& l : db.latest()) {
             const auto age = std::chrono::duration_cast<std::chrono::microseconds>(now - l.ts);
             list.push_back(
                 {{"sensor", l.sensor},
@@ -323,7 +347,7 @@ struct Server::Impl {
 
     void readings(const httplib::Request& req, httplib::Response& res) {
         const auto q = parse_readings_query(req.params);
-        const auto p = readings_page(db, q);
+        const auto p = db.page(q);
         json rows = json::array();
         for (const auto& r : p.rows)
             rows.push_back(row_json(r));
@@ -345,7 +369,7 @@ struct Server::Impl {
         st->remaining = q.limit;
         st->query = q;
         st->query.limit = std::min<long long>(csv_page, st->remaining);
-        st->page = readings_page(db, st->query);  // before 200: a down database gives 503
+        st->page = db.page(st->query);  // before 200: a down database gives 503
         res.set_header("Cache-Control", "no-store");
         res.set_header("Content-Disposition", "attachment; filename=\"readings.csv\"");
         res.set_chunked_content_provider(
@@ -366,7 +390,7 @@ struct Server::Impl {
                 st->query.cursor = st->page.next;
                 st->query.limit = std::min<long long>(csv_page, st->remaining);
                 try {
-                    st->page = readings_page(db, st->query);
+                    st->page = db.page(st->query);
                 } catch (const std::exception& e) {
                     log_warn(component, std::string("CSV export cut short: ") + e.what());
                     return false;  // the client sees a truncated (unterminated) chunked body
@@ -377,7 +401,8 @@ struct Server::Impl {
 
     void series_(const httplib::Request& req, httplib::Response& res) {
         const auto q = parse_series_query(req.params, rill::now());
-        const auto buckets = series(db, q);
+        const auto buckets =
+            db.series({.sensor = q.sensor, .from = q.from, .to = q.to, .bucket = q.bucket()});
         json out = json::array();
         json* current = nullptr;
         for (const auto& b : buckets) {
@@ -385,9 +410,10 @@ struct Server::Impl {
                 out.push_back({{"sensor", b.sensor}, {"buckets", json::array()}});
                 current = &out.back();
             }
-            (*current)["buckets"].push_back(json::array(
-                {ms(b.ts), value_or_null(b.t_avg), value_or_null(b.t_min), value_or_null(b.t_max),
-                 value_or_null(b.h_avg), value_or_null(b.h_min), value_or_null(b.h_max), b.count}));
+            (*current)["buckets"].push_back(
+                json::array({ms(b.ts), value_or_null(rounded(b.t_avg)), value_or_null(b.t_min),
+                             value_or_null(b.t_max), value_or_null(rounded(b.h_avg)),
+                             value_or_null(b.h_min), value_or_null(b.h_max), b.count}));
         }
         send_json(
             res, 200,
@@ -464,14 +490,14 @@ struct Server::Impl {
     }
 
     void healthz(const httplib::Request&, httplib::Response& res) {
-        if (auto problem = db.ping()) {
+        if (auto problem = pool.ping()) {
             send_json(res, 503,
                       {{"status", "unavailable"}, {"reason", "database unreachable: " + *problem}});
             return;
         }
         std::vector<Latest> latest;
         try {
-            latest = latest_per_sensor(db);
+            latest = db.latest();
         } catch (const std::exception& e) {
             send_json(res, 503,
                       {{"status", "unavailable"},

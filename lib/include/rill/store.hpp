@@ -292,3 +292,5 @@ class BatchWriter : private detail::PostgresSinkHolder, public rill::SinkWriter 
     const std::function<void(const ReconnectEvent&)>& observer = {});
 
 }  // namespace rill::store
+
+#include "rill/store_reader.hpp"
