@@ -16,8 +16,7 @@ inline const Timestamp test_epoch{std::chrono::microseconds{1'763'719'200'000'00
 
 /// A valid reading of `sensor` with `seq`, taken `seq` milliseconds after test_epoch, with the
 /// given values.
-inline Reading reading(std::string sensor, std::uint64_t seq, float temperature,
-                       float humidity) {
+inline Reading reading(std::string sensor, std::uint64_t seq, float temperature, float humidity) {
     Reading r;
     r.sensor = std::move(sensor);
     r.seq = seq;
