@@ -33,6 +33,12 @@ inline Reading reading(std::string sensor, std::uint64_t seq) {
                    40.0f + static_cast<float>(seq % 50));
 }
 
+/// `r`, taken at `ts` instead (e.g. rill::now() where freshness matters).
+inline Reading taken_at(Reading r, Timestamp ts) {
+    r.ts = ts;
+    return r;
+}
+
 /// reading(sensor, s) for every s in [first, last].
 inline std::vector<Reading> readings(const std::string& sensor, std::uint64_t first,
                                      std::uint64_t last) {

@@ -5,26 +5,18 @@
 
 #include "rill/stream.hpp"
 #include "support/process.hpp"
+#include "support/readings.hpp"
 
 using namespace rill;
 using namespace std::chrono_literals;
 using rill::test::bin;
 using rill::test::Process;
 using rill::test::read_file;
+using rill::test::reading;
 using rill::test::TempDir;
 using rill::test::wait_until;
 
 namespace {
-
-Reading reading(std::string sensor, std::uint64_t seq, float temperature, float humidity) {
-    Reading r;
-    r.sensor = std::move(sensor);
-    r.seq = seq;
-    r.ts = *parse_time("2026-11-21T10:00:00Z") + std::chrono::seconds(seq);
-    r.temperature = temperature;
-    r.humidity = humidity;
-    return r;
-}
 
 // Heartbeats until tap (started with --heartbeats) reports one on stderr: it is subscribed.
 bool wait_subscribed(Publisher& pub, const std::string& stderr_path) {
@@ -58,13 +50,13 @@ TEST_CASE("tap prints each reading as one JSON line and exits 0 after --count re
     REQUIRE(tap.wait_for(20s) == 0);
     CHECK(
         read_file(out) ==
-        R"({"sensor":"kitchen","seq":1,"ts":"2026-11-21T10:00:01.000000Z","temperature":21.5,"humidity":40.2})"
+        R"({"sensor":"kitchen","seq":1,"ts":"2025-11-21T10:00:00.001000Z","temperature":21.5,"humidity":40.2})"
         "\n"
-        R"({"sensor":"kitchen","seq":2,"ts":"2026-11-21T10:00:02.000000Z","temperature":-3.25,"humidity":100,"extras":{"pressure":1013.25,"battery":3.3}})"
+        R"({"sensor":"kitchen","seq":2,"ts":"2025-11-21T10:00:00.002000Z","temperature":-3.25,"humidity":100,"extras":{"pressure":1013.25,"battery":3.3}})"
         "\n"
-        R"({"sensor":"garage","seq":1,"ts":"2026-11-21T10:00:01.000000Z","temperature":0.1,"humidity":0})"
+        R"({"sensor":"garage","seq":1,"ts":"2025-11-21T10:00:00.001000Z","temperature":0.1,"humidity":0})"
         "\n"
-        R"({"sensor":"kitchen","seq":5,"ts":"2026-11-21T10:00:05.000000Z","temperature":22,"humidity":41})"
+        R"({"sensor":"kitchen","seq":5,"ts":"2025-11-21T10:00:00.005000Z","temperature":22,"humidity":41})"
         "\n");
     const auto errors = read_file(err);
     CHECK(errors.find(R"({"event":"gap","sensor":"kitchen","from":3,"to":4})"
@@ -90,7 +82,7 @@ TEST_CASE("tap filters by sensor prefix from the environment and exits 0 on SIGT
     REQUIRE(tap.wait_for(20s) == 0);
     CHECK(
         read_file(out) ==
-        R"({"sensor":"garage","seq":7,"ts":"2026-11-21T10:00:07.000000Z","temperature":10.5,"humidity":50})"
+        R"({"sensor":"garage","seq":7,"ts":"2025-11-21T10:00:00.007000Z","temperature":10.5,"humidity":50})"
         "\n");
 }
 

@@ -11,9 +11,11 @@
 
 #include "rill/metrics.hpp"
 #include "support/process.hpp"
+#include "support/readings.hpp"
 
 using namespace rill;
 using namespace std::chrono_literals;
+using rill::test::reading;
 using rill::test::TempDir;
 using Clock = std::chrono::steady_clock;
 
@@ -99,16 +101,6 @@ class MemorySink : public Sink {
     std::uint64_t offered_again_ = 0;
     std::map<Key, Reading> rows_;
 };
-
-Reading reading(const std::string& sensor, std::uint64_t seq) {
-    Reading r;
-    r.sensor = sensor;
-    r.seq = seq;
-    r.ts = now();
-    r.temperature = static_cast<float>(seq % 100) / 4.0f;
-    r.humidity = 50.0f;
-    return r;
-}
 
 std::vector<Reading> batch(std::size_t n) {
     std::vector<Reading> b;

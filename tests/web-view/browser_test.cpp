@@ -8,6 +8,7 @@
 #include "chromium.hpp"
 #include "rill/codec.hpp"
 #include "rill/socket.hpp"
+#include "support/readings.hpp"
 #include "web_view_fixture.hpp"
 
 using namespace rill::test;
@@ -21,14 +22,8 @@ void publish(rill::Socket& pub, const rill::Reading& r) {
     (void)pub.raw().send(zmq::buffer(payload), zmq::send_flags::none);
 }
 
-rill::Reading reading(const std::string& sensor, std::uint64_t seq, float t, float h) {
-    rill::Reading r;
-    r.sensor = sensor;
-    r.seq = seq;
-    r.ts = rill::now();
-    r.temperature = t;
-    r.humidity = h;
-    return r;
+rill::Reading live_reading(const std::string& sensor, std::uint64_t seq, float t, float h) {
+    return rill::test::taken_at(rill::test::reading(sensor, seq, t, h), rill::now());
 }
 
 // A day of garden and living-room data every 2 minutes, a silent cellar, and a sensor whose id
@@ -67,7 +62,7 @@ TEST_CASE("a headless browser shows the readings and applies live ones without r
     std::uint64_t warm = 1000;
     REQUIRE(wait_until(
         [&] {
-            publish(pub, reading("warmup", warm++, 1, 1));
+            publish(pub, live_reading("warmup", warm++, 1, 1));
             return get(w, "/metrics")->body.find("rill_web_live_readings_total 0") ==
                    std::string::npos;
         },
@@ -103,8 +98,8 @@ TEST_CASE("a headless browser shows the readings and applies live ones without r
     // A live reading: the same document (marker survives) updates card, table and chart.
     browser.eval("window.rillMarker = 42");
     const auto before_rows = browser.eval("document.querySelectorAll('#readings tbody tr').length");
-    publish(pub, reading("garden", 721, 33.3f, 71.0f));
-    publish(pub, reading("balcony", 1, 9.9f, 88.0f));
+    publish(pub, live_reading("garden", 721, 33.3f, 71.0f));
+    publish(pub, live_reading("balcony", 1, 9.9f, 88.0f));
     CHECK(
         browser.wait_for("document.querySelector('.card[data-sensor=\"balcony\"]') && "
                          "document.querySelector('.card[data-sensor=\"garden\"] .temp "

@@ -13,6 +13,7 @@
 #include "rill/socket.hpp"
 #include "rill/stream.hpp"
 #include "support/pipeline.hpp"
+#include "support/readings.hpp"
 #include "web_view_fixture.hpp"
 
 using namespace rill::test;
@@ -22,13 +23,8 @@ using json = nlohmann::json;
 namespace {
 
 void publish(rill::Socket& pub, const std::string& sensor, std::uint64_t seq, float t = 20) {
-    rill::Reading r;
-    r.sensor = sensor;
-    r.seq = seq;
-    r.ts = rill::now();
-    r.temperature = t;
-    r.humidity = 50;
-    const auto payload = rill::encode(r);
+    const auto payload =
+        rill::encode(rill::test::taken_at(rill::test::reading(sensor, seq, t, 50), rill::now()));
     (void)pub.raw().send(zmq::buffer(sensor), zmq::send_flags::sndmore);
     (void)pub.raw().send(zmq::buffer(payload), zmq::send_flags::none);
 }
