@@ -78,6 +78,37 @@ struct Outbox::Impl {
     void stop_flusher() noexcept;
     std::string record;  // reused encoding buffer
 
+    // The registry series (OutboxOptions::metrics), updated with `m`.
+    struct Series {
+        Counter* dropped = nullptr;
+        Counter* corrupt = nullptr;
+        Counter* truncated = nullptr;
+        Counter* fsyncs = nullptr;
+        Gauge* disk_bytes = nullptr;
+        Gauge* segments = nullptr;
+    } series;
+    void register_series(MetricsRegistry& reg);
+    void count_fsync() {
+        m.fsyncs += 1;
+        series.fsyncs->inc();
+    }
+    void count_corrupt() const {
+        m.corrupt_records += 1;
+        series.corrupt->inc();
+    }
+    void count_truncated() {
+        m.truncated_tails += 1;
+        series.truncated->inc();
+    }
+    void count_dropped(std::uint64_t readings) {
+        m.dropped_readings += readings;
+        series.dropped->inc(readings);
+    }
+    void set_gauges() {
+        series.disk_bytes->set(static_cast<double>(disk_bytes));
+        series.segments->set(static_cast<double>(segments.size()));
+    }
+
     Timestamp clock() const { return options.clock ? options.clock() : now(); }
     Segment& active() { return segments.back(); }
 
@@ -93,6 +124,21 @@ struct Outbox::Impl {
     void report(const std::vector<OutboxDrop>& drops) const;
     std::uint64_t first_available_locked(std::string_view sensor) const;
 };
+
+void Outbox::Impl::register_series(MetricsRegistry& reg) {
+    series.dropped = &reg.counter(
+        "rill_outbox_dropped_readings_total",
+        "Readings dropped from the outbox (full or too old); replays report them lost");
+    series.corrupt = &reg.counter("rill_outbox_corrupt_records_total",
+                                  "Outbox records that failed their checksum");
+    series.truncated = &reg.counter("rill_outbox_truncated_tails_total",
+                                    "Torn tails cut from the newest segment at open");
+    series.fsyncs = &reg.counter("rill_outbox_fsyncs_total", "fdatasync calls on outbox segments");
+    series.disk_bytes = &reg.gauge("rill_outbox_disk_bytes", "Bytes of outbox files on disk");
+    series.segments = &reg.gauge("rill_outbox_segments", "Outbox segment files");
+    reg.gauge("rill_outbox_max_bytes", "The outbox size bound (--outbox-max-bytes)")
+        .set(static_cast<double>(options.max_bytes));
+}
 
 void Outbox::Impl::report(const std::vector<OutboxDrop>& drops) const {
     if (!options.on_drop) return;
@@ -135,7 +181,7 @@ void Outbox::Impl::new_segment(std::uint64_t number) {
     if (options.fsync != FsyncPolicy::never) {
         seg.file->datasync();
         sync_directory(dir);
-        m.fsyncs += 1;
+        count_fsync();
     }
     disk_bytes += seg.disk_bytes();
     segments.push_back(std::move(seg));
@@ -191,7 +237,7 @@ void Outbox::Impl::flush_loop() {
         }
         lk.lock();
         if (!ok) continue;
-        m.fsyncs += 1;
+        count_fsync();
         if (!segments.empty() && active().file == file) synced_end = std::max(synced_end, end);
     }
 }
@@ -210,7 +256,7 @@ void Outbox::Impl::sync_active(bool force) {
     Segment& seg = active();
     if (!force || synced_end == seg.end) return;
     seg.file->datasync();
-    m.fsyncs += 1;
+    count_fsync();
     synced_end = seg.end;
 }
 
@@ -233,7 +279,7 @@ void Outbox::Impl::drop_oldest(DropReason reason, std::vector<OutboxDrop>& drops
         }
     }
     if (count > listed) ranges += ", and " + std::to_string(count - listed) + " more sensors";
-    m.dropped_readings += readings;
+    count_dropped(readings);
     log_warn(component,
              "dropped segment " + seg.path.filename().string() + " (" +
                  (reason == DropReason::max_age ? "older than max_age" : "outbox full, max_bytes") +
@@ -325,7 +371,7 @@ void Outbox::Impl::open(std::vector<OutboxDrop>& drops) {
                                   ? std::string("empty (interrupted while created)")
                                   : "damaged segment header (" + std::to_string(seg.file_size) +
                                         " bytes discarded)"));
-                m.truncated_tails += 1;
+                count_truncated();
                 seg.file->truncate(0);
                 seg.file_size = seg.end = 0;
             } else if (s.bad_offset) {
@@ -333,10 +379,10 @@ void Outbox::Impl::open(std::vector<OutboxDrop>& drops) {
                                         std::to_string(*s.bad_offset) + ": " + s.problem + " (" +
                                         std::to_string(seg.file_size - *s.bad_offset) +
                                         " bytes discarded)");
-                m.truncated_tails += 1;
+                count_truncated();
                 if (s.problem.find("checksum") != std::string::npos ||
                     s.problem.find("length") != std::string::npos) {
-                    m.corrupt_records += 1;
+                    count_corrupt();
                 }
                 seg.file->truncate(*s.bad_offset);
                 seg.file_size = seg.end = *s.bad_offset;
@@ -344,11 +390,11 @@ void Outbox::Impl::open(std::vector<OutboxDrop>& drops) {
         } else {
             if (!s.header_ok) {
                 log_warn(component, "ignoring " + path.string() + ": " + s.problem);
-                m.corrupt_records += 1;
+                count_corrupt();
             } else if (s.bad_offset) {
                 log_warn(component, "reading " + path.string() + " only up to offset " +
                                         std::to_string(*s.bad_offset) + ": " + s.problem);
-                m.corrupt_records += 1;
+                count_corrupt();
             }
             if (s.header_ok) write_index(seg);
             seg.file.reset();  // closed segments are opened per read
@@ -451,8 +497,11 @@ Outbox::Outbox(std::filesystem::path dir, OutboxOptions options) : impl_(std::ma
     }
     impl_->dir = std::move(dir);
     impl_->options = std::move(options);
+    impl_->register_series(impl_->options.metrics != nullptr ? *impl_->options.metrics
+                                                             : default_registry());
     std::vector<OutboxDrop> drops;
     impl_->open(drops);
+    impl_->set_gauges();
     impl_->report(drops);
     if (impl_->options.fsync == FsyncPolicy::batch) {
         impl_->flusher = std::thread([d = impl_.get()] { d->flush_loop(); });
@@ -484,11 +533,19 @@ Outbox& Outbox::operator=(Outbox&& other) noexcept {
     return *this;
 }
 
-Outbox::SeqRange Outbox::append(Reading& reading) {
+SeqRange Outbox::append(Reading& reading) {
     return append(std::span<Reading>(&reading, 1));
 }
 
-Outbox::SeqRange Outbox::append(std::span<Reading> batch) {
+SeqRange Outbox::append(std::span<Reading> batch) {
+    return append_record(batch, nullptr);
+}
+
+SeqRange Outbox::append(std::span<Reading> batch, std::string& payload) {
+    return append_record(batch, &payload);
+}
+
+SeqRange Outbox::append_record(std::span<Reading> batch, std::string* payload) {
     if (batch.empty()) throw std::invalid_argument("cannot append an empty batch to the outbox");
     if (batch.size() > limits::max_batch_readings) {
         throw std::invalid_argument("cannot append " + std::to_string(batch.size()) +
@@ -516,6 +573,7 @@ Outbox::SeqRange Outbox::append(std::span<Reading> batch) {
             d.rotate();
         }
         d.enforce_bounds(size, drops);
+        d.set_gauges();
 
         Segment& seg = d.active();
         try {
@@ -539,13 +597,19 @@ Outbox::SeqRange Outbox::append(std::span<Reading> batch) {
         d.m.appended_readings += batch.size();
         d.m.appended_records += 1;
         d.m.appended_bytes += size;
+        d.set_gauges();
+        if (payload != nullptr) {
+            payload->append(std::string_view(d.record).substr(record_header_bytes + sensor.size()));
+        }
         if (d.options.fsync == FsyncPolicy::always) d.sync_active(true);
         return {newest + 1, newest + batch.size()};
     };
     SeqRange range;
+    const std::size_t payload_size = payload != nullptr ? payload->size() : 0;
     try {
         range = locked();
     } catch (...) {
+        if (payload != nullptr) payload->resize(payload_size);
         d.report(drops);
         throw;
     }
@@ -628,7 +692,7 @@ OutboxRead Outbox::read(std::string_view sensor, std::uint64_t from_seq,
                                         "; skipping the rest of the segment for sensor " +
                                         std::string(sensor));
                 const std::lock_guard lock(d.mu);
-                d.m.corrupt_records += 1;
+                d.count_corrupt();
                 break;
             }
             const Record& r = p.record;
@@ -650,7 +714,7 @@ OutboxRead Outbox::read(std::string_view sensor, std::uint64_t from_seq,
                                         std::to_string(r.offset) + " of " + file->path().string() +
                                         ": " + e.what());
                 const std::lock_guard lock(d.mu);
-                d.m.corrupt_records += 1;
+                d.count_corrupt();
                 continue;
             }
             for (auto& reading : batch) {
