@@ -238,15 +238,14 @@ int run(const Options& o) {
         po.replay_socket.curve_server = keys;
         if (!o.curve_allow.empty()) zap.emplace(rill::default_context(), o.curve_allow);
     }
-    const auto outbox_max_bytes = po.outbox.max_bytes;
     rill::ReliablePublisher rp(std::move(po));
     const auto& outbox = rp.outbox();
 
     auto& registry = rill::default_registry();
     auto& published = registry.counter("rill_sensor_readings_total",
                                        "Readings taken from the source and appended to the outbox");
-    // Snapshots of the outbox and the source become metrics when /metrics is read (on the admin
-    // server's thread, one request at a time; both snapshots are thread-safe).
+    // Snapshots of the source become metrics when /metrics is read (on the admin server's
+    // thread, one request at a time; the snapshot is thread-safe).
     using rill::app::CounterSync;
     auto source_failures = [&](const char* reason) {
         return CounterSync{registry.counter("rill_source_failed_reads_total",
@@ -258,27 +257,8 @@ int run(const Options& o) {
                 fail_range = source_failures("range"), fail_parse = source_failures("parse");
     CounterSync missed{registry.counter("rill_source_missed_total",
                                         "Measurements given up after every retry failed")};
-    CounterSync dropped{registry.counter(
-        "rill_outbox_dropped_readings_total",
-        "Readings dropped from the outbox (full or too old); replays report them lost")};
-    CounterSync corrupt{registry.counter("rill_outbox_corrupt_records_total",
-                                         "Outbox records that failed their checksum")};
-    CounterSync truncated{registry.counter("rill_outbox_truncated_tails_total",
-                                           "Torn tails cut from the newest segment at open")};
-    CounterSync fsyncs{
-        registry.counter("rill_outbox_fsyncs_total", "fdatasync calls on outbox segments")};
-    auto& disk_bytes = registry.gauge("rill_outbox_disk_bytes", "Bytes of outbox files on disk");
-    auto& segments = registry.gauge("rill_outbox_segments", "Outbox segment files");
-    registry.gauge("rill_outbox_max_bytes", "The outbox size bound (--outbox-max-bytes)")
-        .set(static_cast<double>(outbox_max_bytes));
+    // The outbox registers and updates its rill_outbox_* series itself (default registry).
     auto render = [&] {
-        const auto m = outbox.metrics();
-        disk_bytes.set(static_cast<double>(m.disk_bytes));
-        segments.set(static_cast<double>(m.segments));
-        dropped.to(m.dropped_readings);
-        corrupt.to(m.corrupt_records);
-        truncated.to(m.truncated_tails);
-        fsyncs.to(m.fsyncs);
         const auto c = source->counters();
         fail_timeout.to(c.failed_timeout);
         fail_sync.to(c.failed_sync);
