@@ -118,10 +118,6 @@ class BatchSender {
         bounds_.clear();
         try {
             parts = detail::split_batch(payload);
-            if (parts.count == 1 && batch_.max_readings == 1 &&
-                detail::object_bytes(parts.readings) == parts.readings.size()) {
-                return send_frame(parts.sensor, payload, 1, detail::reading_seq(parts.readings));
-            }
             // Every boundary first, so that a bad payload queues nothing.
             std::size_t at = 0;
             for (std::size_t i = 0; i < parts.count; ++i) {
@@ -134,6 +130,16 @@ class BatchSender {
             }
         } catch (const DecodeError& e) {
             throw std::invalid_argument(std::string("cannot publish a payload: ") + e.what());
+        }
+        // The payload is a frame as it is when batching would send exactly its readings as one:
+        // nothing of its sensor is pending, and they fill a batch (by count, or by size only
+        // with the last one) or go out at the end of this call anyway (no delay).
+        const auto it = pending_.find(parts.sensor);
+        const bool idle = it == pending_.end() || it->second.count == 0;
+        if (idle && parts.count <= batch_.max_readings && bounds_.back().first < batch_.max_bytes &&
+            (parts.count == batch_.max_readings || batch_.max_delay.count() == 0 ||
+             parts.readings.size() >= batch_.max_bytes)) {
+            return send_frame(parts.sensor, payload, parts.count, bounds_.back().second);
         }
         bounds_.push_back({parts.readings.size(), 0});
         bool ok = true;
