@@ -186,6 +186,24 @@ TEST_CASE("a subscriber receives only the sensors matching its prefixes") {
     CHECK_FALSE(sub.expected("attic").has_value());
 }
 
+TEST_CASE("every truncation or extension of a payload is refused, whatever its readings hold") {
+    MetricsRegistry metrics;
+    Publisher pub(loopback, {.batch = {.max_readings = 10, .max_delay = 1h}, .metrics = &metrics});
+    auto readings = samples("kitchen", 1, 3);
+    readings[2].extras.push_back({"pressure", 1013.25});
+    readings[2].seq = 70'000;  // a longer integer form
+    const auto good = encode_batch(readings);
+    for (std::size_t n = 0; n < good.size(); ++n)
+        CHECK_THROWS_AS(pub.publish_payload(good.substr(0, n)), std::invalid_argument);
+    CHECK_THROWS_AS(pub.publish_payload(good + '\x01'), std::invalid_argument);
+    pub.flush();
+    CHECK(metrics.value("rill_stream_frames_sent_total", {{"socket", "pub"}}).value_or(0) == 0);
+    pub.publish_payload(good);
+    pub.flush();
+    CHECK(metrics.value("rill_stream_frames_sent_total", {{"socket", "pub"}}) == 1.0);
+    CHECK(pub.newest("kitchen") == 70'000);
+}
+
 TEST_CASE("a publisher batches readings by count and flushes the rest") {
     MetricsRegistry metrics;
     // A delay far beyond the test: only the count sends batches.
