@@ -7,16 +7,23 @@
 //   <case>: <N> readings/s, raw libzmq <M> msgs/s, ratio <R>
 // where raw is plain cppzmq sending single-reading-sized [topic, payload] messages, so the
 // ratio of a batched case says how many times more readings than raw messages get through.
+//
+// The "reliable" cases send through ReliablePublisher (outbox append with fsync never, then
+// publish; no replay service) to a Subscriber: the sender's CPU per reading then includes the
+// outbox's encode and write.
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
+#include <filesystem>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "rill/codec.hpp"
+#include "rill/reliable.hpp"
 #include "rill/stream.hpp"
 
 namespace {
@@ -24,7 +31,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-enum class Pattern { pubsub, pushpull };
+enum class Pattern { pubsub, pushpull, reliable };
 
 struct Result {
     std::uint64_t received = 0;
@@ -129,6 +136,40 @@ Result run_rill(Pattern pattern, std::uint64_t n, std::size_t per_frame) {
                      [&](const std::vector<rill::Reading>& f) { pub.publish(f); });
             while (!receiver_done)
                 std::this_thread::sleep_for(10ms);
+        } else if (pattern == Pattern::reliable) {
+            std::string tmpl =
+                (std::filesystem::temp_directory_path() / "bench-transport-XXXXXX").string();
+            if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+            {
+                rill::ReliablePublisherOptions o;
+                o.outbox_dir = tmpl;
+                o.outbox.fsync = rill::FsyncPolicy::never;
+                o.outbox.max_age = 0s;
+                o.publish_endpoints = "@tcp://127.0.0.1:0";
+                o.replay_endpoints = "";
+                o.publisher = {.socket = unlimited(),
+                               .batch = batch,
+                               .heartbeat_interval = 0ms,
+                               .metrics = nullptr,
+                               .context = &ctx};
+                rill::ReliablePublisher rp(std::move(o));
+                endpoint = rp.publisher().bound().front();
+                bound = true;
+                while (!ready) {
+                    rp.publisher().heartbeat();
+                    std::this_thread::sleep_for(10ms);
+                }
+                auto one = make_reading(1);
+                send_all(
+                    [&](const rill::Reading& r) {
+                        one = r;
+                        (void)rp.publish(std::span<rill::Reading>(&one, 1));
+                    },
+                    [&](std::vector<rill::Reading>& f) { (void)rp.publish(f); });
+                while (!receiver_done)
+                    std::this_thread::sleep_for(10ms);
+            }
+            std::filesystem::remove_all(tmpl);
         } else {
             rill::Pusher push("@tcp://127.0.0.1:0",
                               {.socket = unlimited(), .batch = batch, .context = &ctx});
@@ -147,7 +188,7 @@ Result run_rill(Pattern pattern, std::uint64_t n, std::size_t per_frame) {
         std::this_thread::sleep_for(1ms);
     Meter meter{n};
     double receiver_cpu = 0;
-    if (pattern == Pattern::pubsub) {
+    if (pattern != Pattern::pushpull) {
         rill::Subscriber sub(endpoint, {.socket = unlimited(), .context = &ctx});
         while (!ready) {
             if (auto e = sub.receive(100ms); e && std::holds_alternative<rill::HeartbeatSeen>(*e)) {
@@ -188,9 +229,9 @@ Result run_raw(Pattern pattern, std::uint64_t n) {
     const std::string topic = sample.sensor;
     const std::string payload(rill::encode(sample).size(), 'x');
     const auto send_type =
-        pattern == Pattern::pubsub ? zmq::socket_type::pub : zmq::socket_type::push;
+        pattern != Pattern::pushpull ? zmq::socket_type::pub : zmq::socket_type::push;
     const auto recv_type =
-        pattern == Pattern::pubsub ? zmq::socket_type::sub : zmq::socket_type::pull;
+        pattern != Pattern::pushpull ? zmq::socket_type::sub : zmq::socket_type::pull;
     zmq::socket_t out(ctx, send_type);
     out.set(zmq::sockopt::sndhwm, 0);
     out.set(zmq::sockopt::linger, 0);
@@ -222,7 +263,7 @@ Result run_raw(Pattern pattern, std::uint64_t n) {
     in.set(zmq::sockopt::rcvhwm, 0);
     in.set(zmq::sockopt::linger, 0);
     in.set(zmq::sockopt::rcvtimeo, 2000);
-    if (pattern == Pattern::pubsub) in.set(zmq::sockopt::subscribe, "");
+    if (pattern != Pattern::pushpull) in.set(zmq::sockopt::subscribe, "");
     in.connect(endpoint);
     Meter meter{n};
     zmq::message_t t;
@@ -287,8 +328,10 @@ int main(int argc, char** argv) {
     auto best = [](Result& b, const Result& r) {
         if (r.rate() > b.rate()) b = r;
     };
-    for (const auto pattern : {Pattern::pubsub, Pattern::pushpull}) {
-        const std::string name = pattern == Pattern::pubsub ? "pubsub" : "pushpull";
+    for (const auto pattern : {Pattern::pubsub, Pattern::pushpull, Pattern::reliable}) {
+        const std::string name = pattern == Pattern::pubsub     ? "pubsub"
+                                 : pattern == Pattern::pushpull ? "pushpull"
+                                                                : "reliable";
         Result raw;
         Result one;
         Result many;

@@ -10,6 +10,7 @@
 #include <sstream>
 #include <thread>
 
+#include "rill/codec.hpp"
 #include "rill/crc32c.hpp"
 #include "rill/outbox.hpp"
 #include "support/process.hpp"
@@ -95,7 +96,7 @@ TEST_CASE("outbox appends readings with fresh seqs and reads them back") {
         Reading r = make("kitchen", i);
         r.seq = 999;  // ignored: the outbox assigns seqs
         const auto range = outbox.append(r);
-        CHECK(range == Outbox::SeqRange{i + 1, i + 1});
+        CHECK(range == SeqRange{i + 1, i + 1});
         CHECK(r.seq == i + 1);
         written.push_back(r);
     }
@@ -103,7 +104,7 @@ TEST_CASE("outbox appends readings with fresh seqs and reads them back") {
     for (std::uint64_t i = 5; i < 105; ++i)
         batch.push_back(make("kitchen", i));
     batch[3].extras.push_back({"pressure", 1013.25});
-    CHECK(outbox.append(batch) == Outbox::SeqRange{6, 105});
+    CHECK(outbox.append(batch) == SeqRange{6, 105});
     written.insert(written.end(), batch.begin(), batch.end());
 
     const auto got = outbox.read("kitchen", 1, 1000);
@@ -636,4 +637,109 @@ TEST_CASE("outbox read skips a record whose payload disagrees with its checksumm
     CHECK(got.readings.empty());
     CHECK(outbox.metrics().corrupt_records == 1);
     CHECK(outbox.read("gardenn", 1, 1000).readings.empty());
+}
+
+TEST_CASE("outbox registers its series in the registry it is given and keeps them current") {
+    test::TempDir dir("outbox");
+    MetricsRegistry reg;
+    auto o = small_segments();
+    o.max_bytes = 4 * 4096;
+    o.metrics = &reg;
+    Outbox outbox(dir.path(), o);
+    const auto value = [&](std::string_view name) { return reg.value(name, {}).value_or(-1); };
+    CHECK(value("rill_outbox_max_bytes") == 4 * 4096);
+    CHECK(value("rill_outbox_segments") == 1);
+    append_n(outbox, "kitchen", 2000);  // several times max_bytes: segments get dropped
+    outbox.sync();
+    const auto m = outbox.metrics();
+    CHECK(m.fsyncs >= 1);
+    REQUIRE(m.dropped_readings > 0);
+    CHECK(value("rill_outbox_dropped_readings_total") == static_cast<double>(m.dropped_readings));
+    CHECK(value("rill_outbox_fsyncs_total") == static_cast<double>(m.fsyncs));
+    CHECK(value("rill_outbox_disk_bytes") == static_cast<double>(m.disk_bytes));
+    CHECK(value("rill_outbox_segments") == static_cast<double>(m.segments));
+    CHECK(value("rill_outbox_corrupt_records_total") == 0);
+    CHECK(value("rill_outbox_truncated_tails_total") == 0);
+    CHECK(reg.render_prometheus().find("# HELP rill_outbox_dropped_readings_total Readings dropped "
+                                       "from the outbox (full or too old)") != std::string::npos);
+}
+
+TEST_CASE("outbox counts a torn tail and a corrupt record in its registry at open") {
+    test::TempDir dir("outbox");
+    {
+        Outbox outbox(dir.path(), small_segments());
+        append_n(outbox, "kitchen", 3);
+    }
+    const auto seg = files_with(dir.path(), ".seg").back();
+    flip_byte(seg, fs::file_size(seg) - 3);  // inside the last record: a checksum mismatch
+    MetricsRegistry reg;
+    auto o = small_segments();
+    o.metrics = &reg;
+    Outbox outbox(dir.path(), o);
+    CHECK(reg.value("rill_outbox_truncated_tails_total", {}) == 1);
+    CHECK(reg.value("rill_outbox_corrupt_records_total", {}) == 1);
+    CHECK(outbox.newest("kitchen") == 2);
+}
+
+TEST_CASE("outbox append hands back the record's body: the batch's wire payload with its seqs") {
+    test::TempDir dir("outbox");
+    Outbox outbox(dir.path(), small_segments());
+    append_n(outbox, "kitchen", 2);
+    std::vector<Reading> batch{make("kitchen", 7), make("kitchen", 8)};
+    batch[1].extras.push_back({"pressure", 1013.25});
+    std::string payload = "kept";
+    CHECK(outbox.append(batch, payload) == SeqRange{3, 4});
+    CHECK(payload == "kept" + encode_batch(batch));
+    CHECK(decode_batch(std::string_view(payload).substr(4)) ==
+          outbox.read("kitchen", 3, 10).readings);
+
+    std::vector<Reading> bad{make("kitchen", 9)};
+    bad[0].humidity = 101;
+    CHECK_THROWS_AS(outbox.append(bad, payload), std::invalid_argument);
+    CHECK(payload == "kept" + encode_batch(batch));  // unchanged by a failed append
+}
+
+TEST_CASE("an outbox written before encode-once opens, replays and continues its seqs") {
+    // Written by the outbox of commit bd9e6e6 (before append handed back its payload): kitchen
+    // 1..3 as single readings (3 with an extra), garage 1..2 as one batch.
+    const std::string hex =
+        "52494c4c4f42583101000000280000000100000000000000004866e017440600cc0629e300000000180000005b"
+        "49d0a1"
+        "02000000000000000000000000000000004866e0174406004000000015e2dbd701070000010000000100000000"
+        "000000"
+        "004866e0174406006b69746368656e940100a76b69746368656e919401cf00064417e0664800ca41ac0000ca42"
+        "200000"
+        "40000000ea1d5dbe01070000010000000200000000000000004866e0174406006b69746368656e940100a76b69"
+        "746368"
+        "656e919402cf00064417e0664801ca41ac0000ca42200000530000006028d0a501070000010000000300000000"
+        "000000"
+        "004866e0174406006b69746368656e940100a76b69746368656e919503cf00064417e0664802ca41ac0000ca42"
+        "200000"
+        "81a87072657373757265cb408faa00000000005300000060876425010600000200000001000000000000000048"
+        "66e017"
+        "440600676172616765940100a6676172616765929401cf00064417e0664864cac0500000ca42a000009402cf00"
+        "064417"
+        "e0664865cac0500000ca42a00000";
+    std::string file;
+    for (std::size_t i = 0; i + 1 < hex.size(); i += 2)
+        file.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+    test::TempDir dir("outbox");
+    {
+        std::ofstream out(dir.path() / "00000000000000000001.seg", std::ios::binary);
+        out.write(file.data(), static_cast<std::streamsize>(file.size()));
+    }
+    Outbox outbox(dir.path(), small_segments());
+    CHECK(outbox.metrics().truncated_tails == 0);
+    const auto kitchen = outbox.read("kitchen", 1, 100);
+    check_consecutive(kitchen.readings, "kitchen", 1, 3);
+    CHECK(kitchen.readings[0].temperature == 21.5f);
+    REQUIRE(kitchen.readings[2].extras.size() == 1);
+    CHECK(kitchen.readings[2].extras[0].value == 1013.25);
+    const auto garage = outbox.read("garage", 2, 100);
+    check_consecutive(garage.readings, "garage", 2, 2);
+    CHECK(garage.readings[0].temperature == -3.25f);
+    Reading next = make("kitchen", 4);
+    std::string payload;
+    CHECK(outbox.append(std::span<Reading>(&next, 1), payload) == SeqRange{4, 4});
+    CHECK(decode_batch(payload) == std::vector<Reading>{next});
 }

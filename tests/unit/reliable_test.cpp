@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 
+#include <array>
 #include <functional>
 #include <map>
 #include <set>
@@ -121,6 +122,43 @@ void pump_for(ReliablePublisher& rp, ReliableSubscriber& rs, Owner& owner,
 }
 
 }  // namespace
+
+TEST_CASE("a reliable publisher sends the bytes its outbox stored, encoded once") {
+    TempDir dir("reliable");
+    auto o = publisher_options(dir);
+    o.publisher.batch.max_readings = 10;
+    ReliablePublisher rp(o);
+    zmq::socket_t sub(default_context(), zmq::socket_type::sub);
+    sub.set(zmq::sockopt::linger, 0);
+    sub.set(zmq::sockopt::subscribe, "");
+    sub.connect(rp.publisher().bound().front());
+    zmq::message_t topic;
+    zmq::message_t payload;
+    std::array<zmq::pollitem_t, 1> items{{{sub.handle(), 0, ZMQ_POLLIN, 0}}};
+    // A heartbeat arriving shows the subscription is in effect.
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    bool joined = false;
+    while (!joined && std::chrono::steady_clock::now() < deadline) {
+        rp.poll_once(20ms);
+        while (zmq::poll(items.data(), items.size(), 0ms) == 1) {
+            REQUIRE(sub.recv(topic));
+            REQUIRE(sub.recv(payload));
+            joined = true;
+        }
+    }
+    REQUIRE(joined);
+    auto b = batch("s1", 3);
+    CHECK(rp.publish(b) == SeqRange{1, 3});
+    rp.flush();
+    do {
+        REQUIRE(zmq::poll(items.data(), items.size(), 5s) == 1);
+        REQUIRE(sub.recv(topic));
+        REQUIRE(sub.recv(payload));
+    } while (topic.to_string_view() == heartbeat_topic);
+    CHECK(topic.to_string() == "s1");
+    CHECK(payload.to_string() == encode_batch(b));
+    CHECK(decode_batch(payload.to_string_view()) == rp.outbox().read("s1", 1, 10).readings);
+}
 
 TEST_CASE("a subscriber that starts late receives everything by replay, once") {
     TempDir dir("rill-reliable");

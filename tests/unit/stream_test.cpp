@@ -1,9 +1,11 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <map>
 #include <msgpack.hpp>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -118,6 +120,47 @@ struct RawPublisher {
     }
 };
 
+// A plain zmq SUB socket receiving a publisher's messages as bytes.
+struct RawSubscriber {
+    zmq::socket_t socket{default_context(), zmq::socket_type::sub};
+    explicit RawSubscriber(Publisher& pub) {
+        socket.set(zmq::sockopt::linger, 0);
+        socket.set(zmq::sockopt::subscribe, "");
+        socket.connect(pub.bound().front());
+        const auto deadline = Clock::now() + 10s;
+        while (Clock::now() < deadline) {
+            pub.heartbeat();
+            if (auto m = next(50ms); m && m->first == heartbeat_topic) {
+                while (next(50ms)) {  // heartbeats sent while joining
+                }
+                return;
+            }
+        }
+        FAIL("the raw subscriber never saw a heartbeat");
+    }
+    // The next [topic, payload], waiting up to `timeout`.
+    std::optional<std::pair<std::string, std::string>> next(std::chrono::milliseconds timeout) {
+        std::array<zmq::pollitem_t, 1> items{{{socket.handle(), 0, ZMQ_POLLIN, 0}}};
+        if (zmq::poll(items.data(), items.size(), timeout) == 0) return std::nullopt;
+        zmq::message_t topic;
+        zmq::message_t payload;
+        REQUIRE(socket.recv(topic));
+        REQUIRE(topic.more());
+        REQUIRE(socket.recv(payload));
+        return std::pair{topic.to_string(), payload.to_string()};
+    }
+    // The payloads of the next `n` readings messages (heartbeats skipped).
+    std::vector<std::string> payloads(std::size_t n) {
+        std::vector<std::string> out;
+        while (out.size() < n) {
+            auto m = next(5s);
+            if (!m) break;
+            if (m->first != heartbeat_topic) out.push_back(std::move(m->second));
+        }
+        return out;
+    }
+};
+
 }  // namespace
 
 TEST_CASE("readings published over tcp loopback arrive intact and are counted") {
@@ -183,6 +226,74 @@ TEST_CASE("a subscriber receives only the sensors matching its prefixes") {
         got.push_back(r.sensor + "/" + std::to_string(r.seq));
     CHECK(got == std::vector<std::string>{"kitchen/1", "garage/door/1", "kitchen/2"});
     CHECK_FALSE(sub.expected("attic").has_value());
+}
+
+TEST_CASE(
+    "a pre-encoded payload goes on the wire as it is, or split into frames as batching says") {
+    Publisher pub(loopback, {.heartbeat_interval = 0ms});
+    RawSubscriber raw(pub);
+    const auto one = encode_batch(samples("kitchen", 1, 1));
+    pub.publish_payload(one);
+    CHECK(raw.payloads(1) == std::vector<std::string>{one});
+    // Unbatched, a payload of three readings becomes three frames of one.
+    pub.publish_payload(encode_batch(samples("kitchen", 2, 4)));
+    CHECK(raw.payloads(3) == std::vector<std::string>{encode(sample("kitchen", 2)),
+                                                      encode(sample("kitchen", 3)),
+                                                      encode(sample("kitchen", 4))});
+    CHECK(pub.newest("kitchen") == 4);
+}
+
+TEST_CASE("batched frames are byte for byte what encode_batch writes, encoded or pre-encoded") {
+    Publisher pub(loopback,
+                  {.batch = {.max_readings = 4, .max_delay = 1h}, .heartbeat_interval = 0ms});
+    RawSubscriber raw(pub);
+    auto readings = samples("kitchen", 1, 3);
+    readings[1].extras.push_back({"pressure", 1013.25});
+    pub.publish(readings);
+    pub.publish_payload(encode_batch(samples("kitchen", 4, 6)));
+    pub.flush();
+    auto first = readings;
+    first.push_back(sample("kitchen", 4));
+    CHECK(raw.payloads(2) ==
+          std::vector<std::string>{encode_batch(first), encode_batch(samples("kitchen", 5, 6))});
+    // A whole batch with nothing of its sensor pending goes out as the payload it was.
+    const auto full = encode_batch(samples("kitchen", 7, 10));
+    pub.publish_payload(full);
+    CHECK(raw.payloads(1) == std::vector<std::string>{full});
+}
+
+TEST_CASE("a payload that is not a readings payload is refused and nothing of it is sent") {
+    MetricsRegistry metrics;
+    Publisher pub(loopback, {.batch = {.max_readings = 10, .max_delay = 1h}, .metrics = &metrics});
+    const auto good = encode_batch(samples("kitchen", 1, 3));
+    Heartbeat hb;
+    hb.publisher = "p";
+    hb.sent_at = now();
+    for (const std::string& bad : {std::string("garbage"), encode_heartbeat(hb),
+                                   good.substr(0, good.size() - 1), good + "x"}) {
+        CHECK_THROWS_AS(pub.publish_payload(bad), std::invalid_argument);
+    }
+    pub.flush();
+    CHECK(metrics.value("rill_stream_frames_sent_total", {{"socket", "pub"}}).value_or(0) == 0);
+    CHECK_FALSE(pub.newest("kitchen").has_value());
+}
+
+TEST_CASE("every truncation or extension of a payload is refused, whatever its readings hold") {
+    MetricsRegistry metrics;
+    Publisher pub(loopback, {.batch = {.max_readings = 10, .max_delay = 1h}, .metrics = &metrics});
+    auto readings = samples("kitchen", 1, 3);
+    readings[2].extras.push_back({"pressure", 1013.25});
+    readings[2].seq = 70'000;  // a longer integer form
+    const auto good = encode_batch(readings);
+    for (std::size_t n = 0; n < good.size(); ++n)
+        CHECK_THROWS_AS(pub.publish_payload(good.substr(0, n)), std::invalid_argument);
+    CHECK_THROWS_AS(pub.publish_payload(good + '\x01'), std::invalid_argument);
+    pub.flush();
+    CHECK(metrics.value("rill_stream_frames_sent_total", {{"socket", "pub"}}).value_or(0) == 0);
+    pub.publish_payload(good);
+    pub.flush();
+    CHECK(metrics.value("rill_stream_frames_sent_total", {{"socket", "pub"}}) == 1.0);
+    CHECK(pub.newest("kitchen") == 70'000);
 }
 
 TEST_CASE("a publisher batches readings by count and flushes the rest") {

@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "rill/metrics.hpp"
 #include "rill/reading.hpp"
 #include "rill/seq_ranges.hpp"
 
@@ -75,6 +76,13 @@ struct OutboxOptions {
     /// call caused the drop (the constructor, append()). It may call read() and the accessors,
     /// not append(). Every drop is also logged (warn, component "outbox") and counted.
     std::function<void(const OutboxDrop&)> on_drop;
+    /// Where the outbox registers and updates its series (docs/operations.md):
+    /// rill_outbox_dropped_readings_total, rill_outbox_corrupt_records_total,
+    /// rill_outbox_truncated_tails_total and rill_outbox_fsyncs_total (counters, added to by every
+    /// outbox on the registry), rill_outbox_disk_bytes and rill_outbox_segments (gauges, set after
+    /// every change) and rill_outbox_max_bytes (gauge, max_bytes). One outbox per registry keeps
+    /// the gauges meaningful. nullptr = default_registry().
+    MetricsRegistry* metrics = nullptr;
 };
 
 /// Counters since the outbox was opened, and gauges of its current state. A plain snapshot.
@@ -120,9 +128,6 @@ struct OutboxRead {
 /// second Outbox on the same directory, in this or another process, fails to open.
 class Outbox {
   public:
-    /// The first and last seq an append assigned.
-    using SeqRange = rill::SeqRange;
-
     /// Opens (creating when missing) the outbox in `dir`: loads the index files of closed
     /// segments, verifies the newest segment record by record, truncates a torn or corrupt tail
     /// (logged with file and offset, counted), recovers the newest seq of every sensor, and
@@ -153,6 +158,12 @@ class Outbox {
     /// unknown); std::logic_error
     /// after close().
     SeqRange append(std::span<Reading> batch);
+    /// As append(batch), and also appends to `payload` the record's body: the wire payload of
+    /// the batch (proto/reading_v1.md, what encode_batch writes), with the assigned seqs. The
+    /// batch is validated and encoded once, for the file and for the caller: what
+    /// ReliablePublisher hands to Publisher::publish_payload. `payload` is left as it was when
+    /// this throws.
+    SeqRange append(std::span<Reading> batch, std::string& payload);
     /// Appends one reading (see above); sets reading.seq.
     SeqRange append(Reading& reading);
 
@@ -188,6 +199,7 @@ class Outbox {
     struct Impl;
 
   private:
+    SeqRange append_record(std::span<Reading> batch, std::string* payload);
     std::unique_ptr<Impl> impl_;
 };
 

@@ -64,11 +64,12 @@ class ReliablePublisher {
     ReliablePublisher& operator=(const ReliablePublisher&) = delete;
 
     /// Appends `batch` (readings of one sensor; their seq fields are overwritten) to the outbox
-    /// as one record, then publishes it. Blocks for the append (and its fsync, per policy).
-    /// Returns the seqs assigned. Throws as Outbox::append (nothing is published then), and
-    /// zmq::error_t when sending fails after the append: the readings stay in the outbox and
-    /// reach subscribers by replay.
-    Outbox::SeqRange publish(std::span<Reading> batch);
+    /// as one record, then publishes it. The batch is validated and encoded once: the bytes
+    /// written to the outbox are the bytes sent (Publisher::publish_payload). Blocks for the append
+    /// (and its fsync, per policy). Returns the seqs assigned. Throws as Outbox::append (nothing is
+    /// published then), and zmq::error_t when sending fails after the append: the readings stay in
+    /// the outbox and reach subscribers by replay.
+    SeqRange publish(std::span<Reading> batch);
 
     /// Sends due batches and heartbeats; returns the next duty's time (Publisher::service).
     SteadyTime service();

@@ -36,7 +36,8 @@ using SteadyTime = std::chrono::steady_clock::time_point;
 /// sent as one frame as soon as one limit is reached; the defaults send each reading at once.
 struct BatchOptions {
     std::size_t max_readings = 1;  ///< 1..limits::max_batch_readings
-    /// An estimate of the encoded payload size that triggers a send.
+    /// The encoded size of a sensor's queued readings that triggers a send (the payload is
+    /// that plus its envelope, at most 76 bytes).
     std::size_t max_bytes = 256 * 1024;
     /// The longest a reading waits for its batch to fill; 0 = no waiting. A delayed batch is
     /// sent by the next publish/poll_once/service/flush call after the delay has passed.
@@ -84,7 +85,16 @@ class Publisher {
     /// the reading is invalid (reading_problem); nothing is queued then.
     void publish(const Reading& reading);
     /// publish() for each reading in order; throws before queueing anything when one is invalid.
+    /// Each reading is validated and encoded once; batches are made of those bytes.
     void publish(std::span<const Reading> readings);
+    /// Queues the readings of `payload`, a readings payload as encode_batch writes it (e.g. the
+    /// record body Outbox::append returns), exactly as publish() would queue them, without
+    /// decoding or encoding them again: their bytes go on the wire as they are, one frame per
+    /// payload or split into batches as BatchOptions says. The readings are not validated
+    /// again (the caller vouches that encode_batch wrote them); only the payload's envelope and
+    /// the readings' boundaries are checked: std::invalid_argument when they are wrong, nothing
+    /// of the payload is queued then.
+    void publish_payload(std::string_view payload);
     /// Sends every pending batch now.
     void flush();
     /// Sends a heartbeat now (also restarts the heartbeat period).
@@ -150,9 +160,9 @@ class Pusher {
     /// send_timeout per frame. Returns true when nothing sendable is left waiting for a puller,
     /// false when a frame timed out (it stays queued). Throws std::invalid_argument for an
     /// invalid reading.
-    bool push(const Reading& reading);
-    /// push() for each reading in order.
-    bool push(std::span<const Reading> readings);
+    [[nodiscard]] bool push(const Reading& reading);
+    /// push() for each reading in order; throws before queueing anything when one is invalid.
+    [[nodiscard]] bool push(std::span<const Reading> readings);
     /// Sends every pending batch; returns as push().
     bool flush();
     /// Sends due batches and retries queued frames; returns the next duty's time.

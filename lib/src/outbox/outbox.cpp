@@ -1,4 +1,5 @@
-// The outbox log. File formats are specified in docs/outbox.md; keep the two in step.
+// The outbox log: segments, bounds, the fsync thread and recovery. The on-disk format is in
+// format.hpp (docs/outbox.md).
 #include "rill/outbox.hpp"
 
 #include <fcntl.h>
@@ -20,8 +21,8 @@
 #include <system_error>
 #include <thread>
 
+#include "outbox/format.hpp"
 #include "rill/codec.hpp"
-#include "rill/crc32c.hpp"
 #include "rill/log.hpp"
 
 namespace rill {
@@ -40,510 +41,13 @@ std::string_view to_string(DropReason r) noexcept {
 
 namespace {
 
-namespace fs = std::filesystem;
+using namespace outbox_format;
 constexpr std::string_view component = "outbox";
-
-// --- on-disk constants (docs/outbox.md) ------------------------------------------------------
-constexpr std::string_view segment_magic = "RILLOBX1";
-constexpr std::string_view index_magic = "RILLOIX1";
-constexpr std::uint32_t format_version = 1;
-constexpr std::size_t segment_header_bytes = 40;
-constexpr std::size_t record_prefix_bytes = 8;  // length, crc
-constexpr std::size_t record_fixed_bytes = 24;  // kind .. appended_at, after the prefix
-constexpr std::size_t record_header_bytes = record_prefix_bytes + record_fixed_bytes;
-constexpr std::uint32_t max_record_length = 64U << 20;
-constexpr std::uint8_t kind_readings = 1;
-constexpr std::uint8_t kind_snapshot = 2;
-// A sparse index entry per sensor at least every this many bytes of a segment, so a read
-// starts scanning at most this far before its first reading.
-constexpr std::uint64_t checkpoint_stride = 64 * 1024;
-// Reads start with small chunks (a replay usually wants little) and double up to the maximum.
-constexpr std::size_t first_read_chunk = 64 * 1024;
-constexpr std::size_t max_read_chunk = 1 << 20;
-// Records stamped before 2020-01-01 were written while the clock was not set (a Raspberry Pi
-// without a real-time clock boots in the past until NTP answers): their age is unknown, so
-// max_age does not delete them; max_bytes still does.
-constexpr Timestamp plausible_time{std::chrono::seconds{1'577'836'800}};
-
-// --- little-endian fields --------------------------------------------------------------------
-void put_u8(std::string& out, std::uint8_t v) {
-    out.push_back(static_cast<char>(v));
-}
-void put_u16(std::string& out, std::uint16_t v) {
-    for (int i = 0; i < 2; ++i)
-        out.push_back(static_cast<char>((v >> (8 * i)) & 0xFFU));
-}
-void put_u32(std::string& out, std::uint32_t v) {
-    for (int i = 0; i < 4; ++i)
-        out.push_back(static_cast<char>((v >> (8 * i)) & 0xFFU));
-}
-void put_u64(std::string& out, std::uint64_t v) {
-    for (int i = 0; i < 8; ++i)
-        out.push_back(static_cast<char>((v >> (8 * i)) & 0xFFU));
-}
-void set_u32(std::string& out, std::size_t at, std::uint32_t v) {
-    for (std::size_t i = 0; i < 4; ++i)
-        out[at + i] = static_cast<char>((v >> (8 * i)) & 0xFFU);
-}
-std::uint64_t get_le(const char* p, int n) {
-    std::uint64_t v = 0;
-    for (int i = n - 1; i >= 0; --i)
-        v = (v << 8) | static_cast<unsigned char>(p[i]);
-    return v;
-}
-std::uint32_t get_u32(const char* p) {
-    return static_cast<std::uint32_t>(get_le(p, 4));
-}
-std::uint64_t get_u64(const char* p) {
-    return get_le(p, 8);
-}
-std::int64_t to_us(Timestamp t) {
-    return t.time_since_epoch().count();
-}
-Timestamp from_us(std::uint64_t v) {
-    return Timestamp{std::chrono::microseconds{static_cast<std::int64_t>(v)}};
-}
-
-[[noreturn]] void throw_errno(const std::string& what, const fs::path& path) {
-    throw std::system_error(errno, std::generic_category(), what + " " + path.string());
-}
-
-// --- an owning file descriptor ---------------------------------------------------------------
-class File {
-  public:
-    File(const fs::path& path, int flags) : path_(path) {
-        fd_ = ::open(path.c_str(), flags | O_CLOEXEC, 0644);
-        if (fd_ < 0) throw_errno("cannot open outbox file", path);
-    }
-    ~File() {
-        if (fd_ >= 0) ::close(fd_);
-    }
-    File(const File&) = delete;
-    File& operator=(const File&) = delete;
-
-    [[nodiscard]] const fs::path& path() const noexcept { return path_; }
-    [[nodiscard]] int fd() const noexcept { return fd_; }
-
-    void write_at(std::string_view data, std::uint64_t offset) const {
-        while (!data.empty()) {
-            const ssize_t n = ::pwrite(fd_, data.data(), data.size(), static_cast<off_t>(offset));
-            if (n < 0) {
-                if (errno == EINTR) continue;
-                throw_errno("cannot write outbox file", path_);
-            }
-            data.remove_prefix(static_cast<std::size_t>(n));
-            offset += static_cast<std::uint64_t>(n);
-        }
-    }
-    // Reads up to `n` bytes at `offset`; fewer only at the end of the file.
-    std::size_t read_at(char* buf, std::size_t n, std::uint64_t offset) const {
-        std::size_t done = 0;
-        while (done < n) {
-            const ssize_t r = ::pread(fd_, buf + done, n - done, static_cast<off_t>(offset + done));
-            if (r < 0) {
-                if (errno == EINTR) continue;
-                throw_errno("cannot read outbox file", path_);
-            }
-            if (r == 0) break;
-            done += static_cast<std::size_t>(r);
-        }
-        return done;
-    }
-    void datasync() const {
-        if (::fdatasync(fd_) != 0) throw_errno("cannot fdatasync outbox file", path_);
-    }
-    void truncate(std::uint64_t size) const {
-        if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) {
-            throw_errno("cannot truncate outbox file", path_);
-        }
-    }
-    [[nodiscard]] std::uint64_t size() const {
-        struct stat st {};
-        if (::fstat(fd_, &st) != 0) throw_errno("cannot stat outbox file", path_);
-        return static_cast<std::uint64_t>(st.st_size);
-    }
-
-  private:
-    fs::path path_;
-    int fd_ = -1;
-};
-
-void sync_directory(const fs::path& dir) {
-    const File d(dir, O_RDONLY | O_DIRECTORY);
-    if (::fsync(d.fd()) != 0) throw_errno("cannot fsync outbox directory", dir);
-}
-
-// Buffered sequential access to [0, end) of a file: views of byte ranges, refilled in chunks.
-class ChunkReader {
-  public:
-    ChunkReader(const File& f, std::uint64_t end) : file_(f), end_(end) {}
-    // A view of [offset, offset + n), or nothing when that passes the end.
-    std::optional<std::string_view> get(std::uint64_t offset, std::size_t n) {
-        if (offset > end_ || n > end_ - offset) return std::nullopt;
-        if (offset < buf_offset_ || offset + n > buf_offset_ + buf_.size()) {
-            const std::size_t want = static_cast<std::size_t>(
-                std::min<std::uint64_t>(std::max(n, chunk_), end_ - offset));
-            chunk_ = std::min(chunk_ * 2, max_read_chunk);
-            buf_.resize(want);
-            buf_.resize(file_.read_at(buf_.data(), want, offset));
-            buf_offset_ = offset;
-            if (buf_.size() < n) return std::nullopt;  // the file is shorter than expected
-        }
-        return std::string_view(buf_).substr(static_cast<std::size_t>(offset - buf_offset_), n);
-    }
-
-  private:
-    const File& file_;
-    std::uint64_t end_;
-    std::string buf_;
-    std::uint64_t buf_offset_ = 0;
-    std::size_t chunk_ = first_read_chunk;
-};
-
-// --- records ---------------------------------------------------------------------------------
-struct Record {
-    std::uint64_t offset = 0;
-    std::uint64_t size = 0;  // prefix + length
-    std::uint8_t kind = 0;
-    std::uint32_t count = 0;
-    std::uint64_t first_seq = 0;
-    Timestamp appended_at{};
-    std::string_view sensor;
-    std::string_view payload;
-};
-
-enum class RecordStatus { ok, end, torn, corrupt };
-
-struct Parsed {
-    RecordStatus status = RecordStatus::end;
-    Record record;
-    std::string problem;
-};
-
-// Parses and verifies the record at `offset`. `end` = the offset reads stop at.
-Parsed parse_record(ChunkReader& in, std::uint64_t offset, std::uint64_t end) {
-    Parsed p;
-    if (offset == end) return p;
-    const auto prefix = in.get(offset, record_prefix_bytes);
-    if (!prefix) {
-        p.status = RecordStatus::torn;
-        p.problem = "short record header";
-        return p;
-    }
-    const std::uint32_t length = get_u32(prefix->data());
-    const std::uint32_t crc = get_u32(prefix->data() + 4);
-    if (length < record_fixed_bytes || length > max_record_length) {
-        p.status = RecordStatus::corrupt;
-        p.problem = "record length " + std::to_string(length) + " out of range";
-        return p;
-    }
-    const auto body = in.get(offset + record_prefix_bytes, length);
-    if (!body) {
-        p.status = RecordStatus::torn;
-        p.problem = "record of " + std::to_string(length) + " bytes passes the end of the file";
-        return p;
-    }
-    if (crc32c(*body) != crc) {
-        p.status = RecordStatus::corrupt;
-        p.problem = "checksum mismatch";
-        return p;
-    }
-    const char* b = body->data();
-    Record& r = p.record;
-    r.offset = offset;
-    r.size = record_prefix_bytes + length;
-    r.kind = static_cast<std::uint8_t>(b[0]);
-    const std::size_t sensor_len = static_cast<unsigned char>(b[1]);
-    r.count = get_u32(b + 4);
-    r.first_seq = get_u64(b + 8);
-    r.appended_at = from_us(get_u64(b + 16));
-    const bool readings_ok = r.kind == kind_readings && sensor_len >= 1 &&
-                             sensor_len <= limits::max_sensor_id_bytes &&
-                             record_fixed_bytes + sensor_len < length && r.count >= 1 &&
-                             r.first_seq >= 1 && r.first_seq + r.count > r.first_seq;
-    const bool snapshot_ok = r.kind == kind_snapshot && sensor_len == 0;
-    if (!readings_ok && !snapshot_ok) {
-        p.status = RecordStatus::corrupt;
-        p.problem = "inconsistent record header";
-        return p;
-    }
-    r.sensor = body->substr(record_fixed_bytes, sensor_len);
-    r.payload = body->substr(record_fixed_bytes + sensor_len);
-    p.status = RecordStatus::ok;
-    return p;
-}
-
-// Why the decoded payload `batch` of readings record `r` disagrees with the record's header
-// (sensor, first_seq, count); empty when it agrees.
-std::string payload_mismatch(const Record& r, const std::vector<Reading>& batch) {
-    if (batch.size() != r.count) {
-        return "payload holds " + std::to_string(batch.size()) + " readings, the header " +
-               std::to_string(r.count);
-    }
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-        if (batch[i].sensor != r.sensor) return "payload reading of another sensor than the header";
-        if (batch[i].seq != r.first_seq + i) return "payload seqs disagree with the header";
-    }
-    return {};
-}
-
-void begin_record(std::string& out, std::uint8_t kind, std::string_view sensor, std::uint32_t count,
-                  std::uint64_t first_seq, Timestamp at) {
-    out.clear();
-    put_u32(out, 0);  // length, set by finish_record
-    put_u32(out, 0);  // crc
-    put_u8(out, kind);
-    put_u8(out, static_cast<std::uint8_t>(sensor.size()));
-    put_u16(out, 0);
-    put_u32(out, count);
-    put_u64(out, first_seq);
-    put_u64(out, static_cast<std::uint64_t>(to_us(at)));
-    out.append(sensor);
-}
-
-void finish_record(std::string& out) {
-    const auto length = static_cast<std::uint32_t>(out.size() - record_prefix_bytes);
-    set_u32(out, 0, length);
-    set_u32(out, 4, crc32c(std::string_view(out).substr(record_prefix_bytes)));
-}
-
-std::string segment_header(std::uint64_t number, Timestamp created) {
-    std::string h(segment_magic);
-    put_u32(h, format_version);
-    put_u32(h, static_cast<std::uint32_t>(segment_header_bytes));
-    put_u64(h, number);
-    put_u64(h, static_cast<std::uint64_t>(to_us(created)));
-    put_u32(h, crc32c(h));
-    put_u32(h, 0);
-    return h;
-}
-
-std::string segment_name(std::uint64_t number, std::string_view ext) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%020llu", static_cast<unsigned long long>(number));
-    return std::string(buf) + std::string(ext);
-}
-
-std::optional<std::uint64_t> segment_number_of(const fs::path& p, std::string_view ext) {
-    if (p.extension() != ext) return std::nullopt;
-    const std::string stem = p.stem().string();
-    if (stem.size() != 20) return std::nullopt;
-    std::uint64_t n = 0;
-    const auto [ptr, ec] = std::from_chars(stem.data(), stem.data() + stem.size(), n);
-    if (ec != std::errc{} || ptr != stem.data() + stem.size()) return std::nullopt;
-    return n;
-}
-
-// --- in-memory index -------------------------------------------------------------------------
-struct Checkpoint {
-    std::uint64_t seq;     // first seq of the record at offset
-    std::uint64_t offset;  // of a record of this sensor
-};
-
-// What one segment holds of one sensor. readings == 0: the sensor appears only in the
-// segment's snapshot.
-struct Extent {
-    std::uint64_t snapshot_newest = 0;
-    std::uint64_t first = 0;
-    std::uint64_t last = 0;
-    std::uint64_t readings = 0;
-    std::vector<Checkpoint> checkpoints;
-};
-
-struct Segment {
-    std::uint64_t number = 0;
-    fs::path path;
-    std::shared_ptr<File> file;  // open for the active segment only
-    std::uint64_t end = 0;       // end of the valid records; appends go here
-    std::uint64_t file_size = 0;
-    std::uint64_t index_bytes = 0;
-    Timestamp created{};
-    Timestamp newest_at{};  // appended_at of its newest record
-    bool has_snapshot = false;
-    bool has_readings = false;
-    std::map<std::string, Extent, std::less<>> sensors;
-
-    [[nodiscard]] std::uint64_t disk_bytes() const { return file_size + index_bytes; }
-
-    void add_readings(std::string_view sensor, std::uint64_t first, std::uint32_t count,
-                      std::uint64_t offset, Timestamp at) {
-        auto it = sensors.find(sensor);
-        if (it == sensors.end()) it = sensors.emplace(std::string(sensor), Extent{}).first;
-        Extent& e = it->second;
-        if (e.readings == 0) e.first = first;
-        has_readings = true;
-        if (e.checkpoints.empty() || offset - e.checkpoints.back().offset >= checkpoint_stride) {
-            e.checkpoints.push_back({first, offset});
-        }
-        e.last = first + count - 1;
-        e.readings += count;
-        newest_at = std::max(newest_at, at);
-    }
-};
 
 struct SensorState {
     std::uint64_t newest = 0;
     std::uint64_t dropped = 0;
 };
-
-// The result of verifying a segment file from its start.
-struct ScanResult {
-    Segment segment;
-    bool header_ok = false;
-    std::optional<std::uint64_t> bad_offset;  // the first torn/corrupt record
-    std::string problem;
-};
-
-ScanResult scan_segment(const fs::path& path, std::uint64_t number) {
-    ScanResult s;
-    s.segment.number = number;
-    s.segment.path = path;
-    auto file = std::make_shared<File>(path, O_RDWR);
-    s.segment.file_size = file->size();
-    ChunkReader in(*file, s.segment.file_size);
-    const auto h = in.get(0, segment_header_bytes);
-    if (!h || h->substr(0, 8) != segment_magic || get_u32(h->data() + 8) != format_version ||
-        get_u64(h->data() + 16) != number || crc32c(h->substr(0, 32)) != get_u32(h->data() + 32)) {
-        s.problem = "missing or damaged segment header";
-        s.segment.file = std::move(file);
-        return s;
-    }
-    s.header_ok = true;
-    s.segment.created = from_us(get_u64(h->data() + 24));
-    s.segment.newest_at = s.segment.created;
-    std::uint64_t off = segment_header_bytes;
-    for (;;) {
-        Parsed p = parse_record(in, off, s.segment.file_size);
-        if (p.status == RecordStatus::end) break;
-        if (p.status != RecordStatus::ok) {
-            s.bad_offset = off;
-            s.problem = p.problem;
-            break;
-        }
-        const Record& r = p.record;
-        if (r.kind == kind_readings) {
-            // Seqs of a sensor grow by one from record to record; anything else is damage.
-            const auto it = s.segment.sensors.find(r.sensor);
-            if (it != s.segment.sensors.end() && it->second.readings > 0 &&
-                r.first_seq != it->second.last + 1) {
-                s.bad_offset = off;
-                s.problem = "seq " + std::to_string(r.first_seq) + " of sensor " +
-                            std::string(r.sensor) + " does not follow " +
-                            std::to_string(it->second.last);
-                break;
-            }
-            s.segment.add_readings(r.sensor, r.first_seq, r.count, off, r.appended_at);
-        } else {
-            std::string_view pl = r.payload;
-            bool ok = true;
-            for (std::uint32_t i = 0; i < r.count && ok; ++i) {
-                const std::size_t len = pl.empty() ? 0 : static_cast<unsigned char>(pl[0]);
-                if (len == 0 || pl.size() < 1 + len + 8) {
-                    ok = false;
-                    break;
-                }
-                Extent& e = s.segment.sensors[std::string(pl.substr(1, len))];
-                e.snapshot_newest = std::max(e.snapshot_newest, get_u64(pl.data() + 1 + len));
-                pl.remove_prefix(1 + len + 8);
-            }
-            if (!ok || !pl.empty()) {
-                s.bad_offset = off;
-                s.problem = "malformed snapshot record";
-                break;
-            }
-            s.segment.has_snapshot = true;
-            s.segment.newest_at = std::max(s.segment.newest_at, r.appended_at);
-        }
-        off += r.size;
-    }
-    s.segment.end = off;
-    s.segment.file = std::move(file);
-    return s;
-}
-
-// The index file of a closed segment: its in-memory summary, so that open need not read it.
-std::string encode_index(const Segment& seg) {
-    std::string out(index_magic);
-    put_u64(out, seg.number);
-    put_u64(out, seg.file_size);
-    put_u64(out, seg.end);
-    put_u64(out, static_cast<std::uint64_t>(to_us(seg.created)));
-    put_u64(out, static_cast<std::uint64_t>(to_us(seg.newest_at)));
-    put_u32(out, static_cast<std::uint32_t>(seg.sensors.size()));
-    put_u32(out, seg.has_snapshot ? 1 : 0);
-    for (const auto& [sensor, e] : seg.sensors) {
-        put_u8(out, static_cast<std::uint8_t>(sensor.size()));
-        out.append(sensor);
-        put_u64(out, e.snapshot_newest);
-        put_u64(out, e.first);
-        put_u64(out, e.last);
-        put_u64(out, e.readings);
-        put_u32(out, static_cast<std::uint32_t>(e.checkpoints.size()));
-        for (const auto& c : e.checkpoints) {
-            put_u64(out, c.seq);
-            put_u64(out, c.offset);
-        }
-    }
-    put_u32(out, crc32c(out));
-    return out;
-}
-
-// Loads an index file into `seg` (path, number and file_size already set). False when the
-// index is missing, damaged or describes another version of the segment.
-bool load_index(const fs::path& path, Segment& seg) {
-    std::string data;
-    try {
-        const File f(path, O_RDONLY);
-        const auto size = f.size();
-        if (size > (256ULL << 20)) return false;
-        data.resize(static_cast<std::size_t>(size));
-        if (f.read_at(data.data(), data.size(), 0) != data.size()) return false;
-    } catch (const std::system_error&) {
-        return false;
-    }
-    constexpr std::size_t fixed = 8 + 8 * 5 + 4 + 4;
-    if (data.size() < fixed + 4 || data.substr(0, 8) != index_magic) return false;
-    if (crc32c(std::string_view(data).substr(0, data.size() - 4)) !=
-        get_u32(data.data() + data.size() - 4)) {
-        return false;
-    }
-    const char* p = data.data();
-    if (get_u64(p + 8) != seg.number || get_u64(p + 16) != seg.file_size) return false;
-    Segment s;
-    s.end = get_u64(p + 24);
-    s.created = from_us(get_u64(p + 32));
-    s.newest_at = from_us(get_u64(p + 40));
-    const std::uint32_t n = get_u32(p + 48);
-    s.has_snapshot = get_u32(p + 52) != 0;
-    std::string_view rest = std::string_view(data).substr(fixed, data.size() - fixed - 4);
-    for (std::uint32_t i = 0; i < n; ++i) {
-        if (rest.empty()) return false;
-        const std::size_t len = static_cast<unsigned char>(rest[0]);
-        if (rest.size() < 1 + len + 36) return false;
-        Extent e;
-        const char* q = rest.data() + 1 + len;
-        e.snapshot_newest = get_u64(q);
-        e.first = get_u64(q + 8);
-        e.last = get_u64(q + 16);
-        e.readings = get_u64(q + 24);
-        const std::uint32_t ncp = get_u32(q + 32);
-        const std::string sensor(rest.substr(1, len));
-        rest.remove_prefix(1 + len + 36);
-        if (rest.size() / 16 < ncp) return false;
-        for (std::uint32_t k = 0; k < ncp; ++k) {
-            e.checkpoints.push_back({get_u64(rest.data()), get_u64(rest.data() + 8)});
-            rest.remove_prefix(16);
-        }
-        s.sensors.emplace(sensor, std::move(e));
-    }
-    if (!rest.empty() || s.end > seg.file_size) return false;
-    seg.end = s.end;
-    seg.created = s.created;
-    seg.newest_at = s.newest_at;
-    seg.has_snapshot = s.has_snapshot;
-    seg.sensors = std::move(s.sensors);
-    return true;
-}
 
 std::string range_text(const std::string& sensor, std::uint64_t from, std::uint64_t to) {
     return "sensor " + sensor + " seq " + std::to_string(from) + ".." + std::to_string(to) + " (" +
@@ -574,6 +78,37 @@ struct Outbox::Impl {
     void stop_flusher() noexcept;
     std::string record;  // reused encoding buffer
 
+    // The registry series (OutboxOptions::metrics), updated with `m`.
+    struct Series {
+        Counter* dropped = nullptr;
+        Counter* corrupt = nullptr;
+        Counter* truncated = nullptr;
+        Counter* fsyncs = nullptr;
+        Gauge* disk_bytes = nullptr;
+        Gauge* segments = nullptr;
+    } series;
+    void register_series(MetricsRegistry& reg);
+    void count_fsync() {
+        m.fsyncs += 1;
+        series.fsyncs->inc();
+    }
+    void count_corrupt() const {
+        m.corrupt_records += 1;
+        series.corrupt->inc();
+    }
+    void count_truncated() {
+        m.truncated_tails += 1;
+        series.truncated->inc();
+    }
+    void count_dropped(std::uint64_t readings) {
+        m.dropped_readings += readings;
+        series.dropped->inc(readings);
+    }
+    void set_gauges() {
+        series.disk_bytes->set(static_cast<double>(disk_bytes));
+        series.segments->set(static_cast<double>(segments.size()));
+    }
+
     Timestamp clock() const { return options.clock ? options.clock() : now(); }
     Segment& active() { return segments.back(); }
 
@@ -589,6 +124,21 @@ struct Outbox::Impl {
     void report(const std::vector<OutboxDrop>& drops) const;
     std::uint64_t first_available_locked(std::string_view sensor) const;
 };
+
+void Outbox::Impl::register_series(MetricsRegistry& reg) {
+    series.dropped = &reg.counter(
+        "rill_outbox_dropped_readings_total",
+        "Readings dropped from the outbox (full or too old); replays report them lost");
+    series.corrupt = &reg.counter("rill_outbox_corrupt_records_total",
+                                  "Outbox records that failed their checksum");
+    series.truncated = &reg.counter("rill_outbox_truncated_tails_total",
+                                    "Torn tails cut from the newest segment at open");
+    series.fsyncs = &reg.counter("rill_outbox_fsyncs_total", "fdatasync calls on outbox segments");
+    series.disk_bytes = &reg.gauge("rill_outbox_disk_bytes", "Bytes of outbox files on disk");
+    series.segments = &reg.gauge("rill_outbox_segments", "Outbox segment files");
+    reg.gauge("rill_outbox_max_bytes", "The outbox size bound (--outbox-max-bytes)")
+        .set(static_cast<double>(options.max_bytes));
+}
 
 void Outbox::Impl::report(const std::vector<OutboxDrop>& drops) const {
     if (!options.on_drop) return;
@@ -631,7 +181,7 @@ void Outbox::Impl::new_segment(std::uint64_t number) {
     if (options.fsync != FsyncPolicy::never) {
         seg.file->datasync();
         sync_directory(dir);
-        m.fsyncs += 1;
+        count_fsync();
     }
     disk_bytes += seg.disk_bytes();
     segments.push_back(std::move(seg));
@@ -687,7 +237,7 @@ void Outbox::Impl::flush_loop() {
         }
         lk.lock();
         if (!ok) continue;
-        m.fsyncs += 1;
+        count_fsync();
         if (!segments.empty() && active().file == file) synced_end = std::max(synced_end, end);
     }
 }
@@ -706,7 +256,7 @@ void Outbox::Impl::sync_active(bool force) {
     Segment& seg = active();
     if (!force || synced_end == seg.end) return;
     seg.file->datasync();
-    m.fsyncs += 1;
+    count_fsync();
     synced_end = seg.end;
 }
 
@@ -729,7 +279,7 @@ void Outbox::Impl::drop_oldest(DropReason reason, std::vector<OutboxDrop>& drops
         }
     }
     if (count > listed) ranges += ", and " + std::to_string(count - listed) + " more sensors";
-    m.dropped_readings += readings;
+    count_dropped(readings);
     log_warn(component,
              "dropped segment " + seg.path.filename().string() + " (" +
                  (reason == DropReason::max_age ? "older than max_age" : "outbox full, max_bytes") +
@@ -821,7 +371,7 @@ void Outbox::Impl::open(std::vector<OutboxDrop>& drops) {
                                   ? std::string("empty (interrupted while created)")
                                   : "damaged segment header (" + std::to_string(seg.file_size) +
                                         " bytes discarded)"));
-                m.truncated_tails += 1;
+                count_truncated();
                 seg.file->truncate(0);
                 seg.file_size = seg.end = 0;
             } else if (s.bad_offset) {
@@ -829,10 +379,10 @@ void Outbox::Impl::open(std::vector<OutboxDrop>& drops) {
                                         std::to_string(*s.bad_offset) + ": " + s.problem + " (" +
                                         std::to_string(seg.file_size - *s.bad_offset) +
                                         " bytes discarded)");
-                m.truncated_tails += 1;
+                count_truncated();
                 if (s.problem.find("checksum") != std::string::npos ||
                     s.problem.find("length") != std::string::npos) {
-                    m.corrupt_records += 1;
+                    count_corrupt();
                 }
                 seg.file->truncate(*s.bad_offset);
                 seg.file_size = seg.end = *s.bad_offset;
@@ -840,11 +390,11 @@ void Outbox::Impl::open(std::vector<OutboxDrop>& drops) {
         } else {
             if (!s.header_ok) {
                 log_warn(component, "ignoring " + path.string() + ": " + s.problem);
-                m.corrupt_records += 1;
+                count_corrupt();
             } else if (s.bad_offset) {
                 log_warn(component, "reading " + path.string() + " only up to offset " +
                                         std::to_string(*s.bad_offset) + ": " + s.problem);
-                m.corrupt_records += 1;
+                count_corrupt();
             }
             if (s.header_ok) write_index(seg);
             seg.file.reset();  // closed segments are opened per read
@@ -947,8 +497,11 @@ Outbox::Outbox(std::filesystem::path dir, OutboxOptions options) : impl_(std::ma
     }
     impl_->dir = std::move(dir);
     impl_->options = std::move(options);
+    impl_->register_series(impl_->options.metrics != nullptr ? *impl_->options.metrics
+                                                             : default_registry());
     std::vector<OutboxDrop> drops;
     impl_->open(drops);
+    impl_->set_gauges();
     impl_->report(drops);
     if (impl_->options.fsync == FsyncPolicy::batch) {
         impl_->flusher = std::thread([d = impl_.get()] { d->flush_loop(); });
@@ -980,11 +533,19 @@ Outbox& Outbox::operator=(Outbox&& other) noexcept {
     return *this;
 }
 
-Outbox::SeqRange Outbox::append(Reading& reading) {
+SeqRange Outbox::append(Reading& reading) {
     return append(std::span<Reading>(&reading, 1));
 }
 
-Outbox::SeqRange Outbox::append(std::span<Reading> batch) {
+SeqRange Outbox::append(std::span<Reading> batch) {
+    return append_record(batch, nullptr);
+}
+
+SeqRange Outbox::append(std::span<Reading> batch, std::string& payload) {
+    return append_record(batch, &payload);
+}
+
+SeqRange Outbox::append_record(std::span<Reading> batch, std::string* payload) {
     if (batch.empty()) throw std::invalid_argument("cannot append an empty batch to the outbox");
     if (batch.size() > limits::max_batch_readings) {
         throw std::invalid_argument("cannot append " + std::to_string(batch.size()) +
@@ -1012,6 +573,7 @@ Outbox::SeqRange Outbox::append(std::span<Reading> batch) {
             d.rotate();
         }
         d.enforce_bounds(size, drops);
+        d.set_gauges();
 
         Segment& seg = d.active();
         try {
@@ -1035,13 +597,19 @@ Outbox::SeqRange Outbox::append(std::span<Reading> batch) {
         d.m.appended_readings += batch.size();
         d.m.appended_records += 1;
         d.m.appended_bytes += size;
+        d.set_gauges();
+        if (payload != nullptr) {
+            payload->append(std::string_view(d.record).substr(record_header_bytes + sensor.size()));
+        }
         if (d.options.fsync == FsyncPolicy::always) d.sync_active(true);
         return {newest + 1, newest + batch.size()};
     };
     SeqRange range;
+    const std::size_t payload_size = payload != nullptr ? payload->size() : 0;
     try {
         range = locked();
     } catch (...) {
+        if (payload != nullptr) payload->resize(payload_size);
         d.report(drops);
         throw;
     }
@@ -1124,7 +692,7 @@ OutboxRead Outbox::read(std::string_view sensor, std::uint64_t from_seq,
                                         "; skipping the rest of the segment for sensor " +
                                         std::string(sensor));
                 const std::lock_guard lock(d.mu);
-                d.m.corrupt_records += 1;
+                d.count_corrupt();
                 break;
             }
             const Record& r = p.record;
@@ -1146,7 +714,7 @@ OutboxRead Outbox::read(std::string_view sensor, std::uint64_t from_seq,
                                         std::to_string(r.offset) + " of " + file->path().string() +
                                         ": " + e.what());
                 const std::lock_guard lock(d.mu);
-                d.m.corrupt_records += 1;
+                d.count_corrupt();
                 continue;
             }
             for (auto& reading : batch) {

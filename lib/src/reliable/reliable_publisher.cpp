@@ -10,6 +10,7 @@ struct ReliablePublisher::Impl {
     Publisher publisher;
     std::unique_ptr<ReplayServer> replay;
     std::string replay_endpoint;
+    std::string payload;  // publish(): the batch as the outbox encoded it
     bool closed = false;
 
     Impl(ReliablePublisherOptions& o)
@@ -54,9 +55,11 @@ ReliablePublisher::~ReliablePublisher() {
     }
 }
 
-Outbox::SeqRange ReliablePublisher::publish(std::span<Reading> batch) {
-    const auto seqs = impl_->outbox.append(batch);
-    impl_->publisher.publish(std::span<const Reading>(batch));
+SeqRange ReliablePublisher::publish(std::span<Reading> batch) {
+    // Validated and encoded once, by the outbox: the record's body is the frame's payload.
+    impl_->payload.clear();
+    const auto seqs = impl_->outbox.append(batch, impl_->payload);
+    impl_->publisher.publish_payload(impl_->payload);
     return seqs;
 }
 

@@ -1,0 +1,435 @@
+// The receive side of rill/stream.hpp: Subscriber (gap detection, heartbeats, silence) and
+// Puller.
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <deque>
+#include <limits>
+#include <map>
+#include <stdexcept>
+#include <unordered_map>
+
+#include "rill/endpoint.hpp"
+#include "rill/log.hpp"
+#include "rill/stream.hpp"
+#include "transport/stream_detail.hpp"
+
+namespace rill {
+
+namespace {
+
+using namespace stream_detail;
+using std::chrono::milliseconds;
+
+struct ReceiveMetrics {
+    Counter& frames;
+    Counter& readings;
+    Counter& bytes;
+    Counter& heartbeats;
+    Counter& gaps;
+    Counter& missing;
+    Counter& stale;
+    Counter& silent;
+    std::array<Counter*, decode_errc_count> malformed{};
+};
+
+ReceiveMetrics receive_metrics(MetricsRegistry& reg, const std::string& kind) {
+    const Labels l{{"socket", kind}};
+    ReceiveMetrics m{
+        reg.counter("rill_stream_frames_received_total", "Readings frames received", l),
+        reg.counter("rill_stream_readings_received_total", "Readings received", l),
+        reg.counter("rill_stream_bytes_received_total", "Payload and topic bytes received", l),
+        reg.counter("rill_stream_heartbeats_received_total", "Heartbeats received", l),
+        reg.counter("rill_stream_gaps_total", "Gaps in sensor sequences detected", l),
+        reg.counter("rill_stream_missing_readings_total", "Readings reported missing in gaps", l),
+        reg.counter("rill_stream_stale_readings_total",
+                    "Readings received with a seq below the expected one", l),
+        reg.counter("rill_stream_publishers_silent_total",
+                    "Times a publisher went silent (missed heartbeats)", l),
+    };
+    for (std::size_t i = 0; i < decode_errc_count; ++i) {
+        m.malformed[i] = &reg.counter(
+            "rill_stream_malformed_frames_total", "Messages rejected as malformed, by reason",
+            {{"socket", kind}, {"reason", std::string(to_string(static_cast<DecodeErrc>(i)))}});
+    }
+    return m;
+}
+
+// --- receiving ------------------------------------------------------------------------------
+
+// Logs rejected messages at most once per period, with the count of those not logged.
+class RateLimitedLog {
+  public:
+    void log(std::string_view component, const std::string& message) {
+        const auto now = Clock::now();
+        if (logged_ && now - last_ < std::chrono::seconds(10)) {
+            ++suppressed_;
+            return;
+        }
+        std::string line = message;
+        if (suppressed_ > 0) {
+            line += " (" + std::to_string(suppressed_) + " similar messages not logged)";
+        }
+        log_warn(component, line);
+        logged_ = true;
+        last_ = now;
+        suppressed_ = 0;
+    }
+
+  private:
+    bool logged_ = false;
+    Clock::time_point last_{};
+    std::uint64_t suppressed_ = 0;
+};
+
+// Receives whole messages from a socket and decodes them, counting the bad ones.
+class MessageReader {
+  public:
+    MessageReader(zmq::socket_t& socket, ReceiveMetrics metrics, std::string component)
+        : socket_(&socket), metrics_(metrics), component_(std::move(component)) {}
+
+    enum class Result { none, message, rejected };
+
+    // Takes one message if one is waiting; decodes it into `out`. `peer` receives the sender's
+    // address for heartbeats.
+    Result read(Message& out, std::string& peer) {
+        zmq::message_t topic;
+        try {
+            if (!socket_->recv(topic, zmq::recv_flags::dontwait)) return Result::none;
+        } catch (const zmq::error_t& e) {
+            if (e.num() == EINTR) return Result::none;
+            throw;
+        }
+        std::size_t parts = 1;
+        zmq::message_t payload;
+        bool more = topic.more();
+        if (more) {
+            (void)socket_->recv(payload, zmq::recv_flags::none);
+            ++parts;
+            more = payload.more();
+            zmq::message_t extra;
+            while (more) {
+                (void)socket_->recv(extra, zmq::recv_flags::none);
+                ++parts;
+                more = extra.more();
+            }
+        }
+        metrics_.bytes.inc(topic.size() + payload.size());
+        if (parts != 2) {
+            reject(DecodeErrc::malformed,
+                   "message has " + std::to_string(parts) + " frames, expected 2 (topic, payload)");
+            return Result::rejected;
+        }
+        try {
+            out = decode_message(topic.to_string_view(), payload.to_string_view());
+        } catch (const DecodeError& e) {
+            reject(e.code(), e.what());
+            return Result::rejected;
+        }
+        if (std::holds_alternative<Heartbeat>(out)) {
+            peer.clear();
+            try {
+                if (const char* p = payload.gets("Peer-Address")) peer = p;
+            } catch (const zmq::error_t&) {
+                // ipc:// and inproc:// carry no peer address.
+            }
+        }
+        return Result::message;
+    }
+
+    // Waits up to `timeout` for a message to arrive. False when a signal interrupted the wait.
+    bool wait(milliseconds timeout) {
+        std::array<zmq::pollitem_t, 1> items{{{socket_->handle(), 0, ZMQ_POLLIN, 0}}};
+        try {
+            (void)zmq::poll(items.data(), items.size(), timeout);
+        } catch (const zmq::error_t& e) {
+            if (e.num() == EINTR) return false;
+            throw;
+        }
+        return true;
+    }
+
+    [[nodiscard]] std::uint64_t malformed(DecodeErrc e) const noexcept {
+        const auto i = static_cast<std::size_t>(e);
+        return i < decode_errc_count ? local_malformed_[i] : 0;
+    }
+
+    ReceiveMetrics& metrics() noexcept { return metrics_; }
+
+  private:
+    void reject(DecodeErrc code, const std::string& what) {
+        const auto i = static_cast<std::size_t>(code);
+        ++local_malformed_[i];
+        metrics_.malformed[i]->inc();
+        log_.log(component_, "rejected message (" + std::string(to_string(code)) + "): " + what);
+    }
+
+    zmq::socket_t* socket_;
+    ReceiveMetrics metrics_;
+    std::string component_;
+    std::array<std::uint64_t, decode_errc_count> local_malformed_{};
+    RateLimitedLog log_;
+};
+
+constexpr milliseconds max_liveness_interval = std::chrono::hours(24);
+
+// The largest frame a receiving socket accepts (ZMQ_MAXMSGSIZE). Without it libzmq allocates
+// whatever size a peer's frame header declares and buffers the frame until it is complete, so
+// one hostile peer could make a subscriber hold gigabytes. A larger frame makes libzmq drop that
+// peer's connection at the header. The margin above the payload limit keeps a payload slightly
+// over it reaching the decoder, which counts it as too_large.
+constexpr auto max_frame_bytes = static_cast<std::int64_t>(limits::max_payload_bytes + 64 * 1024);
+
+// The seq after `seq`, saturating at the largest one (which a sensor never reaches).
+std::uint64_t after(std::uint64_t seq) {
+    return seq == std::numeric_limits<std::uint64_t>::max() ? seq : seq + 1;
+}
+
+milliseconds until(Clock::time_point deadline, Clock::time_point now) {
+    if (deadline <= now) return milliseconds(0);
+    // Round up so that a wait never ends just before the deadline.
+    return std::chrono::ceil<milliseconds>(deadline - now);
+}
+
+}  // namespace
+
+// --- Subscriber -----------------------------------------------------------------------------
+
+struct Subscriber::Impl {
+    Impl(std::string_view endpoints, SubscriberOptions o)
+        : options(std::move(o)),
+          socket(context_of(options.context), zmq::socket_type::sub, options.socket),
+          reader(socket.raw(), receive_metrics(registry_of(options.metrics), "sub"), "stream") {
+        socket.raw().set(zmq::sockopt::maxmsgsize, max_frame_bytes);
+        if (options.silent_after_missed < 1) {
+            throw std::invalid_argument("silent_after_missed must be at least 1");
+        }
+        if (options.prefixes.empty()) {
+            socket.raw().set(zmq::sockopt::subscribe, "");
+        } else {
+            for (const auto& p : options.prefixes)
+                socket.raw().set(zmq::sockopt::subscribe, p);
+            socket.raw().set(zmq::sockopt::subscribe, heartbeat_topic);
+        }
+        socket.attach(endpoints, Attach::connect);
+    }
+
+    struct PublisherState {
+        Clock::time_point last_seen;
+        milliseconds interval;
+        bool silent = false;
+    };
+
+    void report_gap(const std::string& sensor, std::uint64_t from, std::uint64_t to) {
+        auto& m = reader.metrics();
+        m.gaps.inc();
+        m.missing.inc(to - from + 1);
+        events.emplace_back(Gap{sensor, from, to});
+    }
+
+    // Tracks seqs, queues the gaps found and returns the batch (to go after them).
+    ReadingBatch on_readings(std::vector<Reading>&& readings) {
+        auto& m = reader.metrics();
+        m.frames.inc();
+        m.readings.inc(readings.size());
+        const std::string& sensor = readings.front().sensor;
+        if (last_sensor == nullptr || last_sensor->first != sensor) {
+            auto it = expected_seq.find(sensor);
+            if (it == expected_seq.end()) {
+                it = expected_seq.emplace(sensor, readings.front().seq).first;
+            }
+            last_sensor = &*it;
+        }
+        std::uint64_t& expected = last_sensor->second;
+        ReadingBatch batch;
+        for (const auto& r : readings) {
+            if (r.seq < expected) {
+                ++batch.stale;
+                continue;
+            }
+            if (r.seq > expected) report_gap(sensor, expected, r.seq - 1);
+            expected = after(r.seq);
+        }
+        if (batch.stale > 0) m.stale.inc(batch.stale);
+        batch.readings = std::move(readings);
+        return batch;
+    }
+
+    void on_heartbeat(Heartbeat&& hb, std::string&& peer, Clock::time_point now) {
+        reader.metrics().heartbeats.inc();
+        auto [it, inserted] = publishers.try_emplace(hb.publisher);
+        PublisherState& state = it->second;
+        if (!inserted && state.silent) events.emplace_back(PublisherBack{hb.publisher});
+        state.last_seen = now;
+        // Bounded so that a hostile interval cannot overflow the deadline arithmetic.
+        state.interval = std::clamp(hb.interval, milliseconds(0), max_liveness_interval);
+        state.silent = false;
+        for (const auto& [sensor, newest] : hb.newest) {
+            const auto t = expected_seq.find(sensor);
+            if (t == expected_seq.end() || newest < t->second) continue;
+            report_gap(sensor, t->second, newest);
+            t->second = after(newest);
+        }
+        HeartbeatSeen seen;
+        seen.replay_endpoint = hb.replay_endpoint.empty()
+                                   ? std::string()
+                                   : resolve_announced(hb.replay_endpoint, peer);
+        seen.peer_address = std::move(peer);
+        seen.heartbeat = std::move(hb);
+        events.emplace_back(std::move(seen));
+    }
+
+    // Reports publishers whose heartbeats stopped; returns when the next one may go silent.
+    Clock::time_point check_silence(Clock::time_point now) {
+        auto next = Clock::time_point::max();
+        for (auto& [id, state] : publishers) {
+            if (state.silent || state.interval.count() <= 0) continue;
+            const auto deadline = state.last_seen + state.interval * options.silent_after_missed;
+            if (now >= deadline) {
+                state.silent = true;
+                reader.metrics().silent.inc();
+                events.emplace_back(PublisherSilent{
+                    id, std::chrono::duration_cast<milliseconds>(now - state.last_seen)});
+            } else {
+                next = std::min(next, deadline);
+            }
+        }
+        return next;
+    }
+
+    std::optional<StreamEvent> receive(milliseconds timeout) {
+        // The clock is read only when idle and every few messages (for silence detection), not
+        // once per message.
+        std::optional<Clock::time_point> deadline;
+        for (;;) {
+            if (!events.empty()) {
+                StreamEvent e = std::move(events.front());
+                events.pop_front();
+                return e;
+            }
+            Message msg;
+            std::string peer;
+            const auto result = reader.read(msg, peer);
+            if (result != MessageReader::Result::none) {
+                // Under steady traffic, silence is checked every silence_check_every messages.
+                const bool check = ++since_silence_check >= silence_check_every;
+                if (result == MessageReader::Result::message) {
+                    if (auto* readings = std::get_if<std::vector<Reading>>(&msg)) {
+                        auto batch = on_readings(std::move(*readings));
+                        // The common case: no gap to report before it, no check due.
+                        if (events.empty() && !check) return batch;
+                        events.emplace_back(std::move(batch));
+                    } else {
+                        on_heartbeat(std::get<Heartbeat>(std::move(msg)), std::move(peer),
+                                     Clock::now());
+                    }
+                }
+                if (!check) continue;
+            }
+            since_silence_check = 0;
+            const auto now = Clock::now();
+            const auto next_silence = check_silence(now);
+            if (!events.empty() || result != MessageReader::Result::none) continue;
+            if (!deadline) deadline = now + timeout;
+            if (now >= *deadline) return std::nullopt;
+            if (!reader.wait(until(std::min(*deadline, next_silence), now))) return std::nullopt;
+        }
+    }
+
+    static constexpr unsigned silence_check_every = 64;
+    unsigned since_silence_check = 0;
+    SubscriberOptions options;
+    Socket socket;
+    MessageReader reader;
+    std::unordered_map<std::string, std::uint64_t> expected_seq;
+    // The entry of the sensor of the last batch, so that a run of one sensor's batches costs no
+    // hash lookup each. Entries of an unordered_map stay where they are until erased: only
+    // forget() must reset it.
+    std::pair<const std::string, std::uint64_t>* last_sensor = nullptr;
+    std::map<std::string, PublisherState> publishers;
+    std::deque<StreamEvent> events;
+};
+
+Subscriber::Subscriber(std::string_view endpoints, SubscriberOptions options)
+    : impl_(std::make_unique<Impl>(endpoints, std::move(options))) {}
+Subscriber::~Subscriber() = default;
+Subscriber::Subscriber(Subscriber&&) noexcept = default;
+Subscriber& Subscriber::operator=(Subscriber&&) noexcept = default;
+
+std::optional<StreamEvent> Subscriber::receive(std::chrono::milliseconds timeout) {
+    return impl_->receive(timeout);
+}
+
+void Subscriber::expect(const std::string& sensor, std::uint64_t next_seq) {
+    if (next_seq < 1) throw std::invalid_argument("expected seq of " + sensor + " must be >= 1");
+    impl_->expected_seq[sensor] = next_seq;
+}
+
+std::optional<std::uint64_t> Subscriber::expected(std::string_view sensor) const {
+    const auto it = impl_->expected_seq.find(std::string(sensor));
+    if (it == impl_->expected_seq.end()) return std::nullopt;
+    return it->second;
+}
+
+void Subscriber::forget(std::string_view sensor) {
+    impl_->last_sensor = nullptr;
+    impl_->expected_seq.erase(std::string(sensor));
+}
+
+std::uint64_t Subscriber::malformed(DecodeErrc reason) const noexcept {
+    return impl_->reader.malformed(reason);
+}
+
+// --- Puller ---------------------------------------------------------------------------------
+
+struct Puller::Impl {
+    Impl(std::string_view endpoints, PullerOptions o)
+        : options(std::move(o)),
+          socket(context_of(options.context), zmq::socket_type::pull, options.socket),
+          reader(socket.raw(), receive_metrics(registry_of(options.metrics), "pull"), "stream") {
+        socket.raw().set(zmq::sockopt::maxmsgsize, max_frame_bytes);
+        socket.attach(endpoints, Attach::connect);
+    }
+
+    PullerOptions options;
+    Socket socket;
+    MessageReader reader;
+};
+
+Puller::Puller(std::string_view endpoints, PullerOptions options)
+    : impl_(std::make_unique<Impl>(endpoints, std::move(options))) {}
+Puller::~Puller() = default;
+Puller::Puller(Puller&&) noexcept = default;
+Puller& Puller::operator=(Puller&&) noexcept = default;
+
+std::optional<std::vector<Reading>> Puller::receive(std::chrono::milliseconds timeout) {
+    std::optional<Clock::time_point> deadline;  // read the clock only when idle
+    for (;;) {
+        Message msg;
+        std::string peer;
+        const auto result = impl_->reader.read(msg, peer);
+        if (result == MessageReader::Result::message) {
+            if (auto* readings = std::get_if<std::vector<Reading>>(&msg)) {
+                auto& m = impl_->reader.metrics();
+                m.frames.inc();
+                m.readings.inc(readings->size());
+                return std::move(*readings);
+            }
+            impl_->reader.metrics().heartbeats.inc();
+            continue;
+        }
+        if (result == MessageReader::Result::rejected) continue;
+        const auto now = Clock::now();
+        if (!deadline) deadline = now + timeout;
+        if (now >= *deadline) return std::nullopt;
+        if (!impl_->reader.wait(until(*deadline, now))) return std::nullopt;
+    }
+}
+
+std::uint64_t Puller::malformed(DecodeErrc reason) const noexcept {
+    return impl_->reader.malformed(reason);
+}
+
+}  // namespace rill
