@@ -5,16 +5,19 @@
 
 #include <zmq_addon.hpp>
 
-#include "codec/msgpack_walk.hpp"
+#include "codec/msgpack_cursor.hpp"
+#include "codec/msgpack_write.hpp"
 #include "rill/log.hpp"
 
 namespace rill {
 
 namespace {
 
+using detail::Cursor;
 using detail::fail;
 using detail::Packer;
 using detail::StringSink;
+using detail::Type;
 
 constexpr std::uint64_t type_request = 0;
 constexpr std::uint64_t type_response = 1;
@@ -31,13 +34,19 @@ std::optional<std::string> method_problem(std::string_view method) {
     return std::nullopt;
 }
 
+// Parser bounds for every msgpack object in an RPC message; depth counts from each object.
+constexpr detail::CursorLimits parse_limits{rpc_limits::max_array_elements,
+                                            rpc_limits::max_map_pairs,
+                                            static_cast<int>(rpc_limits::max_depth), true};
+
 // Checks that `bytes` is exactly one msgpack object (an array when `want_array`).
 void check_object(std::string_view bytes, bool want_array, const char* what) {
     try {
-        auto oh = detail::parse_whole(bytes, what);
-        if (want_array && oh.get().type != msgpack::type::ARRAY) {
-            throw std::invalid_argument(std::string(what) + " is a " +
-                                        detail::type_name(oh.get().type) + ", expected an array");
+        Cursor c(bytes, parse_limits, what);
+        const auto v = c.whole(rpc_limits::max_message_bytes);
+        if (want_array && v.type != Type::array) {
+            throw std::invalid_argument(std::string(what) + " is a " + detail::type_name(v.type) +
+                                        ", expected an array");
         }
     } catch (const DecodeError& e) {
         throw std::invalid_argument(std::string("cannot encode RPC message: ") + e.what());
@@ -81,18 +90,33 @@ void truncate_error(std::string& s) {
     s.resize(n);
 }
 
+// A cursor at the first element of the envelope `b`, after its 4-element array header.
+Cursor envelope_elements(std::string_view b) {
+    return Cursor(b.substr(read_envelope_header(b)), parse_limits, "RPC message");
+}
+
 // The msgid of `b` when it starts like a request ([0, msgid, ...]), whatever follows.
 std::optional<std::uint32_t> peek_request_msgid(std::string_view b) noexcept {
     try {
-        std::size_t off = read_envelope_header(b);
-        if (detail::get_uint(detail::parse_next(b, off, "type").get(), "type") != type_request) {
-            return std::nullopt;
-        }
-        const auto id = detail::get_uint(detail::parse_next(b, off, "msgid").get(), "msgid");
+        auto c = envelope_elements(b);
+        if (detail::get_uint(c.next_whole("type"), "type") != type_request) return std::nullopt;
+        const auto id = detail::get_uint(c.next_whole("msgid"), "msgid");
         if (id > 0xffffffffu) return std::nullopt;
         return static_cast<std::uint32_t>(id);
     } catch (...) {
         return std::nullopt;
+    }
+}
+
+// The bytes from `start` to the cursor's position.
+std::string_view consumed(const char* start, const Cursor& c) noexcept {
+    return {start, static_cast<std::size_t>(c.position() - start)};
+}
+
+void expect_end(const Cursor& c) {
+    if (c.remaining() != 0) {
+        fail(DecodeErrc::trailing_bytes,
+             std::to_string(c.remaining()) + " bytes follow the RPC message");
     }
 }
 
@@ -150,54 +174,41 @@ RpcMessage decode_rpc_message(std::string_view b) {
                                         " bytes, more than " +
                                         std::to_string(rpc_limits::max_message_bytes));
     }
-    std::size_t off = read_envelope_header(b);
-    const auto type =
-        detail::get_uint(detail::parse_next(b, off, "message type").get(), "message type");
+    auto c = envelope_elements(b);
+    const auto type = detail::get_uint(c.next_whole("message type"), "message type");
     if (type != type_request && type != type_response) {
         fail(DecodeErrc::unknown_kind,
              "message type " + std::to_string(type) + " is not a request (0) or response (1)");
     }
-    const auto msgid = detail::get_uint(detail::parse_next(b, off, "msgid").get(), "msgid");
+    const auto msgid = detail::get_uint(c.next_whole("msgid"), "msgid");
     if (msgid > 0xffffffffu) {
         fail(DecodeErrc::invalid_value, "msgid " + std::to_string(msgid) + " is over 32 bits");
     }
     if (type == type_request) {
         RpcRequest req;
         req.msgid = static_cast<std::uint32_t>(msgid);
-        {
-            auto m = detail::parse_next(b, off, "method");
-            const auto name = detail::get_str(m.get(), "method", rpc_limits::max_method_bytes);
-            if (auto p = method_problem(name)) fail(DecodeErrc::invalid_value, *p);
-            req.method.assign(name);
-        }
-        const auto start = off;
-        auto p = detail::parse_next(b, off, "params");
-        detail::expect_type(p.get(), msgpack::type::ARRAY, "params");
-        if (off != b.size()) {
-            fail(DecodeErrc::trailing_bytes,
-                 std::to_string(b.size() - off) + " bytes follow the RPC message");
-        }
-        req.params.assign(b.substr(start, off - start));
+        const auto name =
+            detail::get_str(c.next_whole("method"), "method", rpc_limits::max_method_bytes);
+        if (auto p = method_problem(name)) fail(DecodeErrc::invalid_value, *p);
+        req.method.assign(name);
+        const char* const start = c.position();
+        detail::expect_type(c.next_whole("params"), Type::array, "params");
+        expect_end(c);
+        req.params.assign(consumed(start, c));
         return req;
     }
     RpcResponse resp;
     resp.msgid = static_cast<std::uint32_t>(msgid);
-    {
-        auto e = detail::parse_next(b, off, "error");
-        if (e.get().type != msgpack::type::NIL) {
-            resp.error.emplace(detail::get_str(e.get(), "error", rpc_limits::max_error_bytes));
-        }
+    if (const auto e = c.next_whole("error"); e.type != Type::nil) {
+        resp.error.emplace(detail::get_str(e, "error", rpc_limits::max_error_bytes));
     }
-    const auto start = off;
-    auto r = detail::parse_next(b, off, "result");
-    if (off != b.size()) {
-        fail(DecodeErrc::trailing_bytes,
-             std::to_string(b.size() - off) + " bytes follow the RPC message");
-    }
-    if (resp.error && r.get().type != msgpack::type::NIL) {
+    const char* const start = c.position();
+    const auto r = c.next_whole("result");
+    expect_end(c);
+    if (resp.error && r.type != Type::nil) {
         fail(DecodeErrc::invalid_value, "an error response carries a non-nil result");
     }
-    if (!resp.error) resp.result.assign(b.substr(start, off - start));
+    if (!resp.error) resp.result.assign(consumed(start, c));
     return resp;
 }
 
@@ -240,23 +251,24 @@ std::string str_array(const std::vector<std::string>& items) {
 }
 
 std::string to_str(std::string_view bytes) {
-    auto oh = detail::parse_whole(bytes, "value");
-    return std::string(detail::get_str(oh.get(), "value", rpc_limits::max_message_bytes));
+    Cursor c(bytes, parse_limits, "value");
+    return std::string(detail::get_str(c.whole(rpc_limits::max_message_bytes), "value",
+                                       rpc_limits::max_message_bytes));
 }
 
 std::uint64_t to_uint(std::string_view bytes) {
-    auto oh = detail::parse_whole(bytes, "value");
-    return detail::get_uint(oh.get(), "value");
+    Cursor c(bytes, parse_limits, "value");
+    return detail::get_uint(c.whole(rpc_limits::max_message_bytes), "value");
 }
 
 std::vector<std::string> to_str_array(std::string_view bytes) {
-    auto oh = detail::parse_whole(bytes, "value");
-    detail::expect_type(oh.get(), msgpack::type::ARRAY, "value");
+    Cursor c(bytes, parse_limits, "value");
+    const auto a = c.whole(rpc_limits::max_message_bytes);
+    detail::expect_type(a, Type::array, "value");
     std::vector<std::string> out;
-    const auto& a = oh.get().via.array;
     out.reserve(a.size);
     for (std::uint32_t i = 0; i < a.size; ++i) {
-        out.emplace_back(detail::get_str(a.ptr[i], "element", rpc_limits::max_message_bytes));
+        out.emplace_back(detail::get_str(c.next(2), "element", rpc_limits::max_message_bytes));
     }
     return out;
 }
