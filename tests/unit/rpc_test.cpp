@@ -8,25 +8,14 @@
 #include <msgpack.hpp>
 #include <zmq_addon.hpp>
 
+#include "support/msgpack.hpp"
 #include "support/process.hpp"
 
 using namespace std::chrono_literals;
 
 namespace {
 
-struct Sink {
-    std::string& out;
-    void write(const char* p, std::size_t n) { out.append(p, n); }
-};
-
-// Packs any msgpack-c packable value (test-only convenience).
-template <typename T>
-std::string pack(const T& value) {
-    std::string out;
-    Sink sink{out};
-    msgpack::pack(sink, value);
-    return out;
-}
+using rill::test::pack;
 
 // A server with "echo" (returns its params), "add" ([a, b] -> a + b) and "fail" (throws).
 std::unique_ptr<rill::RpcServer> make_server(zmq::context_t& ctx, std::string_view endpoint,
