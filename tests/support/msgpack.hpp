@@ -8,24 +8,16 @@
 
 namespace rill::test {
 
-/// msgpack-c's stream concept over a std::string.
-struct StringSink {
-    std::string& out;  ///< where the packed bytes go
-    /// Appends `n` bytes at `p`.
-    void write(const char* p, std::size_t n) { out.append(p, n); }
-};
-
 /// The packer `packed()` hands to its builder.
-using Packer = msgpack::packer<StringSink>;
+using Packer = msgpack::packer<msgpack::sbuffer>;
 
 /// The bytes `build(Packer&)` packs, for payloads built field by field.
 template <typename Build>
 std::string packed(Build&& build) {
-    std::string out;
-    StringSink sink{out};
-    Packer pk(sink);
+    msgpack::sbuffer buf;
+    Packer pk(buf);
     build(pk);
-    return out;
+    return {buf.data(), buf.size()};
 }
 
 /// Any msgpack-c packable value (tuples pack as arrays, maps as maps).
