@@ -1,10 +1,12 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <initializer_list>
 #include <limits>
 #include <msgpack.hpp>
 
 #include "rill/codec.hpp"
+#include "support/msgpack.hpp"
 
 using namespace rill;
 using namespace std::chrono_literals;
@@ -21,29 +23,40 @@ Reading sample(std::uint64_t seq = 1, std::string sensor = "kitchen") {
     return r;
 }
 
-// Packs an arbitrary msgpack value, for building hostile payloads by hand.
-template <typename... T>
-std::string pack_array(const T&... fields) {
-    msgpack::sbuffer buf;
-    msgpack::packer<msgpack::sbuffer> pk(buf);
-    pk.pack_array(sizeof...(T));
-    (pk.pack(fields), ...);
-    return {buf.data(), buf.size()};
-}
+using test::pack_array;
+using test::packed;
+using test::Packer;
 
 // A readings payload whose single reading is the array given.
 template <typename... T>
 std::string payload_with_reading(const T&... fields) {
-    msgpack::sbuffer buf;
-    msgpack::packer<msgpack::sbuffer> pk(buf);
-    pk.pack_array(4);
-    pk.pack(1);
-    pk.pack(0);
-    pk.pack(std::string("kitchen"));
-    pk.pack_array(1);
-    pk.pack_array(sizeof...(T));
-    (pk.pack(fields), ...);
-    return {buf.data(), buf.size()};
+    return packed([&](Packer& pk) {
+        pk.pack_array(4);
+        pk.pack(1);
+        pk.pack(0);
+        pk.pack(std::string("kitchen"));
+        pk.pack_array(1);
+        pk.pack_array(sizeof...(T));
+        (pk.pack(fields), ...);
+    });
+}
+
+// A readings payload of sensor "kitchen" with one reading per seq given, unchecked.
+std::string batch_of_seqs(std::initializer_list<int> seqs) {
+    return packed([&](Packer& pk) {
+        pk.pack_array(4);
+        pk.pack(1);
+        pk.pack(0);
+        pk.pack(std::string("kitchen"));
+        pk.pack_array(static_cast<std::uint32_t>(seqs.size()));
+        for (int seq : seqs) {
+            pk.pack_array(4);
+            pk.pack(seq);
+            pk.pack(1'700'000'000'000'000LL);
+            pk.pack(1.0f);
+            pk.pack(2.0f);
+        }
+    });
 }
 
 DecodeErrc decode_error_of(std::string_view payload) {
@@ -144,22 +157,22 @@ TEST_CASE("decode_message checks that the topic frame agrees with the payload") 
 
 TEST_CASE("unknown trailing fields are ignored at every level") {
     // A reading with a sixth field and a payload with a fifth: a later minor version may add them.
-    msgpack::sbuffer buf;
-    msgpack::packer<msgpack::sbuffer> pk(buf);
-    pk.pack_array(5);
-    pk.pack(1);
-    pk.pack(0);
-    pk.pack(std::string("kitchen"));
-    pk.pack_array(1);
-    pk.pack_array(6);
-    pk.pack(7);
-    pk.pack(1'700'000'000'000'000LL);
-    pk.pack(20.0f);
-    pk.pack(50.0);
-    pk.pack_nil();
-    pk.pack(std::string("future"));
-    pk.pack(std::string("trailing field"));
-    const auto out = decode_batch(std::string_view(buf.data(), buf.size()));
+    const auto payload = packed([](Packer& pk) {
+        pk.pack_array(5);
+        pk.pack(1);
+        pk.pack(0);
+        pk.pack(std::string("kitchen"));
+        pk.pack_array(1);
+        pk.pack_array(6);
+        pk.pack(7);
+        pk.pack(1'700'000'000'000'000LL);
+        pk.pack(20.0f);
+        pk.pack(50.0);
+        pk.pack_nil();
+        pk.pack(std::string("future"));
+        pk.pack(std::string("trailing field"));
+    });
+    const auto out = decode_batch(payload);
     REQUIRE(out.size() == 1);
     CHECK(out[0].seq == 7);
     CHECK(out[0].humidity == 50.0f);
@@ -267,21 +280,7 @@ TEST_CASE("bad sensor ids are rejected: empty, too long, control characters, inv
 }
 
 TEST_CASE("seq must increase within a batch") {
-    msgpack::sbuffer buf;
-    msgpack::packer<msgpack::sbuffer> pk(buf);
-    pk.pack_array(4);
-    pk.pack(1);
-    pk.pack(0);
-    pk.pack(std::string("kitchen"));
-    pk.pack_array(2);
-    for (int seq : {5, 5}) {
-        pk.pack_array(4);
-        pk.pack(seq);
-        pk.pack(1'700'000'000'000'000LL);
-        pk.pack(1.0f);
-        pk.pack(2.0f);
-    }
-    CHECK(decode_error_of(std::string_view(buf.data(), buf.size())) == DecodeErrc::invalid_value);
+    CHECK(decode_error_of(batch_of_seqs({5, 5})) == DecodeErrc::invalid_value);
 }
 
 TEST_CASE("declared sizes over the limits are rejected before allocation") {
@@ -306,21 +305,7 @@ TEST_CASE("declared sizes over the limits are rejected before allocation") {
 TEST_CASE("a failed decode leaves the output vector as it was") {
     std::vector<Reading> out{sample(1)};
     // Two readings, the second with seq 0: decoding fails after the first was appended.
-    msgpack::sbuffer buf;
-    msgpack::packer<msgpack::sbuffer> pk(buf);
-    pk.pack_array(4);
-    pk.pack(1);
-    pk.pack(0);
-    pk.pack(std::string("kitchen"));
-    pk.pack_array(2);
-    for (int seq : {2, 0}) {
-        pk.pack_array(4);
-        pk.pack(seq);
-        pk.pack(1'700'000'000'000'000LL);
-        pk.pack(1.0f);
-        pk.pack(2.0f);
-    }
-    const std::string bad(buf.data(), buf.size());
+    const std::string bad = batch_of_seqs({2, 0});
     CHECK_THROWS_AS(decode_batch(bad, out), DecodeError);
     REQUIRE(out.size() == 1);
     CHECK(out[0] == sample(1));

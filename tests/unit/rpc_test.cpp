@@ -2,31 +2,21 @@
 
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <memory>
 #include <thread>
 
 #include <msgpack.hpp>
 #include <zmq_addon.hpp>
 
+#include "support/msgpack.hpp"
 #include "support/process.hpp"
 
 using namespace std::chrono_literals;
 
 namespace {
 
-struct Sink {
-    std::string& out;
-    void write(const char* p, std::size_t n) { out.append(p, n); }
-};
-
-// Packs any msgpack-c packable value (test-only convenience).
-template <typename T>
-std::string pack(const T& value) {
-    std::string out;
-    Sink sink{out};
-    msgpack::pack(sink, value);
-    return out;
-}
+using rill::test::pack;
 
 // A server with "echo" (returns its params), "add" ([a, b] -> a + b) and "fail" (throws).
 std::unique_ptr<rill::RpcServer> make_server(zmq::context_t& ctx, std::string_view endpoint,
@@ -293,6 +283,48 @@ TEST_CASE("a server stops promptly and can be stopped twice") {
     CHECK(std::chrono::steady_clock::now() - start < 5s);
     CHECK_THROWS_AS(server->handle("late", [](std::string_view) { return std::string(); }),
                     std::logic_error);
+}
+
+TEST_CASE("stop waits for the request in progress and no handler runs after it returns") {
+    zmq::context_t ctx;
+    rill::RpcServer server(ctx, "tcp://127.0.0.1:0");
+    std::atomic<bool> entered{false};
+    std::atomic<bool> finished{false};
+    std::atomic<int> calls{0};
+    server.handle("slow", [&](std::string_view) {
+        ++calls;
+        entered = true;
+        std::this_thread::sleep_for(300ms);
+        finished = true;
+        return pack(1);
+    });
+    server.start();
+    rill::RpcClient client(ctx, server.last_endpoint());
+    (void)client.send("slow", {}, {5s, 0});
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (!entered && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(1ms);
+    REQUIRE(entered);
+    server.stop();
+    CHECK(finished);
+    (void)client.send("slow", {}, {5s, 0});
+    std::this_thread::sleep_for(200ms);
+    CHECK(calls == 1);
+}
+
+TEST_CASE("a moved client keeps its pending calls") {
+    zmq::context_t ctx;
+    auto server = make_server(ctx, "tcp://127.0.0.1:0");
+    rill::RpcClient first(ctx, server->last_endpoint());
+    const auto id = first.send("add", pack(std::make_tuple(1, 2)), {5s, 0});
+    rill::RpcClient second(std::move(first));
+    CHECK(second.pending() == 1);
+    CHECK(second.wait(id) == pack(3));
+    rill::RpcClient third(ctx, server->last_endpoint());
+    const auto next = second.send("add", pack(std::make_tuple(2, 3)), {5s, 0});
+    third = std::move(second);
+    CHECK(third.wait(next) == pack(5));
+    CHECK(third.pending() == 0);
 }
 
 TEST_CASE("mutated rpc messages decode or throw DecodeError, never anything else") {

@@ -7,18 +7,15 @@
 // decode them.
 #pragma once
 
-#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <variant>
 #include <vector>
 #include <zmq.hpp>
@@ -171,30 +168,15 @@ class RpcServer {
     void stop() noexcept;
 
     /// Every address bound, resolved ("tcp://127.0.0.1:41234").
-    [[nodiscard]] const std::vector<std::string>& bound() const noexcept { return socket_.bound(); }
+    [[nodiscard]] const std::vector<std::string>& bound() const noexcept;
     /// The last bound address, resolved.
     [[nodiscard]] std::string last_endpoint() const;
     /// A snapshot of the counters; callable from any thread.
     [[nodiscard]] RpcStats stats() const noexcept;
 
   private:
-    void run() noexcept;
-    void serve_frames(std::vector<zmq::message_t>& frames);
-    [[nodiscard]] std::string dispatch(const RpcRequest& request);
-    void count_malformed(std::string_view why) noexcept;
-
-    zmq::context_t& ctx_;
-    Socket socket_;
-    Socket stop_tx_;
-    Socket stop_rx_;
-    std::string stop_address_;
-    std::string last_endpoint_;
-    std::map<std::string, RpcHandler, std::less<>> handlers_;
-    std::thread thread_;
-    bool started_ = false;
-    std::atomic<std::uint64_t> requests_{0};
-    std::atomic<std::uint64_t> errors_{0};
-    std::atomic<std::uint64_t> malformed_{0};
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
 };
 
 /// How long to wait for a response and how often to resend.
@@ -221,6 +203,11 @@ class RpcClient {
     /// prefix connect). Connecting never waits for the server. Throws std::runtime_error naming a
     /// bad endpoint.
     RpcClient(zmq::context_t& ctx, std::string_view endpoints, const SocketOptions& options = {});
+    ~RpcClient();
+    /// Takes over the socket and the pending calls; `other` may only be destroyed or assigned.
+    RpcClient(RpcClient&& other) noexcept;
+    /// Takes over the socket and the pending calls; `other` may only be destroyed or assigned.
+    RpcClient& operator=(RpcClient&& other) noexcept;
 
     /// Sends a request without waiting and returns its id, which wait() takes. `params` is one
     /// msgpack array (empty means `[]`). Throws std::invalid_argument for a bad method or params.
@@ -243,31 +230,13 @@ class RpcClient {
     /// Forgets a pending call; its response, if any arrives, is discarded. No-op for unknown ids.
     void cancel(CallId id) noexcept;
     /// Calls sent and not yet waited for.
-    [[nodiscard]] std::size_t pending() const noexcept { return pending_.size(); }
+    [[nodiscard]] std::size_t pending() const noexcept;
     /// The client's counters.
-    [[nodiscard]] RpcStats stats() const noexcept { return stats_; }
+    [[nodiscard]] RpcStats stats() const noexcept;
 
   private:
-    enum class State { waiting, answered, timed_out };
-    struct Pending {
-        std::string method;
-        std::string wire;  // the encoded request, kept for retries
-        CallOptions options;
-        std::chrono::steady_clock::time_point deadline;
-        int attempts_left = 0;
-        State state = State::waiting;
-        RpcResponse response;
-    };
-    void transmit(Pending& call);
-    void receive_until(std::chrono::steady_clock::time_point until);
-    std::size_t drain();  // receives every queued response; returns how many
-    void expire(std::chrono::steady_clock::time_point now);
-
-    Socket socket_;
-    std::string endpoints_;
-    std::uint32_t next_msgid_ = 1;
-    std::map<CallId, Pending> pending_;
-    RpcStats stats_;
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace rill

@@ -2,17 +2,12 @@
 // admits only clients whose public key is in an allow-list directory (docs/security.md).
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <filesystem>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 #include <string_view>
-#include <thread>
-#include <vector>
 #include <zmq.hpp>
 
 #include "rill/socket.hpp"
@@ -108,30 +103,16 @@ class ZapHandler {
     /// sockets first.
     void stop() noexcept;
 
-    /// Clients admitted and rejected so far.
-    [[nodiscard]] std::uint64_t accepted() const noexcept { return accepted_.load(); }
+    /// Clients admitted so far.
+    [[nodiscard]] std::uint64_t accepted() const noexcept;
     /// Clients rejected so far (also counted in rill_security_rejected_total).
-    [[nodiscard]] std::uint64_t rejected() const noexcept { return rejected_.load(); }
+    [[nodiscard]] std::uint64_t rejected() const noexcept;
     /// The number of public keys in the allow-list now.
     [[nodiscard]] std::size_t allowed_count() const;
 
   private:
-    void start(zmq::context_t& ctx);
-    void run() noexcept;
-    void answer(std::vector<zmq::message_t>& request);
-    void reject_logged(const std::string& who, const std::string& why);
-
-    std::filesystem::path allow_dir_;
-    std::string domain_;
-    mutable std::mutex mutex_;
-    std::shared_ptr<const std::set<std::string>> allowed_;
-    std::map<std::string, std::uint64_t> rejections_by_key_;  // server thread only
-    Socket socket_;
-    Socket stop_tx_;
-    Socket stop_rx_;
-    std::thread thread_;
-    std::atomic<std::uint64_t> accepted_{0};
-    std::atomic<std::uint64_t> rejected_{0};
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace rill

@@ -1,12 +1,11 @@
 #include "rill/codec.hpp"
 
 #include <array>
-#include <bit>
 #include <cmath>
 #include <cstring>
-#include <limits>
 
-#include <msgpack.hpp>
+#include "codec/msgpack_cursor.hpp"
+#include "codec/msgpack_write.hpp"
 
 namespace rill {
 
@@ -37,36 +36,11 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 // Encoding
 
-// The msgpack packer's stream concept over a std::string.
-struct StringSink {
-    std::string& out;
-    void write(const char* p, std::size_t n) { out.append(p, n); }
-};
-using Packer = msgpack::packer<StringSink>;
-
-void pack_str(Packer& pk, std::string_view s) {
-    pk.pack_str(static_cast<std::uint32_t>(s.size()));
-    pk.pack_str_body(s.data(), static_cast<std::uint32_t>(s.size()));
-}
-
-// msgpack-c 4 packs floats holding whole numbers as integers; rill always writes float32 for
-// temperature and humidity and float64 for extras, so that encoders agree byte for byte.
-void pack_f32(StringSink& sink, float v) {
-    std::uint32_t bits;
-    std::memcpy(&bits, &v, sizeof bits);
-    const char b[5] = {'\xca', static_cast<char>(bits >> 24), static_cast<char>(bits >> 16),
-                       static_cast<char>(bits >> 8), static_cast<char>(bits)};
-    sink.write(b, sizeof b);
-}
-
-void pack_f64(StringSink& sink, double v) {
-    std::uint64_t bits;
-    std::memcpy(&bits, &v, sizeof bits);
-    char b[9] = {'\xcb'};
-    for (int i = 0; i < 8; ++i)
-        b[1 + i] = static_cast<char>(bits >> (56 - 8 * i));
-    sink.write(b, sizeof b);
-}
+using detail::pack_f32;
+using detail::pack_f64;
+using detail::pack_str;
+using detail::Packer;
+using detail::StringSink;
 
 void pack_reading(Packer& pk, StringSink& sink, const Reading& r) {
     pk.pack_array(r.extras.empty() ? 4 : 5);
@@ -198,354 +172,31 @@ namespace {
 // single pass meets the second rule by construction; for the first, a pass that fails runs
 // check_structure() over the whole payload, whose error, if any, replaces the pass's own.
 
-[[noreturn]] void fail(DecodeErrc code, const std::string& what) {
-    throw DecodeError(code, what);
-}
+using detail::Cursor;
+using detail::CursorLimits;
+using detail::expect_min_size;
+using detail::expect_type;
+using detail::fail;
+using detail::get_array;
+using detail::get_number;
+using detail::get_str;
+using detail::get_uint;
+using detail::Type;
+using detail::type_name;
+using detail::Value;
 
-// The structural errors, worded as before (msgpack-c's parser names the limit it hit).
+// Parser limits, which apply to every value, known or not; the fields have tighter ones of their
+// own. An array or map, even an empty one, may sit at most 8 levels deep (the payload is
+// level 1).
+constexpr CursorLimits parse_limits{limits::max_batch_readings, limits::max_heartbeat_sensors, 8};
+
 [[noreturn]] void truncated() {
     fail(DecodeErrc::malformed, "payload is truncated");
 }
-[[noreturn]] void not_msgpack() {
-    fail(DecodeErrc::malformed, "payload is not msgpack (parse error)");
-}
-[[noreturn]] void over_limit(const char* which) {
-    fail(DecodeErrc::too_large,
-         std::string("payload declares a size over its limit (") + which + " size overflow)");
-}
-
-// Parser limits, which apply to every value, known or not; the fields have tighter ones of their
-// own. An array or map, even an empty one, may sit at most max_depth levels deep (the payload is
-// level 1).
-constexpr std::size_t max_array_elements = limits::max_batch_readings;
-constexpr std::size_t max_map_entries = limits::max_heartbeat_sensors;
-constexpr int max_depth = 8;
-
-enum class Type : std::uint8_t {
-    nil,
-    boolean,
-    positive,  // any integer >= 0, whatever its encoding (int8..int64 too)
-    negative,
-    float32,
-    float64,
-    str,
-    bin,
-    array,
-    map,
-    ext,
-};
-
-const char* type_name(Type t) {
-    switch (t) {
-        case Type::nil:
-            return "nil";
-        case Type::boolean:
-            return "boolean";
-        case Type::positive:
-            return "positive integer";
-        case Type::negative:
-            return "negative integer";
-        case Type::float32:
-            return "float32";
-        case Type::float64:
-            return "float64";
-        case Type::str:
-            return "str";
-        case Type::bin:
-            return "bin";
-        case Type::array:
-            return "array";
-        case Type::map:
-            return "map";
-        case Type::ext:
-            return "ext";
-    }
-    return "unknown";
-}
-
-// One value's header. Scalars carry their value; str, bin and ext their bytes, which the cursor
-// has moved past; array and map their element count, whose elements follow.
-struct Value {
-    Type type = Type::nil;
-    std::uint32_t size = 0;  // str/bin/ext bytes, array elements, map entries
-    std::uint64_t u = 0;     // positive
-    std::int64_t i = 0;      // negative
-    double f = 0;            // float32, float64
-    const char* bytes = nullptr;
-};
-
-template <typename T>
-T load_be(const unsigned char* p) noexcept {
-    T v;
-    std::memcpy(&v, p, sizeof v);
-    if constexpr (sizeof(T) > 1 && std::endian::native == std::endian::little) {
-        if constexpr (sizeof(T) == 2) v = __builtin_bswap16(v);
-        if constexpr (sizeof(T) == 4) v = __builtin_bswap32(v);
-        if constexpr (sizeof(T) == 8) v = __builtin_bswap64(v);
-    }
-    return v;
-}
-
-// A read position in a payload; every read is bounds-checked.
-class Cursor {
-  public:
-    explicit Cursor(std::string_view payload) noexcept
-        : p_(reinterpret_cast<const unsigned char*>(payload.data())), end_(p_ + payload.size()) {}
-
-    [[nodiscard]] std::size_t remaining() const noexcept {
-        return static_cast<std::size_t>(end_ - p_);
-    }
-
-    // The next `n` bytes, moved past; throws (truncated) when fewer remain.
-    const unsigned char* take(std::size_t n) {
-        if (remaining() < n) truncated();
-        const unsigned char* q = p_;
-        p_ += n;
-        return q;
-    }
-
-    template <typename T>
-    T take_be() {
-        return load_be<T>(take(sizeof(T)));
-    }
-
-    // Reads the header of the value at `level` (the payload is 1) and, for str, bin and ext,
-    // moves past its bytes. Throws for bytes that are not msgpack, truncation and containers
-    // over the parser limits.
-    Value next(int level) {
-        const unsigned b = *take(1);
-        Value v;
-        if (b <= 0x7f) {
-            v.type = Type::positive;
-            v.u = b;
-        } else if (b >= 0xe0) {
-            v.type = Type::negative;
-            v.i = static_cast<std::int8_t>(b);
-        } else if (b <= 0x8f) {
-            container(v, Type::map, b & 0x0fu, level);
-        } else if (b <= 0x9f) {
-            container(v, Type::array, b & 0x0fu, level);
-        } else if (b <= 0xbf) {
-            blob(v, Type::str, b & 0x1fu);
-        } else {
-            switch (b) {
-                case 0xc0:
-                    v.type = Type::nil;
-                    break;
-                case 0xc2:
-                case 0xc3:
-                    v.type = Type::boolean;
-                    break;
-                case 0xc4:
-                    blob(v, Type::bin, take_be<std::uint8_t>());
-                    break;
-                case 0xc5:
-                    blob(v, Type::bin, take_be<std::uint16_t>());
-                    break;
-                case 0xc6:
-                    blob(v, Type::bin, take_be<std::uint32_t>());
-                    break;
-                case 0xc7:  // ext: a type byte, then the data
-                    blob(v, Type::ext, std::uint64_t{take_be<std::uint8_t>()} + 1);
-                    break;
-                case 0xc8:
-                    blob(v, Type::ext, std::uint64_t{take_be<std::uint16_t>()} + 1);
-                    break;
-                case 0xc9:
-                    blob(v, Type::ext, std::uint64_t{take_be<std::uint32_t>()} + 1);
-                    break;
-                case 0xca: {
-                    const auto bits = take_be<std::uint32_t>();
-                    float f;
-                    std::memcpy(&f, &bits, sizeof f);
-                    v.type = Type::float32;
-                    v.f = f;
-                    break;
-                }
-                case 0xcb: {
-                    const auto bits = take_be<std::uint64_t>();
-                    std::memcpy(&v.f, &bits, sizeof v.f);
-                    v.type = Type::float64;
-                    break;
-                }
-                case 0xcc:
-                    unsigned_value(v, take_be<std::uint8_t>());
-                    break;
-                case 0xcd:
-                    unsigned_value(v, take_be<std::uint16_t>());
-                    break;
-                case 0xce:
-                    unsigned_value(v, take_be<std::uint32_t>());
-                    break;
-                case 0xcf:
-                    unsigned_value(v, take_be<std::uint64_t>());
-                    break;
-                case 0xd0:
-                    signed_value(v, static_cast<std::int8_t>(take_be<std::uint8_t>()));
-                    break;
-                case 0xd1:
-                    signed_value(v, static_cast<std::int16_t>(take_be<std::uint16_t>()));
-                    break;
-                case 0xd2:
-                    signed_value(v, static_cast<std::int32_t>(take_be<std::uint32_t>()));
-                    break;
-                case 0xd3:
-                    signed_value(v, static_cast<std::int64_t>(take_be<std::uint64_t>()));
-                    break;
-                case 0xd4:  // fixext 1, 2, 4, 8, 16: a type byte, then the data
-                    blob(v, Type::ext, 2);
-                    break;
-                case 0xd5:
-                    blob(v, Type::ext, 3);
-                    break;
-                case 0xd6:
-                    blob(v, Type::ext, 5);
-                    break;
-                case 0xd7:
-                    blob(v, Type::ext, 9);
-                    break;
-                case 0xd8:
-                    blob(v, Type::ext, 17);
-                    break;
-                case 0xd9:
-                    blob(v, Type::str, take_be<std::uint8_t>());
-                    break;
-                case 0xda:
-                    blob(v, Type::str, take_be<std::uint16_t>());
-                    break;
-                case 0xdb:
-                    blob(v, Type::str, take_be<std::uint32_t>());
-                    break;
-                case 0xdc:
-                    container(v, Type::array, take_be<std::uint16_t>(), level);
-                    break;
-                case 0xdd:
-                    container(v, Type::array, take_be<std::uint32_t>(), level);
-                    break;
-                case 0xde:
-                    container(v, Type::map, take_be<std::uint16_t>(), level);
-                    break;
-                case 0xdf:
-                    container(v, Type::map, take_be<std::uint32_t>(), level);
-                    break;
-                default:  // 0xc1, never used
-                    not_msgpack();
-            }
-        }
-        return v;
-    }
-
-    // Fast paths for the forms rill's encoder writes, at levels where the depth limit cannot
-    // apply. Each reads what next() would, or returns false and reads nothing; callers then use
-    // next(), which handles every form and every error.
-    bool fast_uint(std::uint64_t& u) noexcept {
-        if (p_ == end_) return false;
-        const unsigned b = *p_;
-        if (b <= 0x7f) {
-            u = b;
-            ++p_;
-            return true;
-        }
-        switch (b) {
-            case 0xcc:
-                return fast_load<std::uint8_t>(u);
-            case 0xcd:
-                return fast_load<std::uint16_t>(u);
-            case 0xce:
-                return fast_load<std::uint32_t>(u);
-            case 0xcf:
-                return fast_load<std::uint64_t>(u);
-            default:
-                return false;
-        }
-    }
-    bool fast_float(double& f) noexcept {
-        if (remaining() >= 5 && *p_ == 0xca) {
-            const auto bits = load_be<std::uint32_t>(p_ + 1);
-            float x;
-            std::memcpy(&x, &bits, sizeof x);
-            f = x;
-            p_ += 5;
-            return true;
-        }
-        if (remaining() >= 9 && *p_ == 0xcb) {
-            const auto bits = load_be<std::uint64_t>(p_ + 1);
-            std::memcpy(&f, &bits, sizeof f);
-            p_ += 9;
-            return true;
-        }
-        return false;
-    }
-    bool fast_fixarray(std::uint32_t& n) noexcept {
-        if (p_ == end_ || (*p_ & 0xf0) != 0x90) return false;
-        n = *p_++ & 0x0fu;
-        return true;
-    }
-    bool fast_fixstr(std::string_view& s) noexcept {
-        if (p_ == end_ || (*p_ & 0xe0) != 0xa0) return false;
-        const std::size_t n = *p_ & 0x1fu;
-        if (remaining() < 1 + n) return false;
-        s = {reinterpret_cast<const char*>(p_ + 1), n};
-        p_ += 1 + n;
-        return true;
-    }
-
-    // Moves past the value at `level`, whatever it is. Recursion is bounded by max_depth, and
-    // the loops by the bytes that remain: each element takes at least one, or throws.
-    void skip(int level) {
-        const Value v = next(level);
-        if (v.type == Type::array) {
-            for (std::uint32_t k = 0; k < v.size; ++k)
-                skip(level + 1);
-        } else if (v.type == Type::map) {
-            for (std::uint32_t k = 0; k < v.size; ++k) {
-                skip(level + 1);
-                skip(level + 1);
-            }
-        }
-    }
-
-  private:
-    // Reads the header byte and a big-endian T after it into `u`, if they are all there.
-    template <typename T>
-    bool fast_load(std::uint64_t& u) noexcept {
-        if (remaining() < 1 + sizeof(T)) return false;
-        u = load_be<T>(p_ + 1);
-        p_ += 1 + sizeof(T);
-        return true;
-    }
-    static void unsigned_value(Value& v, std::uint64_t u) noexcept {
-        v.type = Type::positive;
-        v.u = u;
-    }
-    static void signed_value(Value& v, std::int64_t i) noexcept {
-        if (i >= 0) {
-            unsigned_value(v, static_cast<std::uint64_t>(i));
-        } else {
-            v.type = Type::negative;
-            v.i = i;
-        }
-    }
-    void blob(Value& v, Type t, std::uint64_t n) {
-        v.type = t;
-        v.bytes = reinterpret_cast<const char*>(take(static_cast<std::size_t>(n)));
-        v.size = static_cast<std::uint32_t>(t == Type::ext ? n - 1 : n);
-    }
-    static void container(Value& v, Type t, std::uint32_t n, int level) {
-        if (t == Type::array && n > max_array_elements) over_limit("array");
-        if (t == Type::map && n > max_map_entries) over_limit("map");
-        if (level > max_depth) over_limit("depth");
-        v.type = t;
-        v.size = n;
-    }
-
-    const unsigned char* p_;
-    const unsigned char* end_;
-};
 
 // Throws the structural error of `payload`, if it has one: what msgpack-c's parser reported.
 void check_structure(std::string_view payload) {
-    Cursor c(payload);
+    Cursor c(payload, parse_limits);
     c.skip(1);
     if (c.remaining() != 0) {
         fail(DecodeErrc::trailing_bytes,
@@ -563,7 +214,7 @@ auto strict(std::string_view payload, Pass&& pass) {
     }
     if (payload.empty()) fail(DecodeErrc::malformed, "payload is empty");
     try {
-        Cursor c(payload);
+        Cursor c(payload, parse_limits);
         return pass(c);
     } catch (const DecodeError&) {
         check_structure(payload);
@@ -576,57 +227,6 @@ void expect_end(const Cursor& c) {
         fail(DecodeErrc::trailing_bytes,
              std::to_string(c.remaining()) + " bytes follow the payload's msgpack object");
     }
-}
-
-void expect_type(const Value& v, Type t, const char* field) {
-    if (v.type != t) {
-        fail(DecodeErrc::wrong_type,
-             std::string(field) + " is a " + type_name(v.type) + ", expected " + type_name(t));
-    }
-}
-
-std::uint64_t get_uint(const Value& v, const char* field) {
-    expect_type(v, Type::positive, field);
-    return v.u;
-}
-
-double get_number(const Value& v, const char* field) {
-    switch (v.type) {
-        case Type::float32:
-        case Type::float64:
-            return v.f;
-        case Type::positive:
-            return static_cast<double>(v.u);
-        case Type::negative:
-            return static_cast<double>(v.i);
-        default:
-            fail(DecodeErrc::wrong_type,
-                 std::string(field) + " is a " + type_name(v.type) + ", expected a number");
-    }
-}
-
-std::string_view get_str(const Value& v, const char* field, std::size_t max_bytes) {
-    expect_type(v, Type::str, field);
-    if (v.size > max_bytes) {
-        fail(DecodeErrc::too_large, std::string(field) + " is " + std::to_string(v.size) +
-                                        " bytes, more than " + std::to_string(max_bytes));
-    }
-    return {v.bytes, v.size};
-}
-
-void expect_min_size(std::uint32_t size, const char* field, std::size_t min_size) {
-    if (size < min_size) {
-        fail(DecodeErrc::malformed, std::string(field) + " has " + std::to_string(size) +
-                                        " elements, expected " + std::to_string(min_size) +
-                                        " or more");
-    }
-}
-
-// Checks that `v` is an array of at least `min_size` elements; returns its size.
-std::uint32_t get_array(const Value& v, const char* field, std::size_t min_size) {
-    expect_type(v, Type::array, field);
-    expect_min_size(v.size, field, min_size);
-    return v.size;
 }
 
 // The next value, read as get_uint, get_number, get_str and get_array do, taking the cursor's

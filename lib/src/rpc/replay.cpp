@@ -2,7 +2,8 @@
 
 #include <algorithm>
 
-#include "codec/msgpack_walk.hpp"
+#include "codec/msgpack_cursor.hpp"
+#include "codec/msgpack_write.hpp"
 #include "rill/codec.hpp"
 #include "rill/log.hpp"
 
@@ -10,9 +11,15 @@ namespace rill {
 
 namespace {
 
+using detail::Cursor;
 using detail::fail;
 using detail::Packer;
 using detail::StringSink;
+
+// The bounds RPC puts on params and results (rpc.hpp), which carry replay requests and replies.
+constexpr detail::CursorLimits parse_limits{rpc_limits::max_array_elements,
+                                            rpc_limits::max_map_pairs,
+                                            static_cast<int>(rpc_limits::max_depth), true};
 
 std::optional<std::string> request_problem(const ReplayRequest& r) {
     if (auto p = sensor_id_problem(r.sensor)) return "sensor: " + *p;
@@ -93,12 +100,12 @@ std::string encode_replay_request(const ReplayRequest& request) {
 }
 
 ReplayRequest decode_replay_request(std::string_view params) {
-    auto oh = detail::parse_whole(params, "replay request");
-    const auto& a = detail::get_array_min(oh.get(), "replay request", 3);
+    Cursor c(params, parse_limits, "replay request");
+    (void)detail::get_array(c.whole(rpc_limits::max_message_bytes), "replay request", 3);
     ReplayRequest r;
-    r.sensor.assign(detail::get_str(a.ptr[0], "sensor", limits::max_sensor_id_bytes));
-    r.from_seq = detail::get_uint(a.ptr[1], "from_seq");
-    const auto max = detail::get_uint(a.ptr[2], "max_readings");
+    r.sensor.assign(detail::get_str(c.next(2), "sensor", limits::max_sensor_id_bytes));
+    r.from_seq = detail::get_uint(c.next(2), "from_seq");
+    const auto max = detail::get_uint(c.next(2), "max_readings");
     if (max > limits::max_batch_readings) {
         fail(DecodeErrc::too_large, "max_readings is " + std::to_string(max) + ", more than " +
                                         std::to_string(limits::max_batch_readings));
@@ -135,10 +142,10 @@ std::string encode_replay_reply(const ReplayReply& reply) {
 }
 
 ReplayReply decode_replay_reply(std::string_view result) {
-    auto oh = detail::parse_whole(result, "replay reply");
-    const auto& a = detail::get_array_min(oh.get(), "replay reply", 4);
+    Cursor c(result, parse_limits, "replay reply");
+    (void)detail::get_array(c.whole(rpc_limits::max_message_bytes), "replay reply", 4);
     ReplayReply r;
-    const auto payload = detail::get_bin(a.ptr[0], "readings", limits::max_payload_bytes);
+    const auto payload = detail::get_bin(c.next(2), "readings", limits::max_payload_bytes);
     if (!payload.empty()) {
         try {
             decode_batch(payload, r.readings);
@@ -146,12 +153,12 @@ ReplayReply decode_replay_reply(std::string_view result) {
             throw DecodeError(e.code(), std::string("replay reply readings: ") + e.what());
         }
     }
-    r.first_available = detail::get_uint(a.ptr[1], "first_available");
-    r.newest = detail::get_uint(a.ptr[2], "newest");
-    if (a.ptr[3].type != msgpack::type::NIL) {
-        const auto& l = detail::get_array(a.ptr[3], "lost", 2);
-        r.lost = SeqRange{detail::get_uint(l.ptr[0], "lost.first"),
-                          detail::get_uint(l.ptr[1], "lost.last")};
+    r.first_available = detail::get_uint(c.next(2), "first_available");
+    r.newest = detail::get_uint(c.next(2), "newest");
+    if (const auto lost = c.next(2); lost.type != detail::Type::nil) {
+        detail::get_array_exact(lost, "lost", 2);
+        const auto first = detail::get_uint(c.next(3), "lost.first");
+        r.lost = SeqRange{first, detail::get_uint(c.next(3), "lost.last")};
     }
     if (auto p = reply_shape_problem(r)) fail(DecodeErrc::invalid_value, "replay reply " + *p);
     return r;

@@ -2,19 +2,25 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
+#include <map>
 
 #include <zmq_addon.hpp>
 
-#include "codec/msgpack_walk.hpp"
+#include "codec/msgpack_cursor.hpp"
+#include "codec/msgpack_write.hpp"
+#include "core/actor.hpp"
 #include "rill/log.hpp"
 
 namespace rill {
 
 namespace {
 
+using detail::Cursor;
 using detail::fail;
 using detail::Packer;
 using detail::StringSink;
+using detail::Type;
 
 constexpr std::uint64_t type_request = 0;
 constexpr std::uint64_t type_response = 1;
@@ -31,13 +37,19 @@ std::optional<std::string> method_problem(std::string_view method) {
     return std::nullopt;
 }
 
+// Parser bounds for every msgpack object in an RPC message; depth counts from each object.
+constexpr detail::CursorLimits parse_limits{rpc_limits::max_array_elements,
+                                            rpc_limits::max_map_pairs,
+                                            static_cast<int>(rpc_limits::max_depth), true};
+
 // Checks that `bytes` is exactly one msgpack object (an array when `want_array`).
 void check_object(std::string_view bytes, bool want_array, const char* what) {
     try {
-        auto oh = detail::parse_whole(bytes, what);
-        if (want_array && oh.get().type != msgpack::type::ARRAY) {
-            throw std::invalid_argument(std::string(what) + " is a " +
-                                        detail::type_name(oh.get().type) + ", expected an array");
+        Cursor c(bytes, parse_limits, what);
+        const auto v = c.whole(rpc_limits::max_message_bytes);
+        if (want_array && v.type != Type::array) {
+            throw std::invalid_argument(std::string(what) + " is a " + detail::type_name(v.type) +
+                                        ", expected an array");
         }
     } catch (const DecodeError& e) {
         throw std::invalid_argument(std::string("cannot encode RPC message: ") + e.what());
@@ -81,18 +93,33 @@ void truncate_error(std::string& s) {
     s.resize(n);
 }
 
+// A cursor at the first element of the envelope `b`, after its 4-element array header.
+Cursor envelope_elements(std::string_view b) {
+    return Cursor(b.substr(read_envelope_header(b)), parse_limits, "RPC message");
+}
+
 // The msgid of `b` when it starts like a request ([0, msgid, ...]), whatever follows.
 std::optional<std::uint32_t> peek_request_msgid(std::string_view b) noexcept {
     try {
-        std::size_t off = read_envelope_header(b);
-        if (detail::get_uint(detail::parse_next(b, off, "type").get(), "type") != type_request) {
-            return std::nullopt;
-        }
-        const auto id = detail::get_uint(detail::parse_next(b, off, "msgid").get(), "msgid");
+        auto c = envelope_elements(b);
+        if (detail::get_uint(c.next_whole("type"), "type") != type_request) return std::nullopt;
+        const auto id = detail::get_uint(c.next_whole("msgid"), "msgid");
         if (id > 0xffffffffu) return std::nullopt;
         return static_cast<std::uint32_t>(id);
     } catch (...) {
         return std::nullopt;
+    }
+}
+
+// The bytes from `start` to the cursor's position.
+std::string_view consumed(const char* start, const Cursor& c) noexcept {
+    return {start, static_cast<std::size_t>(c.position() - start)};
+}
+
+void expect_end(const Cursor& c) {
+    if (c.remaining() != 0) {
+        fail(DecodeErrc::trailing_bytes,
+             std::to_string(c.remaining()) + " bytes follow the RPC message");
     }
 }
 
@@ -150,54 +177,41 @@ RpcMessage decode_rpc_message(std::string_view b) {
                                         " bytes, more than " +
                                         std::to_string(rpc_limits::max_message_bytes));
     }
-    std::size_t off = read_envelope_header(b);
-    const auto type =
-        detail::get_uint(detail::parse_next(b, off, "message type").get(), "message type");
+    auto c = envelope_elements(b);
+    const auto type = detail::get_uint(c.next_whole("message type"), "message type");
     if (type != type_request && type != type_response) {
         fail(DecodeErrc::unknown_kind,
              "message type " + std::to_string(type) + " is not a request (0) or response (1)");
     }
-    const auto msgid = detail::get_uint(detail::parse_next(b, off, "msgid").get(), "msgid");
+    const auto msgid = detail::get_uint(c.next_whole("msgid"), "msgid");
     if (msgid > 0xffffffffu) {
         fail(DecodeErrc::invalid_value, "msgid " + std::to_string(msgid) + " is over 32 bits");
     }
     if (type == type_request) {
         RpcRequest req;
         req.msgid = static_cast<std::uint32_t>(msgid);
-        {
-            auto m = detail::parse_next(b, off, "method");
-            const auto name = detail::get_str(m.get(), "method", rpc_limits::max_method_bytes);
-            if (auto p = method_problem(name)) fail(DecodeErrc::invalid_value, *p);
-            req.method.assign(name);
-        }
-        const auto start = off;
-        auto p = detail::parse_next(b, off, "params");
-        detail::expect_type(p.get(), msgpack::type::ARRAY, "params");
-        if (off != b.size()) {
-            fail(DecodeErrc::trailing_bytes,
-                 std::to_string(b.size() - off) + " bytes follow the RPC message");
-        }
-        req.params.assign(b.substr(start, off - start));
+        const auto name =
+            detail::get_str(c.next_whole("method"), "method", rpc_limits::max_method_bytes);
+        if (auto p = method_problem(name)) fail(DecodeErrc::invalid_value, *p);
+        req.method.assign(name);
+        const char* const start = c.position();
+        detail::expect_type(c.next_whole("params"), Type::array, "params");
+        expect_end(c);
+        req.params.assign(consumed(start, c));
         return req;
     }
     RpcResponse resp;
     resp.msgid = static_cast<std::uint32_t>(msgid);
-    {
-        auto e = detail::parse_next(b, off, "error");
-        if (e.get().type != msgpack::type::NIL) {
-            resp.error.emplace(detail::get_str(e.get(), "error", rpc_limits::max_error_bytes));
-        }
+    if (const auto e = c.next_whole("error"); e.type != Type::nil) {
+        resp.error.emplace(detail::get_str(e, "error", rpc_limits::max_error_bytes));
     }
-    const auto start = off;
-    auto r = detail::parse_next(b, off, "result");
-    if (off != b.size()) {
-        fail(DecodeErrc::trailing_bytes,
-             std::to_string(b.size() - off) + " bytes follow the RPC message");
-    }
-    if (resp.error && r.get().type != msgpack::type::NIL) {
+    const char* const start = c.position();
+    const auto r = c.next_whole("result");
+    expect_end(c);
+    if (resp.error && r.type != Type::nil) {
         fail(DecodeErrc::invalid_value, "an error response carries a non-nil result");
     }
-    if (!resp.error) resp.result.assign(b.substr(start, off - start));
+    if (!resp.error) resp.result.assign(consumed(start, c));
     return resp;
 }
 
@@ -240,23 +254,24 @@ std::string str_array(const std::vector<std::string>& items) {
 }
 
 std::string to_str(std::string_view bytes) {
-    auto oh = detail::parse_whole(bytes, "value");
-    return std::string(detail::get_str(oh.get(), "value", rpc_limits::max_message_bytes));
+    Cursor c(bytes, parse_limits, "value");
+    return std::string(detail::get_str(c.whole(rpc_limits::max_message_bytes), "value",
+                                       rpc_limits::max_message_bytes));
 }
 
 std::uint64_t to_uint(std::string_view bytes) {
-    auto oh = detail::parse_whole(bytes, "value");
-    return detail::get_uint(oh.get(), "value");
+    Cursor c(bytes, parse_limits, "value");
+    return detail::get_uint(c.whole(rpc_limits::max_message_bytes), "value");
 }
 
 std::vector<std::string> to_str_array(std::string_view bytes) {
-    auto oh = detail::parse_whole(bytes, "value");
-    detail::expect_type(oh.get(), msgpack::type::ARRAY, "value");
+    Cursor c(bytes, parse_limits, "value");
+    const auto a = c.whole(rpc_limits::max_message_bytes);
+    detail::expect_type(a, Type::array, "value");
     std::vector<std::string> out;
-    const auto& a = oh.get().via.array;
     out.reserve(a.size);
     for (std::uint32_t i = 0; i < a.size; ++i) {
-        out.emplace_back(detail::get_str(a.ptr[i], "element", rpc_limits::max_message_bytes));
+        out.emplace_back(detail::get_str(c.next(2), "element", rpc_limits::max_message_bytes));
     }
     return out;
 }
@@ -266,21 +281,32 @@ std::vector<std::string> to_str_array(std::string_view bytes) {
 // -------------------------------------------------------------------------------------------
 // RpcServer
 
-namespace {
+struct RpcServer::Impl {
+    Impl(zmq::context_t& ctx, const SocketOptions& options)
+        : socket(ctx, zmq::socket_type::router, options) {}
 
-std::string unique_inproc(std::string_view what) {
-    static std::atomic<std::uint64_t> counter{0};
-    return "inproc://rill-" + std::string(what) + "-" + std::to_string(++counter);
-}
+    void run(detail::Actor::Context& thread) noexcept;
+    void serve_frames(std::vector<zmq::message_t>& frames);
+    [[nodiscard]] std::string dispatch(const RpcRequest& request);
+    void count_malformed(std::string_view why) noexcept;
 
-}  // namespace
+    Socket socket;  // the server thread's between start() and stop()
+    std::string last_endpoint;
+    std::map<std::string, RpcHandler, std::less<>> handlers;
+    detail::Actor actor;
+    bool started = false;
+    std::atomic<std::uint64_t> requests{0};
+    std::atomic<std::uint64_t> errors{0};
+    std::atomic<std::uint64_t> malformed{0};
+};
 
 RpcServer::RpcServer(zmq::context_t& ctx, std::string_view endpoints, const SocketOptions& options)
-    : ctx_(ctx), socket_(ctx, zmq::socket_type::router, options) {
-    socket_.raw().set(zmq::sockopt::maxmsgsize,
-                      static_cast<std::int64_t>(rpc_limits::max_message_bytes));
-    socket_.attach(endpoints, Attach::bind);
-    last_endpoint_ = socket_.last_endpoint();
+    : impl_(std::make_unique<Impl>(ctx, options)) {
+    auto& socket = impl_->socket;
+    socket.raw().set(zmq::sockopt::maxmsgsize,
+                     static_cast<std::int64_t>(rpc_limits::max_message_bytes));
+    socket.attach(endpoints, Attach::bind);
+    impl_->last_endpoint = socket.last_endpoint();
 }
 
 RpcServer::~RpcServer() {
@@ -288,50 +314,46 @@ RpcServer::~RpcServer() {
 }
 
 void RpcServer::handle(std::string method, RpcHandler handler) {
-    if (started_) throw std::logic_error("RpcServer::handle called after start()");
+    if (impl_->started) throw std::logic_error("RpcServer::handle called after start()");
     if (auto p = method_problem(method)) {
         throw std::invalid_argument("cannot register RPC method: " + *p);
     }
-    handlers_.insert_or_assign(std::move(method), std::move(handler));
+    impl_->handlers.insert_or_assign(std::move(method), std::move(handler));
 }
 
 void RpcServer::start() {
-    if (started_) throw std::logic_error("RpcServer::start called twice");
-    stop_address_ = unique_inproc("rpc-stop");
-    stop_rx_ = Socket(ctx_, zmq::socket_type::pair);
-    stop_rx_.raw().bind(stop_address_);
-    stop_tx_ = Socket(ctx_, zmq::socket_type::pair);
-    stop_tx_.raw().connect(stop_address_);
-    started_ = true;
-    thread_ = std::thread([this] { run(); });
+    if (impl_->started) throw std::logic_error("RpcServer::start called twice");
+    impl_->started = true;
+    impl_->actor.start("rpc", [impl = impl_.get()](detail::Actor::Context& thread) {
+        thread.ready();
+        impl->run(thread);
+    });
 }
 
 void RpcServer::stop() noexcept {
-    if (!thread_.joinable()) return;
-    try {
-        (void)stop_tx_.raw().send(zmq::str_buffer("stop"), zmq::send_flags::dontwait);
-    } catch (...) {
-    }
-    thread_.join();
-    stop_tx_.close();
-    stop_rx_.close();
-    socket_.close();
+    if (!impl_->actor.running()) return;
+    impl_->actor.stop();
+    impl_->socket.close();
+}
+
+const std::vector<std::string>& RpcServer::bound() const noexcept {
+    return impl_->socket.bound();
 }
 
 std::string RpcServer::last_endpoint() const {
-    return last_endpoint_;
+    return impl_->last_endpoint;
 }
 
 RpcStats RpcServer::stats() const noexcept {
     RpcStats s;
-    s.requests = requests_.load();
-    s.errors = errors_.load();
-    s.malformed = malformed_.load();
+    s.requests = impl_->requests.load();
+    s.errors = impl_->errors.load();
+    s.malformed = impl_->malformed.load();
     return s;
 }
 
-void RpcServer::count_malformed(std::string_view why) noexcept {
-    const auto n = ++malformed_;
+void RpcServer::Impl::count_malformed(std::string_view why) noexcept {
+    const auto n = ++malformed;
     // Log the first few, then every power of two, so a flood cannot flood the log.
     if (n <= 10 || (n & (n - 1)) == 0) {
         try {
@@ -342,24 +364,20 @@ void RpcServer::count_malformed(std::string_view why) noexcept {
     }
 }
 
-void RpcServer::run() noexcept {
+void RpcServer::Impl::run(detail::Actor::Context& thread) noexcept {
     std::vector<zmq::message_t> frames;
     for (;;) {
-        std::array<zmq::pollitem_t, 2> items{{{socket_.raw().handle(), 0, ZMQ_POLLIN, 0},
-                                              {stop_rx_.raw().handle(), 0, ZMQ_POLLIN, 0}}};
         try {
-            zmq::poll(items.data(), items.size(), std::chrono::milliseconds{-1});
+            if (!thread.wait(socket.raw())) return;
         } catch (const zmq::error_t& e) {
-            if (e.num() == EINTR) continue;
             log_error("rpc", std::string("server poll failed, stopping: ") + e.what());
             return;
         }
-        if (items[1].revents & ZMQ_POLLIN) return;
-        // Serve a bounded number of requests before looking at the stop pipe again.
+        // Serve a bounded number of requests before looking at the stop request again.
         for (int i = 0; i < 256; ++i) {
             frames.clear();
             try {
-                if (!zmq::recv_multipart(socket_.raw(), std::back_inserter(frames),
+                if (!zmq::recv_multipart(socket.raw(), std::back_inserter(frames),
                                          zmq::recv_flags::dontwait)) {
                     break;
                 }
@@ -375,7 +393,7 @@ void RpcServer::run() noexcept {
     }
 }
 
-void RpcServer::serve_frames(std::vector<zmq::message_t>& frames) {
+void RpcServer::Impl::serve_frames(std::vector<zmq::message_t>& frames) {
     // [identity, body] from a DEALER, [identity, "", body] from a REQ.
     const bool delimited = frames.size() == 3 && frames[1].size() == 0;
     if (frames.size() != 2 && !delimited) {
@@ -398,7 +416,7 @@ void RpcServer::serve_frames(std::vector<zmq::message_t>& frames) {
         // Tell the caller why when it can be told: the request's msgid is readable.
         const auto msgid = peek_request_msgid(body.to_string_view());
         if (!msgid) return;
-        ++errors_;
+        ++errors;
         RpcResponse resp;
         resp.msgid = *msgid;
         resp.error = std::string("invalid request: ") + e.what();
@@ -406,22 +424,22 @@ void RpcServer::serve_frames(std::vector<zmq::message_t>& frames) {
         reply = encode_rpc_response(resp);
     }
     if (reply.empty()) {
-        ++requests_;
+        ++requests;
         reply = dispatch(request);
     }
     frames.back().rebuild(reply.data(), reply.size());
     const auto n = frames.size();
     for (std::size_t i = 0; i < n; ++i) {
-        (void)socket_.raw().send(frames[i],
-                                 i + 1 < n ? zmq::send_flags::sndmore : zmq::send_flags::dontwait);
+        (void)socket.raw().send(frames[i],
+                                i + 1 < n ? zmq::send_flags::sndmore : zmq::send_flags::dontwait);
     }
 }
 
-std::string RpcServer::dispatch(const RpcRequest& request) {
+std::string RpcServer::Impl::dispatch(const RpcRequest& request) {
     RpcResponse resp;
     resp.msgid = request.msgid;
-    const auto it = handlers_.find(request.method);
-    if (it == handlers_.end()) {
+    const auto it = handlers.find(request.method);
+    if (it == handlers.end()) {
         resp.error = "unknown method '" + request.method + "'";
     } else {
         try {
@@ -436,7 +454,7 @@ std::string RpcServer::dispatch(const RpcRequest& request) {
         }
     }
     if (resp.error) {
-        ++errors_;
+        ++errors;
         truncate_error(*resp.error);
         resp.result.clear();
         log_debug("rpc", "request " + request.method + " failed: " + *resp.error);
@@ -447,42 +465,69 @@ std::string RpcServer::dispatch(const RpcRequest& request) {
 // -------------------------------------------------------------------------------------------
 // RpcClient
 
-RpcClient::RpcClient(zmq::context_t& ctx, std::string_view endpoints, const SocketOptions& options)
-    : socket_(ctx, zmq::socket_type::dealer, options), endpoints_(endpoints) {
-    socket_.raw().set(zmq::sockopt::maxmsgsize,
-                      static_cast<std::int64_t>(rpc_limits::max_message_bytes));
-    socket_.attach(endpoints, Attach::connect);
-}
+struct RpcClient::Impl {
+    enum class State { waiting, answered, timed_out };
+    struct Pending {
+        std::string method;
+        std::string wire;  // the encoded request, kept for retries
+        CallOptions options;
+        std::chrono::steady_clock::time_point deadline;
+        int attempts_left = 0;
+        State state = State::waiting;
+        RpcResponse response;
+    };
 
-void RpcClient::transmit(Pending& call) {
+    Impl(zmq::context_t& ctx, std::string_view attach, const SocketOptions& options)
+        : socket(ctx, zmq::socket_type::dealer, options), endpoints(attach) {
+        socket.raw().set(zmq::sockopt::maxmsgsize,
+                         static_cast<std::int64_t>(rpc_limits::max_message_bytes));
+        socket.attach(attach, Attach::connect);
+    }
+
+    [[nodiscard]] CallId send(std::string_view method, std::string params,
+                              const CallOptions& options);
+    [[nodiscard]] std::string wait(CallId id);
+    void transmit(Pending& call);
+    void receive_until(std::chrono::steady_clock::time_point until);
+    std::size_t drain();  // receives every queued response; returns how many
+    void expire(std::chrono::steady_clock::time_point now);
+
+    Socket socket;
+    std::string endpoints;
+    std::uint32_t next_msgid = 1;
+    std::map<CallId, Pending> pending;
+    RpcStats stats;
+};
+
+void RpcClient::Impl::transmit(Pending& call) {
     zmq::message_t msg(call.wire.data(), call.wire.size());
-    (void)socket_.raw().send(msg, zmq::send_flags::dontwait);
+    (void)socket.raw().send(msg, zmq::send_flags::dontwait);
     call.deadline = std::chrono::steady_clock::now() + call.options.timeout;
 }
 
-RpcClient::CallId RpcClient::send(std::string_view method, std::string params,
-                                  const CallOptions& options) {
+RpcClient::CallId RpcClient::Impl::send(std::string_view method, std::string params,
+                                        const CallOptions& options) {
     if (options.retries < 0) throw std::invalid_argument("CallOptions::retries is negative");
     // Skip ids still pending after a wrap-around.
-    while (next_msgid_ == 0 || pending_.count(next_msgid_))
-        ++next_msgid_;
-    const CallId id = next_msgid_++;
+    while (next_msgid == 0 || pending.count(next_msgid))
+        ++next_msgid;
+    const CallId id = next_msgid++;
     Pending call;
     call.method.assign(method);
     call.wire = encode_rpc_request(RpcRequest{id, std::string(method), std::move(params)});
     call.options = options;
     call.attempts_left = options.retries;
-    auto& stored = pending_.emplace(id, std::move(call)).first->second;
+    auto& stored = pending.emplace(id, std::move(call)).first->second;
     transmit(stored);
     return id;
 }
 
-void RpcClient::expire(std::chrono::steady_clock::time_point now) {
-    for (auto& [id, call] : pending_) {
+void RpcClient::Impl::expire(std::chrono::steady_clock::time_point now) {
+    for (auto& [id, call] : pending) {
         if (call.state != State::waiting || call.deadline > now) continue;
         if (call.attempts_left > 0) {
             --call.attempts_left;
-            ++stats_.resent;
+            ++stats.resent;
             transmit(call);
         } else {
             call.state = State::timed_out;
@@ -490,13 +535,13 @@ void RpcClient::expire(std::chrono::steady_clock::time_point now) {
     }
 }
 
-void RpcClient::receive_until(std::chrono::steady_clock::time_point until) {
+void RpcClient::Impl::receive_until(std::chrono::steady_clock::time_point until) {
     // Responses often arrive while the caller is busy: take those without a poll.
     if (drain() > 0) return;
     const auto now = std::chrono::steady_clock::now();
     const auto wait = std::chrono::ceil<std::chrono::milliseconds>(
         std::max(until - now, std::chrono::steady_clock::duration::zero()));
-    std::array<zmq::pollitem_t, 1> items{{{socket_.raw().handle(), 0, ZMQ_POLLIN, 0}}};
+    std::array<zmq::pollitem_t, 1> items{{{socket.raw().handle(), 0, ZMQ_POLLIN, 0}}};
     try {
         zmq::poll(items.data(), items.size(), wait);
     } catch (const zmq::error_t& e) {
@@ -506,12 +551,12 @@ void RpcClient::receive_until(std::chrono::steady_clock::time_point until) {
     if (items[0].revents & ZMQ_POLLIN) (void)drain();
 }
 
-std::size_t RpcClient::drain() {
+std::size_t RpcClient::Impl::drain() {
     std::size_t received = 0;
     std::vector<zmq::message_t> frames;
     for (;;) {
         frames.clear();
-        if (!zmq::recv_multipart(socket_.raw(), std::back_inserter(frames),
+        if (!zmq::recv_multipart(socket.raw(), std::back_inserter(frames),
                                  zmq::recv_flags::dontwait)) {
             return received;
         }
@@ -519,7 +564,7 @@ std::size_t RpcClient::drain() {
         // A REP-style peer may prefix an empty delimiter.
         if (frames.size() == 2 && frames[0].size() == 0) frames.erase(frames.begin());
         if (frames.size() != 1) {
-            ++stats_.malformed;
+            ++stats.malformed;
             log_warn("rpc", "dropped a response of " + std::to_string(frames.size()) + " frames");
             continue;
         }
@@ -528,19 +573,19 @@ std::size_t RpcClient::drain() {
             auto msg = decode_rpc_message(frames[0].to_string_view());
             auto* r = std::get_if<RpcResponse>(&msg);
             if (!r) {
-                ++stats_.malformed;
+                ++stats.malformed;
                 log_warn("rpc", "dropped a request sent to a client");
                 continue;
             }
             resp = std::move(*r);
         } catch (const DecodeError& e) {
-            ++stats_.malformed;
+            ++stats.malformed;
             log_warn("rpc", std::string("dropped a malformed response: ") + e.what());
             continue;
         }
-        const auto it = pending_.find(resp.msgid);
-        if (it == pending_.end() || it->second.state != State::waiting) {
-            ++stats_.stale;
+        const auto it = pending.find(resp.msgid);
+        if (it == pending.end() || it->second.state != State::waiting) {
+            ++stats.stale;
             continue;
         }
         it->second.state = State::answered;
@@ -548,9 +593,9 @@ std::size_t RpcClient::drain() {
     }
 }
 
-std::string RpcClient::wait(CallId id) {
-    const auto it = pending_.find(id);
-    if (it == pending_.end()) {
+std::string RpcClient::Impl::wait(CallId id) {
+    const auto it = pending.find(id);
+    if (it == pending.end()) {
         throw std::invalid_argument("RpcClient::wait: no pending call " + std::to_string(id));
     }
     auto& call = it->second;
@@ -559,7 +604,7 @@ std::string RpcClient::wait(CallId id) {
         if (call.state == State::answered) {
             auto resp = std::move(call.response);
             auto method = std::move(call.method);
-            pending_.erase(it);
+            pending.erase(it);
             if (resp.error) throw RpcError(std::move(method), std::move(*resp.error));
             return resp.result;
         }
@@ -567,19 +612,35 @@ std::string RpcClient::wait(CallId id) {
             const auto attempts = call.options.retries + 1;
             const auto ms = call.options.timeout.count();
             auto method = std::move(call.method);
-            pending_.erase(it);
-            throw RpcTimeout("rpc " + method + " to " + endpoints_ + ": no response after " +
+            pending.erase(it);
+            throw RpcTimeout("rpc " + method + " to " + endpoints + ": no response after " +
                              std::to_string(attempts) + " attempt(s) of " + std::to_string(ms) +
                              " ms");
         }
         // Wake at the earliest deadline of any waiting call, so retries of other calls go out
         // on time too.
         auto until = call.deadline;
-        for (const auto& [other_id, other] : pending_) {
+        for (const auto& [other_id, other] : pending) {
             if (other.state == State::waiting) until = std::min(until, other.deadline);
         }
         receive_until(until);
     }
+}
+
+RpcClient::RpcClient(zmq::context_t& ctx, std::string_view endpoints, const SocketOptions& options)
+    : impl_(std::make_unique<Impl>(ctx, endpoints, options)) {}
+
+RpcClient::~RpcClient() = default;
+RpcClient::RpcClient(RpcClient&&) noexcept = default;
+RpcClient& RpcClient::operator=(RpcClient&&) noexcept = default;
+
+RpcClient::CallId RpcClient::send(std::string_view method, std::string params,
+                                  const CallOptions& options) {
+    return impl_->send(method, std::move(params), options);
+}
+
+std::string RpcClient::wait(CallId id) {
+    return impl_->wait(id);
 }
 
 std::string RpcClient::call(std::string_view method, std::string params,
@@ -588,7 +649,15 @@ std::string RpcClient::call(std::string_view method, std::string params,
 }
 
 void RpcClient::cancel(CallId id) noexcept {
-    pending_.erase(id);
+    impl_->pending.erase(id);
+}
+
+std::size_t RpcClient::pending() const noexcept {
+    return impl_->pending.size();
+}
+
+RpcStats RpcClient::stats() const noexcept {
+    return impl_->stats;
 }
 
 }  // namespace rill

@@ -5,14 +5,18 @@
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <ctime>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <sstream>
 #include <system_error>
 
 #include <zmq_addon.hpp>
 
+#include "core/actor.hpp"
 #include "core/text.hpp"
 #include "rill/log.hpp"
 #include "rill/metrics.hpp"
@@ -128,11 +132,6 @@ CurveKeyPair parse_zcert(const std::string& text, const std::filesystem::path& p
         throw std::runtime_error("key file " + path.string() + ": secret-key is not a Z85 key");
     }
     return keys;
-}
-
-std::string unique_inproc(std::string_view what) {
-    static std::atomic<std::uint64_t> counter{0};
-    return "inproc://rill-" + std::string(what) + "-" + std::to_string(++counter);
 }
 
 }  // namespace
@@ -255,70 +254,83 @@ std::set<std::string> read_allow_list(const std::filesystem::path& dir) {
 // -------------------------------------------------------------------------------------------
 // ZapHandler
 
+struct ZapHandler::Impl {
+    Impl(std::filesystem::path dir, std::string own_domain)
+        : allow_dir(std::move(dir)), domain(std::move(own_domain)) {}
+
+    void start(zmq::context_t& ctx);
+    void run(detail::Actor::Context& thread) noexcept;
+    void answer(std::vector<zmq::message_t>& request);
+    void reject_logged(const std::string& who, const std::string& why);
+
+    std::filesystem::path allow_dir;
+    std::string domain;
+    mutable std::mutex mutex;
+    std::shared_ptr<const std::set<std::string>> allowed;    // replaced whole under `mutex`
+    std::map<std::string, std::uint64_t> rejections_by_key;  // server thread only
+    Socket socket;  // the server thread's between start() and stop()
+    detail::Actor actor;
+    std::atomic<std::uint64_t> accepted{0};
+    std::atomic<std::uint64_t> rejected{0};
+};
+
 ZapHandler::ZapHandler(zmq::context_t& ctx, std::filesystem::path allow_dir, std::string domain)
-    : allow_dir_(std::move(allow_dir)), domain_(std::move(domain)) {
-    allowed_ = std::make_shared<const std::set<std::string>>(read_allow_list(allow_dir_));
-    log_info("security", "allow-list " + allow_dir_.string() + ": " +
-                             std::to_string(allowed_->size()) + " public key(s)");
-    start(ctx);
+    : impl_(std::make_unique<Impl>(std::move(allow_dir), std::move(domain))) {
+    impl_->allowed =
+        std::make_shared<const std::set<std::string>>(read_allow_list(impl_->allow_dir));
+    log_info("security", "allow-list " + impl_->allow_dir.string() + ": " +
+                             std::to_string(impl_->allowed->size()) + " public key(s)");
+    impl_->start(ctx);
 }
 
 ZapHandler::ZapHandler(zmq::context_t& ctx, std::set<std::string> allowed, std::string domain)
-    : domain_(std::move(domain)) {
+    : impl_(std::make_unique<Impl>(std::filesystem::path(), std::move(domain))) {
     for (const auto& k : allowed) {
         if (!is_z85_key(k)) throw std::invalid_argument("allow-list entry is not a Z85 key");
     }
-    allowed_ = std::make_shared<const std::set<std::string>>(std::move(allowed));
-    start(ctx);
+    impl_->allowed = std::make_shared<const std::set<std::string>>(std::move(allowed));
+    impl_->start(ctx);
 }
 
 ZapHandler::~ZapHandler() {
     stop();
 }
 
-void ZapHandler::start(zmq::context_t& ctx) {
+void ZapHandler::Impl::start(zmq::context_t& ctx) {
     if (!curve_available()) {
         throw std::runtime_error("cannot start the ZAP handler: libzmq has no CURVE support");
     }
-    socket_ = Socket(ctx, zmq::socket_type::rep);
+    socket = Socket(ctx, zmq::socket_type::rep);
     try {
-        socket_.raw().bind(std::string(zap_endpoint));
+        socket.raw().bind(std::string(zap_endpoint));
     } catch (const zmq::error_t& e) {
         throw std::runtime_error("cannot bind the ZAP handler on " + std::string(zap_endpoint) +
                                  " (does this context already have one?): " + e.what());
     }
-    const auto stop_address = unique_inproc("zap-stop");
-    stop_rx_ = Socket(ctx, zmq::socket_type::pair);
-    stop_rx_.raw().bind(stop_address);
-    stop_tx_ = Socket(ctx, zmq::socket_type::pair);
-    stop_tx_.raw().connect(stop_address);
-    thread_ = std::thread([this] { run(); });
+    actor.start("security", [this](detail::Actor::Context& context) {
+        context.ready();
+        run(context);
+    });
 }
 
 void ZapHandler::stop() noexcept {
-    if (!thread_.joinable()) return;
-    try {
-        (void)stop_tx_.raw().send(zmq::str_buffer("stop"), zmq::send_flags::dontwait);
-    } catch (...) {
-    }
-    thread_.join();
-    socket_.close();
-    stop_tx_.close();
-    stop_rx_.close();
+    if (!impl_->actor.running()) return;
+    impl_->actor.stop();
+    impl_->socket.close();
 }
 
 std::size_t ZapHandler::reload() {
-    if (allow_dir_.empty()) {
+    if (impl_->allow_dir.empty()) {
         throw std::logic_error("ZapHandler::reload: constructed without an allow-list directory");
     }
-    auto keys = std::make_shared<const std::set<std::string>>(read_allow_list(allow_dir_));
+    auto keys = std::make_shared<const std::set<std::string>>(read_allow_list(impl_->allow_dir));
     const auto n = keys->size();
     {
-        std::lock_guard lock(mutex_);
-        allowed_ = std::move(keys);
+        std::lock_guard lock(impl_->mutex);
+        impl_->allowed = std::move(keys);
     }
-    log_info("security", "reloaded allow-list " + allow_dir_.string() + ": " + std::to_string(n) +
-                             " public key(s)");
+    log_info("security", "reloaded allow-list " + impl_->allow_dir.string() + ": " +
+                             std::to_string(n) + " public key(s)");
     return n;
 }
 
@@ -326,28 +338,32 @@ void ZapHandler::allow(const std::string& public_key) {
     if (!is_z85_key(public_key)) {
         throw std::invalid_argument("cannot allow '" + public_key + "': not a Z85 CURVE key");
     }
-    std::lock_guard lock(mutex_);
-    auto next = std::make_shared<std::set<std::string>>(*allowed_);
+    std::lock_guard lock(impl_->mutex);
+    auto next = std::make_shared<std::set<std::string>>(*impl_->allowed);
     next->insert(public_key);
-    allowed_ = std::move(next);
+    impl_->allowed = std::move(next);
+}
+
+std::uint64_t ZapHandler::accepted() const noexcept {
+    return impl_->accepted.load();
+}
+
+std::uint64_t ZapHandler::rejected() const noexcept {
+    return impl_->rejected.load();
 }
 
 std::size_t ZapHandler::allowed_count() const {
-    std::lock_guard lock(mutex_);
-    return allowed_->size();
+    std::lock_guard lock(impl_->mutex);
+    return impl_->allowed->size();
 }
 
-void ZapHandler::run() noexcept {
+void ZapHandler::Impl::run(detail::Actor::Context& thread) noexcept {
     std::vector<zmq::message_t> request;
     for (;;) {
-        std::array<zmq::pollitem_t, 2> items{{{socket_.raw().handle(), 0, ZMQ_POLLIN, 0},
-                                              {stop_rx_.raw().handle(), 0, ZMQ_POLLIN, 0}}};
         try {
-            zmq::poll(items.data(), items.size(), std::chrono::milliseconds{-1});
-            if (items[1].revents & ZMQ_POLLIN) return;
-            if (!(items[0].revents & ZMQ_POLLIN)) continue;
+            if (!thread.wait(socket.raw())) return;
             request.clear();
-            if (!zmq::recv_multipart(socket_.raw(), std::back_inserter(request),
+            if (!zmq::recv_multipart(socket.raw(), std::back_inserter(request),
                                      zmq::recv_flags::dontwait)) {
                 continue;
             }
@@ -362,21 +378,21 @@ void ZapHandler::run() noexcept {
     }
 }
 
-void ZapHandler::reject_logged(const std::string& who, const std::string& why) {
-    ++rejected_;
+void ZapHandler::Impl::reject_logged(const std::string& who, const std::string& why) {
+    ++rejected;
     default_registry()
         .counter("rill_security_rejected_total",
                  "Clients the ZAP handler refused (unknown CURVE key, or no CURVE)")
         .inc();
-    if (rejections_by_key_.size() > 4096) rejections_by_key_.clear();
-    const auto n = ++rejections_by_key_[who];
+    if (rejections_by_key.size() > 4096) rejections_by_key.clear();
+    const auto n = ++rejections_by_key[who];
     // A client in a restart loop knocks again and again: log its 1st, 2nd, 4th, 8th ... try.
     if ((n & (n - 1)) == 0) {
         log_warn("security", "rejected " + why + " (" + std::to_string(n) + " time(s) so far)");
     }
 }
 
-void ZapHandler::answer(std::vector<zmq::message_t>& req) {
+void ZapHandler::Impl::answer(std::vector<zmq::message_t>& req) {
     // Request (RFC 27): version, request id, domain, address, identity, mechanism, credentials...
     // Reply: version, request id, status code, status text, user id, metadata.
     std::string request_id = req.size() > 1 ? req[1].to_string() : std::string();
@@ -384,14 +400,14 @@ void ZapHandler::answer(std::vector<zmq::message_t>& req) {
         std::array<zmq::const_buffer, 6> frames{zmq::str_buffer("1.0"), zmq::buffer(request_id),
                                                 zmq::buffer(code),      zmq::buffer(text),
                                                 zmq::buffer(user),      zmq::const_buffer()};
-        (void)zmq::send_multipart(socket_.raw(), frames);
+        (void)zmq::send_multipart(socket.raw(), frames);
     };
     if (req.size() < 6 || req[0].to_string_view() != "1.0") {
         reject_logged("(malformed)", "a malformed ZAP request");
         reply("500", "malformed ZAP request", "");
         return;
     }
-    const auto domain = req[2].to_string();
+    const auto asked_domain = req[2].to_string();
     const auto address = req[3].to_string();
     const auto mechanism = req[5].to_string();
     if (mechanism == "CURVE") {
@@ -402,30 +418,30 @@ void ZapHandler::answer(std::vector<zmq::message_t>& req) {
             return;
         }
         const auto key = z85_encode_key(req[6].data());
-        std::shared_ptr<const std::set<std::string>> allowed;
+        std::shared_ptr<const std::set<std::string>> keys;
         {
-            std::lock_guard lock(mutex_);
-            allowed = allowed_;
+            std::lock_guard lock(mutex);
+            keys = allowed;
         }
-        if (allowed->count(key) != 0) {
-            ++accepted_;
+        if (keys->count(key) != 0) {
+            ++accepted;
             log_debug("security", "admitted CURVE client " + key + " from " + address);
             reply("200", "OK", key);
         } else {
-            reject_logged(key, "CURVE client " + key + " from " + address + " (domain '" + domain +
-                                   "'): public key not in the allow-list");
+            reject_logged(key, "CURVE client " + key + " from " + address + " (domain '" +
+                                   asked_domain + "'): public key not in the allow-list");
             reply("400", "public key not allowed", "");
         }
         return;
     }
-    if (domain == domain_) {
+    if (asked_domain == domain) {
         reject_logged("(" + mechanism + ")", mechanism + " client from " + address +
-                                                 " in domain '" + domain +
+                                                 " in domain '" + asked_domain +
                                                  "': only CURVE clients are admitted");
         reply("400", "CURVE required", "");
         return;
     }
-    ++accepted_;
+    ++accepted;
     reply("200", "OK", "");
 }
 
