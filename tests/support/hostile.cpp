@@ -12,6 +12,7 @@
 #include <system_error>
 
 #include "rill/codec.hpp"
+#include "support/readings.hpp"
 
 namespace rill::test {
 
@@ -43,13 +44,7 @@ int milliseconds_left(Clock::time_point until) {
 }  // namespace
 
 Reading hostile_reading(const std::string& sensor, std::uint64_t seq) {
-    Reading r;
-    r.sensor = sensor;
-    r.seq = seq;
-    r.ts = *parse_time("2026-11-21T10:00:00Z");
-    r.temperature = 21.5f;
-    r.humidity = 40.0f;
-    return r;
+    return test::reading(sensor, seq, 21.5f, 40.0f);
 }
 
 std::vector<HostileMessage> hostile_messages(const std::string& sensor) {

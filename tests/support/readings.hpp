@@ -14,13 +14,13 @@ namespace rill::test {
 /// 2025-11-21T10:00:00Z: the fixed time test readings are taken from.
 inline const Timestamp test_epoch{std::chrono::microseconds{1'763'719'200'000'000LL}};
 
-/// A valid reading of `sensor` with `seq`, taken `seq` milliseconds after test_epoch, with the
-/// given values.
+/// A valid reading of `sensor` with `seq`, taken `seq` milliseconds after test_epoch (modulo a
+/// day, so that any seq up to 2^64-1 gives a valid time), with the given values.
 inline Reading reading(std::string sensor, std::uint64_t seq, float temperature, float humidity) {
     Reading r;
     r.sensor = std::move(sensor);
     r.seq = seq;
-    r.ts = test_epoch + std::chrono::milliseconds(static_cast<std::int64_t>(seq));
+    r.ts = test_epoch + std::chrono::milliseconds(static_cast<std::int64_t>(seq % 86'400'000));
     r.temperature = temperature;
     r.humidity = humidity;
     return r;

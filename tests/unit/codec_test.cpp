@@ -7,20 +7,16 @@
 
 #include "rill/codec.hpp"
 #include "support/msgpack.hpp"
+#include "support/readings.hpp"
 
 using namespace rill;
 using namespace std::chrono_literals;
 
 namespace {
 
+// A valid reading with fixed values; the tests vary what they examine.
 Reading sample(std::uint64_t seq = 1, std::string sensor = "kitchen") {
-    Reading r;
-    r.sensor = std::move(sensor);
-    r.seq = seq;
-    r.ts = Timestamp{1'763'719'200'000'000us + std::chrono::microseconds(seq)};
-    r.temperature = 21.5f;
-    r.humidity = 40.25f;
-    return r;
+    return rill::test::reading(std::move(sensor), seq, 21.5f, 40.25f);
 }
 
 using test::pack_array;

@@ -9,6 +9,7 @@
 #include "rill/metrics.hpp"
 #include "rill/rpc.hpp"
 #include "support/process.hpp"
+#include "support/readings.hpp"
 
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
@@ -22,13 +23,7 @@ unsigned mode_of(const fs::path& p) {
 }
 
 rill::Reading reading(std::uint64_t seq) {
-    rill::Reading r;
-    r.sensor = "greenhouse-07";
-    r.seq = seq;
-    r.ts = rill::Timestamp{std::chrono::microseconds{1'763'719'200'000'000LL}};
-    r.temperature = 21.5f;
-    r.humidity = 40.0f;
-    return r;
+    return rill::test::reading("greenhouse-07", seq);
 }
 
 // Publishes `reading(seq)` every 20 ms (for slow joiners) until the subscriber gets one or

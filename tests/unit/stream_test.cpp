@@ -13,31 +13,16 @@
 
 #include "rill/stream.hpp"
 #include "support/hostile.hpp"
+#include "support/readings.hpp"
 
 using namespace rill;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+using rill::test::reading;
 
 namespace {
 
 constexpr auto loopback = "@tcp://127.0.0.1:0";
-
-Reading sample(std::string sensor, std::uint64_t seq) {
-    Reading r;
-    r.sensor = std::move(sensor);
-    r.seq = seq;
-    r.ts = Timestamp{1'763'719'200'000'000us + std::chrono::microseconds(seq)};
-    r.temperature = 21.5f;
-    r.humidity = 40.25f;
-    return r;
-}
-
-std::vector<Reading> samples(const std::string& sensor, std::uint64_t from, std::uint64_t to) {
-    std::vector<Reading> out;
-    for (auto s = from; s <= to; ++s)
-        out.push_back(sample(sensor, s));
-    return out;
-}
 
 // Sends heartbeats until `sub` has seen one: from then on its subscriptions are in effect.
 void join(Publisher& pub, Subscriber& sub) {
@@ -169,7 +154,7 @@ TEST_CASE("readings published over tcp loopback arrive intact and are counted") 
     Subscriber sub(pub.bound().front(), {.metrics = &metrics});
     join(pub, sub);
 
-    auto readings = samples("kitchen", 1, 5);
+    auto readings = rill::test::readings("kitchen", 1, 5);
     readings[2].extras = {{"pressure", 1013.25}, {"battery", 3.3}};
     pub.publish(std::span<const Reading>(readings).first(2));
     for (std::size_t i = 2; i < readings.size(); ++i)
@@ -215,11 +200,11 @@ TEST_CASE("a subscriber receives only the sensors matching its prefixes") {
     Subscriber sub(pub.bound().front(), {.prefixes = {"kit", "garage/"}, .metrics = &metrics});
     join(pub, sub);
 
-    pub.publish(sample("attic", 1));
-    pub.publish(sample("kitchen", 1));
-    pub.publish(sample("garage", 1));
-    pub.publish(sample("garage/door", 1));
-    pub.publish(sample("kitchen", 2));
+    pub.publish(reading("attic", 1));
+    pub.publish(reading("kitchen", 1));
+    pub.publish(reading("garage", 1));
+    pub.publish(reading("garage/door", 1));
+    pub.publish(reading("kitchen", 2));
     const auto events = receive_until(sub, has_readings(3));
     std::vector<std::string> got;
     for (const auto& r : readings_of(events))
@@ -232,14 +217,14 @@ TEST_CASE(
     "a pre-encoded payload goes on the wire as it is, or split into frames as batching says") {
     Publisher pub(loopback, {.heartbeat_interval = 0ms});
     RawSubscriber raw(pub);
-    const auto one = encode_batch(samples("kitchen", 1, 1));
+    const auto one = encode_batch(rill::test::readings("kitchen", 1, 1));
     pub.publish_payload(one);
     CHECK(raw.payloads(1) == std::vector<std::string>{one});
     // Unbatched, a payload of three readings becomes three frames of one.
-    pub.publish_payload(encode_batch(samples("kitchen", 2, 4)));
-    CHECK(raw.payloads(3) == std::vector<std::string>{encode(sample("kitchen", 2)),
-                                                      encode(sample("kitchen", 3)),
-                                                      encode(sample("kitchen", 4))});
+    pub.publish_payload(encode_batch(rill::test::readings("kitchen", 2, 4)));
+    CHECK(raw.payloads(3) == std::vector<std::string>{encode(reading("kitchen", 2)),
+                                                      encode(reading("kitchen", 3)),
+                                                      encode(reading("kitchen", 4))});
     CHECK(pub.newest("kitchen") == 4);
 }
 
@@ -247,17 +232,18 @@ TEST_CASE("batched frames are byte for byte what encode_batch writes, encoded or
     Publisher pub(loopback,
                   {.batch = {.max_readings = 4, .max_delay = 1h}, .heartbeat_interval = 0ms});
     RawSubscriber raw(pub);
-    auto readings = samples("kitchen", 1, 3);
+    auto readings = rill::test::readings("kitchen", 1, 3);
     readings[1].extras.push_back({"pressure", 1013.25});
     pub.publish(readings);
-    pub.publish_payload(encode_batch(samples("kitchen", 4, 6)));
+    pub.publish_payload(encode_batch(rill::test::readings("kitchen", 4, 6)));
     pub.flush();
     auto first = readings;
-    first.push_back(sample("kitchen", 4));
+    first.push_back(reading("kitchen", 4));
     CHECK(raw.payloads(2) ==
-          std::vector<std::string>{encode_batch(first), encode_batch(samples("kitchen", 5, 6))});
+          std::vector<std::string>{encode_batch(first),
+                                   encode_batch(rill::test::readings("kitchen", 5, 6))});
     // A whole batch with nothing of its sensor pending goes out as the payload it was.
-    const auto full = encode_batch(samples("kitchen", 7, 10));
+    const auto full = encode_batch(rill::test::readings("kitchen", 7, 10));
     pub.publish_payload(full);
     CHECK(raw.payloads(1) == std::vector<std::string>{full});
 }
@@ -265,7 +251,7 @@ TEST_CASE("batched frames are byte for byte what encode_batch writes, encoded or
 TEST_CASE("a payload that is not a readings payload is refused and nothing of it is sent") {
     MetricsRegistry metrics;
     Publisher pub(loopback, {.batch = {.max_readings = 10, .max_delay = 1h}, .metrics = &metrics});
-    const auto good = encode_batch(samples("kitchen", 1, 3));
+    const auto good = encode_batch(rill::test::readings("kitchen", 1, 3));
     Heartbeat hb;
     hb.publisher = "p";
     hb.sent_at = now();
@@ -281,7 +267,7 @@ TEST_CASE("a payload that is not a readings payload is refused and nothing of it
 TEST_CASE("every truncation or extension of a payload is refused, whatever its readings hold") {
     MetricsRegistry metrics;
     Publisher pub(loopback, {.batch = {.max_readings = 10, .max_delay = 1h}, .metrics = &metrics});
-    auto readings = samples("kitchen", 1, 3);
+    auto readings = rill::test::readings("kitchen", 1, 3);
     readings[2].extras.push_back({"pressure", 1013.25});
     readings[2].seq = 70'000;  // a longer integer form
     const auto good = encode_batch(readings);
@@ -303,7 +289,7 @@ TEST_CASE("a publisher batches readings by count and flushes the rest") {
     Subscriber sub(pub.bound().front(), {.metrics = &metrics});
     join(pub, sub);
 
-    for (const auto& r : samples("kitchen", 1, 25))
+    for (const auto& r : rill::test::readings("kitchen", 1, 25))
         pub.publish(r);
     CHECK(metrics.value("rill_stream_frames_sent_total", {{"socket", "pub"}}) == 2.0);
     pub.flush();
@@ -315,7 +301,7 @@ TEST_CASE("a publisher batches readings by count and flushes the rest") {
         if (const auto* b = std::get_if<ReadingBatch>(&e)) sizes.push_back(b->readings.size());
     }
     CHECK(sizes == std::vector<std::size_t>{10, 10, 5});
-    CHECK(readings_of(events) == samples("kitchen", 1, 25));
+    CHECK(readings_of(events) == rill::test::readings("kitchen", 1, 25));
 }
 
 TEST_CASE("a batch published in one call goes out at the end of the call when there is no delay") {
@@ -324,8 +310,8 @@ TEST_CASE("a batch published in one call goes out at the end of the call when th
     Subscriber sub(pub.bound().front(), {.metrics = &metrics});
     join(pub, sub);
 
-    auto readings = samples("kitchen", 1, 30);
-    auto garage = samples("garage", 1, 5);
+    auto readings = rill::test::readings("kitchen", 1, 30);
+    auto garage = rill::test::readings("garage", 1, 5);
     readings.insert(readings.end(), garage.begin(), garage.end());
     pub.publish(readings);
     CHECK(metrics.value("rill_stream_frames_sent_total", {{"socket", "pub"}}) == 2.0);
@@ -341,7 +327,7 @@ TEST_CASE("a publisher sends a delayed batch once its delay has passed") {
     join(pub, sub);
 
     const auto before = Clock::now();
-    for (const auto& r : samples("kitchen", 1, 3))
+    for (const auto& r : rill::test::readings("kitchen", 1, 3))
         pub.publish(r);
     CHECK(pub.next_deadline() <= before + 1s);
     CHECK(pub.next_deadline() >= before + 200ms);
@@ -358,7 +344,7 @@ TEST_CASE("a publisher sends a delayed batch once its delay has passed") {
     for (const auto& e : events)
         batches += std::holds_alternative<ReadingBatch>(e) ? 1 : 0;
     CHECK(batches == 1);
-    CHECK(readings_of(events) == samples("kitchen", 1, 3));
+    CHECK(readings_of(events) == rill::test::readings("kitchen", 1, 3));
 }
 
 TEST_CASE("heartbeats carry the identity, newest seqs and a replay endpoint resolved to the peer") {
@@ -368,8 +354,8 @@ TEST_CASE("heartbeats carry the identity, newest seqs and a replay endpoint reso
         {.identity = "pi-kitchen", .replay_endpoint = "tcp://*:5557", .metrics = &metrics});
     Subscriber sub(pub.bound().front(), {.metrics = &metrics});
     join(pub, sub);
-    pub.publish(sample("kitchen", 7));
-    pub.publish(sample("attic", 3));
+    pub.publish(reading("kitchen", 7));
+    pub.publish(reading("attic", 3));
     pub.heartbeat();
 
     std::optional<HeartbeatSeen> seen;
@@ -397,7 +383,7 @@ TEST_CASE("a publisher with more sensors than one heartbeat holds announces them
     join(pub, sub);
     const std::size_t sensors = limits::max_heartbeat_sensors + 100;
     for (std::size_t i = 0; i < sensors; ++i)
-        pub.publish(sample("s" + std::to_string(i), i + 1));
+        pub.publish(reading("s" + std::to_string(i), i + 1));
     pub.heartbeat();
 
     std::map<std::string, std::uint64_t> announced;
@@ -467,7 +453,7 @@ TEST_CASE("a silent publisher is detected while another keeps the subscriber bus
     std::this_thread::sleep_for(400ms);
     constexpr std::uint64_t flood = 10'000;
     for (std::uint64_t seq = 1; seq <= flood; ++seq)
-        busy.publish(sample("busy", seq));
+        busy.publish(reading("busy", seq));
     std::this_thread::sleep_for(300ms);
 
     std::size_t index = 0;
@@ -494,7 +480,7 @@ TEST_CASE("gaps are reported in the middle of a stream, at its tail from heartbe
     raw.join(sub);
 
     auto send = [&](const std::string& sensor, std::uint64_t seq) {
-        raw.send({sensor, encode(sample(sensor, seq))});
+        raw.send({sensor, encode(reading(sensor, seq))});
     };
     send("kitchen", 5);  // first reading of an untracked sensor: no gap before it
     send("kitchen", 6);
@@ -502,7 +488,7 @@ TEST_CASE("gaps are reported in the middle of a stream, at its tail from heartbe
     send("kitchen", 4);   // stale: below the expected seq, passed on flagged
     send("kitchen", 10);  // no gap
     raw.send({"kitchen",
-              encode_batch(std::vector<Reading>{sample("kitchen", 12), sample("kitchen", 15)})});
+              encode_batch(std::vector<Reading>{reading("kitchen", 12), reading("kitchen", 15)})});
     send("seeded", 3);                                // expected 1: 1..2 missing
     raw.heartbeat({{"kitchen", 20}, {"other", 50}});  // tail: 16..20 missing
     raw.heartbeat({{"kitchen", 20}, {"seeded", 3}});  // nothing new
@@ -537,7 +523,7 @@ TEST_CASE("a forgotten sensor starts afresh at its next reading, also right afte
     Subscriber sub(raw.endpoint);
     raw.join(sub);
     auto send = [&](const std::string& sensor, std::uint64_t seq) {
-        raw.send({sensor, encode(sample(sensor, seq))});
+        raw.send({sensor, encode(reading(sensor, seq))});
     };
     auto received = [&](const std::string& sensor, std::uint64_t seq) {
         return [=](const std::vector<StreamEvent>& e) {
@@ -588,7 +574,7 @@ TEST_CASE("a burst through a small high-water mark reports every lost range exac
     // drops whole messages, in the middle and at the end of the burst.
     constexpr std::uint64_t n = 200'000;
     for (std::uint64_t seq = 1; seq <= n; ++seq)
-        pub.publish(sample("burst", seq));
+        pub.publish(reading("burst", seq));
 
     std::vector<StreamEvent> events;
     bool tail_seen = false;
@@ -656,17 +642,17 @@ TEST_CASE("malformed messages are counted by reason while valid neighbours are d
         pk.pack(std::string("kitchen"));
         pk.pack_array(0);
     }
-    raw.send({"kitchen", encode(sample("kitchen", 1))});
-    raw.send({"kitchen", "\xc1\xc1 not msgpack"});                           // garbage
-    raw.send({"kitchen"});                                                   // 1 frame
-    raw.send({"kitchen", encode(sample("kitchen", 2)), "extra"});            // 3 frames
-    raw.send({"kitchenette", encode(sample("kitchen", 2))});                 // wrong topic
-    raw.send({"kitchen", std::string(v2.data(), v2.size())});                // version 2
-    raw.send({std::string(heartbeat_topic), encode(sample("kitchen", 2))});  // wrong topic
-    raw.send({"kitchen", encode(sample("kitchen", 2))});
+    raw.send({"kitchen", encode(reading("kitchen", 1))});
+    raw.send({"kitchen", "\xc1\xc1 not msgpack"});                            // garbage
+    raw.send({"kitchen"});                                                    // 1 frame
+    raw.send({"kitchen", encode(reading("kitchen", 2)), "extra"});            // 3 frames
+    raw.send({"kitchenette", encode(reading("kitchen", 2))});                 // wrong topic
+    raw.send({"kitchen", std::string(v2.data(), v2.size())});                 // version 2
+    raw.send({std::string(heartbeat_topic), encode(reading("kitchen", 2))});  // wrong topic
+    raw.send({"kitchen", encode(reading("kitchen", 2))});
 
     const auto events = receive_until(sub, has_readings(2));
-    CHECK(readings_of(events) == samples("kitchen", 1, 2));
+    CHECK(readings_of(events) == rill::test::readings("kitchen", 1, 2));
     CHECK(gaps_of(events).empty());
     CHECK(sub.malformed(DecodeErrc::malformed) == 3);
     CHECK(sub.malformed(DecodeErrc::topic_mismatch) == 2);
@@ -713,7 +699,7 @@ TEST_CASE("a pusher spreads readings across two pullers, each reading to exactly
     std::uint64_t seq = 0;
     const auto deadline = Clock::now() + 10s;
     while ((got_a == 0 || got_b == 0) && Clock::now() < deadline) {
-        CHECK(pusher.push(sample("work", ++seq)));
+        CHECK(pusher.push(reading("work", ++seq)));
         drain(20ms);
     }
     REQUIRE((got_a > 0 && got_b > 0));
@@ -721,7 +707,7 @@ TEST_CASE("a pusher spreads readings across two pullers, each reading to exactly
     const auto b_before = got_b;
     int refused = 0;
     for (int i = 0; i < 1000; ++i)
-        refused += pusher.push(sample("work", ++seq)) ? 0 : 1;
+        refused += pusher.push(reading("work", ++seq)) ? 0 : 1;
     CHECK(refused == 0);
     const auto all = Clock::now() + 10s;
     while (seen.size() < seq && Clock::now() < all)
@@ -737,8 +723,8 @@ TEST_CASE("a pusher spreads readings across two pullers, each reading to exactly
 TEST_CASE("a pusher keeps a frame queued while no puller takes it") {
     MetricsRegistry metrics;
     Pusher pusher(loopback, {.send_timeout = 50ms, .metrics = &metrics});
-    CHECK_FALSE(pusher.push(sample("work", 1)));
-    CHECK_FALSE(pusher.push(sample("work", 2)));
+    CHECK_FALSE(pusher.push(reading("work", 1)));
+    CHECK_FALSE(pusher.push(reading("work", 2)));
     CHECK(pusher.queued_frames() == 2);
 
     Puller puller(pusher.bound().front(), {.metrics = &metrics});
@@ -761,9 +747,9 @@ TEST_CASE("a pusher keeps a frame queued while no puller takes it") {
 TEST_CASE("invalid readings and options are refused before anything is sent") {
     MetricsRegistry metrics;
     Publisher pub(loopback, {.metrics = &metrics});
-    auto bad = sample("kitchen", 0);
+    auto bad = reading("kitchen", 0);
     CHECK_THROWS_AS(pub.publish(bad), std::invalid_argument);
-    const std::vector<Reading> mixed{sample("kitchen", 1), bad};
+    const std::vector<Reading> mixed{reading("kitchen", 1), bad};
     CHECK_THROWS_AS(pub.publish(mixed), std::invalid_argument);
     CHECK_FALSE(pub.newest("kitchen").has_value());
     CHECK_THROWS_AS(Publisher(loopback, {.batch = {.max_readings = 0}, .metrics = &metrics}),
