@@ -11,6 +11,7 @@
 
 #include "rill/metrics.hpp"
 #include "support/process.hpp"
+#include "support/publisher.hpp"
 #include "support/readings.hpp"
 
 using namespace rill;
@@ -107,17 +108,6 @@ std::vector<Reading> batch(std::size_t n) {
     for (std::size_t i = 0; i < n; ++i)
         b.push_back(reading("s1", 0));
     return b;
-}
-
-ReliablePublisherOptions publisher_options(const TempDir& dir) {
-    ReliablePublisherOptions o;
-    o.outbox_dir = dir.path() / "outbox";
-    o.outbox.fsync = FsyncPolicy::never;
-    o.publish_endpoints = "@tcp://127.0.0.1:0";
-    o.replay_endpoints = "@tcp://127.0.0.1:0";
-    o.publisher.heartbeat_interval = 50ms;
-    o.publisher.identity = "ingest-test";
-    return o;
 }
 
 // Options of a loop reading `rp`, with its metrics in `registry` and short delays.
@@ -217,7 +207,7 @@ IngestHooks counting_ready(std::atomic<int>& ready, std::string expected) {
 // registry for the writer's metrics: what every loop test starts from.
 struct Pipeline {
     TempDir dir{"rill-ingest"};
-    ReliablePublisher rp{publisher_options(dir)};
+    ReliablePublisher rp{rill::test::loopback_publisher(dir, "ingest-test")};
     MetricsRegistry registry;
     MemorySink sink;
 };

@@ -13,6 +13,7 @@
 #include "rill/sim_source.hpp"
 #include "rill/socket.hpp"
 #include "support/process.hpp"
+#include "support/publisher.hpp"
 
 using namespace rill;
 using namespace std::chrono_literals;
@@ -51,17 +52,6 @@ class ScriptedSource final : public Source {
     std::atomic<bool> released_{false};
 };
 
-ReliablePublisherOptions publisher_options(const TempDir& dir) {
-    ReliablePublisherOptions o;
-    o.outbox_dir = dir.path() / "outbox";
-    o.outbox.fsync = FsyncPolicy::never;
-    o.publish_endpoints = "@tcp://127.0.0.1:0";
-    o.replay_endpoints = "@tcp://127.0.0.1:0";
-    o.publisher.heartbeat_interval = 50ms;
-    o.publisher.identity = "pump-test";
-    return o;
-}
-
 PumpOptions pump_options(MetricsRegistry& registry) {
     PumpOptions o;
     o.sensor_id = "pumped";
@@ -98,7 +88,7 @@ bool heartbeat_seen(Subscriber& sub) {
 TEST_CASE("a source pump publishes every measurement with seqs 1 to N to the outbox and stream") {
     TempDir dir("rill-pump");
     MetricsRegistry registry;
-    std::optional<ReliablePublisher> rp(publisher_options(dir));
+    std::optional<ReliablePublisher> rp(rill::test::loopback_publisher(dir, "pump-test"));
     Subscriber sub(rp->publisher().bound().at(0));
     auto source = std::make_unique<ScriptedSource>(5);
     auto& scripted = *source;
@@ -142,7 +132,7 @@ TEST_CASE("a source pump publishes every measurement with seqs 1 to N to the out
 TEST_CASE("a source pump stops after count measurements of an endless source") {
     TempDir dir("rill-pump");
     MetricsRegistry registry;
-    ReliablePublisher rp(publisher_options(dir));
+    ReliablePublisher rp(rill::test::loopback_publisher(dir, "pump-test"));
     auto options = pump_options(registry);
     options.count = 7;
     SourcePump pump(std::move(options),
@@ -157,7 +147,7 @@ TEST_CASE("a source pump stops after count measurements of an endless source") {
 TEST_CASE("a stop request ends a source pump's run promptly while the source blocks") {
     TempDir dir("rill-pump");
     MetricsRegistry registry;
-    ReliablePublisher rp(publisher_options(dir));
+    ReliablePublisher rp(rill::test::loopback_publisher(dir, "pump-test"));
     SourcePump pump(pump_options(registry),
                     std::make_unique<SimSource>(SimOptions{.interval = 1h, .seed = 1}), rp);
     StopFlag stop;
@@ -176,7 +166,7 @@ TEST_CASE("a stop request ends a source pump's run promptly while the source blo
 TEST_CASE("a source error comes out of a source pump's run") {
     TempDir dir("rill-pump");
     MetricsRegistry registry;
-    ReliablePublisher rp(publisher_options(dir));
+    ReliablePublisher rp(rill::test::loopback_publisher(dir, "pump-test"));
     auto source = std::make_unique<ScriptedSource>(5, "sensor unplugged");
     source->release();
     SourcePump pump(pump_options(registry), std::move(source), rp);
@@ -190,7 +180,7 @@ TEST_CASE("a source error comes out of a source pump's run") {
 TEST_CASE("a source pump lingers after the input ended and keeps answering replays") {
     TempDir dir("rill-pump");
     MetricsRegistry registry;
-    ReliablePublisher rp(publisher_options(dir));
+    ReliablePublisher rp(rill::test::loopback_publisher(dir, "pump-test"));
     auto source = std::make_unique<ScriptedSource>(3);
     source->release();
     auto options = pump_options(registry);
@@ -218,7 +208,7 @@ TEST_CASE("a source pump lingers after the input ended and keeps answering repla
 TEST_CASE("a source pump refuses an invalid sensor id") {
     TempDir dir("rill-pump");
     MetricsRegistry registry;
-    ReliablePublisher rp(publisher_options(dir));
+    ReliablePublisher rp(rill::test::loopback_publisher(dir, "pump-test"));
     auto options = pump_options(registry);
     options.sensor_id = "";
     CHECK_THROWS_AS(SourcePump(std::move(options), std::make_unique<ScriptedSource>(1), rp),
