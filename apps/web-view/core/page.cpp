@@ -92,9 +92,10 @@ std::string format_table_time(Timestamp ts) {
     return iso.substr(0, 19);
 }
 
-std::string render_page(const PageModel& m) {
-    std::string out;
-    out.reserve(16384 + m.table.rows.size() * 200);
+namespace {
+
+// The document head, the body's data attributes for app.js, the top bar and the problem banner.
+void render_top(std::string& out, const PageModel& m) {
     out +=
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
@@ -125,13 +126,20 @@ std::string render_page(const PageModel& m) {
         esc(out, *m.problem);
         out += "</div>\n";
     }
+}
+
+// The latest-reading card of each sensor.
+void render_cards(std::string& out, const PageModel& m) {
     out += "<section class=\"cards\" id=\"cards\" aria-label=\"sensors\">\n";
     for (const auto& l : m.sensors)
         render_card(out, l, m);
     out += "<p class=\"empty\"";
     if (!m.sensors.empty()) out += " hidden";
     out += ">No readings yet. Cards appear here as soon as a sensor publishes.</p>\n</section>\n";
+}
 
+// The history chart with its sensor choice and range buttons (drawn by app.js).
+void render_chart_panel(std::string& out, const PageModel& m) {
     out +=
         "<section class=\"panel chart-panel\" aria-label=\"history\">\n<div class=\"panel-head\">"
         "<h2>History</h2><div class=\"controls\"><label class=\"visually-hidden\" "
@@ -157,7 +165,10 @@ std::string render_page(const PageModel& m) {
         "aria-label=\"temperature and humidity over time\"></div><div id=\"chart-legend\" "
         "class=\"chart-legend\"></div><p id=\"chart-note\" class=\"chart-note\">"
         "The chart needs JavaScript; the table below works without it.</p></div>\n</section>\n";
+}
 
+// The table of stored readings with its filter, CSV link and pager; works without JavaScript.
+void render_table_panel(std::string& out, const PageModel& m) {
     out +=
         "<section class=\"panel table-panel\" id=\"table\" aria-label=\"registered weather "
         "data\">\n<div class=\"panel-head\"><h2>Registered weather data</h2><div "
@@ -207,6 +218,17 @@ std::string render_page(const PageModel& m) {
         "</nav>\n</section>\n</main>\n<footer class=\"foot\">rill web-view · <a "
         "href=\"/api/sensors\">JSON API</a> · <a href=\"/metrics\">metrics</a></footer>\n"
         "</body>\n</html>\n";
+}
+
+}  // namespace
+
+std::string render_page(const PageModel& m) {
+    std::string out;
+    out.reserve(16384 + m.table.rows.size() * 200);
+    render_top(out, m);
+    render_cards(out, m);
+    render_chart_panel(out, m);
+    render_table_panel(out, m);
     return out;
 }
 
