@@ -338,7 +338,7 @@ TEST_CASE("a replay answered from stored bytes is byte for byte the reply encode
         (void)outbox.append(batch);
     }
     // from_seq at a record start, inside a record, a count cut inside a record, nothing new.
-    for (const rill::ReplayRequest req :
+    for (const rill::ReplayRequest& req :
          {rill::ReplayRequest{"greenhouse-07", 11, 10},
           rill::ReplayRequest{"greenhouse-07", 14, 10}, rill::ReplayRequest{"greenhouse-07", 21, 5},
           rill::ReplayRequest{"greenhouse-07", 51, 5}}) {
@@ -383,7 +383,7 @@ TEST_CASE("the replay server refuses a stored-bytes reply that does not answer t
             return reply;
         }));
     rill::ReplayClient client(ctx, server.last_endpoint());
-    for (const std::string sensor : {"s", "miscounted"}) {
+    for (const char* sensor : {"s", "miscounted"}) {
         try {
             (void)client.request({sensor, 3, 10}, {5s, 0});
             FAIL("an invalid reply was sent");
