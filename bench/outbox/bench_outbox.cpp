@@ -139,15 +139,8 @@ void BM_replay_answer(benchmark::State& state) {
         const auto from = 1 + (x >> 33) % (per_sensor - count);
         std::string result;
         if (stored) {
-            auto got = outbox.read_payload("sensor-3", from, count);
-            rill::ReplayPayloadReply reply;
-            reply.payload = std::move(got.payload);
-            reply.count = got.count;
-            reply.first_seq = got.first_seq;
-            reply.last_seq = got.last_seq;
-            reply.first_available = got.first_available;
-            reply.newest = got.newest;
-            readings += static_cast<std::int64_t>(got.count);
+            const rill::ReplayPayloadReply reply{outbox.read_payload("sensor-3", from, count)};
+            readings += static_cast<std::int64_t>(reply.stored.count);
             result = rill::encode_replay_reply(reply);
         } else {
             auto got = outbox.read("sensor-3", from, count);

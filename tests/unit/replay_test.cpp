@@ -315,15 +315,8 @@ namespace {
 
 // What ReliablePublisher answers with: the outbox's stored bytes.
 rill::ReplayPayloadReply stored_answer(const rill::Outbox& outbox, const rill::ReplayRequest& req) {
-    auto read = outbox.read_payload(req.sensor, req.from_seq, req.max_readings);
-    rill::ReplayPayloadReply reply;
-    reply.payload = std::move(read.payload);
-    reply.count = read.count;
-    reply.first_seq = read.first_seq;
-    reply.last_seq = read.last_seq;
-    reply.first_available = read.first_available;
-    reply.newest = read.newest;
-    return reply;
+    return rill::ReplayPayloadReply{
+        outbox.read_payload(req.sensor, req.from_seq, req.max_readings)};
 }
 
 }  // namespace
@@ -373,14 +366,13 @@ TEST_CASE("the replay server refuses a stored-bytes reply that does not answer t
     rill::ReplayServer server(
         ctx, "tcp://127.0.0.1:0",
         rill::ReplayServer::PayloadCallback([](const rill::ReplayRequest& r) {
-            rill::ReplayPayloadReply reply;
-            reply.payload = rill::encode_batch(std::vector{reading("someone-else", r.from_seq)});
-            reply.count = 1;
-            reply.first_seq = reply.last_seq = r.from_seq;
-            reply.first_available = 1;
-            reply.newest = r.from_seq;
-            if (r.sensor == "miscounted") reply.count = 2;
-            return reply;
+            rill::OutboxPayload stored;
+            stored.payload = rill::encode_batch(std::vector{reading("someone-else", r.from_seq)});
+            stored.count = r.sensor == "miscounted" ? 2 : 1;
+            stored.first_seq = stored.last_seq = r.from_seq;
+            stored.first_available = 1;
+            stored.newest = r.from_seq;
+            return rill::ReplayPayloadReply{stored};
         }));
     rill::ReplayClient client(ctx, server.last_endpoint());
     for (const char* sensor : {"s", "miscounted"}) {

@@ -11,6 +11,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "rill/outbox.hpp"
 #include "rill/reading.hpp"
 #include "rill/rpc.hpp"
 #include "rill/seq_ranges.hpp"
@@ -46,20 +47,15 @@ struct ReplayReply {
     bool operator==(const ReplayReply&) const = default;
 };
 
-/// A reply whose readings are already one encoded readings payload (Outbox::read_payload's
-/// stored bytes): sent as it is, without decoding and re-encoding the readings. On the wire
-/// the same as a ReplayReply of the same readings.
+/// A reply whose readings are already one encoded readings payload, the outbox's stored bytes
+/// (Outbox::read_payload): sent as it is, without decoding and re-encoding the readings. On
+/// the wire the same as a ReplayReply of the same readings. A callback answers with
+/// `ReplayPayloadReply{outbox.read_payload(req.sensor, req.from_seq, req.max_readings)}`.
 struct ReplayPayloadReply {
-    /// Empty, or a readings payload (proto/reading_v1.md) of the requested sensor holding
-    /// `count` readings in increasing seq order from first_seq to last_seq.
-    std::string payload;
-    std::size_t count = 0;        ///< readings in `payload`
-    std::uint64_t first_seq = 0;  ///< seq of the first reading in `payload`; 0 when none
-    std::uint64_t last_seq = 0;   ///< seq of the last reading in `payload`; 0 when none
-    /// As ReplayReply::first_available.
-    std::uint64_t first_available = 1;
-    /// As ReplayReply::newest.
-    std::uint64_t newest = 0;
+    /// The readings (payload: empty, or a readings payload of the requested sensor holding
+    /// `count` readings in increasing seq order from first_seq to last_seq), first_available
+    /// and newest, as ReplayReply's.
+    OutboxPayload stored;
     /// As ReplayReply::lost.
     std::optional<SeqRange> lost;
 };

@@ -37,16 +37,8 @@ struct ReliablePublisher::Impl {
 
     // Runs on the replay server's thread; the outbox is thread-safe. Answers with the stored
     // bytes: the records' bodies are readings payloads, spliced without decoding them.
-    ReplayPayloadReply answer(const ReplayRequest& req) {
-        auto read = outbox.read_payload(req.sensor, req.from_seq, req.max_readings);
-        ReplayPayloadReply reply;
-        reply.payload = std::move(read.payload);
-        reply.count = read.count;
-        reply.first_seq = read.first_seq;
-        reply.last_seq = read.last_seq;
-        reply.first_available = read.first_available;
-        reply.newest = read.newest;
-        return reply;
+    ReplayPayloadReply answer(const ReplayRequest& req) const {
+        return ReplayPayloadReply{outbox.read_payload(req.sensor, req.from_seq, req.max_readings)};
     }
 };
 

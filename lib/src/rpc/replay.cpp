@@ -110,7 +110,7 @@ std::string encode_reply(std::string_view payload, std::uint64_t first_available
 }
 
 // Why `r`'s payload and the fields describing it disagree (checks its envelope only).
-std::optional<std::string> payload_problem(const ReplayPayloadReply& r) {
+std::optional<std::string> payload_problem(const OutboxPayload& r) {
     if (r.count == 0) {
         if (!r.payload.empty()) return std::string("a payload with a count of 0");
         return std::nullopt;
@@ -194,13 +194,13 @@ std::string encode_replay_reply(const ReplayReply& reply) {
 }
 
 std::string encode_replay_reply(const ReplayPayloadReply& reply) {
-    if (auto p = bounds_problem(reply.first_available, reply.newest, reply.lost)) {
+    const OutboxPayload& r = reply.stored;
+    if (auto p = bounds_problem(r.first_available, r.newest, reply.lost)) {
         throw std::invalid_argument("cannot encode replay reply: " + *p);
     }
-    if (auto p = payload_problem(reply)) {
+    if (auto p = payload_problem(r))
         throw std::invalid_argument("cannot encode replay reply: " + *p);
-    }
-    return encode_reply(reply.payload, reply.first_available, reply.newest, reply.lost);
+    return encode_reply(r.payload, r.first_available, r.newest, reply.lost);
 }
 
 ReplayReply decode_replay_reply(std::string_view result) {
@@ -250,22 +250,23 @@ std::optional<std::string> replay_reply_problem(const ReplayRequest& request,
 
 std::optional<std::string> replay_reply_problem(const ReplayRequest& request,
                                                 const ReplayPayloadReply& reply) {
-    if (auto p = bounds_problem(reply.first_available, reply.newest, reply.lost)) return p;
-    if (auto p = payload_problem(reply)) return p;
-    if (reply.count > request.max_readings) {
-        return std::to_string(reply.count) + " readings, more than the " +
+    const OutboxPayload& r = reply.stored;
+    if (auto p = bounds_problem(r.first_available, r.newest, reply.lost)) return p;
+    if (auto p = payload_problem(r)) return p;
+    if (r.count > request.max_readings) {
+        return std::to_string(r.count) + " readings, more than the " +
                std::to_string(request.max_readings) + " asked for";
     }
-    if (reply.count > 0) {
-        if (detail::split_batch(reply.payload).sensor != request.sensor) {
+    if (r.count > 0) {
+        if (detail::split_batch(r.payload).sensor != request.sensor) {
             return "readings of another sensor than '" + request.sensor + "'";
         }
-        if (reply.first_seq < request.from_seq) {
-            return "reading seq " + std::to_string(reply.first_seq) + " is below from_seq " +
+        if (r.first_seq < request.from_seq) {
+            return "reading seq " + std::to_string(r.first_seq) + " is below from_seq " +
                    std::to_string(request.from_seq);
         }
     }
-    if (lost_range(request, reply.first_available) != reply.lost) {
+    if (lost_range(request, r.first_available) != reply.lost) {
         return std::string("the lost range does not match from_seq and first_available");
     }
     return std::nullopt;
@@ -290,7 +291,7 @@ ReplayServer::ReplayServer(zmq::context_t& ctx, std::string_view endpoints,
     : server_(ctx, endpoints, options) {
     serve([cb = std::move(callback)](const ReplayRequest& request) {
         auto reply = cb(request);
-        reply.lost = lost_range(request, reply.first_available);
+        reply.lost = lost_range(request, reply.stored.first_available);
         if (auto p = replay_reply_problem(request, reply)) refuse_reply(request, *p);
         return encode_replay_reply(reply);
     });
