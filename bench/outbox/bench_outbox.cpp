@@ -1,5 +1,6 @@
 // bench-outbox: outbox append rate (readings/s and MB/s) per fsync policy, single readings and
-// batches of 100, and the replay read rate. The outbox lives in a fresh directory under
+// batches of 100, the replay read rate and a replay answer decoded and re-encoded vs spliced
+// from the stored bytes. The outbox lives in a fresh directory under
 // $RILL_BENCH_DIR (default $TMPDIR or /tmp): point it at the disk you care about, e.g. the SD
 // card of a Raspberry Pi.
 #include <benchmark/benchmark.h>
@@ -13,6 +14,7 @@
 #include "rill/crc32c.hpp"
 #include "rill/log.hpp"
 #include "rill/outbox.hpp"
+#include "rill/replay.hpp"
 
 namespace {
 
@@ -84,13 +86,8 @@ void BM_append(benchmark::State& state) {
         static_cast<double>(m.appended_bytes) / static_cast<double>(m.appended_readings);
 }
 
-// A replay request: 100 readings from a random seq of one sensor among 10 interleaved ones.
-void BM_read(benchmark::State& state) {
-    ScratchDir dir;
-    rill::OutboxOptions options;
-    options.fsync = rill::FsyncPolicy::never;
-    rill::Outbox outbox(dir.path(), options);
-    const auto per_sensor = static_cast<std::uint64_t>(state.range(0));
+// Fills `outbox` with `per_sensor` readings of each of 10 interleaved sensors, in batches of 10.
+void fill_interleaved(rill::Outbox& outbox, std::uint64_t per_sensor) {
     auto batch = make_batch(10);
     for (std::uint64_t i = 0; i < per_sensor / 10; ++i) {
         for (int s = 0; s < 10; ++s) {
@@ -99,6 +96,16 @@ void BM_read(benchmark::State& state) {
             outbox.append(batch);
         }
     }
+}
+
+// A replay request: 100 readings from a random seq of one sensor among 10 interleaved ones.
+void BM_read(benchmark::State& state) {
+    ScratchDir dir;
+    rill::OutboxOptions options;
+    options.fsync = rill::FsyncPolicy::never;
+    rill::Outbox outbox(dir.path(), options);
+    const auto per_sensor = static_cast<std::uint64_t>(state.range(0));
+    fill_interleaved(outbox, per_sensor);
     std::uint64_t x = 12345;
     std::int64_t readings = 0;
     for (auto _ : state) {
@@ -109,6 +116,46 @@ void BM_read(benchmark::State& state) {
         benchmark::DoNotOptimize(got.readings.data());
     }
     state.SetItemsProcessed(readings);
+}
+
+// A replay server's answer (proto/replay_v1.md result bytes) to "sensor-3 from a random seq,
+// state.range(1) readings" among 10 interleaved sensors (100 000 readings each, batches of 10):
+// state.range(0) = 0 decodes the records and encodes the readings again (before issue 12),
+// 1 splices the stored bytes (Outbox::read_payload, what ReliablePublisher answers with).
+void BM_replay_answer(benchmark::State& state) {
+    ScratchDir dir;
+    rill::OutboxOptions options;
+    options.fsync = rill::FsyncPolicy::never;
+    rill::Outbox outbox(dir.path(), options);
+    constexpr std::uint64_t per_sensor = 100'000;
+    fill_interleaved(outbox, per_sensor);
+    const bool stored = state.range(0) == 1;
+    const auto count = static_cast<std::size_t>(state.range(1));
+    std::uint64_t x = 12345;
+    std::int64_t readings = 0;
+    std::int64_t bytes = 0;
+    for (auto _ : state) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        const auto from = 1 + (x >> 33) % (per_sensor - count);
+        std::string result;
+        if (stored) {
+            const rill::ReplayPayloadReply reply{outbox.read_payload("sensor-3", from, count)};
+            readings += static_cast<std::int64_t>(reply.stored.count);
+            result = rill::encode_replay_reply(reply);
+        } else {
+            auto got = outbox.read("sensor-3", from, count);
+            rill::ReplayReply reply;
+            readings += static_cast<std::int64_t>(got.readings.size());
+            reply.readings = std::move(got.readings);
+            reply.first_available = got.first_available;
+            reply.newest = got.newest;
+            result = rill::encode_replay_reply(reply);
+        }
+        bytes += static_cast<std::int64_t>(result.size());
+        benchmark::DoNotOptimize(result.data());
+    }
+    state.SetItemsProcessed(readings);
+    state.SetBytesProcessed(bytes);
 }
 
 // Opening an outbox of state.range(0) MiB in 16 MiB segments (10 sensors, batches of 100):
@@ -164,6 +211,11 @@ BENCHMARK(BM_append)
     ->MinTime(0.5)
     ->UseRealTime();
 BENCHMARK(BM_read)->ArgNames({"readings_per_sensor"})->Arg(100'000)->MinTime(0.5)->UseRealTime();
+BENCHMARK(BM_replay_answer)
+    ->ArgNames({"stored_bytes", "readings"})
+    ->ArgsProduct({{0, 1}, {100, 1000, 10'000}})
+    ->MinTime(0.5)
+    ->UseRealTime();
 
 int main(int argc, char** argv) {
     rill::set_log_level(rill::LogLevel::error);  // dropping whole segments is expected here

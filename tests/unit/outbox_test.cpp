@@ -637,6 +637,66 @@ TEST_CASE("outbox read skips a record whose payload disagrees with its checksumm
     CHECK(got.readings.empty());
     CHECK(outbox.metrics().corrupt_records == 1);
     CHECK(outbox.read("gardenn", 1, 1000).readings.empty());
+    // The stored-bytes path (what a replay sends) frames the record and refuses it too.
+    const auto bytes = outbox.read_payload("kitchen", 1, 1000);
+    CHECK(bytes.count == 0);
+    CHECK(bytes.payload.empty());
+    CHECK(outbox.metrics().corrupt_records == 2);
+}
+
+TEST_CASE("outbox read_payload gives the stored bytes, the same as encoding what read returns") {
+    test::TempDir dir("outbox");
+    Outbox outbox(dir.path(), small_segments());  // 4 KiB segments: reads cross segments
+    for (int b = 0; b < 40; ++b) {
+        std::vector<Reading> batch;
+        for (int i = 0; i < 10; ++i)
+            batch.push_back(make(b % 2 ? "kitchen" : "garden", static_cast<std::uint64_t>(i)));
+        (void)outbox.append(batch);
+    }
+    REQUIRE(outbox.metrics().segments > 2);
+    struct Case {
+        std::uint64_t from;
+        std::size_t count;
+    };
+    // from a record start; from inside a record; a count cut inside a record; both; past the
+    // newest; across segments.
+    for (const Case c : {Case{1, 10}, Case{4, 10}, Case{1, 7}, Case{13, 15}, Case{201, 5},
+                         Case{1, 1000}, Case{95, 3}}) {
+        CAPTURE(c.from);
+        CAPTURE(c.count);
+        const auto decoded = outbox.read("kitchen", c.from, c.count);
+        const auto bytes = outbox.read_payload("kitchen", c.from, c.count);
+        REQUIRE(bytes.count == decoded.readings.size());
+        CHECK(bytes.first_available == decoded.first_available);
+        CHECK(bytes.newest == decoded.newest);
+        if (decoded.readings.empty()) {
+            CHECK(bytes.payload.empty());
+            continue;
+        }
+        CHECK(bytes.payload == encode_batch(decoded.readings));
+        CHECK(bytes.first_seq == decoded.readings.front().seq);
+        CHECK(bytes.last_seq == decoded.readings.back().seq);
+    }
+    CHECK(outbox.read_payload("nobody", 1, 10).newest == 0);
+}
+
+TEST_CASE("outbox read_payload stops at a reading boundary before max_bytes") {
+    test::TempDir dir("outbox");
+    Outbox outbox(dir.path(), small_segments());
+    std::vector<Reading> batch;
+    for (int i = 0; i < 100; ++i)
+        batch.push_back(make("kitchen", static_cast<std::uint64_t>(i)));
+    (void)outbox.append(batch);
+    const auto all = outbox.read_payload("kitchen", 1, 100);
+    REQUIRE(all.count == 100);
+    const std::size_t max_bytes = all.payload.size() / 3;
+    const auto cut = outbox.read_payload("kitchen", 5, 100, max_bytes);
+    REQUIRE(cut.count > 0);
+    CHECK(cut.count < 95);
+    CHECK(cut.payload.size() <= max_bytes);
+    CHECK(cut.payload == encode_batch(outbox.read("kitchen", 5, cut.count).readings));
+    // One more reading would not have fitted.
+    CHECK(encode_batch(outbox.read("kitchen", 5, cut.count + 1).readings).size() > max_bytes);
 }
 
 TEST_CASE("outbox registers its series in the registry it is given and keeps them current") {

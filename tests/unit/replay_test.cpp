@@ -9,35 +9,17 @@
 #include <msgpack.hpp>
 
 #include "rill/codec.hpp"
+#include "rill/outbox.hpp"
+#include "support/msgpack.hpp"
 #include "support/process.hpp"
+#include "support/readings.hpp"
 
 using namespace std::chrono_literals;
 
 namespace {
 
-struct Sink {
-    std::string& out;
-    void write(const char* p, std::size_t n) { out.append(p, n); }
-};
-
-template <typename T>
-std::string pack(const T& value) {
-    std::string out;
-    Sink sink{out};
-    msgpack::pack(sink, value);
-    return out;
-}
-
-rill::Reading reading(std::string sensor, std::uint64_t seq) {
-    rill::Reading r;
-    r.sensor = std::move(sensor);
-    r.seq = seq;
-    r.ts = rill::Timestamp{
-        std::chrono::microseconds{1'763'719'200'000'000LL + static_cast<long long>(seq) * 1000}};
-    r.temperature = 20.0f + static_cast<float>(seq % 10);
-    r.humidity = 50.0f;
-    return r;
-}
+using rill::test::pack;
+using rill::test::reading;
 
 // An in-memory outbox: sensor -> readings kept [first, newest], as sensor-pub's will be.
 // answer() runs on the server's thread: once the server runs, the test touches the members
@@ -327,4 +309,78 @@ TEST_CASE("mutated replay replies decode or throw DecodeError, never anything el
         }
     }
     CHECK(rejected > 1000);
+}
+
+namespace {
+
+// What ReliablePublisher answers with: the outbox's stored bytes.
+rill::ReplayPayloadReply stored_answer(const rill::Outbox& outbox, const rill::ReplayRequest& req) {
+    return rill::ReplayPayloadReply{
+        outbox.read_payload(req.sensor, req.from_seq, req.max_readings)};
+}
+
+}  // namespace
+
+TEST_CASE("a replay answered from stored bytes is byte for byte the reply encoded from readings") {
+    rill::test::TempDir dir("replay");
+    rill::OutboxOptions options;
+    options.fsync = rill::FsyncPolicy::never;
+    rill::Outbox outbox(dir.path(), options);
+    for (int b = 0; b < 5; ++b) {  // records of 10: seqs 1-10, 11-20, ...
+        auto batch = rill::test::readings("greenhouse-07", 1, 10);
+        (void)outbox.append(batch);
+    }
+    // from_seq at a record start, inside a record, a count cut inside a record, nothing new.
+    for (const rill::ReplayRequest& req :
+         {rill::ReplayRequest{"greenhouse-07", 11, 10},
+          rill::ReplayRequest{"greenhouse-07", 14, 10}, rill::ReplayRequest{"greenhouse-07", 21, 5},
+          rill::ReplayRequest{"greenhouse-07", 51, 5}}) {
+        CAPTURE(req.from_seq);
+        auto bytes = stored_answer(outbox, req);
+        bytes.lost = std::nullopt;
+        REQUIRE(!rill::replay_reply_problem(req, bytes));
+        const auto read = outbox.read(req.sensor, req.from_seq, req.max_readings);
+        rill::ReplayReply decoded;
+        decoded.readings = read.readings;
+        decoded.first_available = read.first_available;
+        decoded.newest = read.newest;
+        CHECK(rill::encode_replay_reply(bytes) == rill::encode_replay_reply(decoded));
+        CHECK(rill::decode_replay_reply(rill::encode_replay_reply(bytes)) == decoded);
+    }
+
+    // Served: the client gets the readings the outbox holds.
+    zmq::context_t ctx;  // the outbox is thread-safe: the server thread reads it
+    rill::ReplayServer server(
+        ctx, "tcp://127.0.0.1:0",
+        rill::ReplayServer::PayloadCallback(
+            [&](const rill::ReplayRequest& r) { return stored_answer(outbox, r); }));
+    rill::ReplayClient client(ctx, server.last_endpoint());
+    const auto got = client.fetch("greenhouse-07", 7, 43, {7, {5s, 0}});
+    CHECK(got.readings == outbox.read("greenhouse-07", 7, 37).readings);
+    CHECK(got.lost.empty());
+    CHECK(got.newest == 50);
+}
+
+TEST_CASE("the replay server refuses a stored-bytes reply that does not answer the request") {
+    zmq::context_t ctx;
+    rill::ReplayServer server(
+        ctx, "tcp://127.0.0.1:0",
+        rill::ReplayServer::PayloadCallback([](const rill::ReplayRequest& r) {
+            rill::OutboxPayload stored;
+            stored.payload = rill::encode_batch(std::vector{reading("someone-else", r.from_seq)});
+            stored.count = r.sensor == "miscounted" ? 2 : 1;
+            stored.first_seq = stored.last_seq = r.from_seq;
+            stored.first_available = 1;
+            stored.newest = r.from_seq;
+            return rill::ReplayPayloadReply{stored};
+        }));
+    rill::ReplayClient client(ctx, server.last_endpoint());
+    for (const char* sensor : {"s", "miscounted"}) {
+        try {
+            (void)client.request({sensor, 3, 10}, {5s, 0});
+            FAIL("an invalid reply was sent");
+        } catch (const rill::RpcError& e) {
+            CHECK(e.remote_message().find("invalid replay reply") != std::string::npos);
+        }
+    }
 }

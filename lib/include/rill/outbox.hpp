@@ -113,6 +113,22 @@ struct OutboxRead {
     std::uint64_t newest = 0;
 };
 
+/// What read_payload() returns: the readings read() would return, as the bytes they are stored
+/// as.
+struct OutboxPayload {
+    /// A readings payload (proto/reading_v1.md) of the readings, byte for byte what
+    /// encode_batch writes for them (the records' bodies, cut at reading boundaries, behind one
+    /// envelope); empty when there are none.
+    std::string payload;
+    std::size_t count = 0;        ///< readings in `payload`
+    std::uint64_t first_seq = 0;  ///< seq of the first reading in `payload`; 0 when none
+    std::uint64_t last_seq = 0;   ///< seq of the last reading in `payload`; 0 when none
+    /// The oldest seq the outbox still holds for the sensor; newest + 1 when it holds none.
+    std::uint64_t first_available = 1;
+    /// The newest seq ever appended for the sensor (surviving restarts); 0 for an unknown one.
+    std::uint64_t newest = 0;
+};
+
 /// A directory of segment files holding the readings of any number of sensors.
 ///
 /// Threads: every member function is thread-safe. With FsyncPolicy::batch the outbox runs one
@@ -182,6 +198,17 @@ class Outbox {
     /// file cannot be read.
     [[nodiscard]] OutboxRead read(std::string_view sensor, std::uint64_t from_seq,
                                   std::size_t max_count) const;
+
+    /// As read(), but returns the readings as one readings payload spliced from the stored
+    /// record bodies, without decoding them (what a replay sends; see OutboxPayload), and stops
+    /// before the payload would pass `max_bytes` (at least one reading's worth is needed to
+    /// return any). A record is framed reading by reading: one whose payload disagrees with its
+    /// header (sensor, count, seqs) or is not a readings payload is refused as read() refuses
+    /// it (logged, counted, skipped). Unlike read(), the readings' values are not checked: they
+    /// are as they were appended, under the record's checksum.
+    [[nodiscard]] OutboxPayload read_payload(
+        std::string_view sensor, std::uint64_t from_seq, std::size_t max_count,
+        std::size_t max_bytes = limits::max_payload_bytes) const;
 
     /// The newest seq appended for `sensor` (0 when unknown).
     [[nodiscard]] std::uint64_t newest(std::string_view sensor) const;

@@ -11,6 +11,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "rill/outbox.hpp"
 #include "rill/reading.hpp"
 #include "rill/rpc.hpp"
 #include "rill/seq_ranges.hpp"
@@ -46,6 +47,19 @@ struct ReplayReply {
     bool operator==(const ReplayReply&) const = default;
 };
 
+/// A reply whose readings are already one encoded readings payload, the outbox's stored bytes
+/// (Outbox::read_payload): sent as it is, without decoding and re-encoding the readings. On
+/// the wire the same as a ReplayReply of the same readings. A callback answers with
+/// `ReplayPayloadReply{outbox.read_payload(req.sensor, req.from_seq, req.max_readings)}`.
+struct ReplayPayloadReply {
+    /// The readings (payload: empty, or a readings payload of the requested sensor holding
+    /// `count` readings in increasing seq order from first_seq to last_seq), first_available
+    /// and newest, as ReplayReply's.
+    OutboxPayload stored;
+    /// As ReplayReply::lost.
+    std::optional<SeqRange> lost;
+};
+
 /// Sets `reply.lost` for `request`:
 /// [from_seq, first_available - 1] when from_seq < first_available, else clears it.
 void set_lost_range(const ReplayRequest& request, ReplayReply& reply);
@@ -59,6 +73,10 @@ void set_lost_range(const ReplayRequest& request, ReplayReply& reply);
 /// Returns the msgpack result of a reply: [readings, first_available, newest, lost]. Throws
 /// std::invalid_argument when the reply is inconsistent (see check_replay_reply).
 [[nodiscard]] std::string encode_replay_reply(const ReplayReply& reply);
+/// As encode_replay_reply(ReplayReply), with the readings payload put in as it is: the same
+/// bytes as encoding the decoded readings. Throws std::invalid_argument when the reply is
+/// inconsistent (a payload that does not match count, or fields as above).
+[[nodiscard]] std::string encode_replay_reply(const ReplayPayloadReply& reply);
 /// Decodes a reply result. Strict and bounded; throws DecodeError.
 [[nodiscard]] ReplayReply decode_replay_reply(std::string_view result);
 
@@ -67,6 +85,12 @@ void set_lost_range(const ReplayRequest& request, ReplayReply& reply);
 /// first_available, first_available > newest + 1, ...), or nothing when it is valid.
 [[nodiscard]] std::optional<std::string> replay_reply_problem(const ReplayRequest& request,
                                                               const ReplayReply& reply);
+
+/// Returns why `reply` is not a valid answer to `request`, as the overload above, from the
+/// payload's envelope (sensor, count) and first_seq, last_seq and count; the readings
+/// themselves are not decoded.
+[[nodiscard]] std::optional<std::string> replay_reply_problem(const ReplayRequest& request,
+                                                              const ReplayPayloadReply& reply);
 
 /// Answers replay requests on a background thread (an RpcServer with one method).
 ///
@@ -81,9 +105,16 @@ class ReplayServer {
     /// Answers one request; see the class comment.
     using Callback = std::function<ReplayReply(const ReplayRequest&)>;
 
+    /// Answers one request with readings already encoded (see ReplayPayloadReply); checked
+    /// with replay_reply_problem(const ReplayRequest&, const ReplayPayloadReply&).
+    using PayloadCallback = std::function<ReplayPayloadReply(const ReplayRequest&)>;
+
     /// Binds `endpoints` (entries without a prefix bind) and starts serving. Throws
     /// std::runtime_error naming an endpoint that cannot be bound.
     ReplayServer(zmq::context_t& ctx, std::string_view endpoints, Callback callback,
+                 const SocketOptions& options = {});
+    /// As above, with a callback that answers with an encoded readings payload, sent as it is.
+    ReplayServer(zmq::context_t& ctx, std::string_view endpoints, PayloadCallback callback,
                  const SocketOptions& options = {});
     ReplayServer(const ReplayServer&) = delete;
     ReplayServer& operator=(const ReplayServer&) = delete;
@@ -99,6 +130,9 @@ class ReplayServer {
     [[nodiscard]] RpcStats stats() const noexcept { return server_.stats(); }
 
   private:
+    // Registers the method: decodes requests, refuses invalid ones, answers the others with
+    // `answer` (the encoded result) and starts serving.
+    void serve(std::function<std::string(const ReplayRequest&)> answer);
     RpcServer server_;
 };
 

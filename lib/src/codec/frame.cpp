@@ -141,6 +141,14 @@ std::uint64_t reading_seq(std::string_view reading) {
     return get_be(seq.data() + 1, static_cast<std::size_t>(h.body));
 }
 
+std::size_t batch_header_bytes(std::string_view sensor, std::size_t count) noexcept {
+    // fixarray(4), 1, 0; the str header; the array header (fixarray, array16 or array32).
+    const std::size_t n = sensor.size();
+    const std::size_t str = n < 32 ? 1 : n < 256 ? 2 : n < 65536 ? 3 : 5;
+    const std::size_t arr = count < 16 ? 1 : count < 65536 ? 3 : 5;
+    return 3 + str + n + arr;
+}
+
 void append_batch_header(std::string& out, std::string_view sensor, std::size_t count) {
     // The same packer calls as encode_batch, so that the bytes agree.
     StringSink sink{out};

@@ -32,6 +32,9 @@ struct BatchParts {
 /// unsigned integer). Throws DecodeError when it is not a reading array starting with one.
 [[nodiscard]] std::uint64_t reading_seq(std::string_view reading);
 
+/// The size of the envelope append_batch_header writes for `count` readings of `sensor`.
+[[nodiscard]] std::size_t batch_header_bytes(std::string_view sensor, std::size_t count) noexcept;
+
 /// Appends the envelope of a readings payload of `count` readings of `sensor`, exactly as
 /// encode_batch writes it; the caller appends the `count` encoded readings after it.
 void append_batch_header(std::string& out, std::string_view sensor, std::size_t count);

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "codec/frame.hpp"
 #include "rill/codec.hpp"
 #include "rill/crc32c.hpp"
 
@@ -123,6 +124,36 @@ std::string payload_mismatch(const Record& r, const std::vector<Reading>& batch)
         if (batch[i].seq != r.first_seq + i) return "payload seqs disagree with the header";
     }
     return {};
+}
+
+std::vector<RecordReading> frame_record(const Record& r) {
+    const detail::BatchParts parts = detail::split_batch(r.payload);
+    if (parts.sensor != r.sensor) {
+        throw DecodeError(DecodeErrc::invalid_value,
+                          "payload reading of another sensor than the header");
+    }
+    if (parts.count != r.count) {
+        throw DecodeError(DecodeErrc::invalid_value,
+                          "payload holds " + std::to_string(parts.count) +
+                              " readings, the header " + std::to_string(r.count));
+    }
+    std::vector<RecordReading> out;
+    out.reserve(parts.count);
+    std::string_view rest = parts.readings;
+    for (std::size_t i = 0; i < parts.count; ++i) {
+        const std::string_view bytes = rest.substr(0, detail::object_bytes(rest));
+        const std::uint64_t seq = detail::reading_seq(bytes);
+        if (seq != r.first_seq + i) {
+            throw DecodeError(DecodeErrc::invalid_value, "payload seqs disagree with the header");
+        }
+        out.push_back({seq, bytes});
+        rest.remove_prefix(bytes.size());
+    }
+    if (!rest.empty()) {
+        throw DecodeError(DecodeErrc::malformed,
+                          std::to_string(rest.size()) + " bytes after the payload's readings");
+    }
+    return out;
 }
 
 void begin_record(std::string& out, std::uint8_t kind, std::string_view sensor, std::uint32_t count,

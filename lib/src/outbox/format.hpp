@@ -174,6 +174,16 @@ Parsed parse_record(ChunkReader& in, std::uint64_t offset, std::uint64_t end);
 // Why the decoded payload `batch` of readings record `r` disagrees with the record's header
 // (sensor, first_seq, count); empty when it agrees.
 std::string payload_mismatch(const Record& r, const std::vector<Reading>& batch);
+// One encoded reading of a readings record: its seq and its bytes (a view into the record).
+struct RecordReading {
+    std::uint64_t seq = 0;
+    std::string_view bytes;
+};
+// Frames the payload of readings record `r` into its encoded readings without decoding them,
+// checking what payload_mismatch checks (the payload's sensor, count and seqs agree with the
+// header) and that nothing follows the last reading. Throws DecodeError when they disagree or
+// the payload is not a readings payload. The readings' values are not checked.
+std::vector<RecordReading> frame_record(const Record& r);
 void begin_record(std::string& out, std::uint8_t kind, std::string_view sensor, std::uint32_t count,
                   std::uint64_t first_seq, Timestamp at);
 void finish_record(std::string& out);

@@ -21,6 +21,7 @@
 #include <system_error>
 #include <thread>
 
+#include "codec/frame.hpp"
 #include "outbox/format.hpp"
 #include "rill/codec.hpp"
 #include "rill/log.hpp"
@@ -123,6 +124,17 @@ struct Outbox::Impl {
     std::string snapshot_payload(std::uint32_t& count) const;
     void report(const std::vector<OutboxDrop>& drops) const;
     std::uint64_t first_available_locked(std::string_view sensor) const;
+
+    // Called by scan() for each readings record of the sensor that holds a seq >= from_seq, in
+    // seq order; returns true when the read has what it wants. A DecodeError it throws refuses
+    // the record: logged, counted as corrupt, skipped.
+    using RecordVisitor = std::function<bool(const Record&)>;
+    // The part of a read shared by read() and read_payload(): plans under the lock which records
+    // to read (an in-memory index), then reads them without it. Sets first_available and newest
+    // (left as they are for an unknown sensor).
+    void scan(std::string_view sensor, std::uint64_t from_seq, std::size_t max_count,
+              std::uint64_t& first_available, std::uint64_t& newest,
+              const RecordVisitor& visit) const;
 };
 
 void Outbox::Impl::register_series(MetricsRegistry& reg) {
@@ -635,9 +647,9 @@ void Outbox::close() {
     d.segments.clear();
 }
 
-OutboxRead Outbox::read(std::string_view sensor, std::uint64_t from_seq,
-                        std::size_t max_count) const {
-    const Impl& d = *impl_;
+void Outbox::Impl::scan(std::string_view sensor, std::uint64_t from_seq, std::size_t max_count,
+                        std::uint64_t& first_available, std::uint64_t& newest,
+                        const RecordVisitor& visit) const {
     struct Step {
         std::shared_ptr<File> file;  // the active segment's; null for a closed one
         fs::path path;
@@ -646,16 +658,15 @@ OutboxRead Outbox::read(std::string_view sensor, std::uint64_t from_seq,
         std::uint64_t last;   // the sensor's last seq in the segment
     };
     std::vector<Step> plan;
-    OutboxRead out;
     {
-        const std::lock_guard lock(d.mu);
-        const auto st = d.sensors.find(sensor);
-        if (d.closed || st == d.sensors.end()) return out;
-        out.newest = st->second.newest;
-        out.first_available = d.first_available_locked(sensor);
+        const std::lock_guard guard(mu);
+        const auto st = sensors.find(sensor);
+        if (closed || st == sensors.end()) return;
+        newest = st->second.newest;
+        first_available = first_available_locked(sensor);
         from_seq = std::max<std::uint64_t>(from_seq, 1);
         std::uint64_t want = max_count;
-        for (const auto& seg : d.segments) {
+        for (const auto& seg : segments) {
             if (want == 0) break;
             const auto it = seg.sensors.find(sensor);
             if (it == seg.sensors.end() || it->second.readings == 0) continue;
@@ -670,8 +681,8 @@ OutboxRead Outbox::read(std::string_view sensor, std::uint64_t from_seq,
             want -= std::min<std::uint64_t>(want, e.last - start + 1);
         }
     }
+    if (max_count == 0) return;
     for (const Step& step : plan) {
-        if (out.readings.size() >= max_count) break;
         std::shared_ptr<File> file = step.file;
         if (!file) {
             try {
@@ -691,8 +702,8 @@ OutboxRead Outbox::read(std::string_view sensor, std::uint64_t from_seq,
                                         std::to_string(off) + ": " + p.problem +
                                         "; skipping the rest of the segment for sensor " +
                                         std::string(sensor));
-                const std::lock_guard lock(d.mu);
-                d.count_corrupt();
+                const std::lock_guard guard(mu);
+                count_corrupt();
                 break;
             }
             const Record& r = p.record;
@@ -701,29 +712,75 @@ OutboxRead Outbox::read(std::string_view sensor, std::uint64_t from_seq,
             if (r.first_seq > step.last) break;
             const std::uint64_t last = r.first_seq + r.count - 1;
             if (last < from_seq) continue;
-            std::vector<Reading> batch;
             try {
-                decode_batch(r.payload, batch);
-                // The checksum only shows the record is as written; its payload must also agree
-                // with its header, or a record could hand out readings of another sensor or seq.
-                if (const std::string why = payload_mismatch(r, batch); !why.empty()) {
-                    throw DecodeError(DecodeErrc::invalid_value, why);
-                }
+                if (visit(r)) return;
             } catch (const DecodeError& e) {
                 log_warn(component, "cannot decode the record at offset " +
                                         std::to_string(r.offset) + " of " + file->path().string() +
                                         ": " + e.what());
-                const std::lock_guard lock(d.mu);
-                d.count_corrupt();
+                const std::lock_guard guard(mu);
+                count_corrupt();
                 continue;
             }
-            for (auto& reading : batch) {
-                if (out.readings.size() >= max_count) break;
-                if (reading.seq >= from_seq) out.readings.push_back(std::move(reading));
-            }
-            if (!out.readings.empty()) from_seq = out.readings.back().seq + 1;
-            if (out.readings.size() >= max_count || last >= step.last) break;
+            if (last >= step.last) break;
         }
+    }
+}
+
+OutboxRead Outbox::read(std::string_view sensor, std::uint64_t from_seq,
+                        std::size_t max_count) const {
+    OutboxRead out;
+    std::uint64_t next = std::max<std::uint64_t>(from_seq, 1);
+    impl_->scan(sensor, from_seq, max_count, out.first_available, out.newest, [&](const Record& r) {
+        std::vector<Reading> batch;
+        decode_batch(r.payload, batch);
+        // The checksum only shows the record is as written; its payload must also
+        // agree with its header, or a record could hand out readings of another
+        // sensor or seq.
+        if (const std::string why = payload_mismatch(r, batch); !why.empty()) {
+            throw DecodeError(DecodeErrc::invalid_value, why);
+        }
+        for (auto& reading : batch) {
+            if (out.readings.size() >= max_count) break;
+            if (reading.seq >= next) out.readings.push_back(std::move(reading));
+        }
+        if (!out.readings.empty()) next = out.readings.back().seq + 1;
+        return out.readings.size() >= max_count;
+    });
+    return out;
+}
+
+OutboxPayload Outbox::read_payload(std::string_view sensor, std::uint64_t from_seq,
+                                   std::size_t max_count, std::size_t max_bytes) const {
+    OutboxPayload out;
+    std::string body;  // the encoded readings taken, back to back
+    std::uint64_t next = std::max<std::uint64_t>(from_seq, 1);
+    bool full = false;
+    impl_->scan(sensor, from_seq, max_count, out.first_available, out.newest, [&](const Record& r) {
+        // Framed, not decoded: the record's readings are taken as the bytes they
+        // are. Every reading of the record is framed first, so that a record whose
+        // content disagrees with its header gives nothing (as read() refuses it).
+        const std::vector<RecordReading> framed = frame_record(r);
+        for (const RecordReading& f : framed) {
+            if (out.count >= max_count) break;
+            if (f.seq < next) continue;
+            if (detail::batch_header_bytes(sensor, out.count + 1) + body.size() + f.bytes.size() >
+                max_bytes) {
+                full = true;
+                break;
+            }
+            if (out.count == 0) out.first_seq = f.seq;
+            out.last_seq = f.seq;
+            ++out.count;
+            body.append(f.bytes);
+        }
+        if (out.count > 0) next = out.last_seq + 1;
+        return full || out.count >= max_count;
+    });
+    if (out.count > 0) {
+        out.payload.reserve(detail::batch_header_bytes(sensor, out.count) + body.size());
+        detail::append_batch_header(out.payload, sensor, out.count);
+        out.payload.append(body);
     }
     return out;
 }

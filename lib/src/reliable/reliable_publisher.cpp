@@ -18,7 +18,9 @@ struct ReliablePublisher::Impl {
         zmq::context_t& ctx = o.context ? *o.context : default_context();
         if (!o.replay_endpoints.empty()) {
             replay = std::make_unique<ReplayServer>(
-                ctx, o.replay_endpoints, [this](const ReplayRequest& req) { return answer(req); },
+                ctx, o.replay_endpoints,
+                ReplayServer::PayloadCallback(
+                    [this](const ReplayRequest& req) { return answer(req); }),
                 o.replay_socket);
             if (o.announce_replay.empty() && replay->bound().empty()) {
                 throw std::invalid_argument("the replay service at '" + o.replay_endpoints +
@@ -33,14 +35,10 @@ struct ReliablePublisher::Impl {
         }
     }
 
-    // Runs on the replay server's thread; the outbox is thread-safe.
-    ReplayReply answer(const ReplayRequest& req) {
-        auto read = outbox.read(req.sensor, req.from_seq, req.max_readings);
-        ReplayReply reply;
-        reply.readings = std::move(read.readings);
-        reply.first_available = read.first_available;
-        reply.newest = read.newest;
-        return reply;
+    // Runs on the replay server's thread; the outbox is thread-safe. Answers with the stored
+    // bytes: the records' bodies are readings payloads, spliced without decoding them.
+    ReplayPayloadReply answer(const ReplayRequest& req) const {
+        return ReplayPayloadReply{outbox.read_payload(req.sensor, req.from_seq, req.max_readings)};
     }
 };
 

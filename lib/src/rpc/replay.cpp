@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "codec/frame.hpp"
 #include "codec/msgpack_cursor.hpp"
 #include "codec/msgpack_write.hpp"
 #include "rill/codec.hpp"
@@ -31,23 +32,35 @@ std::optional<std::string> request_problem(const ReplayRequest& r) {
     return std::nullopt;
 }
 
+// Checks first_available, newest and lost against each other.
+std::optional<std::string> bounds_problem(std::uint64_t first_available, std::uint64_t newest,
+                                          const std::optional<SeqRange>& lost) {
+    if (first_available == 0) return std::string("first_available is 0");
+    if (newest == UINT64_MAX || first_available > newest + 1) {
+        return "first_available " + std::to_string(first_available) + " is above newest " +
+               std::to_string(newest) + " + 1";
+    }
+    if (lost) {
+        if (lost->first == 0 || lost->first > lost->last) {
+            return "lost range [" + std::to_string(lost->first) + ", " +
+                   std::to_string(lost->last) + "] is empty or starts at 0";
+        }
+        if (lost->last + 1 != first_available) {
+            return "lost range ends at " + std::to_string(lost->last) +
+                   ", expected first_available - 1 = " + std::to_string(first_available - 1);
+        }
+    }
+    return std::nullopt;
+}
+
+std::optional<SeqRange> lost_range(const ReplayRequest& request, std::uint64_t first_available) {
+    if (request.from_seq < first_available) return SeqRange{request.from_seq, first_available - 1};
+    return std::nullopt;
+}
+
 // Checks what a reply can be checked for without its request.
 std::optional<std::string> reply_shape_problem(const ReplayReply& r) {
-    if (r.first_available == 0) return std::string("first_available is 0");
-    if (r.newest == UINT64_MAX || r.first_available > r.newest + 1) {
-        return "first_available " + std::to_string(r.first_available) + " is above newest " +
-               std::to_string(r.newest) + " + 1";
-    }
-    if (r.lost) {
-        if (r.lost->first == 0 || r.lost->first > r.lost->last) {
-            return "lost range [" + std::to_string(r.lost->first) + ", " +
-                   std::to_string(r.lost->last) + "] is empty or starts at 0";
-        }
-        if (r.lost->last + 1 != r.first_available) {
-            return "lost range ends at " + std::to_string(r.lost->last) +
-                   ", expected first_available - 1 = " + std::to_string(r.first_available - 1);
-        }
-    }
+    if (auto p = bounds_problem(r.first_available, r.newest, r.lost)) return p;
     if (r.readings.size() > limits::max_batch_readings) {
         return std::to_string(r.readings.size()) + " readings, more than " +
                std::to_string(limits::max_batch_readings);
@@ -75,14 +88,70 @@ void add_lost(std::vector<SeqRange>& lost, SeqRange r) {
     lost.push_back(r);
 }
 
+// The result array around a readings payload (empty: none).
+std::string encode_reply(std::string_view payload, std::uint64_t first_available,
+                         std::uint64_t newest, const std::optional<SeqRange>& lost) {
+    std::string out;
+    out.reserve(payload.size() + 32);
+    StringSink sink{out};
+    Packer pk(sink);
+    pk.pack_array(4);
+    detail::pack_bin(pk, payload);
+    pk.pack_uint64(first_available);
+    pk.pack_uint64(newest);
+    if (lost) {
+        pk.pack_array(2);
+        pk.pack_uint64(lost->first);
+        pk.pack_uint64(lost->last);
+    } else {
+        pk.pack_nil();
+    }
+    return out;
+}
+
+// Why `r`'s payload and the fields describing it disagree (checks its envelope only).
+std::optional<std::string> payload_problem(const OutboxPayload& r) {
+    if (r.count == 0) {
+        if (!r.payload.empty()) return std::string("a payload with a count of 0");
+        return std::nullopt;
+    }
+    if (r.count > limits::max_batch_readings) {
+        return std::to_string(r.count) + " readings, more than " +
+               std::to_string(limits::max_batch_readings);
+    }
+    if (r.payload.size() > limits::max_payload_bytes) {
+        return "a payload of " + std::to_string(r.payload.size()) + " bytes, more than " +
+               std::to_string(limits::max_payload_bytes);
+    }
+    if (r.first_seq == 0 || r.last_seq < r.first_seq || r.last_seq - r.first_seq + 1 < r.count) {
+        return "seqs [" + std::to_string(r.first_seq) + ", " + std::to_string(r.last_seq) +
+               "] cannot hold " + std::to_string(r.count) + " increasing readings";
+    }
+    if (r.first_seq < r.first_available || r.last_seq > r.newest) {
+        return "reading seqs [" + std::to_string(r.first_seq) + ", " + std::to_string(r.last_seq) +
+               "] are outside [first_available " + std::to_string(r.first_available) + ", newest " +
+               std::to_string(r.newest) + "]";
+    }
+    try {
+        if (detail::split_batch(r.payload).count != r.count) {
+            return "the payload does not hold " + std::to_string(r.count) + " readings";
+        }
+    } catch (const DecodeError& e) {
+        return std::string("the payload is not a readings payload: ") + e.what();
+    }
+    return std::nullopt;
+}
+
+[[noreturn]] void refuse_reply(const ReplayRequest& request, const std::string& problem) {
+    log_error("replay", "the replay callback returned an invalid reply for sensor " +
+                            request.sensor + ": " + problem);
+    throw RpcError(std::string(replay_method), "internal error: invalid replay reply: " + problem);
+}
+
 }  // namespace
 
 void set_lost_range(const ReplayRequest& request, ReplayReply& reply) {
-    if (request.from_seq < reply.first_available) {
-        reply.lost = SeqRange{request.from_seq, reply.first_available - 1};
-    } else {
-        reply.lost.reset();
-    }
+    reply.lost = lost_range(request, reply.first_available);
 }
 
 std::string encode_replay_request(const ReplayRequest& request) {
@@ -119,26 +188,19 @@ std::string encode_replay_reply(const ReplayReply& reply) {
     if (auto p = reply_shape_problem(reply)) {
         throw std::invalid_argument("cannot encode replay reply: " + *p);
     }
-    std::string out;
-    StringSink sink{out};
-    Packer pk(sink);
-    pk.pack_array(4);
-    if (reply.readings.empty()) {
-        pk.pack_bin(0);
-    } else {
-        const auto payload = encode_batch(reply.readings);
-        detail::pack_bin(pk, payload);
+    const std::string payload =
+        reply.readings.empty() ? std::string() : encode_batch(reply.readings);
+    return encode_reply(payload, reply.first_available, reply.newest, reply.lost);
+}
+
+std::string encode_replay_reply(const ReplayPayloadReply& reply) {
+    const OutboxPayload& r = reply.stored;
+    if (auto p = bounds_problem(r.first_available, r.newest, reply.lost)) {
+        throw std::invalid_argument("cannot encode replay reply: " + *p);
     }
-    pk.pack_uint64(reply.first_available);
-    pk.pack_uint64(reply.newest);
-    if (reply.lost) {
-        pk.pack_array(2);
-        pk.pack_uint64(reply.lost->first);
-        pk.pack_uint64(reply.lost->last);
-    } else {
-        pk.pack_nil();
-    }
-    return out;
+    if (auto p = payload_problem(r))
+        throw std::invalid_argument("cannot encode replay reply: " + *p);
+    return encode_reply(r.payload, r.first_available, r.newest, reply.lost);
 }
 
 ReplayReply decode_replay_reply(std::string_view result) {
@@ -180,9 +242,31 @@ std::optional<std::string> replay_reply_problem(const ReplayRequest& request,
                    std::to_string(request.from_seq);
         }
     }
-    ReplayReply expected = reply;
-    set_lost_range(request, expected);
-    if (expected.lost != reply.lost) {
+    if (lost_range(request, reply.first_available) != reply.lost) {
+        return std::string("the lost range does not match from_seq and first_available");
+    }
+    return std::nullopt;
+}
+
+std::optional<std::string> replay_reply_problem(const ReplayRequest& request,
+                                                const ReplayPayloadReply& reply) {
+    const OutboxPayload& r = reply.stored;
+    if (auto p = bounds_problem(r.first_available, r.newest, reply.lost)) return p;
+    if (auto p = payload_problem(r)) return p;
+    if (r.count > request.max_readings) {
+        return std::to_string(r.count) + " readings, more than the " +
+               std::to_string(request.max_readings) + " asked for";
+    }
+    if (r.count > 0) {
+        if (detail::split_batch(r.payload).sensor != request.sensor) {
+            return "readings of another sensor than '" + request.sensor + "'";
+        }
+        if (r.first_seq < request.from_seq) {
+            return "reading seq " + std::to_string(r.first_seq) + " is below from_seq " +
+                   std::to_string(request.from_seq);
+        }
+    }
+    if (lost_range(request, r.first_available) != reply.lost) {
         return std::string("the lost range does not match from_seq and first_available");
     }
     return std::nullopt;
@@ -194,8 +278,28 @@ std::optional<std::string> replay_reply_problem(const ReplayRequest& request,
 ReplayServer::ReplayServer(zmq::context_t& ctx, std::string_view endpoints, Callback callback,
                            const SocketOptions& options)
     : server_(ctx, endpoints, options) {
+    serve([cb = std::move(callback)](const ReplayRequest& request) {
+        auto reply = cb(request);
+        set_lost_range(request, reply);
+        if (auto p = replay_reply_problem(request, reply)) refuse_reply(request, *p);
+        return encode_replay_reply(reply);
+    });
+}
+
+ReplayServer::ReplayServer(zmq::context_t& ctx, std::string_view endpoints,
+                           PayloadCallback callback, const SocketOptions& options)
+    : server_(ctx, endpoints, options) {
+    serve([cb = std::move(callback)](const ReplayRequest& request) {
+        auto reply = cb(request);
+        reply.lost = lost_range(request, reply.stored.first_available);
+        if (auto p = replay_reply_problem(request, reply)) refuse_reply(request, *p);
+        return encode_replay_reply(reply);
+    });
+}
+
+void ReplayServer::serve(std::function<std::string(const ReplayRequest&)> answer) {
     server_.handle(std::string(replay_method),
-                   [cb = std::move(callback)](std::string_view params) -> std::string {
+                   [answer = std::move(answer)](std::string_view params) -> std::string {
                        ReplayRequest request;
                        try {
                            request = decode_replay_request(params);
@@ -203,17 +307,7 @@ ReplayServer::ReplayServer(zmq::context_t& ctx, std::string_view endpoints, Call
                            throw RpcError(std::string(replay_method),
                                           std::string("invalid replay request: ") + e.what());
                        }
-                       auto reply = cb(request);
-                       set_lost_range(request, reply);
-                       if (auto p = replay_reply_problem(request, reply)) {
-                           log_error("replay",
-                                     "the replay callback returned an invalid reply "
-                                     "for sensor " +
-                                         request.sensor + ": " + *p);
-                           throw RpcError(std::string(replay_method),
-                                          "internal error: invalid replay reply: " + *p);
-                       }
-                       return encode_replay_reply(reply);
+                       return answer(request);
                    });
     server_.start();
 }
