@@ -7,6 +7,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
+#include <utility>
 
 #include "rill/codec.hpp"
 #include "rill/security.hpp"
@@ -244,7 +245,16 @@ TEST_CASE(
     const auto live = [](const WebView& w) {
         return metric_sum(metrics(w), "rill_web_live_readings_total");
     };
-    const double before = live(allowed);
+    // Readings published by the loop above may still be on their way: count from a quiet moment
+    // (no change over 300 ms), so that exactly the next 20 are what the count must grow by.
+    double before = live(allowed);
+    REQUIRE(wait_until(
+        [&] {
+            std::this_thread::sleep_for(300ms);
+            const double now = live(allowed);
+            return std::exchange(before, now) == now;
+        },
+        10s));
     for (int i = 0; i < 20; ++i)
         publish(pub, "garden", seq++);
     CHECK(wait_until([&] { return live(allowed) == before + 20; }, 10s));
