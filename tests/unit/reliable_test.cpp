@@ -8,23 +8,13 @@
 #include <set>
 
 #include "support/process.hpp"
+#include "support/publisher.hpp"
 
 using namespace rill;
 using namespace std::chrono_literals;
 using rill::test::TempDir;
 
 namespace {
-
-ReliablePublisherOptions publisher_options(const TempDir& dir) {
-    ReliablePublisherOptions o;
-    o.outbox_dir = dir.path() / "outbox";
-    o.outbox.fsync = FsyncPolicy::never;
-    o.publish_endpoints = "@tcp://127.0.0.1:0";
-    o.replay_endpoints = "@tcp://127.0.0.1:0";
-    o.publisher.heartbeat_interval = 50ms;
-    o.publisher.identity = "reliable-test";
-    return o;
-}
 
 std::vector<Reading> batch(const std::string& sensor, std::size_t n) {
     std::vector<Reading> b(n);
@@ -125,7 +115,7 @@ void pump_for(ReliablePublisher& rp, ReliableSubscriber& rs, Owner& owner,
 
 TEST_CASE("a reliable publisher sends the bytes its outbox stored, encoded once") {
     TempDir dir("reliable");
-    auto o = publisher_options(dir);
+    auto o = rill::test::loopback_publisher(dir, "reliable-test");
     o.publisher.batch.max_readings = 10;
     ReliablePublisher rp(o);
     zmq::socket_t sub(default_context(), zmq::socket_type::sub);
@@ -162,7 +152,7 @@ TEST_CASE("a reliable publisher sends the bytes its outbox stored, encoded once"
 
 TEST_CASE("a subscriber that starts late receives everything by replay, once") {
     TempDir dir("rill-reliable");
-    ReliablePublisher rp(publisher_options(dir));
+    ReliablePublisher rp(rill::test::loopback_publisher(dir, "reliable-test"));
     const auto newest = publish(rp, 10, 100);
     REQUIRE(newest == 1000);
 
@@ -187,7 +177,7 @@ TEST_CASE("a subscriber that starts late receives everything by replay, once") {
 
 TEST_CASE("a gap in the middle of the stream is repaired by replay") {
     TempDir dir("rill-reliable");
-    ReliablePublisher rp(publisher_options(dir));
+    ReliablePublisher rp(rill::test::loopback_publisher(dir, "reliable-test"));
     Owner owner;
     ReliableSubscriber rs(subscriber_options(rp),
                           [&](const std::string&) { return owner.stored(); });
@@ -221,7 +211,7 @@ TEST_CASE("a gap in the middle of the stream is repaired by replay") {
 
 TEST_CASE("readings the publisher's outbox dropped are reported Lost, exactly those") {
     TempDir dir("rill-reliable");
-    auto po = publisher_options(dir);
+    auto po = rill::test::loopback_publisher(dir, "reliable-test");
     po.outbox.segment_bytes = 16 * 1024;
     po.outbox.max_bytes = 64 * 1024;
     ReliablePublisher rp(std::move(po));
@@ -259,7 +249,7 @@ TEST_CASE("readings the publisher's outbox dropped are reported Lost, exactly th
 
 TEST_CASE("what the owner reports as stored is not fetched again") {
     TempDir dir("rill-reliable");
-    ReliablePublisher rp(publisher_options(dir));
+    ReliablePublisher rp(rill::test::loopback_publisher(dir, "reliable-test"));
     REQUIRE(publish(rp, 10, 100) == 1000);
 
     Owner owner;

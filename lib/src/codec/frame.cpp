@@ -1,7 +1,6 @@
 #include "codec/frame.hpp"
 
-#include <msgpack.hpp>
-
+#include "codec/msgpack_write.hpp"
 #include "rill/codec.hpp"
 
 namespace rill::detail {
@@ -88,11 +87,6 @@ std::size_t skip(std::string_view b, int depth) {
     return n;
 }
 
-struct StringSink {
-    std::string& out;
-    void write(const char* p, std::size_t n) { out.append(p, n); }
-};
-
 }  // namespace
 
 BatchParts split_batch(std::string_view payload) {
@@ -152,12 +146,11 @@ std::size_t batch_header_bytes(std::string_view sensor, std::size_t count) noexc
 void append_batch_header(std::string& out, std::string_view sensor, std::size_t count) {
     // The same packer calls as encode_batch, so that the bytes agree.
     StringSink sink{out};
-    msgpack::packer<StringSink> pk(sink);
+    Packer pk(sink);
     pk.pack_array(4);
     pk.pack_uint64(wire_version);
     pk.pack_uint8(static_cast<std::uint8_t>(PayloadKind::readings));
-    pk.pack_str(static_cast<std::uint32_t>(sensor.size()));
-    pk.pack_str_body(sensor.data(), static_cast<std::uint32_t>(sensor.size()));
+    pack_str(pk, sensor);
     pk.pack_array(static_cast<std::uint32_t>(count));
 }
 

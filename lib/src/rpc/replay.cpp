@@ -7,6 +7,7 @@
 #include "codec/msgpack_write.hpp"
 #include "rill/codec.hpp"
 #include "rill/log.hpp"
+#include "rpc/parse_limits.hpp"
 
 namespace rill {
 
@@ -16,11 +17,6 @@ using detail::Cursor;
 using detail::fail;
 using detail::Packer;
 using detail::StringSink;
-
-// The bounds RPC puts on params and results (rpc.hpp), which carry replay requests and replies.
-constexpr detail::CursorLimits parse_limits{rpc_limits::max_array_elements,
-                                            rpc_limits::max_map_pairs,
-                                            static_cast<int>(rpc_limits::max_depth), true};
 
 std::optional<std::string> request_problem(const ReplayRequest& r) {
     if (auto p = sensor_id_problem(r.sensor)) return "sensor: " + *p;
@@ -169,7 +165,7 @@ std::string encode_replay_request(const ReplayRequest& request) {
 }
 
 ReplayRequest decode_replay_request(std::string_view params) {
-    Cursor c(params, parse_limits, "replay request");
+    Cursor c(params, detail::rpc_parse_limits, "replay request");
     (void)detail::get_array(c.whole(rpc_limits::max_message_bytes), "replay request", 3);
     ReplayRequest r;
     r.sensor.assign(detail::get_str(c.next(2), "sensor", limits::max_sensor_id_bytes));
@@ -204,7 +200,7 @@ std::string encode_replay_reply(const ReplayPayloadReply& reply) {
 }
 
 ReplayReply decode_replay_reply(std::string_view result) {
-    Cursor c(result, parse_limits, "replay reply");
+    Cursor c(result, detail::rpc_parse_limits, "replay reply");
     (void)detail::get_array(c.whole(rpc_limits::max_message_bytes), "replay reply", 4);
     ReplayReply r;
     const auto payload = detail::get_bin(c.next(2), "readings", limits::max_payload_bytes);

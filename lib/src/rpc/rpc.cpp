@@ -11,6 +11,7 @@
 #include "codec/msgpack_write.hpp"
 #include "core/actor.hpp"
 #include "rill/log.hpp"
+#include "rpc/parse_limits.hpp"
 
 namespace rill {
 
@@ -37,15 +38,10 @@ std::optional<std::string> method_problem(std::string_view method) {
     return std::nullopt;
 }
 
-// Parser bounds for every msgpack object in an RPC message; depth counts from each object.
-constexpr detail::CursorLimits parse_limits{rpc_limits::max_array_elements,
-                                            rpc_limits::max_map_pairs,
-                                            static_cast<int>(rpc_limits::max_depth), true};
-
 // Checks that `bytes` is exactly one msgpack object (an array when `want_array`).
 void check_object(std::string_view bytes, bool want_array, const char* what) {
     try {
-        Cursor c(bytes, parse_limits, what);
+        Cursor c(bytes, detail::rpc_parse_limits, what);
         const auto v = c.whole(rpc_limits::max_message_bytes);
         if (want_array && v.type != Type::array) {
             throw std::invalid_argument(std::string(what) + " is a " + detail::type_name(v.type) +
@@ -95,7 +91,7 @@ void truncate_error(std::string& s) {
 
 // A cursor at the first element of the envelope `b`, after its 4-element array header.
 Cursor envelope_elements(std::string_view b) {
-    return Cursor(b.substr(read_envelope_header(b)), parse_limits, "RPC message");
+    return Cursor(b.substr(read_envelope_header(b)), detail::rpc_parse_limits, "RPC message");
 }
 
 // The msgid of `b` when it starts like a request ([0, msgid, ...]), whatever follows.
@@ -254,18 +250,18 @@ std::string str_array(const std::vector<std::string>& items) {
 }
 
 std::string to_str(std::string_view bytes) {
-    Cursor c(bytes, parse_limits, "value");
+    Cursor c(bytes, detail::rpc_parse_limits, "value");
     return std::string(detail::get_str(c.whole(rpc_limits::max_message_bytes), "value",
                                        rpc_limits::max_message_bytes));
 }
 
 std::uint64_t to_uint(std::string_view bytes) {
-    Cursor c(bytes, parse_limits, "value");
+    Cursor c(bytes, detail::rpc_parse_limits, "value");
     return detail::get_uint(c.whole(rpc_limits::max_message_bytes), "value");
 }
 
 std::vector<std::string> to_str_array(std::string_view bytes) {
-    Cursor c(bytes, parse_limits, "value");
+    Cursor c(bytes, detail::rpc_parse_limits, "value");
     const auto a = c.whole(rpc_limits::max_message_bytes);
     detail::expect_type(a, Type::array, "value");
     std::vector<std::string> out;
