@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "codec/frame.hpp"
 #include "codec/msgpack_cursor.hpp"
 #include "codec/msgpack_write.hpp"
 
@@ -84,13 +85,9 @@ void encode_batch(std::span<const Reading> batch, std::string& out) {
         }
     }
     out.reserve(out.size() + 8 + sensor.size() + batch.size() * 24);
+    detail::append_batch_header(out, sensor, batch.size());
     StringSink sink{out};
     Packer pk(sink);
-    pk.pack_array(4);
-    pk.pack_uint64(wire_version);
-    pk.pack_uint8(static_cast<std::uint8_t>(PayloadKind::readings));
-    pack_str(pk, sensor);
-    pk.pack_array(static_cast<std::uint32_t>(batch.size()));
     for (const auto& r : batch)
         pack_reading(pk, sink, r);
 }

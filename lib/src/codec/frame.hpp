@@ -35,8 +35,8 @@ struct BatchParts {
 /// The size of the envelope append_batch_header writes for `count` readings of `sensor`.
 [[nodiscard]] std::size_t batch_header_bytes(std::string_view sensor, std::size_t count) noexcept;
 
-/// Appends the envelope of a readings payload of `count` readings of `sensor`, exactly as
-/// encode_batch writes it; the caller appends the `count` encoded readings after it.
+/// Appends the envelope of a readings payload of `count` readings of `sensor` (encode_batch
+/// writes its envelope with it too); the caller appends the `count` encoded readings after it.
 void append_batch_header(std::string& out, std::string_view sensor, std::size_t count);
 
 }  // namespace rill::detail
