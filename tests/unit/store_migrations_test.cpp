@@ -11,18 +11,24 @@ using rill::test::TempPostgres;
 TEST_CASE("migrations create the schema once, record their versions and are idempotent") {
     TempPostgres pg;
     auto conn = Connection::open(pg.conninfo());
-    CHECK(rill::store::migrate(conn) == std::vector<int>{1});
+    CHECK(rill::store::migrate(conn) == std::vector<int>{1, 2});
     CHECK(rill::store::migrate(conn).empty());
     CHECK(pg.column("SELECT version || ' ' || name FROM schema_migrations ORDER BY version") ==
-          std::vector<std::string>{"1 readings table"});
-    CHECK(pg.value("SELECT count(*) FROM schema_migrations WHERE applied_at <= now()") == "1");
+          std::vector<std::string>{"1 readings table", "2 time partitions and rollups"});
+    CHECK(pg.value("SELECT count(*) FROM schema_migrations WHERE applied_at <= now()") == "2");
+    // Version 2: partitioned by ts, a default partition and nothing else on a new database.
+    CHECK(pg.value("SELECT partstrat FROM pg_partitioned_table "
+                   "WHERE partrelid = 'readings'::regclass") == "r");
+    CHECK(pg.column("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                    "WHERE i.inhparent = 'readings'::regclass") ==
+          std::vector<std::string>{"readings_default"});
     CHECK(pg.column("SELECT column_name || ':' || data_type || ':' || is_nullable "
                     "FROM information_schema.columns WHERE table_name = 'readings' "
                     "ORDER BY ordinal_position") ==
           std::vector<std::string>{"sensor:text:NO", "seq:bigint:NO",
                                    "ts:timestamp with time zone:NO", "temperature:real:YES",
                                    "humidity:real:YES", "extra:jsonb:YES"});
-    CHECK(pg.value("SELECT pg_get_indexdef('readings_pkey'::regclass)").find("(sensor, seq)") !=
+    CHECK(pg.value("SELECT pg_get_indexdef('readings_pkey'::regclass)").find("(sensor, seq, ts)") !=
           std::string::npos);
     CHECK(pg.value("SELECT pg_get_indexdef('readings_sensor_ts_idx'::regclass)")
               .find("(sensor, ts DESC)") != std::string::npos);
@@ -49,8 +55,8 @@ TEST_CASE("migrations started together from two connections apply each version o
     }
     CHECK(errors[0] == "");
     CHECK(errors[1] == "");
-    CHECK(applied[0].size() + applied[1].size() == 1);
-    CHECK(pg.value("SELECT count(*) FROM schema_migrations") == "1");
+    CHECK(applied[0].size() + applied[1].size() == 2);
+    CHECK(pg.value("SELECT count(*) FROM schema_migrations") == "2");
 }
 
 TEST_CASE("migrations adopt an existing readings table and keep its rows") {
@@ -61,7 +67,11 @@ TEST_CASE("migrations adopt an existing readings table and keep its rows") {
         "INSERT INTO readings VALUES ('a', 1, now(), 20, 50, NULL), ('a', 2, now(), 21, 51, "
         "NULL)");
     auto conn = Connection::open(pg.conninfo());
-    CHECK(rill::store::migrate(conn) == std::vector<int>{1});
+    CHECK(rill::store::migrate(conn) == std::vector<int>{1, 2});
     CHECK(pg.value("SELECT count(*) FROM readings") == "2");
-    CHECK(pg.value("SELECT count(*) FROM schema_migrations") == "1");
+    CHECK(pg.value("SELECT count(*) FROM schema_migrations") == "2");
+    // The old table is now the partition of everything before tomorrow, and rolled up.
+    CHECK(pg.value("SELECT count(*) FROM readings_upgraded") == "2");
+    CHECK(pg.value("SELECT sum(n) FROM readings_1m") == "2");
+    CHECK(pg.value("SELECT sum(n) FROM readings_1h") == "2");
 }

@@ -103,10 +103,11 @@ TEST_CASE("duplicates already stored or pending are skipped without touching the
 TEST_CASE("readings the database already has take the staging fallback and are stored once") {
     TempPostgres pg;
     BatchWriter w(options(pg));
-    // Behind the writer's back: seqs 5..10 with a marker temperature.
+    // Behind the writer's back (another writer): seqs 5..10, taken when the writer's copies
+    // were (test_epoch + seq ms), with a marker temperature.
     pg.execute(
-        "INSERT INTO readings SELECT 's', g, now(), 99, 1, NULL "
-        "FROM generate_series(5, 10) g");
+        "INSERT INTO readings SELECT 's', g, '2025-11-21T10:00:00Z'::timestamptz + g * "
+        "interval '1 millisecond', 99, 1, NULL FROM generate_series(5, 10) g");
     add_all(w, readings("s", 1, 20));
     CHECK(w.flush() == 20);
     const auto st = w.stats();

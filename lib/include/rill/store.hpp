@@ -159,7 +159,8 @@ struct Migration {
     std::string_view sql;
 };
 
-/// rill's migrations in order (version 1: the readings table and its indexes).
+/// rill's migrations in order (1: the readings table and its indexes; 2: readings partitioned by
+/// day, the 1-minute and 1-hour rollups, retention bookkeeping).
 [[nodiscard]] std::span<const Migration> migrations() noexcept;
 
 /// Brings the schema up to date: in one transaction holding a transaction-scoped advisory lock

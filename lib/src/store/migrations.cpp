@@ -28,7 +28,7 @@ constexpr long long migration_lock_key = 0x72696c6c6d696772LL;
 //    ts would be a third full-size index maintained by every COPY, and COPY speed is what the
 //    store is measured on. If readings ever arrive badly out of order (huge backfills), add a
 //    btree in a later migration.
-constexpr std::array<Migration, 1> all_migrations = {{
+constexpr std::array<Migration, 2> all_migrations = {{
     {1, "readings table",
      R"sql(
 CREATE TABLE IF NOT EXISTS readings (
@@ -42,6 +42,187 @@ CREATE TABLE IF NOT EXISTS readings (
 );
 CREATE INDEX IF NOT EXISTS readings_sensor_ts_idx ON readings (sensor, ts DESC);
 CREATE INDEX IF NOT EXISTS readings_ts_brin_idx ON readings USING brin (ts);
+)sql"},
+    // Version 2 (issue 13): readings partitioned by day, exact 1-minute and 1-hour rollups,
+    // the bookkeeping of retention. docs/storage.md explains the design; in short:
+    //  - a partitioned table's primary key must contain the partition key, so the key becomes
+    //    (sensor, seq, ts). A replayed reading carries the ts it was stored with (the outbox
+    //    keeps the bytes), so it meets its own key in the same partition; the writer's islands
+    //    by (sensor, seq) drop replays before they reach the table anyway;
+    //  - one partition per UTC day (readings), month (readings_1m), year (readings_1h), made
+    //    by rill_ensure_partitions() ahead of time and on demand for older days; a DEFAULT
+    //    partition holds what is too far in the future, and gives its rows up to the partition
+    //    made for them later;
+    //  - an existing table is attached whole as readings_upgraded (MINVALUE .. tomorrow): no row
+    //    is copied, only the new key's index is built and the rollups computed.
+    {2, "time partitions and rollups",
+     R"sql(
+-- How each partitioned table is cut: one row per table, the step is a calendar unit in UTC.
+CREATE TABLE IF NOT EXISTS rill_partitioning (
+    parent text PRIMARY KEY,
+    unit   text NOT NULL CHECK (unit IN ('day', 'month', 'year'))
+);
+INSERT INTO rill_partitioning VALUES ('readings', 'day'), ('readings_1m', 'month'),
+    ('readings_1h', 'year') ON CONFLICT DO NOTHING;
+
+-- Per sensor, the seqs whose raw rows retention dropped: every seq <= seq was stored once and
+-- is no longer held raw (its readings live on in the rollups). The writer treats them as
+-- stored, so a replay of a dropped range is never counted twice.
+CREATE TABLE IF NOT EXISTS rill_retired (
+    sensor text PRIMARY KEY,
+    seq    bigint NOT NULL
+);
+
+-- The partitions of a parent with their bounds (the default partition, which has none, is not
+-- listed; a MINVALUE lower bound is -infinity).
+CREATE OR REPLACE FUNCTION rill_partitions(parent regclass)
+RETURNS TABLE (part regclass, lo timestamptz, hi timestamptz)
+LANGUAGE sql STABLE AS $f$
+    SELECT c.oid::regclass,
+           CASE WHEN b.m[1] = 'MINVALUE' THEN '-infinity'::timestamptz
+                ELSE trim(both '''' FROM b.m[1])::timestamptz END,
+           CASE WHEN b.m[2] = 'MAXVALUE' THEN 'infinity'::timestamptz
+                ELSE trim(both '''' FROM b.m[2])::timestamptz END
+    FROM pg_inherits i
+    JOIN pg_class c ON c.oid = i.inhrelid
+    CROSS JOIN LATERAL (SELECT regexp_match(pg_get_expr(c.relpartbound, c.oid),
+                                            '^FOR VALUES FROM \((.*)\) TO \((.*)\)$') AS m) b
+    WHERE i.inhparent = parent AND b.m IS NOT NULL
+    ORDER BY 2
+$f$;
+
+-- Makes sure every instant of [lo, hi) of table `tbl` has a partition of its own: creates the
+-- missing ones (one per calendar unit of rill_partitioning, in UTC, named parent_YYYYMMDD /
+-- _YYYYMM / _YYYY), moving the rows the default partition holds for that range into it first.
+-- Ranges already covered (also partly, e.g. by an upgraded table's one big partition) are left
+-- alone. Serialised across sessions by an advisory lock; returns the number created.
+CREATE OR REPLACE FUNCTION rill_ensure_partitions(tbl regclass, lo timestamptz, hi timestamptz)
+RETURNS int LANGUAGE plpgsql AS $f$
+DECLARE
+    step_unit text;
+    step interval;
+    fmt text;
+    def regclass;
+    key text;
+    t timestamptz;
+    t_next timestamptz;
+    name text;
+    created int := 0;
+BEGIN
+    SELECT unit INTO step_unit FROM rill_partitioning WHERE parent = tbl::text;
+    IF step_unit IS NULL THEN
+        RAISE EXCEPTION 'rill_ensure_partitions: % is not in rill_partitioning', tbl;
+    END IF;
+    step := ('1 ' || step_unit)::interval;
+    fmt := CASE step_unit WHEN 'day' THEN 'YYYYMMDD' WHEN 'month' THEN 'YYYYMM' ELSE 'YYYY' END;
+    key := CASE tbl::text WHEN 'readings' THEN 'ts' ELSE 'bucket' END;
+    -- 'rillpart' as a big-endian int64, plus nothing: one lock for all partition DDL.
+    PERFORM pg_advisory_xact_lock(8244232263541436788);
+    SELECT c.oid INTO def FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partdefid
+        WHERE p.partrelid = tbl;
+    t := date_trunc(step_unit, lo, 'UTC');
+    WHILE t < hi LOOP
+        t_next := (t AT TIME ZONE 'UTC' + step) AT TIME ZONE 'UTC';
+        IF NOT EXISTS (SELECT 1 FROM rill_partitions(tbl) p WHERE p.lo < t_next AND p.hi > t) THEN
+            name := tbl::text || '_' || to_char(t AT TIME ZONE 'UTC', fmt);
+            EXECUTE format('CREATE TABLE %I (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
+                           name, tbl);
+            IF def IS NOT NULL THEN
+                EXECUTE format('WITH moved AS (DELETE FROM %s WHERE %I >= $1 AND %I < $2 RETURNING *) '
+                               'INSERT INTO %I SELECT * FROM moved', def, key, key, name)
+                    USING t, t_next;
+            END IF;
+            EXECUTE format('ALTER TABLE %s ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)',
+                           tbl, name, t, t_next);
+            created := created + 1;
+        END IF;
+        t := t_next;
+    END LOOP;
+    RETURN created;
+END
+$f$;
+
+-- readings becomes partitioned by ts. An existing (version 1) table is renamed and attached
+-- whole as the partition for everything before tomorrow (UTC), its rows untouched; later days
+-- get a partition each.
+DO $do$
+DECLARE
+    upper_bound timestamptz := date_trunc('day', now(), 'UTC') + interval '1 day';
+BEGIN
+    IF to_regclass('readings') IS NOT NULL
+       AND (SELECT relkind FROM pg_class WHERE oid = 'readings'::regclass) = 'r' THEN
+        ALTER TABLE readings RENAME TO readings_upgraded;
+        -- Its key (sensor, seq) gives way to the partitioned table's (sensor, seq, ts), which
+        -- ATTACH builds.
+        ALTER TABLE readings_upgraded DROP CONSTRAINT readings_pkey;
+        ALTER INDEX IF EXISTS readings_sensor_ts_idx RENAME TO readings_upgraded_sensor_ts_idx;
+        ALTER INDEX IF EXISTS readings_ts_brin_idx RENAME TO readings_upgraded_ts_brin_idx;
+    END IF;
+    CREATE TABLE readings (
+        sensor      text        NOT NULL,
+        seq         bigint      NOT NULL,
+        ts          timestamptz NOT NULL,
+        temperature real,
+        humidity    real,
+        extra       jsonb       NULL,
+        PRIMARY KEY (sensor, seq, ts)
+    ) PARTITION BY RANGE (ts);
+    CREATE INDEX readings_sensor_ts_idx ON readings (sensor, ts DESC);
+    CREATE INDEX readings_ts_brin_idx ON readings USING brin (ts);
+    CREATE TABLE readings_default PARTITION OF readings DEFAULT;
+    IF to_regclass('readings_upgraded') IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM readings_upgraded) THEN
+        DROP TABLE readings_upgraded;  -- a new database: nothing to keep
+    END IF;
+    IF to_regclass('readings_upgraded') IS NOT NULL THEN
+        -- Rows dated tomorrow or later (skewed clocks) move to the default partition.
+        WITH moved AS (DELETE FROM readings_upgraded WHERE ts >= upper_bound RETURNING *)
+        INSERT INTO readings_default SELECT * FROM moved;
+        EXECUTE format('ALTER TABLE readings ATTACH PARTITION readings_upgraded '
+                       'FOR VALUES FROM (MINVALUE) TO (%L)', upper_bound);
+    END IF;
+END
+$do$;
+
+-- The rollups: per sensor and UTC minute / hour, the number of readings stored and the sum,
+-- min and max of temperature and humidity (NULL values are not counted into sums, min, max).
+CREATE TABLE readings_1m (
+    sensor text             NOT NULL,
+    bucket timestamptz      NOT NULL,
+    n      bigint           NOT NULL,
+    t_sum  double precision NOT NULL,
+    t_min  real,
+    t_max  real,
+    h_sum  double precision NOT NULL,
+    h_min  real,
+    h_max  real,
+    PRIMARY KEY (sensor, bucket)
+) PARTITION BY RANGE (bucket);
+CREATE TABLE readings_1m_default PARTITION OF readings_1m DEFAULT;
+CREATE TABLE readings_1h (LIKE readings_1m INCLUDING ALL) PARTITION BY RANGE (bucket);
+CREATE TABLE readings_1h_default PARTITION OF readings_1h DEFAULT;
+
+-- Rollups of the rows an upgraded table brought along.
+DO $do$
+DECLARE
+    lo timestamptz;
+    hi timestamptz;
+BEGIN
+    SELECT min(ts), max(ts) INTO lo, hi FROM readings;
+    IF lo IS NULL THEN RETURN; END IF;
+    PERFORM rill_ensure_partitions('readings_1m', lo, hi + interval '1 microsecond');
+    PERFORM rill_ensure_partitions('readings_1h', lo, hi + interval '1 microsecond');
+    INSERT INTO readings_1m
+    SELECT sensor, date_trunc('minute', ts, 'UTC'), count(*), coalesce(sum(temperature::float8), 0),
+           min(temperature), max(temperature), coalesce(sum(humidity::float8), 0), min(humidity),
+           max(humidity)
+    FROM readings GROUP BY 1, 2;
+    INSERT INTO readings_1h
+    SELECT sensor, date_trunc('hour', bucket, 'UTC'), sum(n), sum(t_sum), min(t_min), max(t_max),
+           sum(h_sum), min(h_min), max(h_max)
+    FROM readings_1m GROUP BY 1, 2;
+END
+$do$;
 )sql"},
 }};
 
