@@ -90,9 +90,17 @@ void check_usage_error(const std::string& app, const std::vector<std::string>& a
 }  // namespace
 
 TEST_CASE("every rill executable refuses an unknown flag with its name first and exit code 64") {
-    for (const char* app : {"sensor-pub", "store-sub", "web-view", "tap", "rill-keygen"}) {
-        check_usage_error(app, {"--bogus"}, "--bogus");
-    }
+    // With the required arguments given: CLI11 reports a missing one first.
+    const std::vector<std::pair<std::string, std::vector<std::string>>> runs{
+        {"sensor-pub", {"--sensor-id", "s", "--bogus"}},
+        {"store-sub", {"--connect", "tcp://127.0.0.1:1", "--bogus"}},
+        {"web-view", {"--db", "dbname=x", "--bogus"}},
+        {"tap", {"tcp://127.0.0.1:1", "--bogus"}},
+        {"rill-keygen", {"station", "--bogus"}},
+    };
+    for (const auto& [app, args] : runs)
+        check_usage_error(app, args, "--bogus");
+    check_usage_error("sensor-pub", {"--bogus"}, "--sensor-id is required");
 }
 
 TEST_CASE("every rill executable refuses a bad flag value with its name first and exit code 64") {
