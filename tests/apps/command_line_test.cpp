@@ -214,3 +214,28 @@ TEST_CASE(
         CHECK_FALSE(fs::exists("outbox-" + c.id));
     }
 }
+
+TEST_CASE("sensor-pub and store-sub refuse an admin address in use with exit 1 naming it") {
+    const HeldPort held;
+    const auto address = "127.0.0.1:" + std::to_string(held.port());
+    TempDir dir("rill-cli");
+    const auto pub =
+        run_with_env("sensor-pub",
+                     {"--sensor-id", "admin", "--outbox", (dir.path() / "ob").string(), "--pub",
+                      "@tcp://127.0.0.1:0", "--replay", "@tcp://127.0.0.1:0", "--metrics", address},
+                     {});
+    INFO(pub.output);
+    CHECK(pub.code == 1);
+    CHECK(pub.output.find("error sensor-pub: cannot listen for /metrics on " + address +
+                          ": Address already in use") != std::string::npos);
+    CHECK_FALSE(fs::exists(dir.path() / "ob"));
+    // store-sub opens no database connection before it serves /metrics.
+    const auto sub = run_with_env("store-sub",
+                                  {"--connect", "tcp://127.0.0.1:1", "--db",
+                                   "host=/nonexistent dbname=x", "--metrics", address},
+                                  {});
+    INFO(sub.output);
+    CHECK(sub.code == 1);
+    CHECK(sub.output.find("error store-sub: cannot listen for /metrics on " + address +
+                          ": Address already in use") != std::string::npos);
+}
