@@ -97,19 +97,24 @@ struct IngestLoop::Impl {
 
     std::optional<SinkWriter> open(const StopFlag& stop) {
         log_info(options.log_component, "connecting to the database");
+        unsigned failed = 0;
         try {
-            return open_sink_writer(
+            auto writer = open_sink_writer(
                 sink, options.writer,
                 [&] {
                     keep_alive();
                     return !stop.requested();
                 },
                 [&](const ReconnectEvent& e) {
+                    failed = e.attempt;
                     log_reconnect(e);
                     set_health({false, "database unreachable"});
                     announce("waiting for the database (attempt " + std::to_string(e.attempt) +
                              "): " + e.error);
                 });
+            // An outage at start ends here, like one while running ends in the writer.
+            if (failed > 0) log_reconnect({.attempt = failed + 1, .succeeded = true});
+            return writer;
         } catch (const SinkError&) {
             if (!stop.requested()) throw;
             // Asked to stop while waiting for the sink: nothing was received, nothing is lost.
