@@ -6,22 +6,12 @@
 #include <csignal>
 #include <string>
 
+#include "support/log_text.hpp"
 #include "support/postgres.hpp"
 #include "support/process.hpp"
 
 using namespace std::chrono_literals;
 using namespace rill::test;
-
-namespace {
-
-std::size_t count_of(const std::string& text, const std::string& word) {
-    std::size_t n = 0;
-    for (auto at = text.find(word); at != std::string::npos; at = text.find(word, at + 1))
-        ++n;
-    return n;
-}
-
-}  // namespace
 
 TEST_CASE("store-sub logs a database outage with one warning and one line when it ends") {
     TempPostgres pg;

@@ -5,19 +5,13 @@
 #include <chrono>
 #include <string>
 
+#include "support/log_text.hpp"
 #include "web_view_fixture.hpp"
 
 using namespace std::chrono_literals;
 using namespace rill::test;
 
 namespace {
-
-std::size_t count_of(const std::string& text, const std::string& word) {
-    std::size_t n = 0;
-    for (auto at = text.find(word); at != std::string::npos; at = text.find(word, at + 1))
-        ++n;
-    return n;
-}
 
 // The database is only reached when a request needs it: these tests never do.
 const std::string nowhere_db = "host=/nonexistent dbname=rill connect_timeout=1";
