@@ -1,6 +1,8 @@
 #include "common/app_options.hpp"
 
+#include <array>
 #include <exception>
+#include <iostream>
 
 #include "rill/log.hpp"
 #include "rill/metrics.hpp"
@@ -10,30 +12,6 @@
 #include "rill/version.hpp"
 
 namespace rill::app {
-
-void add_common_options(CLI::App& app, CommonOptions& o, const std::string& metrics_example) {
-    app.add_option("--log-level", o.log_level, "debug, info, warn or error")
-        ->envname("RILL_LOG_LEVEL")
-        ->capture_default_str();
-    app.add_option("--log-format", o.log_format, "text (one line per event) or json")
-        ->envname("RILL_LOG_FORMAT")
-        ->capture_default_str();
-    app.add_option("--metrics", o.metrics,
-                   "serve /metrics and /healthz over HTTP on HOST:PORT, e.g. " + metrics_example)
-        ->envname("RILL_METRICS");
-}
-
-std::optional<CurveClientKeys> CurveClientOptions::keys() const {
-    if (secret.empty()) return std::nullopt;
-    return curve_client_keys(secret, server);
-}
-
-void add_curve_client_options(CLI::App& app, CurveClientOptions& o) {
-    app.add_option("--curve-secret", o.secret, "CURVE: this client's secret key file")
-        ->envname("RILL_CURVE_SECRET");
-    app.add_option("--curve-server", o.server, "CURVE: the publishers' public key file (NAME.key)")
-        ->envname("RILL_CURVE_SERVER");
-}
 
 namespace {
 
@@ -53,7 +31,45 @@ CLI::Validator parsed_by(std::string name, Parse parse) {
         std::move(name));
 }
 
+// A byte size as parse_size reads it, with the largest exact binary unit: "256MiB", "4096".
+std::string size_text(std::uint64_t bytes) {
+    constexpr std::array<const char*, 4> units = {"KiB", "MiB", "GiB", "TiB"};
+    std::string unit;
+    for (const char* u : units) {
+        if (bytes == 0 || bytes % 1024 != 0) break;
+        bytes /= 1024;
+        unit = u;
+    }
+    return std::to_string(bytes) + unit;
+}
+
 }  // namespace
+
+void add_common_options(CLI::App& app, CommonOptions& o, const std::string& metrics_example) {
+    app.add_option("--log-level", o.log_level, "debug, info, warn or error")
+        ->envname("RILL_LOG_LEVEL")
+        ->check(parsed_by("LEVEL", [](const std::string& t) { return parse_log_level(t); }))
+        ->capture_default_str();
+    app.add_option("--log-format", o.log_format, "text (one line per event) or json")
+        ->envname("RILL_LOG_FORMAT")
+        ->check(parsed_by("FORMAT", [](const std::string& t) { return parse_log_format(t); }))
+        ->capture_default_str();
+    app.add_option("--metrics", o.metrics,
+                   "serve /metrics and /healthz over HTTP on HOST:PORT, e.g. " + metrics_example)
+        ->envname("RILL_METRICS");
+}
+
+std::optional<CurveClientKeys> CurveClientOptions::keys() const {
+    if (secret.empty()) return std::nullopt;
+    return curve_client_keys(secret, server);
+}
+
+void add_curve_client_options(CLI::App& app, CurveClientOptions& o) {
+    app.add_option("--curve-secret", o.secret, "CURVE: this client's secret key file")
+        ->envname("RILL_CURVE_SECRET");
+    app.add_option("--curve-server", o.server, "CURVE: the publishers' public key file (NAME.key)")
+        ->envname("RILL_CURVE_SERVER");
+}
 
 CLI::Option* add_duration_option(CLI::App& app, const std::string& name,
                                  std::chrono::nanoseconds& target, const std::string& help) {
@@ -70,36 +86,61 @@ CLI::Option* add_size_option(CLI::App& app, const std::string& name, std::uint64
         .add_option_function<std::string>(
             name, [&target](const std::string& text) { target = parse_size(text); }, help)
         ->check(parsed_by("SIZE", [](const std::string& t) { return parse_size(t); }))
-        ->default_str(std::to_string(target));
+        ->default_str(size_text(target));
 }
 
 void apply_common_options(const CommonOptions& o) {
-    set_log_level(parse_log_level(o.log_level));
-    set_log_format(parse_log_format(o.log_format));
+    try {
+        set_log_level(parse_log_level(o.log_level));
+        set_log_format(parse_log_format(o.log_format));
+    } catch (const std::invalid_argument& e) {
+        throw UsageError(e.what());
+    }
 }
 
-int run_main(CLI::App& app, int argc, char** argv, const std::string& component,
-             const std::function<int()>& body) {
+int report_usage_error(std::string_view program, std::string_view message) {
+    std::string line(program);
+    line += ": ";
+    line += message;
+    line += " (see ";
+    line += program;
+    line += " --help)\n";
+    std::cerr << line << std::flush;
+    return exit_usage;
+}
+
+std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv,
+                                      std::string_view program) {
     app.set_version_flag("--version", std::string(version()));
-    // A constant 1 whose labels say what runs: join it to other series to see versions.
-    default_registry()
-        .gauge("rill_build_info", "Always 1; labels: the app and rill's version",
-               {{"app", component}, {"version", std::string(version())}})
-        .set(1);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
-        return app.exit(e);
+        // --help and --version arrive as "errors" with exit code 0: CLI11 prints them.
+        if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);
+        return report_usage_error(program, e.what());
     }
+    return std::nullopt;
+}
+
+int run_main(CLI::App& app, int argc, char** argv, const std::string& program,
+             const std::function<int()>& body) {
+    if (const auto code = parse_command_line(app, argc, argv, program)) return *code;
+    // A constant 1 whose labels say what runs: join it to other series to see versions.
+    default_registry()
+        .gauge("rill_build_info", "Always 1; labels: the app and rill's version",
+               {{"app", program}, {"version", std::string(version())}})
+        .set(1);
     int code = 1;
     try {
         code = body();
+    } catch (const UsageError& e) {
+        code = report_usage_error(program, e.what());
     } catch (const std::exception& e) {
-        log_error(component, e.what());
+        log_error(program, e.what());
     }
     // Send what the sockets still queue (the last readings and heartbeat) before exiting.
     if (!close_default_context(std::chrono::seconds(5))) {
-        log_warn(component, "exiting with messages still queued after 5 s");
+        log_warn(program, "exiting with messages still queued after 5 s");
     }
     return code;
 }

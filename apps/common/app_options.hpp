@@ -1,16 +1,32 @@
-// Flags every rill executable shares: logging and the admin endpoint.
+// Flags every rill executable shares (logging, the admin endpoint) and the one command-line
+// voice: argument errors print "PROGRAM: message" and exit 64 (EX_USAGE), runtime failures exit 1.
 #pragma once
+
+#include <sysexits.h>
 
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <stdexcept>
 #include <string>
+#include <string_view>
 
 #include "rill/socket.hpp"
 
 namespace rill::app {
+
+/// The exit code of every argument error (an unknown flag, a bad or missing value, a value the
+/// program refuses): EX_USAGE from <sysexits.h>. Runtime failures exit 1, --help/--version 0.
+inline constexpr int exit_usage = EX_USAGE;
+
+/// A flag value the program refuses after parsing (out of range, two flags that exclude each
+/// other). run_main reports it like a parse error: "PROGRAM: message", exit code exit_usage.
+class UsageError : public std::invalid_argument {
+  public:
+    using std::invalid_argument::invalid_argument;
+};
 
 struct CommonOptions {
     std::string log_level = "info";
@@ -46,12 +62,23 @@ CLI::Option* add_duration_option(CLI::App& app, const std::string& name,
 CLI::Option* add_size_option(CLI::App& app, const std::string& name, std::uint64_t& target,
                              const std::string& help);
 
-/// Applies the logging settings. Throws std::invalid_argument on unknown values.
+/// Applies the logging settings (already checked while parsing). Throws UsageError on unknown
+/// values.
 void apply_common_options(const CommonOptions& options);
 
-/// Parses argv with CLI11 and runs `body`; turns exceptions into one log line and exit code 1,
-/// and CLI parse errors into CLI11's message and its exit code. Returns the process exit code.
-int run_main(CLI::App& app, int argc, char** argv, const std::string& component,
+/// Writes "PROGRAM: message (see PROGRAM --help)" as one line on stderr and returns exit_usage.
+int report_usage_error(std::string_view program, std::string_view message);
+
+/// Adds --version and parses argv with CLI11. Returns the exit code when the program should end
+/// now: 0 after printing --help or --version, exit_usage after an argument error (reported by
+/// report_usage_error); nothing when it should run.
+[[nodiscard]] std::optional<int> parse_command_line(CLI::App& app, int argc, char** argv,
+                                                    std::string_view program);
+
+/// parse_command_line, then `body`. A UsageError from `body` is an argument error (exit_usage);
+/// any other exception becomes one error log line of component `program` and exit code 1. Then
+/// flushes what the default ZeroMQ context still queues (at most 5 s). Returns the exit code.
+int run_main(CLI::App& app, int argc, char** argv, const std::string& program,
              const std::function<int()>& body);
 
 }  // namespace rill::app

@@ -3,8 +3,8 @@
 #include <filesystem>
 #include <iostream>
 
+#include "common/app_options.hpp"
 #include "rill/security.hpp"
-#include "rill/version.hpp"
 
 int main(int argc, char** argv) {
     CLI::App app{
@@ -21,8 +21,10 @@ int main(int argc, char** argv) {
         ->envname("RILL_KEY_DIR")
         ->capture_default_str();
     app.add_flag("-f,--force", force, "replace existing key files")->envname("RILL_KEY_FORCE");
-    app.set_version_flag("--version", std::string(rill::version()));
-    CLI11_PARSE(app, argc, argv);
+    // No ZeroMQ context and no log settings here: rill::app::run_main would bring both.
+    if (const auto code = rill::app::parse_command_line(app, argc, argv, "rill-keygen")) {
+        return *code;
+    }
 
     try {
         std::filesystem::create_directories(dir);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <stdexcept>
 
 #include "rill/security.hpp"
@@ -18,7 +19,7 @@ FsyncPolicy parse_fsync(const std::string& s) {
     if (s == "always") return FsyncPolicy::always;
     if (s == "batch") return FsyncPolicy::batch;
     if (s == "never") return FsyncPolicy::never;
-    throw std::invalid_argument("--fsync: '" + s + "' is not always, batch or never");
+    throw app::UsageError("--fsync: '" + s + "' is not always, batch or never");
 }
 
 std::string hostname() {
@@ -34,8 +35,10 @@ void add_source_flags(CLI::App& app, Options& o) {
     o.interval_flag =
         app::add_duration_option(app, "--interval", o.interval, "Time between readings")
             ->envname("RILL_INTERVAL");
-    app.add_option("--rate", o.rate, "Readings per second instead of --interval (load tests)")
-        ->envname("RILL_RATE");
+    app.add_option("--rate", o.rate,
+                   "Readings per second instead of --interval (load tests; 0: use --interval)")
+        ->envname("RILL_RATE")
+        ->capture_default_str();
     app.add_option("--seed", o.seed, "Random seed of the simulator")
         ->envname("RILL_SEED")
         ->capture_default_str();
@@ -91,7 +94,10 @@ void add_stream_flags(CLI::App& app, Options& o) {
 }
 
 void add_outbox_flags(CLI::App& app, Options& o) {
-    app.add_option("--outbox", o.outbox, "Outbox directory (default ./outbox-SENSOR-ID)")
+    app.add_option("--outbox", o.outbox,
+                   "Outbox directory (default: $STATE_DIRECTORY/outbox-SENSOR-ID under systemd, "
+                   "else $XDG_STATE_HOME/rill/outbox-SENSOR-ID, $XDG_STATE_HOME defaulting to "
+                   "~/.local/state)")
         ->envname("RILL_OUTBOX");
     app.add_option("--fsync", o.fsync, "When the outbox syncs to disk: always, batch or never")
         ->envname("RILL_FSYNC")
@@ -108,13 +114,36 @@ void add_outbox_flags(CLI::App& app, Options& o) {
         ->envname("RILL_OUTBOX_SEGMENT_BYTES");
     app.add_option("--count", o.count,
                    "Publish N readings, linger, then exit 0 (0: run until stopped)")
-        ->envname("RILL_COUNT");
+        ->envname("RILL_COUNT")
+        ->capture_default_str();
     app::add_duration_option(app, "--linger", o.linger,
                              "After --count: keep heartbeats and replays going this long")
         ->envname("RILL_LINGER");
 }
 
+std::string env_value(const char* name) {
+    const char* v = std::getenv(name);
+    return v != nullptr ? v : "";
+}
+
 }  // namespace
+
+std::filesystem::path default_outbox_dir(const std::string& sensor_id,
+                                         const std::function<std::string(const char*)>& env) {
+    const std::string name = "outbox-" + sensor_id;
+    // systemd's StateDirectory= may list several directories, separated by colons.
+    if (const auto state = env("STATE_DIRECTORY"); !state.empty()) {
+        return std::filesystem::path(state.substr(0, state.find(':'))) / name;
+    }
+    // XDG: a relative $XDG_STATE_HOME is invalid and ignored.
+    if (const auto xdg = env("XDG_STATE_HOME"); !xdg.empty() && xdg.front() == '/') {
+        return std::filesystem::path(xdg) / "rill" / name;
+    }
+    if (const auto home = env("HOME"); !home.empty()) {
+        return std::filesystem::path(home) / ".local" / "state" / "rill" / name;
+    }
+    return name;
+}
 
 void add_flags(CLI::App& app, Options& o) {
     app.add_option("--sensor-id", o.sensor_id, "The sensor's id (1-64 bytes of UTF-8)")
@@ -131,11 +160,11 @@ SourceOptions source_options(const Options& o) {
     if (o.rate > 0) {
         so.rate_hz = o.rate;
     } else if (o.rate < 0 || std::isnan(o.rate)) {
-        throw std::invalid_argument("--rate: must be a positive number of readings per second");
+        throw app::UsageError("--rate: must be a positive number of readings per second");
     }
     if (o.interval_flag != nullptr && o.interval_flag->count() > 0) {
-        if (o.rate > 0) throw std::invalid_argument("--interval and --rate: give one, not both");
-        if (o.interval.count() <= 0) throw std::invalid_argument("--interval: must be positive");
+        if (o.rate > 0) throw app::UsageError("--interval and --rate: give one, not both");
+        if (o.interval.count() <= 0) throw app::UsageError("--interval: must be positive");
         so.interval = o.interval;
     }
     so.seed = o.seed;
@@ -148,7 +177,7 @@ SourceOptions source_options(const Options& o) {
     try {
         (void)parse_source_spec(o.source);
     } catch (const std::invalid_argument& e) {
-        throw std::invalid_argument(std::string("--source: ") + e.what());
+        throw app::UsageError(std::string("--source: ") + e.what());
     }
     return so;
 }
@@ -156,7 +185,8 @@ SourceOptions source_options(const Options& o) {
 ReliablePublisherOptions publisher_options(const Options& o) {
     using std::chrono::duration_cast;
     ReliablePublisherOptions po;
-    po.outbox_dir = o.outbox.empty() ? "outbox-" + o.sensor_id : o.outbox;
+    po.outbox_dir = o.outbox.empty() ? default_outbox_dir(o.sensor_id, env_value)
+                                     : std::filesystem::path(o.outbox);
     po.outbox.fsync = parse_fsync(o.fsync);
     po.outbox.max_bytes = o.outbox_max_bytes;
     po.outbox.max_age = duration_cast<std::chrono::seconds>(o.outbox_max_age);

@@ -4,6 +4,8 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
+#include <functional>
 #include <string>
 
 #include "common/app_options.hpp"
@@ -45,16 +47,23 @@ struct Options {
     app::CommonOptions common;
 };
 
+/// Where the outbox lives without --outbox: $STATE_DIRECTORY/outbox-ID (systemd's
+/// StateDirectory=, the first when it lists several), else $XDG_STATE_HOME/rill/outbox-ID (an
+/// absolute $XDG_STATE_HOME only), else $HOME/.local/state/rill/outbox-ID, else ./outbox-ID.
+/// `env` reads an environment variable ("" when unset).
+[[nodiscard]] std::filesystem::path default_outbox_dir(
+    const std::string& sensor_id, const std::function<std::string(const char*)>& env);
+
 /// Adds every flag (with its RILL_* environment twin) to `app`, writing into `o`.
 void add_flags(CLI::App& app, Options& o);
 
-/// The source settings the flags ask for. Throws std::invalid_argument naming the flag
-/// (--rate, --interval, --source) when a value is refused.
+/// The source settings the flags ask for. Throws app::UsageError naming the flag (--rate,
+/// --interval, --source) when a value is refused.
 [[nodiscard]] SourceOptions source_options(const Options& o);
 
-/// The publisher settings the flags ask for, CURVE keys included. Throws
-/// std::invalid_argument naming the flag (--fsync) when a value is refused, and what
-/// rill::curve_server_keys throws for an unreadable key file.
+/// The publisher settings the flags ask for, CURVE keys included; the outbox directory is
+/// --outbox or default_outbox_dir. Throws app::UsageError naming the flag (--fsync) when a value
+/// is refused, and what rill::curve_server_keys throws for an unreadable key file.
 [[nodiscard]] ReliablePublisherOptions publisher_options(const Options& o);
 
 }  // namespace rill::sensor_pub

@@ -3,8 +3,10 @@
 //
 // flags -> a Source, a ReliablePublisher and a rill::SourcePump that runs the delivery loop;
 // this file adds the admin HTTP server and systemd's notifications.
+#include <filesystem>
 #include <optional>
 #include <string>
+#include <system_error>
 
 #include "common/app_options.hpp"
 #include "common/http_admin.hpp"
@@ -59,12 +61,32 @@ rill::PumpHooks systemd_hooks(rill::app::SystemdNotifier& systemd,
     return hooks;
 }
 
+// Removes the outbox directory again if this run created it and then failed before publishing
+// (a port in use, an unreadable key): a failed start leaves no files behind.
+class CreatedOutbox {
+  public:
+    explicit CreatedOutbox(std::filesystem::path dir)
+        : dir_(std::move(dir)), existed_(std::filesystem::exists(dir_)) {}
+    ~CreatedOutbox() {
+        std::error_code ignored;
+        if (!kept_ && !existed_) std::filesystem::remove_all(dir_, ignored);
+    }
+    CreatedOutbox(const CreatedOutbox&) = delete;
+    CreatedOutbox& operator=(const CreatedOutbox&) = delete;
+    void keep() noexcept { kept_ = true; }
+
+  private:
+    std::filesystem::path dir_;
+    bool existed_;
+    bool kept_ = false;
+};
+
 int run(const Options& o) {
     rill::app::apply_common_options(o.common);
     auto& shutdown = rill::app::Shutdown::install();
     rill::app::SystemdNotifier systemd;
     if (auto problem = rill::sensor_id_problem(o.sensor_id)) {
-        throw std::invalid_argument("--sensor-id: " + *problem);
+        throw rill::app::UsageError("--sensor-id: " + *problem);
     }
     // Every flag value is checked before anything is opened or bound.
     const auto so = rill::sensor_pub::source_options(o);
@@ -76,6 +98,7 @@ int run(const Options& o) {
     if (!o.curve_secret.empty() && !o.curve_allow.empty()) {
         zap.emplace(rill::default_context(), o.curve_allow);
     }
+    CreatedOutbox created(po.outbox_dir);
     rill::ReliablePublisher rp(std::move(po));
     std::optional<rill::app::HttpAdmin> admin;
     if (!o.common.metrics.empty()) {
@@ -83,6 +106,7 @@ int run(const Options& o) {
             o.common.metrics, [] { return rill::default_registry().render_prometheus(); },
             [] { return rill::app::Health{}; });
     }
+    created.keep();  // every socket is bound: from here on the outbox holds readings
     log_start(o, rp, *source);
 
     rill::PumpOptions pump_options;

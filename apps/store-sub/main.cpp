@@ -63,7 +63,7 @@ int run(const Options& o) {
     rill::app::apply_common_options(o.common);
     auto& shutdown = rill::app::Shutdown::install();
     if (o.db.empty()) {
-        throw std::invalid_argument("no database: give --db CONNINFO or set DATABASE_URL");
+        throw rill::app::UsageError("no database: give --db CONNINFO or set DATABASE_URL");
     }
     // Readiness (docs/operations.md): READY=1 once subscribed with the database open, or, when
     // the database does not answer at start, after the first failed attempt (IngestHooks::ready).

@@ -7,17 +7,15 @@
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdio>
-#include <exception>
 #include <string>
 #include <type_traits>
 #include <variant>
 #include <vector>
 
+#include "common/app_options.hpp"
 #include "common/shutdown.hpp"
-#include "rill/log.hpp"
 #include "rill/stream.hpp"
 #include "rill/stream_json.hpp"
-#include "rill/version.hpp"
 
 namespace {
 
@@ -27,8 +25,8 @@ struct Options {
     std::uint64_t count = 0;
     bool heartbeats = false;
     bool gaps = false;
-    std::string log_level = "warn";
-    std::string log_format = "text";
+    // A printing tool is quiet by default: warnings and errors only.
+    rill::app::CommonOptions common{.log_level = "warn"};
 };
 
 void add_options(CLI::App& app, Options& o) {
@@ -42,17 +40,15 @@ void add_options(CLI::App& app, Options& o) {
         ->delimiter(',')
         ->envname("RILL_TAP_SENSORS");
     app.add_option("--count", o.count, "Exit 0 after printing N readings (0 = run until stopped)")
-        ->envname("RILL_TAP_COUNT");
+        ->envname("RILL_TAP_COUNT")
+        ->capture_default_str();
     app.add_flag("--heartbeats", o.heartbeats,
                  "Print heartbeats and publisher silence/return as JSON lines on stderr")
         ->envname("RILL_TAP_HEARTBEATS");
     app.add_flag("--gaps", o.gaps, "Print detected gaps as JSON lines on stderr")
         ->envname("RILL_TAP_GAPS");
-    app.add_option("--log-level", o.log_level, "debug, info, warn or error")
-        ->envname("RILL_LOG_LEVEL");
-    app.add_option("--log-format", o.log_format, "text (one line per event) or json")
-        ->envname("RILL_LOG_FORMAT");
-    app.set_version_flag("--version", std::string(rill::version()));
+    rill::app::add_common_options(app, o.common, "");
+    app.remove_option(app.get_option("--metrics"));  // a terminal tool: no admin endpoint
 }
 
 void write_line(std::FILE* f, std::string& line) {
@@ -95,8 +91,7 @@ std::uint64_t print(const rill::StreamEvent& event, const Options& o, std::uint6
 }
 
 int run(const Options& o) {
-    rill::set_log_level(rill::parse_log_level(o.log_level));
-    rill::set_log_format(rill::parse_log_format(o.log_format));
+    rill::app::apply_common_options(o.common);
     std::string spec;
     for (const auto& e : o.endpoints)
         spec += (spec.empty() ? "" : ",") + e;
@@ -121,11 +116,5 @@ int main(int argc, char** argv) {
     CLI::App app{"tap: print the live rill stream as JSON lines, one reading per line"};
     Options o;
     add_options(app, o);
-    CLI11_PARSE(app, argc, argv);
-    try {
-        return run(o);
-    } catch (const std::exception& e) {
-        rill::log_error("tap", e.what());
-        return 1;
-    }
+    return rill::app::run_main(app, argc, argv, "tap", [&] { return run(o); });
 }

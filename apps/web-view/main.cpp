@@ -32,7 +32,7 @@ struct Options {
 };
 
 std::chrono::seconds whole_seconds(std::chrono::nanoseconds d, const std::string& flag) {
-    if (d < 1s) throw std::invalid_argument(flag + " must be at least 1s");
+    if (d < 1s) throw rill::app::UsageError(flag + " must be at least 1s");
     return std::chrono::duration_cast<std::chrono::seconds>(d);
 }
 
@@ -41,14 +41,14 @@ rill::web::ServerOptions server_options(const Options& o) {
     try {
         std::tie(options.host, options.port) = rill::app::parse_listen(o.listen);
     } catch (const std::invalid_argument&) {
-        throw std::invalid_argument("--listen '" + o.listen +
+        throw rill::app::UsageError("--listen '" + o.listen +
                                     "' is not HOST:PORT (e.g. 127.0.0.1:8080)");
     }
     options.conninfo = o.db;
     options.stale_after = whole_seconds(o.stale_after, "--stale-after");
     options.silent_after = whole_seconds(o.silent_after, "--silent-after");
     if (options.silent_after < options.stale_after) {
-        throw std::invalid_argument("--silent-after must not be shorter than --stale-after");
+        throw rill::app::UsageError("--silent-after must not be shorter than --stale-after");
     }
     options.db_connections = o.db_connections;
     options.max_sse_clients = o.max_sse;

@@ -3,8 +3,11 @@
 #include <httplib.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <functional>
+#include <mutex>
 #include <nlohmann/json.hpp>
 
 #include "assets.hpp"
@@ -29,6 +32,34 @@ constexpr auto sse_keepalive = 15s;
 constexpr std::size_t csv_page = 1000;
 
 thread_local std::chrono::steady_clock::time_point request_start;
+
+// Logs a database outage twice: once when the first request finds the database unavailable, once
+// when a request reads it again; the requests in between answer 503 without a log line each.
+class OutageLog {
+  public:
+    void down(const std::string& why) {
+        std::lock_guard lock(mutex_);
+        if (down_) return;
+        down_ = true;
+        since_ = std::chrono::steady_clock::now();
+        log_warn(component, "database unavailable, answering 503 until it is back: " + why);
+    }
+    void up() {
+        if (!down_.load(std::memory_order_relaxed)) return;  // the common case: no lock
+        std::lock_guard lock(mutex_);
+        if (!down_) return;
+        down_ = false;
+        const auto secs = std::chrono::duration_cast<std::chrono::seconds>(
+            std::chrono::steady_clock::now() - since_);
+        log_info(component,
+                 "database available again after " + std::to_string(secs.count()) + " s");
+    }
+
+  private:
+    std::mutex mutex_;
+    std::atomic<bool> down_{false};
+    std::chrono::steady_clock::time_point since_;
+};
 
 // web-view's metrics in a rill::MetricsRegistry, named like the other apps' (rill_ prefix, the
 // unit in the name). The per-route ones are looked up per request (a map lookup under the
@@ -177,6 +208,7 @@ struct Server::Impl {
     store::Reader db;
     EventRing ring;
     WebMetrics metrics;
+    OutageLog outage;
     httplib::Server http;
     std::atomic<bool> stopping{false};
     int port = 0;
@@ -190,6 +222,12 @@ struct Server::Impl {
           metrics(options.metrics != nullptr ? *options.metrics : default_registry()) {
         const std::size_t threads = options.max_sse_clients + 16;
         http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+        // Not httplib's default SO_REUSEPORT, which lets a second web-view bind the same port
+        // and take half of the connections: with SO_REUSEADDR alone, a port in use is an error.
+        http.set_socket_options([](socket_t sock) {
+            const int yes = 1;
+            ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+        });
         http.set_keep_alive_timeout(5);
         http.set_keep_alive_max_count(1000);
         http.set_tcp_nodelay(true);  // no 40 ms Nagle + delayed-ACK stall per response
@@ -235,6 +273,7 @@ struct Server::Impl {
                 send_error(res, 500, "internal error");
                 return;
             }
+            outage.down(e.what());
             res.set_header("Retry-After", "5");
             send_error(res, 503, e.what());
         } catch (const std::exception& e) {
@@ -247,10 +286,13 @@ struct Server::Impl {
     }
 
     using Handler = std::function<void(const httplib::Request&, httplib::Response&)>;
-    Handler guarded(Handler h) {
-        return [this, h = std::move(h)](const httplib::Request& req, httplib::Response& res) {
+    // `reads_db`: the route queries the database, so an answer below 500 ends an outage.
+    Handler guarded(Handler h, bool reads_db = true) {
+        return [this, h = std::move(h), reads_db](const httplib::Request& req,
+                                                  httplib::Response& res) {
             try {
                 h(req, res);
+                if (reads_db && res.status < 500) outage.up();
             } catch (...) {
                 handle_exception(res, std::current_exception());
             }
@@ -259,7 +301,8 @@ struct Server::Impl {
 
     void routes() {
         http.Get("/", guarded([this](const auto& req, auto& res) { page(req, res); }));
-        http.Get("/assets/(.+)", guarded([](const auto& req, auto& res) { asset(req, res); }));
+        http.Get("/assets/(.+)",
+                 guarded([](const auto& req, auto& res) { asset(req, res); }, false));
         http.Get("/api/sensors",
                  guarded([this](const auto& req, auto& res) { sensors(req, res); }));
         http.Get("/api/readings",
@@ -267,12 +310,15 @@ struct Server::Impl {
         http.Get("/api/readings.csv",
                  guarded([this](const auto& req, auto& res) { readings_csv(req, res); }));
         http.Get("/api/series", guarded([this](const auto& req, auto& res) { series_(req, res); }));
-        http.Get("/events", guarded([this](const auto& req, auto& res) { events(req, res); }));
+        http.Get("/events",
+                 guarded([this](const auto& req, auto& res) { events(req, res); }, false));
         http.Get("/healthz", guarded([this](const auto& req, auto& res) { healthz(req, res); }));
-        http.Get("/metrics", guarded([this](const auto&, auto& res) {
-                     res.set_header("Cache-Control", "no-store");
-                     res.set_content(metrics.render(), "text/plain; version=0.0.4");
-                 }));
+        http.Get("/metrics", guarded(
+                                 [this](const auto&, auto& res) {
+                                     res.set_header("Cache-Control", "no-store");
+                                     res.set_content(metrics.render(), "text/plain; version=0.0.4");
+                                 },
+                                 false));
     }
 
     void page(const httplib::Request& req, httplib::Response& res) {
@@ -298,6 +344,7 @@ struct Server::Impl {
         } catch (const store::StoreError& e) {
             if (!unavailable(e)) throw;
             metrics.db_error();
+            outage.down(e.what());
             m.problem = std::string("The database is unavailable right now: ") + e.what();
             status = 503;
         }
@@ -491,10 +538,12 @@ struct Server::Impl {
 
     void healthz(const httplib::Request&, httplib::Response& res) {
         if (auto problem = pool.ping()) {
+            outage.down(*problem);
             send_json(res, 503,
                       {{"status", "unavailable"}, {"reason", "database unreachable: " + *problem}});
             return;
         }
+        outage.up();
         std::vector<Latest> latest;
         try {
             latest = db.latest();
@@ -536,14 +585,17 @@ Server::~Server() {
 
 int Server::bind() {
     auto& i = *impl_;
+    errno = 0;  // httplib reports only false: keep bind(2)'s reason for the message
     if (i.options.port == 0) {
         i.port = i.http.bind_to_any_port(i.options.host);
     } else {
         i.port = i.http.bind_to_port(i.options.host, i.options.port) ? i.options.port : -1;
     }
     if (i.port <= 0) {
+        const int err = errno;
         throw std::runtime_error("cannot listen on " + i.options.host + ":" +
-                                 std::to_string(i.options.port));
+                                 std::to_string(i.options.port) +
+                                 (err != 0 ? std::string(": ") + std::strerror(err) : ""));
     }
     return i.port;
 }

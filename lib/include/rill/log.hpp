@@ -18,10 +18,17 @@ void set_log_format(LogFormat format) noexcept;
 [[nodiscard]] LogLevel parse_log_level(std::string_view text);
 [[nodiscard]] LogFormat parse_log_format(std::string_view text);
 
+/// Folds a message onto one line, for foreign text such as libpq's
+/// "could not connect ...\n\tIs the server running ...?\n": every line break, with the spaces
+/// and tabs around it, becomes one space; other tabs become spaces; other control characters
+/// become '?'; leading and trailing whitespace is dropped. A message without control characters
+/// or outer spaces comes back unchanged.
+[[nodiscard]] std::string one_line(std::string_view message);
+
 /// Writes one line to stderr, atomically with respect to other log calls:
 ///   text: `warn outbox: dropped 120 oldest readings (outbox full)`
 ///   json: `{"ts":"2026-11-21T10:00:00.000000Z","level":"warn","component":"outbox","msg":"..."}`
-/// Control characters in `message` are escaped, so one event is always one line. Never throws.
+/// `message` is folded by one_line first, so one event is always one line. Never throws.
 void log(LogLevel level, std::string_view component, std::string_view message) noexcept;
 
 inline void log_debug(std::string_view c, std::string_view m) noexcept {

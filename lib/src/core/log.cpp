@@ -86,9 +86,46 @@ void append_json_escaped(std::string& out, std::string_view s) {
     }
 }
 
-void log(LogLevel level, std::string_view component, std::string_view message) noexcept {
+std::string one_line(std::string_view message) {
+    const auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+    std::string out;
+    out.reserve(message.size());
+    bool pending_space = false;  // a run of whitespace holding a line break
+    for (std::size_t i = 0; i < message.size(); ++i) {
+        const char ch = message[i];
+        if (ch == '\n' || ch == '\r') {
+            while (!out.empty() && (out.back() == ' '))
+                out.pop_back();
+            while (i + 1 < message.size() && blank(message[i + 1]))
+                ++i;
+            pending_space = !out.empty();
+            continue;
+        }
+        if (pending_space) {
+            out += ' ';
+            pending_space = false;
+        }
+        const auto c = static_cast<unsigned char>(ch);
+        if (ch == '\t') {
+            out += ' ';
+        } else if (c < 0x20 || c == 0x7F) {
+            out += '?';
+        } else {
+            out += ch;
+        }
+    }
+    const auto first = out.find_first_not_of(' ');
+    if (first == std::string::npos) return {};
+    out.erase(0, first);
+    while (!out.empty() && out.back() == ' ')
+        out.pop_back();
+    return out;
+}
+
+void log(LogLevel level, std::string_view component, std::string_view message_text) noexcept {
     if (static_cast<int>(level) < g_level.load(std::memory_order_relaxed)) return;
     try {
+        const std::string message = one_line(message_text);
         std::string line;
         line.reserve(message.size() + component.size() + 64);
         if (static_cast<LogFormat>(g_format.load()) == LogFormat::json) {
@@ -106,16 +143,7 @@ void log(LogLevel level, std::string_view component, std::string_view message) n
             line += ' ';
             line += component;
             line += ": ";
-            // Keep one event on one line: escape what would break it.
-            for (const char ch : message) {
-                if (ch == '\n') {
-                    line += "\\n";
-                } else if (static_cast<unsigned char>(ch) < 0x20 && ch != '\t') {
-                    line += '?';
-                } else {
-                    line += ch;
-                }
-            }
+            line += message;  // one_line: no control characters left
             line += '\n';
         }
         // One write(2) per line: lines from several threads never interleave.

@@ -35,17 +35,6 @@ void wait_for_stop(const StopFlag& stop, std::chrono::milliseconds timeout) {
     (void)::poll(&p, 1, static_cast<int>(timeout.count()));
 }
 
-void log_reconnect(const ReconnectEvent& e) {
-    if (e.succeeded) {
-        log_info("store",
-                 "database reachable again after " + std::to_string(e.attempt) + " attempts");
-    } else {
-        log_warn("store", "database unreachable (attempt " + std::to_string(e.attempt) +
-                              "): " + e.error + "; next try in " +
-                              std::to_string(e.next_delay.count()) + " ms");
-    }
-}
-
 }  // namespace
 
 struct IngestLoop::Impl {
@@ -55,6 +44,7 @@ struct IngestLoop::Impl {
     bool ready_sent = false;
     mutable std::mutex health_mutex;
     IngestHealth health;
+    Clock::time_point outage_start{};  // when the current database outage was first seen
 
     // State of one run().
     Clock::time_point last_stored_at{};
@@ -84,21 +74,47 @@ struct IngestLoop::Impl {
         hooks.stopping("stopping on " + (reason.empty() ? "a stop request" : reason) + text);
     }
 
+    // An outage is logged twice: a warning at its first failed attempt, info when an attempt
+    // succeeds again; the attempts in between only at debug level (systemd's STATUS shows them).
+    void log_reconnect(const ReconnectEvent& e) {
+        if (e.succeeded) {
+            const auto secs =
+                std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - outage_start);
+            log_info("store", "database reachable again after " + std::to_string(secs.count()) +
+                                  " s (" + std::to_string(e.attempt) + " attempts)");
+            return;
+        }
+        const auto next = "; next try in " + std::to_string(e.next_delay.count()) + " ms";
+        if (e.attempt <= 1) {
+            outage_start = Clock::now();
+            log_warn("store", "database unreachable: " + e.error + next +
+                                  " (later attempts are logged at debug level)");
+        } else {
+            log_debug("store", "database still unreachable (attempt " + std::to_string(e.attempt) +
+                                   "): " + e.error + next);
+        }
+    }
+
     std::optional<SinkWriter> open(const StopFlag& stop) {
         log_info(options.log_component, "connecting to the database");
+        unsigned failed = 0;
         try {
-            return open_sink_writer(
+            auto writer = open_sink_writer(
                 sink, options.writer,
                 [&] {
                     keep_alive();
                     return !stop.requested();
                 },
                 [&](const ReconnectEvent& e) {
+                    failed = e.attempt;
                     log_reconnect(e);
                     set_health({false, "database unreachable"});
                     announce("waiting for the database (attempt " + std::to_string(e.attempt) +
                              "): " + e.error);
                 });
+            // An outage at start ends here, like one while running ends in the writer.
+            if (failed > 0) log_reconnect({.attempt = failed + 1, .succeeded = true});
+            return writer;
         } catch (const SinkError&) {
             if (!stop.requested()) throw;
             // Asked to stop while waiting for the sink: nothing was received, nothing is lost.
@@ -211,7 +227,7 @@ struct IngestLoop::Impl {
         auto opened = open(stop);
         if (!opened) return {};
         auto& writer = *opened;
-        writer.on_reconnect(log_reconnect);
+        writer.on_reconnect([this](const ReconnectEvent& e) { log_reconnect(e); });
         const auto known = std::to_string(writer.sensors().size()) + " sensors already stored";
         log_info(options.log_component, "database ready; " + known);
         const auto& endpoints = options.subscriber.endpoints;

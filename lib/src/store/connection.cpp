@@ -19,12 +19,6 @@ std::string sqlstate_of(const PGresult* r) {
     return s ? s : "";
 }
 
-std::string trimmed(std::string s) {
-    while (!s.empty() && (s.back() == '\n' || s.back() == ' '))
-        s.pop_back();
-    return s;
-}
-
 // Builds the StoreError for a failed operation on `c` (with `r` its result, if any).
 [[noreturn]] void fail(PGconn* c, const PGresult* r, std::string_view what) {
     std::string state = sqlstate_of(r);
@@ -33,7 +27,8 @@ std::string trimmed(std::string s) {
     // Whatever the code, a connection that libpq now considers broken can only be retried.
     const bool broken = c == nullptr || PQstatus(c) != CONNECTION_OK;
     const ErrorKind kind = broken ? ErrorKind::transient : classify_sqlstate(state);
-    std::string text = "cannot " + std::string(what) + ": " + trimmed(msg);
+    // libpq's messages span lines ("...\n\tIs the server running...?\n"): fold them.
+    std::string text = "cannot " + std::string(what) + ": " + one_line(msg);
     if (!state.empty()) text += " (SQLSTATE " + state + ")";
     throw StoreError(kind, std::move(state), text);
 }
@@ -49,7 +44,7 @@ bool permanent_connect_failure(std::string_view msg) {
 
 // Server notices ("relation already exists, skipping") go to the debug log, not raw stderr.
 void on_notice(void*, const char* message) {
-    log_debug("store", trimmed(message ? message : ""));
+    log_debug("store", message ? message : "");
 }
 
 }  // namespace
@@ -106,7 +101,7 @@ Connection Connection::open(const std::string& conninfo) {
     conn.c_.reset(PQconnectdbParams(keys.data(), values.data(), 1));
     if (!conn.c_) throw StoreError(ErrorKind::transient, "", "cannot connect: out of memory");
     if (PQstatus(conn.c_.get()) != CONNECTION_OK) {
-        const std::string msg = trimmed(PQerrorMessage(conn.c_.get()));
+        const std::string msg = one_line(PQerrorMessage(conn.c_.get()));
         throw StoreError(
             permanent_connect_failure(msg) ? ErrorKind::permanent : ErrorKind::transient, "",
             "cannot connect to PostgreSQL: " + msg);
