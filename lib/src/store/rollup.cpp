@@ -79,6 +79,14 @@ void append_array_text(std::string& out, std::string_view s) {
 
 }  // namespace
 
+std::string aggregate_raw(std::string_view width) {
+    return "SELECT sensor, date_trunc('" + std::string(width) +
+           "', ts, 'UTC') AS bucket, count(*) AS n, coalesce(sum(temperature::float8), 0) AS "
+           "t_sum, min(temperature) AS t_min, max(temperature) AS t_max, "
+           "coalesce(sum(humidity::float8), 0) AS h_sum, min(humidity) AS h_min, max(humidity) "
+           "AS h_max";
+}
+
 std::string rollup_statement(std::string_view ctes, std::string_view mins_select,
                              std::string_view final_select) {
     const std::string cols(rollup_columns);
@@ -112,11 +120,7 @@ const std::string& insert_staged_sql() {
             std::string(copy_columns) +
             " FROM rill_staging ON CONFLICT DO NOTHING RETURNING sensor, ts, temperature, "
             "humidity)",
-        "SELECT sensor, date_trunc('minute', ts, 'UTC') AS bucket, count(*) AS n, "
-        "coalesce(sum(temperature::float8), 0) AS t_sum, min(temperature) AS t_min, "
-        "max(temperature) AS t_max, coalesce(sum(humidity::float8), 0) AS h_sum, min(humidity) "
-        "AS h_min, max(humidity) AS h_max FROM ins GROUP BY 1, 2",
-        "SELECT count(*) FROM ins");
+        aggregate_raw("minute") + " FROM ins GROUP BY 1, 2", "SELECT count(*) FROM ins");
     return sql;
 }
 
@@ -317,11 +321,8 @@ WITH bounds AS (
            date_trunc('hour', $2::timestamptz - interval '1 microsecond',
                       'UTC') + interval '1 hour' AS hi),
 raw AS (
-    SELECT sensor, date_trunc(')sql" +
-           w + R"sql(', ts, 'UTC') AS bucket, count(*) AS n,
-           coalesce(sum(temperature::float8), 0) AS t_sum, min(temperature) AS t_min,
-           max(temperature) AS t_max, coalesce(sum(humidity::float8), 0) AS h_sum,
-           min(humidity) AS h_min, max(humidity) AS h_max
+    )sql" + detail::aggregate_raw(w) +
+           R"sql(
     FROM readings, bounds WHERE ts >= bounds.lo AND ts < bounds.hi GROUP BY 1, 2),
 roll AS (
     SELECT r.* FROM )sql" +

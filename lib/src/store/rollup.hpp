@@ -14,6 +14,11 @@
 
 namespace rill::store::detail {
 
+/// `SELECT sensor, bucket, n, t_sum, t_min, t_max, h_sum, h_min, h_max` of raw rows (columns
+/// sensor, ts, temperature, humidity) per sensor and UTC `width` ("minute", "hour"): the one
+/// definition of a rollup row from raw rows; the caller adds FROM and GROUP BY 1, 2.
+[[nodiscard]] std::string aggregate_raw(std::string_view width);
+
 /// The statement that upserts the 1-minute and 1-hour rollups of the minute aggregates a CTE
 /// named `mins` (sensor, bucket, n, t_sum, t_min, t_max, h_sum, h_min, h_max) yields:
 /// `WITH <ctes>, mins AS (<mins_select>), m AS (INSERT INTO readings_1m ... ON CONFLICT DO
