@@ -3,6 +3,8 @@
 //
 // The delivery loop is rill::IngestLoop (rill/ingest.hpp) over a rill::store::PostgresSink; this
 // file maps flags to options and wires the loop's hooks to systemd and /healthz.
+#include <cstdio>
+
 #include "common/app_options.hpp"
 #include "common/http_admin.hpp"
 #include "common/shutdown.hpp"
@@ -29,6 +31,9 @@ struct Options {
     std::chrono::nanoseconds drain_timeout = 10s;
     rill::app::CurveClientOptions curve;
     rill::app::CommonOptions common;
+    // --check-rollups mode (docs/storage.md): compare the rollups with the raw readings, exit.
+    bool check_rollups = false;
+    std::string check_from, check_to;
 };
 
 template <typename D>
@@ -59,12 +64,28 @@ rill::IngestOptions ingest_options(const Options& o) {
     return io;
 }
 
+// --check-rollups: one line per mismatch on stdout; exit 0 when there is none, 1 otherwise.
+int check_rollups(const Options& o) {
+    auto time = [](const std::string& text) -> std::optional<rill::Timestamp> {
+        if (text.empty()) return std::nullopt;
+        if (auto t = rill::parse_time(text)) return t;
+        throw std::invalid_argument("not a time (RFC 3339 or Unix seconds): " + text);
+    };
+    auto conn = rill::store::Connection::open(o.db);
+    const auto mismatches = rill::store::check_rollups(conn, time(o.check_from), time(o.check_to));
+    for (const auto& m : mismatches)
+        std::printf("%s\n", rill::store::to_string(m).c_str());
+    return mismatches.empty() ? 0 : 1;
+}
+
 int run(const Options& o) {
     rill::app::apply_common_options(o.common);
-    auto& shutdown = rill::app::Shutdown::install();
     if (o.db.empty()) {
         throw rill::app::UsageError("no database: give --db CONNINFO or set DATABASE_URL");
     }
+    if (o.check_rollups) return check_rollups(o);
+    if (o.connect.empty()) throw std::invalid_argument("--connect is required");
+    auto& shutdown = rill::app::Shutdown::install();
     // Readiness (docs/operations.md): READY=1 once subscribed with the database open, or, when
     // the database does not answer at start, after the first failed attempt (IngestHooks::ready).
     rill::app::SystemdNotifier systemd;
@@ -92,8 +113,8 @@ int run(const Options& o) {
 
 void add_options(CLI::App& app, Options& o) {
     app.add_option("--connect", o.connect,
-                   "A publisher's stream, tcp://HOST:PORT (repeatable, or a comma list)")
-        ->required()
+                   "A publisher's stream, tcp://HOST:PORT (repeatable, or a comma list); required "
+                   "unless --check-rollups")
         ->envname("RILL_CONNECT");
     app.add_option("--db", o.db, "libpq connection string or postgresql:// URL")
         ->envname("DATABASE_URL");
@@ -130,6 +151,15 @@ void add_options(CLI::App& app, Options& o) {
     rill::app::add_duration_option(app, "--drain-timeout", o.drain_timeout,
                                    "On SIGTERM: how long to keep writing what is held")
         ->envname("RILL_DRAIN_TIMEOUT");
+    // Rollup check mode: no subscription, one query per rollup table, then exit.
+    app.add_flag("--check-rollups", o.check_rollups,
+                 "Compare the 1-minute and 1-hour rollups with the raw readings of [--from, --to) "
+                 "and exit: 0 when equal, 1 with one line per mismatch");
+    app.add_option("--from", o.check_from,
+                   "With --check-rollups: from this time (RFC 3339 or Unix seconds; default: all)");
+    app.add_option(
+        "--to", o.check_to,
+        "With --check-rollups: before this time (RFC 3339 or Unix seconds; default: all)");
     rill::app::add_curve_client_options(app, o.curve);
     rill::app::add_common_options(app, o.common, "127.0.0.1:9102");
 }

@@ -1,6 +1,8 @@
-// bench-ingest: readings/s stored by rill::store::BatchWriter into `readings`, next to raw
-// binary COPY of the same rows into an identical table (same columns, primary key and
-// indexes), in the same run and interleaved batch by batch so both see the same server state.
+// bench-ingest: readings/s stored by rill::store::BatchWriter into `readings` (partitioned by
+// day, with its 1-minute and 1-hour rollups written in each batch's transaction), next to raw
+// binary COPY of the same rows into an identical table partitioned the same way (same columns,
+// primary key, indexes and day partitions; no rollups), in the same run and interleaved batch
+// by batch so both see the same server state.
 //
 //   bench-ingest [--quick] [--rows N] [--batch N] [--sensors N] [--pk-only] [--db CONNINFO]
 //
@@ -164,16 +166,29 @@ int main(int argc, char** argv) {
             (void)raw.exec("DROP INDEX readings_sensor_ts_idx, readings_ts_brin_idx",
                            "drop the secondary indexes");
         }
-        (void)raw.exec("CREATE TABLE readings_raw (LIKE readings INCLUDING ALL)",
-                       "create readings_raw");
+        // The same day partitions as the writer makes for the run (and a default partition).
+        const auto first_ts = make_reading(0, opt.sensors).ts;
+        const auto last_ts = make_reading(opt.rows - 1, opt.sensors).ts;
+        (void)raw.exec(
+            "CREATE TABLE readings_raw (LIKE readings INCLUDING ALL) PARTITION BY RANGE (ts);"
+            "CREATE TABLE readings_raw_default PARTITION OF readings_raw DEFAULT;"
+            "DO $$ DECLARE d timestamptz; BEGIN FOR d IN SELECT generate_series("
+            "date_trunc('day', '" +
+                rill::to_iso8601(first_ts) + "'::timestamptz, 'UTC'), '" +
+                rill::to_iso8601(last_ts) +
+                "'::timestamptz, interval '1 day') LOOP EXECUTE format('CREATE TABLE %I "
+                "PARTITION OF readings_raw FOR VALUES FROM (%L) TO (%L)', 'readings_raw_' || "
+                "to_char(d AT TIME ZONE 'UTC', 'YYYYMMDD'), d, d + interval '1 day'); END LOOP; "
+                "END $$",
+            "create readings_raw");
         (void)raw.exec("CHECKPOINT", "checkpoint");
         const std::string copy_raw = "COPY readings_raw (" +
                                      std::string(rill::store::copy_columns) +
                                      ") FROM STDIN (FORMAT binary)";
 
         std::printf(
-            "bench-ingest: %zu rows per side, batches of %zu, %zu sensors, %s\n", opt.rows,
-            opt.batch, opt.sensors,
+            "bench-ingest: %zu rows per side, batches of %zu, %zu sensors, day partitions, %s\n",
+            opt.rows, opt.batch, opt.sensors,
             opt.pk_only ? "primary key only" : "primary key + (sensor, ts DESC) + BRIN (ts)");
         Clock::duration writer_time{};
         Clock::duration raw_time{};
@@ -209,13 +224,14 @@ int main(int argc, char** argv) {
         if (writer.pending() != 0) throw std::runtime_error("the writer kept readings pending");
 
         const auto stored = std::string(raw.exec("SELECT (SELECT count(*) FROM readings) || ' ' || "
-                                                 "(SELECT count(*) FROM readings_raw)",
+                                                 "(SELECT count(*) FROM readings_raw) || ' ' || "
+                                                 "(SELECT sum(n) FROM readings_1m)",
                                                  "count rows")
                                             .value(0, 0));
         const auto st = writer.stats();
         const double writer_rate = static_cast<double>(opt.rows) / seconds(writer_time);
         const double raw_rate = static_cast<double>(opt.rows) / seconds(raw_time);
-        std::printf("rows stored (writer raw): %s\n", stored.c_str());
+        std::printf("rows stored (writer raw, rolled up): %s\n", stored.c_str());
         std::printf("raw binary COPY : %8.3f s  %10.0f rows/s\n", seconds(raw_time), raw_rate);
         std::printf(
             "BatchWriter     : %8.3f s  %10.0f rows/s  (%llu batches, mean %.1f ms, "
@@ -226,7 +242,7 @@ int main(int argc, char** argv) {
                        : 0.0,
             static_cast<double>(st.max_batch_latency.count()) / 1000.0,
             static_cast<unsigned long long>(st.fallback_batches));
-        std::printf("ratio writer/raw: %.2f\n", writer_rate / raw_rate);
+        std::printf("ratio writer (with rollups)/raw: %.2f\n", writer_rate / raw_rate);
 
         raw.close();
         if (drop) {

@@ -235,6 +235,21 @@ TEST_CASE("store-sub killed with SIGKILL while catching up by replay still store
     StoreSub second(dir.path(), {.connect = {pub.stream()}, .db = pg.conninfo()});
     REQUIRE(wait_rows(pg, n, store_bound));
     CHECK(exactly_once_problem(pg, {{"s1", n}}) == "");
+    // The batch the kill cut off rolled back with its rollups: they count every row once.
+    CHECK(pg.value("SELECT (SELECT sum(n) FROM readings_1m) || ' ' || "
+                   "(SELECT sum(n) FROM readings_1h)") ==
+          std::to_string(n) + " " + std::to_string(n));
+    std::string out;
+    CHECK(run_command({bin("store-sub"), "--db", pg.conninfo(), "--check-rollups"}, 60s, &out) ==
+          0);
+    CHECK(out == "");
+    // And the check does see a rollup that is off.
+    pg.execute(
+        "UPDATE readings_1m SET n = n + 1 WHERE bucket = (SELECT min(bucket) FROM "
+        "readings_1m)");
+    CHECK(run_command({bin("store-sub"), "--db", pg.conninfo(), "--check-rollups"}, 60s, &out) ==
+          1);
+    CHECK(contains(out, "readings_1m s1 "));
     stop_publisher(pub);
 }
 

@@ -6,8 +6,9 @@
 //   migrate()             numbered schema migrations under an advisory lock
 //   encode_copy_binary()  the COPY ... (FORMAT binary) payload for `readings`
 //   SeqRanges             an interval set of sequence numbers (the "islands" stored per sensor)
-//   PostgresSink          the rill::Sink that stores into `readings`: one binary COPY per batch,
-//                         a staging-table fallback for rows already stored
+//   PostgresSink          the rill::Sink that stores into `readings`: one binary COPY per batch
+//                         with its rollups, a staging-table fallback for rows already stored
+//   check_rollups()       proves readings_1m / readings_1h equal to the raw rows of a range
 //   BatchWriter           a rill::SinkWriter over a PostgresSink: batches by size and time,
 //                         stores every (sensor, seq) exactly once, survives restarts
 //
@@ -191,18 +192,27 @@ void append_copy_trailer(std::string& out);
 using rill::SeqRange;
 using rill::SeqRanges;
 
+/// UTC days more than this many days ahead of the writer's clock get no partition of their own
+/// on write: their rows wait in the default partition (a skewed sensor clock must not create
+/// partitions years ahead) until rill_ensure_partitions() is called for their day.
+inline constexpr int partition_ahead_days = 7;
+
 // --- the PostgreSQL sink -----------------------------------------------------------------------
 
 /// The rill::Sink that stores into the `readings` table (see rill::Sink for the contract).
 ///
 /// open() connects and, the first time it succeeds, runs migrate() when asked to (logging each
 /// migration applied). stored() lists the sensors by a loose index scan and loads each one's
-/// islands (see store/postgres_sink.cpp for the queries and their cost). write() sends the batch
-/// with one binary COPY (its own transaction); when the database reports a unique violation
-/// (rows written by someone else, or a commit whose answer was lost with the connection) it
-/// writes the batch again through a temporary staging table and INSERT ... ON CONFLICT DO
-/// NOTHING, returning the rows that were new. Errors are StoreError (a rill::SinkError).
-/// Not thread-safe: one owner thread.
+/// islands (see store/postgres_sink.cpp for the queries and their cost), and counts every seq
+/// up to rill_retired.seq of a sensor (raw rows retention dropped) as stored. write() first
+/// makes sure the batch's UTC days (up to partition_ahead_days days ahead of the clock; later ones
+/// go to the default partition) have a partition, then, in one transaction, sends the batch with
+/// one binary COPY and adds it to the 1-minute and 1-hour rollups (aggregated client-side: a
+/// COPY inserts all or nothing). When the database reports a unique violation (rows written by
+/// someone else, or a commit whose answer was lost with the connection) it writes the batch
+/// again through a temporary staging table and INSERT ... ON CONFLICT DO NOTHING, rolling up
+/// only the rows inserted, in one transaction; it returns the rows that were new. Errors are
+/// StoreError (a rill::SinkError). Not thread-safe: one owner thread.
 class PostgresSink : public rill::Sink {
   public:
     /// A sink for `conninfo` (libpq connection string or postgresql:// URL); connects on open().
@@ -221,8 +231,8 @@ class PostgresSink : public rill::Sink {
     void close() noexcept override;
     /// The stored islands of every sensor whose id starts with `prefix`. Throws StoreError.
     [[nodiscard]] std::map<std::string, SeqRanges> stored(std::string_view prefix) override;
-    /// One COPY, or the staging fallback on a unique violation; returns the rows inserted.
-    /// Throws StoreError (the transaction rolled back).
+    /// One COPY and the rollups in one transaction, or the staging fallback on a unique
+    /// violation; returns the rows inserted. Throws StoreError (the transaction rolled back).
     std::uint64_t write(std::span<const Reading> batch) override;
     /// Runs `SELECT 1`. Throws StoreError.
     void probe() override;
@@ -233,6 +243,33 @@ class PostgresSink : public rill::Sink {
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };
+
+// --- rollups ----------------------------------------------------------------------------------
+
+/// One bucket where a rollup table and the raw readings disagree (see check_rollups).
+struct RollupMismatch {
+    std::string table;           ///< "readings_1m" or "readings_1h"
+    std::string sensor;          ///< the sensor
+    Timestamp bucket{};          ///< the bucket's start (UTC minute or hour)
+    std::uint64_t raw_n = 0;     ///< raw rows in the bucket
+    std::uint64_t rollup_n = 0;  ///< the rollup's count (0 when it has no row)
+    /// What differs, e.g. "n raw 60 rollup 59; t_max raw 21.5 rollup 21.25".
+    std::string detail;
+};
+
+/// Proves the rollups exact for a time range still held raw: per sensor and bucket, compares
+/// readings_1m and readings_1h (n, min, max exactly; sums within 1e-6 relative, or absolute
+/// below 1) with an aggregate of the raw rows of `readings` in [from, to), widened to whole
+/// UTC hours (nothing = unbounded). Buckets whose day no partition of readings covers any more
+/// (retention dropped the raw rows) are skipped. Returns the mismatches ordered by table,
+/// sensor and bucket, empty when the rollups are exact. Reads every raw row of the range: one
+/// query per rollup table, seconds per million rows. Blocks; throws StoreError.
+[[nodiscard]] std::vector<RollupMismatch> check_rollups(Connection& conn,
+                                                        std::optional<Timestamp> from = {},
+                                                        std::optional<Timestamp> to = {});
+
+/// One line for `m`: "readings_1m s1 2026-11-21T10:00:00.000000Z: n raw 60 rollup 59".
+[[nodiscard]] std::string to_string(const RollupMismatch& m);
 
 // --- the batch writer --------------------------------------------------------------------------
 

@@ -149,6 +149,13 @@ DO $do$
 DECLARE
     upper_bound timestamptz := date_trunc('day', now(), 'UTC') + interval '1 day';
 BEGIN
+    -- A table with inheritance children is a TimescaleDB hypertable (its chunks inherit from
+    -- it): it is cut by time already and keeps its (sensor, seq, ts) key; leave it as it is.
+    IF to_regclass('readings') IS NOT NULL
+       AND EXISTS (SELECT 1 FROM pg_inherits WHERE inhparent = 'readings'::regclass)
+       AND (SELECT relkind FROM pg_class WHERE oid = 'readings'::regclass) = 'r' THEN
+        RETURN;
+    END IF;
     IF to_regclass('readings') IS NOT NULL
        AND (SELECT relkind FROM pg_class WHERE oid = 'readings'::regclass) = 'r' THEN
         ALTER TABLE readings RENAME TO readings_upgraded;

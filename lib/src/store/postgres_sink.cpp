@@ -1,9 +1,11 @@
-// PostgresSink: the rill::Sink over the `readings` table. One binary COPY per batch, a staging
-// table for batches the database partly has, the stored islands by a loose index scan.
+// PostgresSink: the rill::Sink over the `readings` table. One binary COPY per batch with its
+// rollups in the same transaction, a staging table for batches the database partly has, the
+// stored islands by a loose index scan, partitions made on demand.
 #include <charconv>
 
 #include "rill/log.hpp"
 #include "rill/store.hpp"
+#include "rollup.hpp"
 
 namespace rill::store {
 
@@ -13,9 +15,6 @@ const std::string copy_readings_sql =
     "COPY readings (" + std::string(copy_columns) + ") FROM STDIN (FORMAT binary)";
 const std::string copy_staging_sql =
     "COPY rill_staging (" + std::string(copy_columns) + ") FROM STDIN (FORMAT binary)";
-const std::string insert_from_staging_sql = "INSERT INTO readings (" + std::string(copy_columns) +
-                                            ") SELECT " + std::string(copy_columns) +
-                                            " FROM rill_staging ON CONFLICT DO NOTHING";
 // Session-private, emptied at every commit; created once per connection, outside any batch
 // transaction so that a rolled-back batch doesn't take it along.
 const std::string create_staging_sql =
@@ -43,6 +42,9 @@ FROM (SELECT seq, seq - row_number() OVER (ORDER BY seq) AS island
       FROM readings WHERE sensor = $1 AND seq > 0) t
 GROUP BY island ORDER BY 1)sql";
 
+// Seqs whose raw rows retention dropped: every seq <= seq of the sensor was stored once.
+const std::string retired_sql = "SELECT sensor, seq FROM rill_retired WHERE seq > 0";
+
 std::uint64_t to_u64(std::string_view text) {
     std::uint64_t v = 0;
     std::from_chars(text.data(), text.data() + text.size(), v);
@@ -57,32 +59,61 @@ struct PostgresSink::Impl {
     bool migrated = false;
     Connection conn;
     bool staging_ready = false;
+    detail::PartitionCache partitions;
     std::string buffer;
 
-    // The slow path for a batch the database partly knows: stage it, then insert what is new.
-    // Returns the number of rows inserted.
-    std::uint64_t write_through_staging(std::size_t n) {
-        if (!staging_ready) {
-            conn.exec(create_staging_sql, "create the staging table");
-            staging_ready = true;
-        }
-        conn.exec("BEGIN", "begin a staged batch");
+    // Runs `body` in a transaction: COMMIT after it, ROLLBACK (when still connected) and rethrow
+    // when it throws.
+    template <typename F>
+    auto in_transaction(std::string_view what, F&& body) {
+        conn.exec("BEGIN", "begin " + std::string(what));
         try {
-            conn.copy_in(copy_staging_sql, buffer,
-                         "COPY " + std::to_string(n) + " readings into rill_staging");
-            const Result r = conn.exec(insert_from_staging_sql,
-                                       "insert " + std::to_string(n) + " staged readings");
-            conn.exec("COMMIT", "commit a staged batch");
-            return r.affected();
+            auto result = body();
+            conn.exec("COMMIT", "commit " + std::string(what));
+            return result;
         } catch (...) {
             if (conn.connected()) {
                 try {
-                    conn.exec("ROLLBACK", "roll back a staged batch");
+                    conn.exec("ROLLBACK", "roll back " + std::string(what));
                 } catch (...) {
                 }
             }
             throw;
         }
+    }
+
+    // The hot path: COPY the whole batch, then add the client-side minute aggregates of every
+    // reading to the rollups (a COPY inserts all rows or none).
+    std::uint64_t write_copy(std::span<const Reading> batch) {
+        const auto params = detail::minute_rollup_params(batch);
+        return in_transaction("a batch", [&] {
+            const auto n =
+                conn.copy_in(copy_readings_sql, buffer,
+                             "COPY " + std::to_string(batch.size()) + " readings into readings");
+            (void)conn.exec_params(
+                detail::upsert_minutes_sql(), params,
+                "add " + std::to_string(batch.size()) + " readings to the rollups");
+            return n;
+        });
+    }
+
+    // The slow path for a batch the database partly knows: stage it, then insert what is new
+    // and roll up only that, in one statement. Returns the number of rows inserted.
+    std::uint64_t write_through_staging(std::size_t n) {
+        if (!staging_ready) {
+            conn.exec(create_staging_sql, "create the staging table");
+            staging_ready = true;
+        }
+        return in_transaction("a staged batch", [&] {
+            conn.copy_in(copy_staging_sql, buffer,
+                         "COPY " + std::to_string(n) + " readings into rill_staging");
+            const Result r = conn.exec(detail::insert_staged_sql(),
+                                       "insert " + std::to_string(n) + " staged readings");
+            std::uint64_t inserted = 0;
+            const auto text = r.value(0, 0);
+            std::from_chars(text.data(), text.data() + text.size(), inserted);
+            return inserted;
+        });
     }
 };
 
@@ -101,6 +132,7 @@ void PostgresSink::open() {
         }
         s.migrated = true;
     }
+    s.partitions.load(s.conn);
 }
 
 bool PostgresSink::is_open() const noexcept {
@@ -110,6 +142,7 @@ bool PostgresSink::is_open() const noexcept {
 void PostgresSink::close() noexcept {
     impl_->conn.close();
     impl_->staging_ready = false;
+    impl_->partitions.clear();
 }
 
 std::map<std::string, SeqRanges> PostgresSink::stored(std::string_view prefix) {
@@ -135,17 +168,24 @@ std::map<std::string, SeqRanges> PostgresSink::stored(std::string_view prefix) {
             ranges.insert(SeqRange{to_u64(islands.value(j, 0)), to_u64(islands.value(j, 1))});
         }
     }
+    // What retention dropped was stored once: the subscriber must never ask for it again.
+    const Result retired = conn.exec(retired_sql, "load the retired seqs");
+    for (int i = 0; i < retired.rows(); ++i) {
+        std::string name(retired.value(i, 0));
+        if (!name.starts_with(prefix)) continue;
+        out[name].insert(SeqRange{1, to_u64(retired.value(i, 1))});
+    }
     return out;
 }
 
 std::uint64_t PostgresSink::write(std::span<const Reading> batch) {
     Impl& s = *impl_;
+    // Outside the batch's transaction: partition DDL commits on its own and is rare.
+    (void)s.partitions.ensure(s.conn, batch, rill::now());
     s.buffer.clear();
     encode_copy_binary(batch, s.buffer);
     try {
-        // The hot path: a single COPY is one transaction of its own.
-        return s.conn.copy_in(copy_readings_sql, s.buffer,
-                              "COPY " + std::to_string(batch.size()) + " readings into readings");
+        return s.write_copy(batch);
     } catch (const StoreError& e) {
         if (e.sqlstate() != "23505") throw;
     }

@@ -1,0 +1,68 @@
+// Internal to rill::store: the rollup math and SQL shared by both write paths of PostgresSink,
+// and the per-connection cache of the partitions that exist.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "rill/store.hpp"
+
+namespace rill::store::detail {
+
+/// `SELECT sensor, bucket, n, t_sum, t_min, t_max, h_sum, h_min, h_max` of raw rows (columns
+/// sensor, ts, temperature, humidity) per sensor and UTC `width` ("minute", "hour"): the one
+/// definition of a rollup row from raw rows; the caller adds FROM and GROUP BY 1, 2.
+[[nodiscard]] std::string aggregate_raw(std::string_view width);
+
+/// The statement that upserts the 1-minute and 1-hour rollups of the minute aggregates a CTE
+/// named `mins` (sensor, bucket, n, t_sum, t_min, t_max, h_sum, h_min, h_max) yields:
+/// `WITH <ctes>, mins AS (<mins_select>), m AS (INSERT INTO readings_1m ... ON CONFLICT DO
+/// UPDATE adding), h AS (the same into readings_1h, grouped by hour) <final_select>`. Rows are
+/// inserted sorted by (sensor, bucket), so concurrent writers lock rollup rows in one order.
+/// `ctes` may be empty; otherwise it is a list of CTEs ending without a comma.
+[[nodiscard]] std::string rollup_statement(std::string_view ctes, std::string_view mins_select,
+                                           std::string_view final_select);
+
+/// The hot path's statement over the client-side minute aggregates, as parameters $1..$9
+/// (arrays of sensor, bucket as Unix seconds, n, t_sum, t_min, t_max, h_sum, h_min, h_max).
+[[nodiscard]] const std::string& upsert_minutes_sql();
+
+/// The fallback path's statement: inserts rill_staging into readings ON CONFLICT DO NOTHING and
+/// rolls up only the rows inserted; returns one row, the number of rows inserted.
+[[nodiscard]] const std::string& insert_staged_sql();
+
+/// The minute aggregates of `batch` (every reading counted: the batch was inserted whole), as
+/// the nine text array parameters of upsert_minutes_sql(), sorted by (sensor, bucket).
+[[nodiscard]] std::vector<std::string> minute_rollup_params(std::span<const Reading> batch);
+
+/// What partitions of readings, readings_1m and readings_1h exist, as loaded from
+/// rill_partitions(), and the calls to rill_ensure_partitions() that a batch needs.
+class PartitionCache {
+  public:
+    /// Reloads the partitions of the three tables (one query). No-op (and nothing is ever
+    /// ensured) when readings is not a partitioned table (e.g. a TimescaleDB hypertable).
+    void load(Connection& conn);
+    /// Forgets everything (after a reconnect, load() again).
+    void clear() noexcept;
+    /// Makes sure every UTC day of `batch` up to partition_ahead_days after `now`, and tomorrow,
+    /// has a partition of readings, and their months / years one of readings_1m / readings_1h:
+    /// calls rill_ensure_partitions (each call its own transaction) only for what the cache
+    /// does not know, then reloads. Returns the number of partitions created. Throws StoreError.
+    int ensure(Connection& conn, std::span<const Reading> batch, Timestamp now);
+
+  private:
+    using Range = std::pair<std::int64_t, std::int64_t>;  // [lo, hi) in Unix microseconds
+    [[nodiscard]] static bool covers(const std::vector<Range>& ranges, std::int64_t lo,
+                                     std::int64_t hi) noexcept;
+    bool loaded_ = false;
+    bool partitioned_ = false;
+    std::int64_t loaded_day_ = 0;  // the UTC day (days since epoch) of the last load
+    std::vector<Range> readings_, minutes_, hours_;
+};
+
+}  // namespace rill::store::detail
