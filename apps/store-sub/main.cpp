@@ -7,6 +7,7 @@
 #include "common/http_admin.hpp"
 #include "common/shutdown.hpp"
 #include "common/systemd_notify.hpp"
+#include "retention_flags.hpp"
 #include "rill/ingest.hpp"
 #include "rill/metrics.hpp"
 #include "rill/store.hpp"
@@ -27,6 +28,7 @@ struct Options {
     unsigned silent_after = 3;
     std::chrono::nanoseconds stale_after = 60s;
     std::chrono::nanoseconds drain_timeout = 10s;
+    rill::store_sub::RetentionFlags retention;
     rill::app::CurveClientOptions curve;
     rill::app::CommonOptions common;
 };
@@ -76,6 +78,7 @@ int run(const Options& o) {
     hooks.stop_reason = [&] { return shutdown.reason(); };
 
     rill::store::PostgresSink sink(o.db);
+    if (const auto m = o.retention.maintenance()) sink.enable_maintenance(*m);
     rill::IngestLoop loop(ingest_options(o), sink, std::move(hooks));
     std::optional<rill::app::HttpAdmin> admin;
     if (!o.common.metrics.empty()) {
@@ -130,6 +133,7 @@ void add_options(CLI::App& app, Options& o) {
     rill::app::add_duration_option(app, "--drain-timeout", o.drain_timeout,
                                    "On SIGTERM: how long to keep writing what is held")
         ->envname("RILL_DRAIN_TIMEOUT");
+    rill::store_sub::add_retention_flags(app, o.retention);
     rill::app::add_curve_client_options(app, o.curve);
     rill::app::add_common_options(app, o.common, "127.0.0.1:9102");
 }

@@ -10,6 +10,7 @@
 //                         a staging-table fallback for rows already stored
 //   BatchWriter           a rill::SinkWriter over a PostgresSink: batches by size and time,
 //                         stores every (sensor, seq) exactly once, survives restarts
+//   maintain(), Maintainer  partitions ahead of time, retention (rill/retention.hpp)
 //
 // Nothing here includes libpq-fe.h or zmq; PGconn and PGresult are only forward-declared.
 #pragma once
@@ -29,6 +30,7 @@
 
 #include "rill/backoff.hpp"
 #include "rill/reading.hpp"
+#include "rill/retention.hpp"
 #include "rill/seq_ranges.hpp"
 #include "rill/sink.hpp"
 
@@ -224,8 +226,14 @@ class PostgresSink : public rill::Sink {
     /// One COPY, or the staging fallback on a unique violation; returns the rows inserted.
     /// Throws StoreError (the transaction rolled back).
     std::uint64_t write(std::span<const Reading> batch) override;
-    /// Runs `SELECT 1`. Throws StoreError.
+    /// Runs `SELECT 1`, then maintenance when enabled and due (see enable_maintenance). Throws
+    /// StoreError when `SELECT 1` fails; a failed maintenance run is only logged and counted.
     void probe() override;
+    /// From now on, runs a Maintainer with `options` on this sink's connection: at every
+    /// successful open() and then from probe() once its interval has passed (probe() is called
+    /// while the writer is idle, so a run never delays a batch already pending). Call before
+    /// open(); a second call replaces the first.
+    void enable_maintenance(const MaintenanceOptions& options);
     /// "PostgreSQL".
     [[nodiscard]] std::string name() const override;
 

@@ -58,6 +58,7 @@ struct PostgresSink::Impl {
     Connection conn;
     bool staging_ready = false;
     std::string buffer;
+    std::optional<Maintainer> maintainer;  // partitions ahead and retention, when enabled
 
     // The slow path for a batch the database partly knows: stage it, then insert what is new.
     // Returns the number of rows inserted.
@@ -101,6 +102,7 @@ void PostgresSink::open() {
         }
         s.migrated = true;
     }
+    if (s.maintainer) (void)s.maintainer->run(s.conn);
 }
 
 bool PostgresSink::is_open() const noexcept {
@@ -154,6 +156,11 @@ std::uint64_t PostgresSink::write(std::span<const Reading> batch) {
 
 void PostgresSink::probe() {
     (void)impl_->conn.exec("SELECT 1", "probe the database");
+    if (impl_->maintainer && impl_->maintainer->due()) (void)impl_->maintainer->run(impl_->conn);
+}
+
+void PostgresSink::enable_maintenance(const MaintenanceOptions& options) {
+    impl_->maintainer.emplace(options);
 }
 
 std::string PostgresSink::name() const {
