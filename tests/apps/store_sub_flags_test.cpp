@@ -18,7 +18,7 @@ TEST_CASE("store-sub takes retention flags in days and years and lists them with
                         20s, &out) == 0);
     for (const char* text :
          {"--keep-raw", "RILL_KEEP_RAW", "--keep-1m", "RILL_KEEP_1M", "--keep-1h", "RILL_KEEP_1H",
-          "--maintenance-interval", "RILL_MAINTENANCE_INTERVAL", "3d", "90d", "5y", "1h"}) {
+          "--maintenance-interval", "RILL_MAINTENANCE_INTERVAL", "2d", "90d", "5y", "1h"}) {
         CHECK_MESSAGE(out.find(text) != std::string::npos, text, " missing in:\n", out);
     }
 }

@@ -128,8 +128,11 @@ class Maintainer {
   public:
     /// Registers the metrics; the first run is due at once.
     explicit Maintainer(MaintenanceOptions options);
+    /// Nothing to close: the connection is the owner's.
     ~Maintainer();
+    /// Moves the schedule and metrics; the moved-from one may only be destroyed or assigned.
     Maintainer(Maintainer&&) noexcept;
+    /// Moves the schedule and metrics; the moved-from one may only be destroyed or assigned.
     Maintainer& operator=(Maintainer&&) noexcept;
     Maintainer(const Maintainer&) = delete;
     Maintainer& operator=(const Maintainer&) = delete;

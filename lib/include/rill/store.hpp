@@ -229,10 +229,10 @@ class PostgresSink : public rill::Sink {
     /// Runs `SELECT 1`, then maintenance when enabled and due (see enable_maintenance). Throws
     /// StoreError when `SELECT 1` fails; a failed maintenance run is only logged and counted.
     void probe() override;
-    /// From now on, runs a Maintainer with `options` on this sink's connection: at every
-    /// successful open() and then from probe() once its interval has passed (probe() is called
-    /// while the writer is idle, so a run never delays a batch already pending). Call before
-    /// open(); a second call replaces the first.
+    /// From now on, runs a Maintainer with `options` on this sink's connection: at the first
+    /// successful open(), then from probe() or a reopen once its interval has passed (the
+    /// writer probes only while idle, so a run never delays a batch already pending). Call
+    /// before open(); a second call replaces the first (and its schedule).
     void enable_maintenance(const MaintenanceOptions& options);
     /// "PostgreSQL".
     [[nodiscard]] std::string name() const override;

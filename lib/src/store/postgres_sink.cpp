@@ -4,6 +4,7 @@
 
 #include "rill/log.hpp"
 #include "rill/store.hpp"
+#include "sensor_scan.hpp"
 
 namespace rill::store {
 
@@ -24,14 +25,8 @@ const std::string create_staging_sql =
 
 // The sensors that have rows, by a loose index scan on the primary key: one index probe per
 // distinct sensor instead of a scan of the whole table.
-const std::string sensors_sql = R"sql(
-WITH RECURSIVE s(sensor) AS (
-    SELECT min(sensor) FROM readings
-  UNION ALL
-    SELECT (SELECT min(r.sensor) FROM readings r WHERE r.sensor > s.sensor)
-    FROM s WHERE s.sensor IS NOT NULL
-)
-SELECT sensor FROM s WHERE sensor IS NOT NULL)sql";
+const std::string sensors_sql =
+    detail::distinct_sensors_cte("readings") + "SELECT sensor FROM s WHERE sensor IS NOT NULL";
 
 // Gaps and islands for one sensor: within an island seq - row_number() is constant, so
 // grouping by it yields one row per island. Cost: one ordered index(-only) scan of that
@@ -102,7 +97,7 @@ void PostgresSink::open() {
         }
         s.migrated = true;
     }
-    if (s.maintainer) (void)s.maintainer->run(s.conn);
+    if (s.maintainer && s.maintainer->due()) (void)s.maintainer->run(s.conn);
 }
 
 bool PostgresSink::is_open() const noexcept {

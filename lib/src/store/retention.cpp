@@ -15,6 +15,7 @@
 #include "rill/metrics.hpp"
 #include "rill/store.hpp"
 #include "rill/units.hpp"
+#include "sensor_scan.hpp"
 
 namespace rill::store {
 
@@ -37,6 +38,15 @@ constexpr Level levels[] = {
     {"readings_1h", "year", "1-hour rollups", &RetentionPolicy::hour, 1},
 };
 
+// Rolls back the transaction `what` after a failure, if the connection still stands.
+void roll_back(Connection& conn, std::string_view what) noexcept {
+    if (!conn.connected()) return;
+    try {
+        (void)conn.exec("ROLLBACK", "roll back " + std::string(what));
+    } catch (...) {
+    }
+}
+
 // Runs `body` in a transaction whose lock waits end after `lock_timeout`, in UTC. Returns false
 // when a lock was not granted in time (55P03, lock_not_available), true when committed; throws
 // StoreError on other failures. Rolls back on any failure.
@@ -52,21 +62,11 @@ bool in_transaction(Connection& conn, std::chrono::milliseconds lock_timeout, st
         conn.exec("COMMIT", "commit " + std::string(what));
         return true;
     } catch (const StoreError& e) {
-        if (conn.connected()) {
-            try {
-                conn.exec("ROLLBACK", "roll back " + std::string(what));
-            } catch (...) {
-            }
-        }
+        roll_back(conn, what);
         if (e.sqlstate() == "55P03") return false;
         throw;
     } catch (...) {
-        if (conn.connected()) {
-            try {
-                conn.exec("ROLLBACK", "roll back " + std::string(what));
-            } catch (...) {
-            }
-        }
+        roll_back(conn, what);
         throw;
     }
 }
@@ -94,33 +94,19 @@ class LockGuard {
 // Raises rill_retired to each sensor's greatest seq in partition `part`: the sensors by a loose
 // scan of the partition's primary key (sensor, seq, ts), each one's max(seq) by one probe of it.
 std::string retire_sql(const std::string& part) {
-    return "INSERT INTO rill_retired (sensor, seq) "
-           "WITH RECURSIVE s(sensor) AS ("
-           " SELECT min(sensor) FROM " +
-           part +
-           " UNION ALL"
-           " SELECT (SELECT min(p.sensor) FROM " +
-           part +
-           " p WHERE p.sensor > s.sensor) FROM s WHERE s.sensor IS NOT NULL) "
-           "SELECT sensor, (SELECT max(p.seq) FROM " +
-           part +
+    return "INSERT INTO rill_retired (sensor, seq) " + detail::distinct_sensors_cte(part) +
+           "SELECT sensor, (SELECT max(p.seq) FROM " + part +
            " p WHERE p.sensor = s.sensor) FROM s WHERE sensor IS NOT NULL "
            "ON CONFLICT (sensor) DO UPDATE SET seq = greatest(rill_retired.seq, excluded.seq) "
            "RETURNING sensor";
 }
 
-// The oldest raw reading: per sensor (loose index scan) the oldest ts by the (sensor, ts DESC)
-// index, read backwards; as Unix microseconds.
-const std::string oldest_raw_sql = R"sql(
-WITH RECURSIVE s(sensor) AS (
-    SELECT min(sensor) FROM readings
-  UNION ALL
-    SELECT (SELECT min(r.sensor) FROM readings r WHERE r.sensor > s.sensor)
-    FROM s WHERE s.sensor IS NOT NULL
-)
-SELECT (extract(epoch FROM min((SELECT r.ts FROM readings r WHERE r.sensor = s.sensor
-                                ORDER BY r.ts LIMIT 1))) * 1000000)::bigint
-FROM s WHERE sensor IS NOT NULL)sql";
+// The oldest raw reading: per sensor the oldest ts by the (sensor, ts DESC) index read
+// backwards; as Unix microseconds.
+const std::string oldest_raw_sql =
+    detail::distinct_sensors_cte("readings") +
+    "SELECT (extract(epoch FROM min((SELECT r.ts FROM readings r WHERE r.sensor = s.sensor "
+    "ORDER BY r.ts LIMIT 1))) * 1000000)::bigint FROM s WHERE sensor IS NOT NULL";
 
 void make_ahead(Connection& conn, const Level& level, const std::string& now, TableMaintenance& t,
                 std::chrono::milliseconds lock_timeout) {
