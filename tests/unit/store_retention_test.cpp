@@ -123,6 +123,15 @@ TEST_CASE("maintenance drops only whole expired partitions and keeps the default
     CHECK(report.summary(keep).find("retired seqs of 2 sensors; created 9 partitions ahead") !=
           std::string::npos);
 
+    MaintenanceReport rollups_only;
+    rollups_only.ran = true;
+    rollups_only.tables.push_back({.table = "readings_1h", .dropped = {"readings_1h_2019"}});
+    CHECK(rollups_only.summary(keep) ==
+          "retention: dropped readings_1h_2019 (1-hour rollups older than 5y)");
+    rollups_only.tables.push_back({.table = "readings", .dropped = {"readings_20260301"}});
+    rollups_only.sensors_retired = 1;
+    CHECK(rollups_only.summary(keep).ends_with("(raw older than 3d), retired seqs of 1 sensor"));
+
     // A second run finds nothing to do.
     const auto again = maintain(conn, keep, march_15);
     CHECK(again.ran);

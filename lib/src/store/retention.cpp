@@ -180,8 +180,11 @@ std::string MaintenanceReport::summary(const RetentionPolicy& policy) const {
     }
     std::string line = "retention:";
     if (!dropped.empty()) {
-        line += " dropped " + dropped + ", retired seqs of " + std::to_string(sensors_retired) +
-                " sensors";
+        line += " dropped " + dropped;
+        if (sensors_retired > 0) {
+            line += ", retired seqs of " + std::to_string(sensors_retired) +
+                    (sensors_retired == 1 ? " sensor" : " sensors");
+        }
     }
     if (created > 0) {
         line += std::string(dropped.empty() ? " " : "; ") + "created " + std::to_string(created) +
