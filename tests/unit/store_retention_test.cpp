@@ -288,3 +288,34 @@ INSERT INTO readings (sensor, seq, ts, temperature, humidity) VALUES ('x', 1000,
     sink.probe();
     CHECK(registry.value("rill_store_maintenance_runs_total") == 1.0);
 }
+
+TEST_CASE("a busy PostgresSink runs maintenance before a batch once the interval has passed") {
+    TempPostgres pg;
+    rill::MetricsRegistry registry;
+    rill::store::PostgresSink sink(pg.conninfo());
+    sink.enable_maintenance(
+        {.keep = {.raw = 24h, .minute = 0s, .hour = 0s}, .interval = 1s, .registry = &registry});
+    sink.open();
+    CHECK(registry.value("rill_store_maintenance_runs_total") == 1.0);
+    pg.execute(
+        "SELECT rill_ensure_partitions('readings', now() - interval '5 days', "
+        "now() - interval '4 days')");
+    const auto expired = pg.value(
+        "SELECT count(*) FROM rill_partitions('readings') "
+        "WHERE hi <= now() - interval '1 day'");
+    CHECK(expired != "0");
+    std::this_thread::sleep_for(1100ms);
+    rill::Reading r;
+    r.sensor = "busy";
+    r.seq = 1;
+    r.ts = rill::now();
+    r.temperature = 20;
+    r.humidity = 40;
+    CHECK(sink.write(std::span<const rill::Reading>(&r, 1)) == 1);
+    CHECK(registry.value("rill_store_maintenance_runs_total") == 2.0);
+    CHECK(pg.value("SELECT count(*) FROM rill_partitions('readings') "
+                   "WHERE hi <= now() - interval '1 day'") == "0");
+    CHECK(registry.value("rill_store_partitions_dropped_total", {{"table", "readings"}}) ==
+          std::stod(expired));
+    CHECK(pg.value("SELECT count(*) FROM readings WHERE sensor = 'busy'") == "1");
+}

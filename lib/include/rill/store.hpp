@@ -230,9 +230,10 @@ class PostgresSink : public rill::Sink {
     /// StoreError when `SELECT 1` fails; a failed maintenance run is only logged and counted.
     void probe() override;
     /// From now on, runs a Maintainer with `options` on this sink's connection: at the first
-    /// successful open(), then from probe() or a reopen once its interval has passed (the
-    /// writer probes only while idle, so a run never delays a batch already pending). Call
-    /// before open(); a second call replaces the first (and its schedule).
+    /// successful open(), then at the first probe(), write() or reopen after its interval has
+    /// passed (the writer probes only while idle; under steady load the run happens before a
+    /// batch, which then waits for it). Call before open(); a second call replaces the first
+    /// (and its schedule).
     void enable_maintenance(const MaintenanceOptions& options);
     /// "PostgreSQL".
     [[nodiscard]] std::string name() const override;

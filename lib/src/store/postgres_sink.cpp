@@ -55,6 +55,11 @@ struct PostgresSink::Impl {
     std::string buffer;
     std::optional<Maintainer> maintainer;  // partitions ahead and retention, when enabled
 
+    // A maintenance run when enabled and due; never throws StoreError (Maintainer::run).
+    void maintain_if_due() {
+        if (maintainer && maintainer->due()) (void)maintainer->run(conn);
+    }
+
     // The slow path for a batch the database partly knows: stage it, then insert what is new.
     // Returns the number of rows inserted.
     std::uint64_t write_through_staging(std::size_t n) {
@@ -97,7 +102,7 @@ void PostgresSink::open() {
         }
         s.migrated = true;
     }
-    if (s.maintainer && s.maintainer->due()) (void)s.maintainer->run(s.conn);
+    s.maintain_if_due();
 }
 
 bool PostgresSink::is_open() const noexcept {
@@ -137,6 +142,7 @@ std::map<std::string, SeqRanges> PostgresSink::stored(std::string_view prefix) {
 
 std::uint64_t PostgresSink::write(std::span<const Reading> batch) {
     Impl& s = *impl_;
+    s.maintain_if_due();  // a writer under steady load may never be idle for probe()
     s.buffer.clear();
     encode_copy_binary(batch, s.buffer);
     try {
@@ -151,7 +157,7 @@ std::uint64_t PostgresSink::write(std::span<const Reading> batch) {
 
 void PostgresSink::probe() {
     (void)impl_->conn.exec("SELECT 1", "probe the database");
-    if (impl_->maintainer && impl_->maintainer->due()) (void)impl_->maintainer->run(impl_->conn);
+    impl_->maintain_if_due();
 }
 
 void PostgresSink::enable_maintenance(const MaintenanceOptions& options) {
