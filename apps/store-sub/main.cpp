@@ -9,6 +9,7 @@
 #include "common/http_admin.hpp"
 #include "common/shutdown.hpp"
 #include "common/systemd_notify.hpp"
+#include "retention_flags.hpp"
 #include "rill/ingest.hpp"
 #include "rill/metrics.hpp"
 #include "rill/store.hpp"
@@ -29,6 +30,7 @@ struct Options {
     unsigned silent_after = 3;
     std::chrono::nanoseconds stale_after = 60s;
     std::chrono::nanoseconds drain_timeout = 10s;
+    rill::store_sub::RetentionFlags retention;
     rill::app::CurveClientOptions curve;
     rill::app::CommonOptions common;
     // --check-rollups mode (docs/storage.md): compare the rollups with the raw readings, exit.
@@ -97,6 +99,7 @@ int run(const Options& o) {
     hooks.stop_reason = [&] { return shutdown.reason(); };
 
     rill::store::PostgresSink sink(o.db);
+    if (const auto m = o.retention.maintenance()) sink.enable_maintenance(*m);
     rill::IngestLoop loop(ingest_options(o), sink, std::move(hooks));
     std::optional<rill::app::HttpAdmin> admin;
     if (!o.common.metrics.empty()) {
@@ -160,6 +163,7 @@ void add_options(CLI::App& app, Options& o) {
     app.add_option(
         "--to", o.check_to,
         "With --check-rollups: before this time (RFC 3339 or Unix seconds; default: all)");
+    rill::store_sub::add_retention_flags(app, o.retention);
     rill::app::add_curve_client_options(app, o.curve);
     rill::app::add_common_options(app, o.common, "127.0.0.1:9102");
 }

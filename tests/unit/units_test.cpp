@@ -27,6 +27,17 @@ TEST_CASE("durations without a unit or with junk are rejected naming the text") 
     }
 }
 
+TEST_CASE("retention durations parse in days and years of 365 days and format back") {
+    CHECK(parse_duration("90d") == std::chrono::hours(90 * 24));
+    CHECK(parse_duration("5y") == std::chrono::hours(5 * 365 * 24));
+    CHECK(parse_duration("1y12h") == std::chrono::hours(365 * 24 + 12));
+    CHECK(format_duration(std::chrono::hours(5 * 365 * 24)) == "5y");
+    CHECK(format_duration(std::chrono::hours(366 * 24)) == "366d");
+    CHECK(format_duration(std::chrono::hours(72)) == "3d");
+    CHECK_THROWS_AS((void)parse_duration("300y"), std::invalid_argument);  // beyond int64 ns
+    CHECK_THROWS_AS((void)parse_duration("5yr"), std::invalid_argument);
+}
+
 TEST_CASE("byte sizes parse with binary units") {
     CHECK(parse_size("4096") == 4096);
     CHECK(parse_size("256MiB") == 256ULL << 20);

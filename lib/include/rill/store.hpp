@@ -11,6 +11,7 @@
 //   check_rollups()       proves readings_1m / readings_1h equal to the raw rows of a range
 //   BatchWriter           a rill::SinkWriter over a PostgresSink: batches by size and time,
 //                         stores every (sensor, seq) exactly once, survives restarts
+//   maintain(), Maintainer  partitions ahead of time, retention (rill/retention.hpp)
 //
 // Nothing here includes libpq-fe.h or zmq; PGconn and PGresult are only forward-declared.
 #pragma once
@@ -30,6 +31,7 @@
 
 #include "rill/backoff.hpp"
 #include "rill/reading.hpp"
+#include "rill/retention.hpp"
 #include "rill/seq_ranges.hpp"
 #include "rill/sink.hpp"
 
@@ -234,8 +236,15 @@ class PostgresSink : public rill::Sink {
     /// One COPY and the rollups in one transaction, or the staging fallback on a unique
     /// violation; returns the rows inserted. Throws StoreError (the transaction rolled back).
     std::uint64_t write(std::span<const Reading> batch) override;
-    /// Runs `SELECT 1`. Throws StoreError.
+    /// Runs `SELECT 1`, then maintenance when enabled and due (see enable_maintenance). Throws
+    /// StoreError when `SELECT 1` fails; a failed maintenance run is only logged and counted.
     void probe() override;
+    /// From now on, runs a Maintainer with `options` on this sink's connection: at the first
+    /// successful open(), then at the first probe(), write() or reopen after its interval has
+    /// passed (the writer probes only while idle; under steady load the run happens before a
+    /// batch, which then waits for it). Call before open(); a second call replaces the first
+    /// (and its schedule).
+    void enable_maintenance(const MaintenanceOptions& options);
     /// "PostgreSQL".
     [[nodiscard]] std::string name() const override;
 

@@ -34,8 +34,8 @@ bool number(std::string_view s, std::size_t& pos, double& out) {
 
 std::chrono::nanoseconds parse_duration(std::string_view text) {
     constexpr std::pair<std::string_view, double> units[] = {
-        {"ns", 1.0}, {"us", 1e3},   {"µs", 1e3},    {"ms", 1e6},    {"s", 1e9},
-        {"m", 60e9}, {"h", 3600e9}, {"d", 86400e9}, {"w", 604800e9}};
+        {"ns", 1.0}, {"us", 1e3},   {"µs", 1e3},    {"ms", 1e6},     {"s", 1e9},
+        {"m", 60e9}, {"h", 3600e9}, {"d", 86400e9}, {"w", 604800e9}, {"y", 365 * 86400e9}};
     if (text == "0") return std::chrono::nanoseconds{0};
     if (text.empty()) bad("duration", text);
     std::size_t pos = 0;
@@ -56,7 +56,7 @@ std::chrono::nanoseconds parse_duration(std::string_view text) {
                 break;
             }
         }
-        if (!found) bad("duration (units: ns, us, ms, s, m, h, d, w)", text);
+        if (!found) bad("duration (units: ns, us, ms, s, m, h, d, w, y)", text);
         pos = end;
     }
     if (!std::isfinite(total) || total > 9.2e18) bad("duration in range", text);
@@ -101,9 +101,13 @@ std::uint64_t parse_size(std::string_view text) {
 std::string format_duration(std::chrono::nanoseconds d) {
     const auto n = d.count();
     if (n == 0) return "0";
-    constexpr std::pair<const char*, std::int64_t> units[] = {
-        {"d", 86'400'000'000'000}, {"h", 3'600'000'000'000}, {"m", 60'000'000'000},
-        {"s", 1'000'000'000},      {"ms", 1'000'000},        {"us", 1'000}};
+    constexpr std::pair<const char*, std::int64_t> units[] = {{"y", 365 * 86'400'000'000'000},
+                                                              {"d", 86'400'000'000'000},
+                                                              {"h", 3'600'000'000'000},
+                                                              {"m", 60'000'000'000},
+                                                              {"s", 1'000'000'000},
+                                                              {"ms", 1'000'000},
+                                                              {"us", 1'000}};
     for (const auto& [name, scale] : units) {
         if (n % scale == 0) return std::to_string(n / scale) + name;
     }

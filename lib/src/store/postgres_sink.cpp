@@ -6,6 +6,7 @@
 #include "rill/log.hpp"
 #include "rill/store.hpp"
 #include "rollup.hpp"
+#include "sensor_scan.hpp"
 
 namespace rill::store {
 
@@ -23,14 +24,8 @@ const std::string create_staging_sql =
 
 // The sensors that have rows, by a loose index scan on the primary key: one index probe per
 // distinct sensor instead of a scan of the whole table.
-const std::string sensors_sql = R"sql(
-WITH RECURSIVE s(sensor) AS (
-    SELECT min(sensor) FROM readings
-  UNION ALL
-    SELECT (SELECT min(r.sensor) FROM readings r WHERE r.sensor > s.sensor)
-    FROM s WHERE s.sensor IS NOT NULL
-)
-SELECT sensor FROM s WHERE sensor IS NOT NULL)sql";
+const std::string sensors_sql =
+    detail::distinct_sensors_cte("readings") + "SELECT sensor FROM s WHERE sensor IS NOT NULL";
 
 // Gaps and islands for one sensor: within an island seq - row_number() is constant, so
 // grouping by it yields one row per island. Cost: one ordered index(-only) scan of that
@@ -61,6 +56,15 @@ struct PostgresSink::Impl {
     bool staging_ready = false;
     detail::PartitionCache partitions;
     std::string buffer;
+    std::optional<Maintainer> maintainer;  // partitions ahead and retention, when enabled
+
+    // A maintenance run when enabled and due; never throws StoreError (Maintainer::run).
+    // Partitions it created or dropped are reloaded into the cache, so that rows of a dropped
+    // day get a partition again instead of going to the default one.
+    void maintain_if_due() {
+        if (!maintainer || !maintainer->due()) return;
+        if (maintainer->run(conn).changed()) partitions.load(conn);
+    }
 
     // Runs `body` in a transaction: COMMIT after it, ROLLBACK (when still connected) and rethrow
     // when it throws.
@@ -133,6 +137,7 @@ void PostgresSink::open() {
         s.migrated = true;
     }
     s.partitions.load(s.conn);
+    s.maintain_if_due();
 }
 
 bool PostgresSink::is_open() const noexcept {
@@ -180,6 +185,7 @@ std::map<std::string, SeqRanges> PostgresSink::stored(std::string_view prefix) {
 
 std::uint64_t PostgresSink::write(std::span<const Reading> batch) {
     Impl& s = *impl_;
+    s.maintain_if_due();  // a writer under steady load may never be idle for probe()
     // Outside the batch's transaction: partition DDL commits on its own and is rare.
     (void)s.partitions.ensure(s.conn, batch, rill::now());
     s.buffer.clear();
@@ -194,6 +200,11 @@ std::uint64_t PostgresSink::write(std::span<const Reading> batch) {
 
 void PostgresSink::probe() {
     (void)impl_->conn.exec("SELECT 1", "probe the database");
+    impl_->maintain_if_due();
+}
+
+void PostgresSink::enable_maintenance(const MaintenanceOptions& options) {
+    impl_->maintainer.emplace(options);
 }
 
 std::string PostgresSink::name() const {
