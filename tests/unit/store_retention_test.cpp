@@ -7,6 +7,7 @@
 #include "rill/metrics.hpp"
 #include "rill/store.hpp"
 #include "support/postgres.hpp"
+#include "support/readings.hpp"
 
 using namespace std::chrono_literals;
 using rill::store::Connection;
@@ -158,6 +159,32 @@ TEST_CASE("dropping raw partitions records each sensor's greatest dropped seq in
     (void)maintain(conn, {.raw = 24h, .minute = 0s, .hour = 0s}, march_15 + 24h);
     CHECK(pg.column("SELECT sensor || ':' || seq FROM rill_retired ORDER BY sensor") ==
           std::vector<std::string>{"a:1409", "b:5000", "d:77"});
+}
+
+TEST_CASE("a writer opened after retention dropped raw days treats their seqs as stored") {
+    TempPostgres pg;
+    auto conn = open_migrated(pg);
+    plant_history(pg);
+    (void)maintain(conn, {.raw = 72h, .minute = 0s, .hour = 0s}, march_15);  // a through 1109
+    const std::string rollups = "SELECT coalesce(sum(n), 0) FROM readings_1m";
+    const std::string before = pg.value(rollups);
+    rill::store::WriterOptions wo;
+    wo.conninfo = pg.conninfo();
+    rill::store::BatchWriter w(wo);
+    // The retired range and the islands still held raw, as one set.
+    CHECK(w.stored_ranges("a").contains(1));
+    CHECK(w.stored_ranges("a").contains(1109));
+    CHECK(w.stored_ranges("a").contains(1405));
+    CHECK_FALSE(w.stored_ranges("a").contains(1110));
+    // A replay of retired seqs (taken when they were, or with a new ts) is dropped in memory:
+    // no raw row comes back, no rollup counts it again.
+    for (const std::uint64_t seq : {3ULL, 305ULL, 1109ULL}) {
+        (void)w.add(rill::test::taken_at(rill::test::reading("a", seq), march_15 - 240h));
+    }
+    CHECK(w.flush() == 0);
+    CHECK(w.stats().duplicates_skipped == 3);
+    CHECK(pg.value("SELECT count(*) FROM readings WHERE sensor = 'a' AND seq <= 1109") == "0");
+    CHECK(pg.value(rollups) == before);
 }
 
 TEST_CASE("maintenance is skipped while another session holds the maintenance lock") {
