@@ -32,7 +32,9 @@ struct PoolOptions {
     /// After a failed connect, acquire() fails at once (no new attempt) for this long, so a
     /// database that is down costs the callers nothing.
     std::chrono::milliseconds connect_backoff{500};
-    /// Set on every connection (statement_timeout); 0 leaves the server's default.
+    /// Set on every connection (statement_timeout); 0 leaves the server's default. Every
+    /// pooled connection also runs with jit = off (short index walks: compiling would cost
+    /// more than the statement).
     std::chrono::milliseconds statement_timeout{15'000};
     /// The application_name the server shows for these connections ("" keeps "rill").
     std::string application_name;
