@@ -27,6 +27,7 @@ struct Options {
     std::chrono::nanoseconds silent_after = 600s;
     std::size_t db_connections = 8;
     std::size_t max_sse = 64;
+    std::chrono::nanoseconds cache_ttl = 1s;
     rill::app::CurveClientOptions curve;
     rill::app::CommonOptions common;
 };
@@ -52,6 +53,7 @@ rill::web::ServerOptions server_options(const Options& o) {
     }
     options.db_connections = o.db_connections;
     options.max_sse_clients = o.max_sse;
+    options.cache_ttl = std::chrono::duration_cast<std::chrono::milliseconds>(o.cache_ttl);
     return options;
 }
 
@@ -137,6 +139,10 @@ void add_options(CLI::App& app, Options& o) {
         ->envname("RILL_WEB_MAX_LIVE_CLIENTS")
         ->check(CLI::Range(1, 4096))
         ->capture_default_str();
+    rill::app::add_duration_option(app, "--cache-ttl", o.cache_ttl,
+                                   "how long the page, /api/sensors and first pages of "
+                                   "/api/readings reuse a database answer (0: off)")
+        ->envname("RILL_WEB_CACHE_TTL");
     rill::app::add_curve_client_options(app, o.curve);
     rill::app::add_common_options(app, o.common, "127.0.0.1:9103");
     // /metrics and /healthz are served on --listen with the dashboard: no separate admin port.

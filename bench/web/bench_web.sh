@@ -27,15 +27,28 @@ as_pg "$PG_BIN/pg_ctl" -D "$DIR/data" -l "$DIR/postgres.log" -w \
     -o "-k $DIR -c listen_addresses='' -c fsync=off -c shared_buffers=128MB" start >/dev/null
 CONN="host=$DIR user=rill dbname=rill"
 psql "host=$DIR user=rill dbname=postgres" -qc "CREATE DATABASE rill"
+# The schema exactly as store-sub makes it: store-sub migrates when it opens the database (it
+# subscribes to nothing here), then goes; the rows and their rollups are loaded by SQL.
+"$BIN/store-sub" --db "$CONN" --connect tcp://127.0.0.1:9 --metrics 127.0.0.1:0 \
+    2>"$DIR/store-sub.log" &
+STORE_PID=$!
+for _ in $(seq 100); do
+    [ "$(psql "$CONN" -Atc "SELECT count(*) FROM pg_tables WHERE tablename = 'readings_1h'" \
+         2>/dev/null)" = 1 ] && break
+    sleep 0.1
+done
+kill -TERM "$STORE_PID" && wait "$STORE_PID" || true
 psql "$CONN" -q <<SQL
-CREATE TABLE readings (sensor text, seq bigint, ts timestamptz, temperature real, humidity real,
-                       extra jsonb null, primary key (sensor, seq));
-CREATE INDEX ON readings (sensor, ts desc);
 INSERT INTO readings (sensor, seq, ts, temperature, humidity)
 SELECT 'sensor-' || (n % 4), n / 4 + 1, now() - (($ROWS - n) / 4) * interval '1 second',
        20 + 5 * sin(n / 5000.0), 50 + 10 * cos(n / 7000.0)
 FROM generate_series(0, $ROWS - 1) n;
-ANALYZE readings;
+INSERT INTO readings_1m SELECT sensor, date_trunc('minute', ts, 'UTC'), count(*),
+       sum(temperature::float8), min(temperature), max(temperature), sum(humidity::float8),
+       min(humidity), max(humidity) FROM readings GROUP BY 1, 2;
+INSERT INTO readings_1h SELECT sensor, date_trunc('hour', bucket, 'UTC'), sum(n), sum(t_sum),
+       min(t_min), max(t_max), sum(h_sum), min(h_min), max(h_max) FROM readings_1m GROUP BY 1, 2;
+ANALYZE;
 SQL
 
 "$BIN/web-view" --db "$CONN" --listen 127.0.0.1:0 --db-connections 8 2>"$DIR/web-view.log" &

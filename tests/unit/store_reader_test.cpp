@@ -18,6 +18,7 @@ using rill::store::Reader;
 using rill::store::ReadingsCursor;
 using rill::store::ReadingsQuery;
 using rill::store::SeriesQuery;
+using rill::store::SeriesSource;
 using rill::store::StoreError;
 using rill::test::TempPostgres;
 
@@ -100,7 +101,10 @@ TEST_CASE("an empty readings table has no newest readings, pages or buckets") {
     const auto page = reader.page({});
     CHECK(page.rows.empty());
     CHECK_FALSE(page.next.has_value());
-    CHECK(reader.series({.from = at(0s), .to = at(1h), .bucket = 1min}).empty());
+    const auto series = reader.series({.from = at(0s), .to = at(1h), .points = 60});
+    CHECK(series.buckets.empty());
+    CHECK(series.source == SeriesSource::minute);
+    CHECK(series.bucket == 1min);
 }
 
 TEST_CASE("pages walk every row newest first across equal timestamps, none lost or repeated") {
@@ -164,7 +168,7 @@ TEST_CASE("a page honours the sensor and the time range, from inclusive and to e
     CHECK(reader.page({.sensor = "nobody"}).rows.empty());
 }
 
-TEST_CASE("series buckets aggregate each sensor per bucket with date_bin from the range's start") {
+TEST_CASE("series buckets aggregate each sensor per bucket of the raw rows") {
     TempPostgres pg;
     create_schema(pg);
     // Bucket [0, 60 s): 10, 20, 30; bucket [60 s, 120 s): 5; a row at 120 s is outside "to".
@@ -177,7 +181,13 @@ TEST_CASE("series buckets aggregate each sensor per bucket with date_bin from th
     ConnectionPool pool(pool_options(pg));
     Reader reader(pool);
 
-    const auto all = reader.series({.from = at(0s), .to = at(120s), .bucket = 1min});
+    const auto series =
+        reader.series({.from = at(0s), .to = at(120s), .points = 2, .source = SeriesSource::raw});
+    CHECK(series.source == SeriesSource::raw);
+    CHECK(series.bucket == 1min);
+    CHECK(series.from == at(0s));
+    CHECK(series.to == at(120s));
+    const auto& all = series.buckets;
     REQUIRE(all.size() == 3);
     CHECK(all[0].sensor == "t");
     CHECK(all[0].ts == at(0s));
@@ -193,15 +203,24 @@ TEST_CASE("series buckets aggregate each sensor per bucket with date_bin from th
     CHECK(all[1].count == 1);
     CHECK(all[2].sensor == "u");
 
-    // The origin is "from": buckets start 10 s in, and one sensor only.
-    const auto shifted =
-        reader.series({.sensor = "t", .from = at(10s), .to = at(130s), .bucket = 1min});
-    REQUIRE(shifted.size() == 2);
-    CHECK(shifted[0].ts == at(10s));
-    CHECK(shifted[0].count == 3);  // 20 s, 59 s, 61 s
-    CHECK(shifted[1].ts == at(70s));
-    CHECK(shifted[1].count == 1);  // 120 s
-    CHECK(shifted[1].t_max == 99.0);
+    const auto one = reader.series({.sensor = "t", .from = at(0s), .to = at(180s), .points = 18});
+    CHECK(one.source == SeriesSource::raw);  // 10 s buckets
+    CHECK(one.bucket == 10s);
+    REQUIRE(one.buckets.size() == 5);
+    CHECK(one.buckets[4].t_max == 99.0);
+}
+
+TEST_CASE("the series bucket width is the smallest round width giving at most the points") {
+    using rill::store::series_bucket_width;
+    CHECK(series_bucket_width(1h, 1000) == 5s);          // 3.6 s
+    CHECK(series_bucket_width(24h, 1000) == 2min);       // 86.4 s
+    CHECK(series_bucket_width(24h * 7, 1000) == 15min);  // 10.08 min
+    CHECK(series_bucket_width(24h * 30, 1000) == 1h);    // 43.2 min
+    CHECK(series_bucket_width(24h * 365, 1000) == 12h);  // 8.76 h
+    CHECK(series_bucket_width(10s, 1000) == 1s);         // never below a second
+    CHECK(series_bucket_width(1h, 60) == 1min);          // exactly range / points
+    CHECK(series_bucket_width(24h * 366, 1) == 24h * 448);
+    CHECK(series_bucket_width(1h, 0) == 1h);  // 0 points count as 1
 }
 
 TEST_CASE("the pool opens at most its bound and a waiting caller gives up after its timeout") {
@@ -315,4 +334,170 @@ TEST_CASE("a query on a database without the readings table is a permanent error
         CHECK(std::string(e.what()).starts_with("cannot read the newest reading of each sensor"));
     }
     CHECK(pool.idle_connections() == 1);  // the connection is fine and stays pooled
+}
+
+namespace {
+
+// The rollups of every raw row, as the writer keeps them (what migration 2 computes for an
+// upgraded table): the tests insert raw rows by SQL.
+void roll_up(const TempPostgres& pg) {
+    pg.execute(
+        "TRUNCATE readings_1m, readings_1h; "
+        "INSERT INTO readings_1m SELECT sensor, date_trunc('minute', ts, 'UTC'), count(*), "
+        "coalesce(sum(temperature::float8), 0), min(temperature), max(temperature), "
+        "coalesce(sum(humidity::float8), 0), min(humidity), max(humidity) FROM readings "
+        "GROUP BY 1, 2; "
+        "INSERT INTO readings_1h SELECT sensor, date_trunc('hour', bucket, 'UTC'), sum(n), "
+        "sum(t_sum), min(t_min), max(t_max), sum(h_sum), min(h_min), max(h_max) FROM "
+        "readings_1m GROUP BY 1, 2");
+}
+
+// 2 sensors, one reading every 20 s from `first` for `span`, values varying; rolled up.
+void history(const TempPostgres& pg, const std::string& first, const std::string& span) {
+    pg.execute(
+        "INSERT INTO readings SELECT s, row_number() OVER (PARTITION BY s ORDER BY t), t, "
+        "(15 + 10 * sin(extract(epoch FROM t) / 5000) + length(s))::real, "
+        "(50 + 30 * cos(extract(epoch FROM t) / 7000))::real, NULL FROM unnest(array['a', "
+        "'bb']) s, generate_series(timestamptz '" +
+        first + "', timestamptz '" + first + "' + interval '" + span +
+        "' - interval '1 microsecond', interval '20 seconds') t");
+    roll_up(pg);
+}
+
+Timestamp utc(const char* text) {
+    return *rill::parse_time(text);
+}
+
+void check_same_buckets(const rill::store::Series& a, const rill::store::Series& b) {
+    REQUIRE(a.buckets.size() == b.buckets.size());
+    for (std::size_t i = 0; i < a.buckets.size(); ++i) {
+        const auto& x = a.buckets[i];
+        const auto& y = b.buckets[i];
+        INFO("bucket " << i << " of " << x.sensor);
+        CHECK(x.sensor == y.sensor);
+        CHECK(x.ts == y.ts);
+        CHECK(x.count == y.count);
+        CHECK(x.t_min == y.t_min);
+        CHECK(x.t_max == y.t_max);
+        CHECK(x.h_min == y.h_min);
+        CHECK(x.h_max == y.h_max);
+        CHECK(x.t_avg == doctest::Approx(y.t_avg).epsilon(1e-12));
+        CHECK(x.h_avg == doctest::Approx(y.h_avg).epsilon(1e-12));
+    }
+}
+
+}  // namespace
+
+TEST_CASE("series reads the coarsest source that still gives the points, whole buckets") {
+    TempPostgres pg;
+    create_schema(pg);
+    history(pg, "2026-11-01T00:00:00Z", "40 days");
+    ConnectionPool pool(pool_options(pg));
+    Reader reader(pool);
+
+    // 1 h: 5 s buckets of the raw rows.
+    auto s = reader.series(
+        {.sensor = "a", .from = utc("2026-11-20T10:00:07Z"), .to = utc("2026-11-20T11:00:07Z")});
+    CHECK(s.source == SeriesSource::raw);
+    CHECK(s.bucket == 5s);
+    CHECK(s.from == utc("2026-11-20T10:00:05Z"));  // aligned down
+    CHECK(s.to == utc("2026-11-20T11:00:10Z"));    // aligned up
+    CHECK(s.buckets.size() == 180);                // one reading per 20 s
+    // 1 day: 2 min buckets of the 1-minute rollups, every bucket whole.
+    s = reader.series({.from = utc("2026-11-20T10:00:07Z"), .to = utc("2026-11-21T10:00:07Z")});
+    CHECK(s.source == SeriesSource::minute);
+    CHECK(s.bucket == 2min);
+    CHECK(s.from == utc("2026-11-20T10:00:00Z"));
+    CHECK(s.to == utc("2026-11-21T10:02:00Z"));
+    REQUIRE(s.buckets.size() == 2 * 721);
+    CHECK(s.buckets.front().sensor == "a");
+    CHECK(s.buckets.back().sensor == "bb");
+    for (const auto& b : s.buckets) {
+        CHECK(b.count == 6);  // 2 min of one reading per 20 s
+        CHECK((b.ts.time_since_epoch() % 2min).count() == 0);
+    }
+    // 30 days: hourly buckets of the 1-hour rollups.
+    s = reader.series(
+        {.sensor = "bb", .from = utc("2026-11-02T00:00:00Z"), .to = utc("2026-12-02T00:00:00Z")});
+    CHECK(s.source == SeriesSource::hour);
+    CHECK(s.bucket == 1h);
+    CHECK(s.buckets.size() == 720);
+    CHECK(s.buckets.front().count == 180);
+}
+
+TEST_CASE("series from the rollups equal series from the raw rows over the same range") {
+    TempPostgres pg;
+    create_schema(pg);
+    history(pg, "2026-11-20T00:00:00Z", "3 days");
+    // A few rows off the 20 s grid, and one sensor alone in its minute.
+    insert(pg, "a", 100000, 7min + 3s, "-3.25", "99.5");
+    insert(pg, "lonely", 1, 1h + 1s, "1.5", "2.5");
+    roll_up(pg);
+    ConnectionPool pool(pool_options(pg));
+    Reader reader(pool);
+    for (const auto points : {std::size_t{3}, std::size_t{72}, std::size_t{1000}}) {
+        INFO(points << " points");
+        const SeriesQuery q{.from = utc("2026-11-20T00:00:00Z"),
+                            .to = utc("2026-11-23T00:00:00Z"),
+                            .points = points};
+        auto raw = q;
+        raw.source = SeriesSource::raw;
+        auto minute = q;
+        minute.source = SeriesSource::minute;
+        const auto from_raw = reader.series(raw);
+        const auto from_1m = reader.series(minute);
+        CHECK(from_raw.bucket == from_1m.bucket);
+        check_same_buckets(from_1m, from_raw);
+        std::int64_t total = 0;
+        for (const auto& b : from_1m.buckets)
+            total += b.count;
+        CHECK(total == std::stoll(pg.value("SELECT count(*) FROM readings")));
+        if (from_raw.bucket % 1h == 0us) {
+            auto hour = q;
+            hour.source = SeriesSource::hour;
+            check_same_buckets(reader.series(hour), from_raw);
+        }
+    }
+}
+
+TEST_CASE("a series whose raw rows were dropped comes from the rollups, not empty") {
+    TempPostgres pg;
+    create_schema(pg);
+    pg.execute("SELECT rill_ensure_partitions('readings', '2026-11-20', '2026-11-23')");
+    history(pg, "2026-11-20T00:00:00Z", "3 days");
+    ConnectionPool pool(pool_options(pg));
+    Reader reader(pool);
+    const SeriesQuery q{
+        .sensor = "a", .from = utc("2026-11-20T10:00:00Z"), .to = utc("2026-11-20T12:00:00Z")};
+    const auto before = reader.series(q);
+    CHECK(before.source == SeriesSource::raw);
+    CHECK(before.bucket == 10s);
+    CHECK(before.buckets.size() == 360);
+
+    // Retention drops the oldest day of raw rows, as a whole partition.
+    pg.execute("DROP TABLE readings_20261120");
+    const auto after = reader.series(q);
+    CHECK(after.source == SeriesSource::minute);
+    CHECK(after.bucket == 1min);
+    REQUIRE(after.buckets.size() == 120);
+    for (const auto& b : after.buckets)
+        CHECK(b.count == 3);
+    // A range the raw rows still hold is still read from them.
+    const auto held = reader.series(
+        {.sensor = "a", .from = utc("2026-11-21T10:00:00Z"), .to = utc("2026-11-21T12:00:00Z")});
+    CHECK(held.source == SeriesSource::raw);
+    CHECK(held.buckets.size() == 360);
+
+    // The 1-minute rollups go too: the hours answer.
+    pg.execute(
+        "SELECT rill_ensure_partitions('readings_1m', '2026-11-01', '2027-01-01'); "
+        "DROP TABLE readings_1m_202611");
+    INFO(
+        pg.value("SELECT string_agg(part::text || ' ' || lo || ' ' || hi, ', ') FROM "
+                 "rill_partitions('readings_1m')"));
+    const auto hours = reader.series(q);
+    CHECK(hours.source == SeriesSource::hour);
+    CHECK(hours.bucket == 1h);
+    REQUIRE(hours.buckets.size() == 2);
+    CHECK(hours.buckets[0].count == 180);
 }

@@ -8,6 +8,8 @@
 #include <sstream>
 #include <tuple>
 
+#include "server.hpp"
+#include "text.hpp"
 #include "web_view_fixture.hpp"
 
 using namespace rill::test;
@@ -39,6 +41,19 @@ void seed(const TempPostgres& pg, rill::Timestamp now) {
     for (int i = 1; i <= 3; ++i) {
         insert_row(pg, "cellar", i, now - 2h - std::chrono::minutes(10 - i), 12.5, 80.25);
     }
+}
+
+// The rollups of every raw row, as store-sub keeps them (the tests insert raw rows by SQL).
+void roll_up(const TempPostgres& pg) {
+    pg.execute(
+        "TRUNCATE readings_1m, readings_1h; "
+        "INSERT INTO readings_1m SELECT sensor, date_trunc('minute', ts, 'UTC'), count(*), "
+        "coalesce(sum(temperature::float8), 0), min(temperature), max(temperature), "
+        "coalesce(sum(humidity::float8), 0), min(humidity), max(humidity) FROM readings "
+        "GROUP BY 1, 2; "
+        "INSERT INTO readings_1h SELECT sensor, date_trunc('hour', bucket, 'UTC'), sum(n), "
+        "sum(t_sum), min(t_min), max(t_max), sum(h_sum), min(h_min), max(h_max) FROM "
+        "readings_1m GROUP BY 1, 2");
 }
 
 }  // namespace
@@ -139,10 +154,11 @@ TEST_CASE("invalid parameters get 400 naming the parameter and unknown paths 404
 TEST_CASE("data routes answer 503 while the database is down and recover when it is back") {
     TempPostgres pg;
     seed(pg, rill::now());
-    WebView w(pg.conninfo());
+    WebView w(pg.conninfo(), {"--cache-ttl", "0"});
     CHECK(get(w, "/api/readings")->status == 200);  // a pooled connection now exists
     pg.stop();
-    for (const char* path : {"/api/readings", "/api/sensors", "/api/series", "/api/readings.csv"}) {
+    for (const char* path :
+         {"/api/readings", "/api/sensors", "/api/series", "/api/readings.csv", "/api/series.csv"}) {
         auto r = get(w, path);
         INFO(path << ": " << r->body);
         CHECK(r->status == 503);
@@ -248,7 +264,7 @@ TEST_CASE("the CSV export streams every matching row with formulas defused") {
     CHECK(std::count(r->body.begin(), r->body.end(), '\n') == 1 + 1500);
 }
 
-TEST_CASE("series buckets match a direct date_bin computation in SQL") {
+TEST_CASE("series buckets from the rollups match a direct computation over the raw rows") {
     TempPostgres pg;
     create_readings_table(pg);
     pg.execute(
@@ -256,10 +272,14 @@ TEST_CASE("series buckets match a direct date_bin computation in SQL") {
         "SELECT s, n, timestamptz '2026-11-20 00:00:00Z' + n * interval '1 minute', "
         "20 + 5 * sin(n / 30.0) + length(s), 50 + 20 * cos(n / 45.0) "
         "FROM unnest(array['a', 'bb']) s, generate_series(0, 1439) n");
+    roll_up(pg);
     WebView w(pg.conninfo());
+    // 1 day in 50 points: 28.8 min, so 30 min buckets of the 1-minute rollups.
     const auto j = get_json(
         w, "/api/series?sensor=a&from=2026-11-20T00:00:00Z&to=2026-11-21T00:00:00Z&points=50");
-    CHECK(j["bucket_seconds"].get<double>() == doctest::Approx(1728));
+    CHECK(j["bucket_seconds"] == 1800);
+    CHECK(j["source"] == "1m");
+    CHECK(j["from"] == "2026-11-20T00:00:00.000000Z");
     REQUIRE(j["series"].size() == 1);
     CHECK(j["series"][0]["sensor"] == "a");
     const auto& buckets = j["series"][0]["buckets"];
@@ -267,10 +287,10 @@ TEST_CASE("series buckets match a direct date_bin computation in SQL") {
         "SELECT concat_ws(',', (extract(epoch FROM b) * 1000)::bigint, avg(temperature), "
         "min(temperature), max(temperature), avg(humidity), min(humidity), max(humidity), "
         "count(*)) "
-        "FROM (SELECT date_bin('1728 seconds', ts, timestamptz '2026-11-20 00:00:00Z') b, * "
+        "FROM (SELECT date_bin('1800 seconds', ts, timestamptz '2026-11-20 00:00:00Z') b, * "
         "FROM readings WHERE sensor = 'a') x GROUP BY b ORDER BY b");
     REQUIRE(buckets.size() == expected.size());
-    CHECK(buckets.size() == 50);
+    CHECK(buckets.size() == 48);
     long long total = 0;
     for (std::size_t i = 0; i < expected.size(); ++i) {
         std::vector<double> want;
@@ -278,20 +298,162 @@ TEST_CASE("series buckets match a direct date_bin computation in SQL") {
         for (std::string cell; std::getline(ss, cell, ',');)
             want.push_back(std::stod(cell));
         REQUIRE(want.size() == 8);
+        CHECK(buckets[i][0].is_number_integer());
         for (std::size_t k = 0; k < 8; ++k) {
             INFO("bucket " << i << " column " << k);
-            CHECK(buckets[i][k].get<double>() == doctest::Approx(want[k]).epsilon(1e-4));
+            CHECK(buckets[i][k].get<double>() == doctest::Approx(want[k]).epsilon(1e-6));
         }
         total += buckets[i][7].get<long long>();
     }
     CHECK(total == 1440);
 
+    // A short range: 10 s buckets of the raw rows, every sensor.
     const auto all =
-        get_json(w, "/api/series?from=2026-11-20T00:00:00Z&to=2026-11-20T01:00:00Z&points=6");
+        get_json(w, "/api/series?from=2026-11-20T00:00:00Z&to=2026-11-20T01:00:00Z&points=360");
+    CHECK(all["source"] == "raw");
+    CHECK(all["bucket_seconds"] == 10);
     REQUIRE(all["series"].size() == 2);
     CHECK(all["series"][1]["sensor"] == "bb");
-    CHECK(all["series"][1]["buckets"].size() == 6);
-    CHECK(all["series"][1]["buckets"][0][7] == 10);
+    CHECK(all["series"][1]["buckets"].size() == 60);
+    CHECK(all["series"][1]["buckets"][0][7] == 1);
+}
+
+TEST_CASE("the series CSV holds exactly the numbers of the series JSON") {
+    TempPostgres pg;
+    create_readings_table(pg);
+    pg.execute(
+        "INSERT INTO readings (sensor, seq, ts, temperature, humidity) "
+        "SELECT s, n, timestamptz '2026-11-20 00:00:00Z' + n * interval '7 seconds', "
+        "(20 + 5 * sin(n / 30.0))::real, (50 + 20 * cos(n / 45.0))::real "
+        "FROM unnest(array['a', '=b']) s, generate_series(0, 20000) n");
+    roll_up(pg);
+    WebView w(pg.conninfo());
+    for (const std::string query : {"from=2026-11-20T00:00:00Z&to=2026-11-20T01:00:00Z",
+                                    "from=2026-11-20T00:00:00Z&to=2026-11-21T12:00:00Z&points=300",
+                                    "sensor=a&from=1795132800&to=1795219200&points=7"}) {
+        INFO(query);
+        const auto r = get(w, "/api/series?" + query);
+        const auto csv = get(w, "/api/series.csv?" + query);
+        REQUIRE(r->status == 200);
+        REQUIRE(csv->status == 200);
+        CHECK(csv->get_header_value("Content-Type") == "text/csv; charset=utf-8");
+        // Each CSV row is one bucket of the JSON, its cells the very texts of the JSON's
+        // numbers, in the same order.
+        const auto j = json::parse(r->body);
+        std::vector<std::string> want = {
+            "time,sensor,ts_ms,t_avg,t_min,t_max,h_avg,h_min,h_max,count"};
+        for (const auto& s : j["series"]) {
+            const auto sensor = s["sensor"].get<std::string>();
+            for (const auto& b : s["buckets"]) {
+                const rill::Timestamp ts{std::chrono::milliseconds{b[0].get<long long>()}};
+                want.push_back(rill::to_iso8601(ts) + "," +
+                               (sensor == "=b" ? std::string("\"'=b\"") : sensor) + ",");
+            }
+        }
+        std::vector<std::string> lines;
+        for (std::size_t at = 0; at < csv->body.size();) {
+            const auto end = csv->body.find("\r\n", at);
+            REQUIRE(end != std::string::npos);
+            lines.push_back(csv->body.substr(at, end - at));
+            at = end + 2;
+        }
+        REQUIRE(lines.size() == want.size());
+        CHECK(lines.size() > 1);
+        CHECK(lines[0] == want[0]);
+        std::size_t from = 0;
+        for (std::size_t i = 1; i < lines.size(); ++i) {
+            INFO(lines[i]);
+            REQUIRE(lines[i].starts_with(want[i]));
+            const auto cells = lines[i].substr(want[i].size());
+            // The JSON holds this bucket as [cells], after the previous one.
+            const auto at = r->body.find("[" + cells + "]", from);
+            CHECK(at != std::string::npos);
+            from = at == std::string::npos ? from : at;
+            // Every value is the shortest text of its float32: no float64 noise, nothing cut.
+            std::stringstream ss(cells);
+            std::string cell;
+            std::getline(ss, cell, ',');  // ts_ms
+            for (int k = 0; k < 6 && std::getline(ss, cell, ','); ++k)
+                CHECK(rill::web::format_value(std::stod(cell)) == cell);
+        }
+    }
+    CHECK(error_parameter(w, "/api/series.csv?points=0") == "points");
+}
+
+TEST_CASE("a reading shows the same number text in JSON, CSV, the page data and /events") {
+    TempPostgres pg;
+    create_readings_table(pg);
+    const auto now = rill::now();
+    const auto ts = rill::Timestamp{std::chrono::floor<std::chrono::seconds>(now - 5s)} + 123457us;
+    insert_row(pg, "garden", 1, ts, 64.278, 21.903713);
+    WebView w(pg.conninfo());
+    const std::string temperature = "\"temperature\":64.278";
+    const std::string humidity = "\"humidity\":21.903713";
+    const std::string ts_ms =
+        "\"ts_ms\":" +
+        std::to_string(
+            std::chrono::floor<std::chrono::milliseconds>(ts).time_since_epoch().count());
+    for (const char* path : {"/api/sensors", "/api/readings"}) {
+        const auto r = get(w, path);
+        INFO(path << ": " << r->body);
+        CHECK(r->body.find(temperature) != std::string::npos);
+        CHECK(r->body.find(humidity) != std::string::npos);
+        CHECK(r->body.find(ts_ms) != std::string::npos);  // whole milliseconds
+    }
+    const auto csv = get(w, "/api/readings.csv")->body;
+    CHECK(csv.find(",garden,1,64.278,21.903713\r\n") != std::string::npos);
+    // The same reading as the live feed hands it over (float32 values).
+    rill::Reading live{.sensor = "garden",
+                       .seq = 1,
+                       .ts = ts,
+                       .temperature = 64.278f,
+                       .humidity = 21.903713f,
+                       .extras = {}};
+    const auto event = rill::web::reading_event_json(live);
+    CHECK(event.find(temperature) != std::string::npos);
+    CHECK(event.find(humidity) != std::string::npos);
+    CHECK(event.find(ts_ms + ",") != std::string::npos);
+    CHECK(rill::web::format_value(64.278f) == "64.278");
+    CHECK(rill::web::format_value(static_cast<double>(64.278f)) == "64.278");
+}
+
+TEST_CASE("within the cache TTL the latest-value views answer without the database") {
+    TempPostgres pg;
+    seed(pg, rill::now());
+    WebView w(pg.conninfo(), {"--cache-ttl", "1m"});
+    const auto sensors = get(w, "/api/sensors");
+    const auto first_page = get(w, "/api/readings?limit=3");
+    const auto page = get(w, "/");
+    REQUIRE(sensors->status == 200);
+    REQUIRE(first_page->status == 200);
+    REQUIRE(page->status == 200);
+    pg.stop();
+    // Answered from the cache: the database is not asked again.
+    const auto again = get(w, "/api/sensors");
+    CHECK(again->status == 200);
+    auto without_age = [](const std::string& body) {
+        auto list = json::parse(body)["sensors"];
+        for (auto& s : list)
+            s.erase("age_seconds");  // computed per request
+        return list;
+    };
+    CHECK(without_age(again->body) == without_age(sensors->body));
+    CHECK(get(w, "/api/readings?limit=3")->body == first_page->body);
+    CHECK(get(w, "/")->status == 200);
+    // What the cache does not hold still needs the database.
+    CHECK(get(w, "/api/readings?limit=4")->status == 503);
+    CHECK(get(w, "/api/series")->status == 503);
+    CHECK(get(w, "/healthz")->status == 503);
+}
+
+TEST_CASE("with the cache off every request asks the database") {
+    TempPostgres pg;
+    seed(pg, rill::now());
+    WebView w(pg.conninfo(), {"--cache-ttl", "0"});
+    REQUIRE(get(w, "/api/sensors")->status == 200);
+    insert_row(pg, "attic", 1, rill::now(), 1, 2);
+    const auto j = get_json(w, "/api/sensors");
+    CHECK(j["sensors"].size() == 3);  // seen at once
 }
 
 TEST_CASE("web-view serves every route with the read-only rill_reader role") {
@@ -300,12 +462,15 @@ TEST_CASE("web-view serves every route with the read-only rill_reader role") {
     // The role docs/web-view.md documents.
     pg.execute(
         "CREATE ROLE rill_reader LOGIN; GRANT CONNECT ON DATABASE rill TO rill_reader; "
-        "GRANT USAGE ON SCHEMA public TO rill_reader; GRANT SELECT ON readings TO rill_reader;");
+        "GRANT USAGE ON SCHEMA public TO rill_reader; "
+        "GRANT SELECT ON readings, readings_1m, readings_1h TO rill_reader;");
     std::string conninfo = pg.conninfo();
     conninfo.replace(conninfo.find("user=rill"), 9, "user=rill_reader");
     WebView w(conninfo);
     for (const char* path :
-         {"/", "/api/sensors", "/api/readings", "/api/readings.csv", "/api/series", "/healthz"}) {
+         {"/", "/api/sensors", "/api/readings", "/api/readings.csv", "/api/series",
+          "/api/series.csv", "/api/series?from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z",
+          "/healthz"}) {
         auto r = get(w, path);
         INFO(path << ": " << r->body.substr(0, 300));
         CHECK(r->status == 200);

@@ -1,9 +1,13 @@
 // The web-view core units in-process: parameters, cursors, escaping, SSE framing, the ring.
 #include <doctest/doctest.h>
 
+#include <cmath>
+#include <stdexcept>
+
 #include "events.hpp"
 #include "page.hpp"
 #include "params.hpp"
+#include "read_cache.hpp"
 #include "text.hpp"
 
 using namespace rill::web;
@@ -66,12 +70,12 @@ TEST_CASE("invalid readings parameters name the parameter") {
     CHECK(parse_readings_query({{"sensor", ""}}).sensor == std::nullopt);
 }
 
-TEST_CASE("series buckets split the range into at most the asked number of points") {
+TEST_CASE("series parameters give the range and the points, with defaults") {
     const auto now = rill::Timestamp{1'800'000'000'000'000us};
     auto q = parse_series_query({{"points", "100"}, {"from", "0"}, {"to", "86400"}}, now);
-    CHECK(q.bucket() == 864s);
-    q = parse_series_query({{"points", "5000"}, {"from", "0"}, {"to", "60"}}, now);
-    CHECK(q.bucket() == 1s);  // never below a second
+    CHECK(q.points == 100);
+    CHECK(q.from == rill::Timestamp{});
+    CHECK(q.to == rill::Timestamp{24h});
     q = parse_series_query({}, now);
     CHECK(q.to == now);
     CHECK(q.to - q.from == 24h);
@@ -101,9 +105,88 @@ TEST_CASE("HTML and URL escaping cover every special character") {
     CHECK(html_escape("<b>\"'&") == "&lt;b&gt;&quot;&#39;&amp;");
     CHECK(html_escape("plain") == "plain");
     CHECK(url_encode("a b&c=d/é") == "a%20b%26c%3Dd%2F%C3%A9");
+}
+
+TEST_CASE("a value is written as the shortest text of its float32, the same everywhere") {
     CHECK(format_value(21.5) == "21.5");
     CHECK(format_value(21.0) == "21");
-    CHECK(format_value(-0.001) == "0");
+    CHECK(format_value(-0.001) == "-0.001");
+    CHECK(format_value(-0.0) == "0");
+    // The float32 64.278 widened to float64 is 64.27800750732422: written as the float32.
+    CHECK(format_value(static_cast<double>(64.278f)) == "64.278");
+    CHECK(format_value(static_cast<double>(21.903713f)) == "21.903713");
+    // A float64 (an average) is rounded to the nearest float32 first.
+    CHECK(format_value(16.38333333333333) == "16.383333");
+    CHECK(format_value(std::nan("")).empty());
+    std::string json;
+    append_json_value(json, std::nan(""));
+    json += ',';
+    append_json_value(json, 0.1f);
+    CHECK(json == "null,0.1");
+    CHECK(unix_ms(rill::Timestamp{std::chrono::microseconds{1'796'393'504'173'356}}) ==
+          1'796'393'504'173);
+}
+
+TEST_CASE("the read cache answers from one query within its TTL and overlays live readings") {
+    std::uint64_t event = 7;
+    ReadCache cache(std::chrono::hours{1}, [&] { return event; });
+    int queries = 0;
+    auto load = [&] {
+        ++queries;
+        return ReadCache::Latest{{.sensor = "a",
+                                  .seq = 1,
+                                  .ts = rill::Timestamp{},
+                                  .temperature = 1,
+                                  .humidity = 2,
+                                  .extra = {}}};
+    };
+    auto first = cache.latest(load);
+    CHECK(first.event_id == 7);
+    event = 9;
+    auto second = cache.latest(load);
+    CHECK(queries == 1);
+    CHECK(cache.loads() == 1);
+    CHECK(second.event_id == 7);  // the id of the answer, not of now
+    // A newer live reading replaces the cached one; an older one does not.
+    rill::Reading r{.sensor = "a",
+                    .seq = 2,
+                    .ts = rill::Timestamp{std::chrono::seconds{5}},
+                    .temperature = 3.5f,
+                    .humidity = 4,
+                    .extras = {}};
+    cache.observe(r);
+    auto third = cache.latest(load);
+    REQUIRE(third.value.size() == 1);
+    CHECK(third.value[0].seq == 2);
+    CHECK(third.value[0].temperature == 3.5);
+    r.seq = 1;
+    r.ts = rill::Timestamp{};
+    cache.observe(r);
+    CHECK(cache.latest(load).value[0].seq == 2);
+    CHECK(queries == 1);
+
+    // First pages are kept by their filters; later pages are always read.
+    int pages = 0;
+    auto page = [&] {
+        ++pages;
+        return ReadCache::Page{};
+    };
+    (void)cache.page({.limit = 5}, page);
+    (void)cache.page({.limit = 5}, page);
+    (void)cache.page({.sensor = "a", .limit = 5}, page);
+    (void)cache.page({.limit = 5, .cursor = rill::store::ReadingsCursor{}}, page);
+    (void)cache.page({.limit = 5, .cursor = rill::store::ReadingsCursor{}}, page);
+    CHECK(pages == 4);
+
+    // A failed query is not kept.
+    ReadCache off(std::chrono::milliseconds{0}, {});
+    (void)off.latest(load);
+    (void)off.latest(load);
+    CHECK(queries == 3);
+    ReadCache failing(std::chrono::hours{1}, {});
+    CHECK_THROWS(failing.latest([]() -> ReadCache::Latest { throw std::runtime_error("down"); }));
+    (void)failing.latest(load);
+    CHECK(queries == 4);
 }
 
 TEST_CASE("SSE frames carry the id and split multi-line data") {

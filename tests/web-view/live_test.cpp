@@ -64,6 +64,7 @@ TEST_CASE("live readings reach /events and a resuming client gets no duplicates"
         CHECK(seen[i].data["seq"] == i + 1);
         CHECK(seen[i].data["temperature"].get<double>() ==
               doctest::Approx(21.0 + static_cast<double>(i)));
+        CHECK(seen[i].data["ts_ms"].is_number_integer());  // whole milliseconds
         if (i > 0) CHECK(seen[i].id == seen[i - 1].id + 1);
     }
 

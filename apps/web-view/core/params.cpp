@@ -152,14 +152,6 @@ ReadingsQuery parse_readings_query(const Params& params, long long default_limit
     return q;
 }
 
-std::chrono::microseconds SeriesQuery::bucket() const {
-    using namespace std::chrono;
-    const auto range = to - from;
-    auto w = microseconds{(range.count() + points - 1) / points};
-    w = ceil<milliseconds>(w);
-    return std::max<microseconds>(w, seconds{1});
-}
-
 SeriesQuery parse_series_query(const Params& params, Timestamp now) {
     SeriesQuery q;
     q.sensor = parse_sensor_param(params);
@@ -177,7 +169,7 @@ SeriesQuery parse_series_query(const Params& params, Timestamp now) {
             throw ParamError("points", "points must be an integer from 1 to " +
                                            std::to_string(param_limits::max_points));
         }
-        q.points = *n;
+        q.points = static_cast<std::size_t>(*n);
     }
     return q;
 }

@@ -63,15 +63,9 @@ using ReadingsQuery = rill::store::ReadingsQuery;
     const Params& params, long long default_limit = param_limits::default_limit,
     long long max_limit = param_limits::max_limit);
 
-/// Filters of /api/series: a time range split into `points` buckets.
-struct SeriesQuery {
-    std::optional<std::string> sensor;
-    Timestamp from{};
-    Timestamp to{};
-    int points = param_limits::default_points;
-    /// The bucket width: (to - from) / points rounded up to whole milliseconds, at least 1 s.
-    [[nodiscard]] std::chrono::microseconds bucket() const;
-};
+/// Filters of /api/series and /api/series.csv: a time range split into at most about `points`
+/// buckets (rill::store::Reader::series chooses the width and the source).
+using SeriesQuery = rill::store::SeriesQuery;
 
 /// Parses sensor, from (default: to - 24 h), to (default: `now`) and points (1..5000).
 /// Throws ParamError as parse_readings_query does.

@@ -15,6 +15,7 @@
 #include "live_feed.hpp"
 #include "page.hpp"
 #include "params.hpp"
+#include "read_cache.hpp"
 #include "rill/log.hpp"
 #include "rill/metrics.hpp"
 #include "rill/store.hpp"
@@ -117,26 +118,14 @@ std::string dump(const json& j) {
 
 std::string route_of(const std::string& path) {
     static const char* known[] = {
-        "/",           "/api/sensors", "/api/readings", "/api/readings.csv",
-        "/api/series", "/events",      "/healthz",      "/metrics"};
+        "/",           "/api/sensors",    "/api/readings", "/api/readings.csv",
+        "/api/series", "/api/series.csv", "/events",       "/healthz",
+        "/metrics"};
     for (const char* k : known) {
         if (path == k) return k;
     }
     if (path.rfind("/assets/", 0) == 0) return "/assets";
     return "other";
-}
-
-double ms(Timestamp t) {
-    return static_cast<double>(t.time_since_epoch().count()) / 1000.0;
-}
-
-json value_or_null(double v) {
-    return v == v ? json(v) : json(nullptr);
-}
-
-// A mean to three decimals, as the series has always been served.
-double rounded(double v) {
-    return std::round(v * 1000.0) / 1000.0;
 }
 
 // Whether a database error means "unavailable right now" (503) rather than a broken query
@@ -147,16 +136,46 @@ bool unavailable(const store::StoreError& e) {
     return e.transient() || s.starts_with("57") || s.starts_with("08");
 }
 
-json row_json(const store::StoredReading& r) {
-    json j = {{"sensor", r.sensor},
-              {"seq", r.seq},
-              {"ts", to_iso8601(r.ts)},
-              {"temperature", value_or_null(r.temperature)},
-              {"humidity", value_or_null(r.humidity)},
-              {"extra", nullptr}};
-    if (!r.extra.empty()) j["extra"] = json::parse(r.extra, nullptr, false);
-    if (j["extra"].is_discarded()) j["extra"] = nullptr;
-    return j;
+// A JSON object's members written in order; every number of a reading goes through
+// append_json_value (text.hpp), so JSON, CSV and /events show the same text.
+class JsonObject {
+  public:
+    explicit JsonObject(std::string& out) : out_(out) { out_ += '{'; }
+    ~JsonObject() { out_ += '}'; }
+    JsonObject(const JsonObject&) = delete;
+    JsonObject& operator=(const JsonObject&) = delete;
+    std::string& key(std::string_view k) {
+        if (!first_) out_ += ',';
+        first_ = false;
+        append_json_string(out_, k);
+        out_ += ':';
+        return out_;
+    }
+    void string(std::string_view k, std::string_view v) { append_json_string(key(k), v); }
+    void integer(std::string_view k, long long v) { key(k) += std::to_string(v); }
+    void value(std::string_view k, double v) { append_json_value(key(k), v); }
+
+  private:
+    std::string& out_;
+    bool first_ = true;
+};
+
+// The fields every reading shows, in every JSON answer and event.
+void reading_members(JsonObject& o, const std::string& sensor, std::int64_t seq, Timestamp ts,
+                     double temperature, double humidity) {
+    o.string("sensor", sensor);
+    o.integer("seq", seq);
+    o.string("ts", to_iso8601(ts));
+    o.integer("ts_ms", unix_ms(ts));
+    o.value("temperature", temperature);
+    o.value("humidity", humidity);
+}
+
+void append_row_json(std::string& out, const store::StoredReading& r) {
+    JsonObject o(out);
+    reading_members(o, r.sensor, r.seq, r.ts, r.temperature, r.humidity);
+    // The jsonb column's text as PostgreSQL writes it: always valid JSON.
+    o.key("extra") += r.extra.empty() ? std::string("null") : r.extra;
 }
 
 void append_csv_row(std::string& out, const store::StoredReading& r) {
@@ -166,16 +185,41 @@ void append_csv_row(std::string& out, const store::StoredReading& r) {
     out += ',';
     out += std::to_string(r.seq);
     out += ',';
-    if (r.temperature == r.temperature) out += format_value(r.temperature, 3);
+    out += format_value(r.temperature);
     out += ',';
-    if (r.humidity == r.humidity) out += format_value(r.humidity, 3);
+    out += format_value(r.humidity);
     out += "\r\n";
+}
+
+// One bucket of /api/series as its JSON array and CSV row: the same columns, the same texts.
+constexpr const char* series_columns[] = {"ts_ms", "t_avg", "t_min", "t_max",
+                                          "h_avg", "h_min", "h_max", "count"};
+
+void append_bucket_cells(std::string& out, const store::SeriesBucket& b, bool as_json) {
+    out += std::to_string(unix_ms(b.ts));
+    for (double v : {b.t_avg, b.t_min, b.t_max, b.h_avg, b.h_min, b.h_max}) {
+        out += ',';
+        if (as_json) {
+            append_json_value(out, v);
+        } else {
+            out += format_value(v);
+        }
+    }
+    out += ',';
+    out += std::to_string(b.count);
 }
 
 void send_json(httplib::Response& res, int status, const json& j) {
     res.status = status;
     res.set_header("Cache-Control", "no-store");
     res.set_content(dump(j), "application/json");
+}
+
+// Sends JSON text built without nlohmann (numbers of readings written by text.hpp).
+void send_text_json(httplib::Response& res, std::string body) {
+    res.status = 200;
+    res.set_header("Cache-Control", "no-store");
+    res.set_content(std::move(body), "application/json");
 }
 
 void send_error(httplib::Response& res, int status, const std::string& message,
@@ -188,12 +232,13 @@ void send_error(httplib::Response& res, int status, const std::string& message,
 }  // namespace
 
 std::string reading_event_json(const Reading& r) {
-    return dump(json{{"sensor", r.sensor},
-                     {"seq", r.seq},
-                     {"ts", to_iso8601(r.ts)},
-                     {"ts_ms", ms(r.ts)},
-                     {"temperature", r.temperature},
-                     {"humidity", r.humidity}});
+    std::string out;
+    {
+        JsonObject o(out);
+        reading_members(o, r.sensor, static_cast<std::int64_t>(r.seq), r.ts, r.temperature,
+                        r.humidity);
+    }
+    return out;
 }
 
 std::string publisher_event_json(const PublisherStatus& s) {
@@ -207,6 +252,7 @@ struct Server::Impl {
     store::ConnectionPool pool;
     store::Reader db;
     EventRing ring;
+    ReadCache cache;
     WebMetrics metrics;
     OutageLog outage;
     httplib::Server http;
@@ -219,6 +265,7 @@ struct Server::Impl {
                                   .max_connections = options.db_connections,
                                   .application_name = "web-view"}),
           db(pool),
+          cache(options.cache_ttl, [this] { return ring.last_id(); }),
           metrics(options.metrics != nullptr ? *options.metrics : default_registry()) {
         const std::size_t threads = options.max_sse_clients + 16;
         http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
@@ -299,17 +346,28 @@ struct Server::Impl {
         };
     }
 
+    // A database answer that ends an outage: for the routes the cache may serve without one.
+    template <typename T>
+    T queried(T answer) {
+        outage.up();
+        return answer;
+    }
+
     void routes() {
-        http.Get("/", guarded([this](const auto& req, auto& res) { page(req, res); }));
+        // `/`, /api/sensors and /api/readings may answer from the cache while the database is
+        // down: queried() ends an outage there, when a query really succeeded.
+        http.Get("/", guarded([this](const auto& req, auto& res) { page(req, res); }, false));
         http.Get("/assets/(.+)",
                  guarded([](const auto& req, auto& res) { asset(req, res); }, false));
         http.Get("/api/sensors",
-                 guarded([this](const auto& req, auto& res) { sensors(req, res); }));
+                 guarded([this](const auto& req, auto& res) { sensors(req, res); }, false));
         http.Get("/api/readings",
-                 guarded([this](const auto& req, auto& res) { readings(req, res); }));
+                 guarded([this](const auto& req, auto& res) { readings(req, res); }, false));
         http.Get("/api/readings.csv",
                  guarded([this](const auto& req, auto& res) { readings_csv(req, res); }));
         http.Get("/api/series", guarded([this](const auto& req, auto& res) { series_(req, res); }));
+        http.Get("/api/series.csv",
+                 guarded([this](const auto& req, auto& res) { series_csv(req, res); }));
         http.Get("/events",
                  guarded([this](const auto& req, auto& res) { events(req, res); }, false));
         http.Get("/healthz", guarded([this](const auto& req, auto& res) { healthz(req, res); }));
@@ -335,12 +393,15 @@ struct Server::Impl {
         q.limit = static_cast<long long>(options.page_rows);
         m.table_sensor = q.sensor;
         m.table_is_first_page = !q.cursor;
-        // Taken before the queries: live events after it may be missing from what they return.
-        m.last_event_id = ring.last_id();
         int status = 200;
         try {
-            m.sensors = db.latest();
-            m.table = db.page(q);
+            auto latest = cache.latest([this] { return queried(db.latest()); });
+            auto table = cache.page(q, [this, &q] { return queried(db.page(q)); });
+            m.sensors = std::move(latest.value);
+            m.table = std::move(table.value);
+            // The older of the two answers' event ids: live events after it may be missing
+            // from what they hold, and the page's live stream resumes from there.
+            m.last_event_id = std::min(latest.event_id, table.event_id);
         } catch (const store::StoreError& e) {
             if (!unavailable(e)) throw;
             metrics.db_error();
@@ -377,30 +438,39 @@ struct Server::Impl {
 
     void sensors(const httplib::Request&, httplib::Response& res) {
         const auto now = rill::now();
-        json list = json::array();
-        for (const auto& l : db.latest()) {
+        const auto latest = cache.latest([this] { return queried(db.latest()); });
+        std::string out = "{\"sensors\":[";
+        bool first = true;
+        for (const auto& l : latest.value) {
+            if (!first) out += ',';
+            first = false;
             const auto age = std::chrono::duration_cast<std::chrono::microseconds>(now - l.ts);
-            list.push_back(
-                {{"sensor", l.sensor},
-                 {"seq", l.seq},
-                 {"ts", to_iso8601(l.ts)},
-                 {"temperature", value_or_null(l.temperature)},
-                 {"humidity", value_or_null(l.humidity)},
-                 {"age_seconds", static_cast<double>(age.count()) / 1e6},
-                 {"status", to_string(freshness(age, options.stale_after, options.silent_after))}});
+            JsonObject o(out);
+            reading_members(o, l.sensor, l.seq, l.ts, l.temperature, l.humidity);
+            o.key("age_seconds") += dump(json(static_cast<double>(age.count()) / 1e6));
+            o.string("status",
+                     to_string(freshness(age, options.stale_after, options.silent_after)));
         }
-        send_json(res, 200, {{"sensors", list}});
+        out += "]}";
+        send_text_json(res, std::move(out));
     }
 
     void readings(const httplib::Request& req, httplib::Response& res) {
         const auto q = parse_readings_query(req.params);
-        const auto p = db.page(q);
-        json rows = json::array();
-        for (const auto& r : p.rows)
-            rows.push_back(row_json(r));
-        send_json(res, 200,
-                  {{"readings", rows},
-                   {"next_cursor", p.next ? json(encode_cursor(*p.next)) : json(nullptr)}});
+        const auto p = cache.page(q, [this, &q] { return queried(db.page(q)); }).value;
+        std::string out = "{\"readings\":[";
+        for (std::size_t i = 0; i < p.rows.size(); ++i) {
+            if (i > 0) out += ',';
+            append_row_json(out, p.rows[i]);
+        }
+        out += "],\"next_cursor\":";
+        if (p.next) {
+            append_json_string(out, encode_cursor(*p.next));
+        } else {
+            out += "null";
+        }
+        out += '}';
+        send_text_json(res, std::move(out));
     }
 
     void readings_csv(const httplib::Request& req, httplib::Response& res) {
@@ -446,29 +516,60 @@ struct Server::Impl {
             });
     }
 
+    store::Series read_series(const httplib::Request& req) {
+        return db.series(parse_series_query(req.params, rill::now()));
+    }
+
     void series_(const httplib::Request& req, httplib::Response& res) {
-        const auto q = parse_series_query(req.params, rill::now());
-        const auto buckets =
-            db.series({.sensor = q.sensor, .from = q.from, .to = q.to, .bucket = q.bucket()});
-        json out = json::array();
-        json* current = nullptr;
-        for (const auto& b : buckets) {
-            if (current == nullptr || (*current)["sensor"] != b.sensor) {
-                out.push_back({{"sensor", b.sensor}, {"buckets", json::array()}});
-                current = &out.back();
+        const auto series = read_series(req);
+        std::string out;
+        {
+            JsonObject o(out);
+            o.string("from", to_iso8601(series.from));
+            o.string("to", to_iso8601(series.to));
+            o.string("source", store::to_string(series.source));
+            o.integer("bucket_seconds",
+                      std::chrono::duration_cast<std::chrono::seconds>(series.bucket).count());
+            o.key("columns") += dump(json(series_columns));
+            auto& list = o.key("series");
+            list += '[';
+            const std::string* sensor = nullptr;
+            for (const auto& b : series.buckets) {
+                if (sensor == nullptr || *sensor != b.sensor) {
+                    list += sensor == nullptr ? "{\"sensor\":" : "]},{\"sensor\":";
+                    append_json_string(list, b.sensor);
+                    list += ",\"buckets\":[";
+                    sensor = &b.sensor;
+                } else {
+                    list += ',';
+                }
+                list += '[';
+                append_bucket_cells(list, b, true);
+                list += ']';
             }
-            (*current)["buckets"].push_back(
-                json::array({ms(b.ts), value_or_null(rounded(b.t_avg)), value_or_null(b.t_min),
-                             value_or_null(b.t_max), value_or_null(rounded(b.h_avg)),
-                             value_or_null(b.h_min), value_or_null(b.h_max), b.count}));
+            list += sensor == nullptr ? "]" : "]}]";
         }
-        send_json(
-            res, 200,
-            {{"from", to_iso8601(q.from)},
-             {"to", to_iso8601(q.to)},
-             {"bucket_seconds", static_cast<double>(q.bucket().count()) / 1e6},
-             {"columns", {"ts_ms", "t_avg", "t_min", "t_max", "h_avg", "h_min", "h_max", "count"}},
-             {"series", out}});
+        send_text_json(res, std::move(out));
+    }
+
+    // What the chart shows, as CSV: the same query, one row per sensor and bucket.
+    void series_csv(const httplib::Request& req, httplib::Response& res) {
+        const auto series = read_series(req);
+        std::string out = "time,sensor";
+        for (const char* c : series_columns)
+            out += std::string(",") + c;
+        out += "\r\n";
+        for (const auto& b : series.buckets) {
+            out += to_iso8601(b.ts);
+            out += ',';
+            append_csv_cell(out, b.sensor);
+            out += ',';
+            append_bucket_cells(out, b, false);
+            out += "\r\n";
+        }
+        res.set_header("Cache-Control", "no-store");
+        res.set_header("Content-Disposition", "attachment; filename=\"series.csv\"");
+        res.set_content(std::move(out), "text/csv; charset=utf-8");
     }
 
     void events(const httplib::Request& req, httplib::Response& res) {
@@ -613,6 +714,7 @@ void Server::stop() {
 
 void Server::publish(const Reading& r) {
     impl_->metrics.live_reading();
+    impl_->cache.observe(r);
     impl_->ring.publish(reading_event_json(r));
 }
 

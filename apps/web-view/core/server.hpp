@@ -22,6 +22,9 @@ struct ServerOptions {
     std::size_t db_connections = 8;
     std::size_t max_sse_clients = 64;
     std::size_t page_rows = 50;  ///< rows per page of the dashboard's table
+    /// The page, /api/sensors and first pages of /api/readings reuse a database answer for up
+    /// to this long (ReadCache); 0 = every request queries.
+    std::chrono::milliseconds cache_ttl{1000};
     /// Where the server's metrics live and what /metrics renders; nullptr = default_registry()
     /// (which also holds the live feed's rill_stream_* metrics).
     MetricsRegistry* metrics = nullptr;
@@ -29,7 +32,7 @@ struct ServerOptions {
 
 /// The web-view server. Owns the listening socket, the worker threads, the database pool and
 /// the live event ring. Routes: / /assets/* /api/sensors /api/readings /api/readings.csv
-/// /api/series /events /healthz /metrics (see docs/web-view.md).
+/// /api/series /api/series.csv /events /healthz /metrics (see docs/web-view.md).
 class Server {
   public:
     explicit Server(ServerOptions options);

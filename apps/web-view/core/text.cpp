@@ -1,7 +1,8 @@
 #include "text.hpp"
 
+#include <charconv>
 #include <cmath>
-#include <cstdio>
+#include <nlohmann/json.hpp>
 
 namespace rill::web {
 
@@ -70,20 +71,27 @@ void append_csv_cell(std::string& out, std::string_view cell) {
     out += '"';
 }
 
-std::string format_value(double v, int decimals) {
-    if (!std::isfinite(v)) return "null";
+std::string format_value(double v) {
+    if (!std::isfinite(v)) return {};
+    auto f = static_cast<float>(v);
+    if (!std::isfinite(f)) return {};
+    if (f == 0) f = 0;  // "0", never "-0"
     char buf[64];
-    std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
-    std::string s(buf);
-    if (s.find('.') != std::string::npos) {
-        while (s.back() == '0')
-            s.pop_back();
-        if (s.back() == '.') s.pop_back();
-    }
-    // Returning a fresh "0" rather than assigning it to s: GCC 12 with the sanitizers inlined
-    // misreports that assignment under -Wrestrict (GCC bug 105651), which -Werror makes fatal.
-    if (s == "-0") return "0";
-    return s;
+    const auto res = std::to_chars(buf, buf + sizeof buf, f);
+    return std::string(buf, res.ptr);
+}
+
+void append_json_value(std::string& out, double v) {
+    const auto s = format_value(v);
+    out += s.empty() ? std::string("null") : s;
+}
+
+void append_json_string(std::string& out, std::string_view s) {
+    out += nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+long long unix_ms(std::chrono::sys_time<std::chrono::microseconds> ts) noexcept {
+    return std::chrono::floor<std::chrono::milliseconds>(ts).time_since_epoch().count();
 }
 
 }  // namespace rill::web

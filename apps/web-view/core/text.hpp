@@ -1,6 +1,7 @@
 // web-view: escaping for each output context (HTML, URLs, CSV) and number formatting.
 #pragma once
 
+#include <chrono>
 #include <string>
 #include <string_view>
 
@@ -19,7 +20,21 @@ void append_html_escaped(std::string& out, std::string_view s);
 /// single quote (OWASP's recommendation), so a spreadsheet shows it as text.
 void append_csv_cell(std::string& out, std::string_view cell);
 
-/// Formats a sensor value with at most `decimals` decimals, trailing zeros trimmed ("21.5").
-[[nodiscard]] std::string format_value(double v, int decimals = 2);
+/// The one text of a temperature or humidity on every interface (JSON, CSV, /events,
+/// /api/series and its CSV): the shortest decimal that reads back as the same float32, as
+/// std::to_chars(float) writes it and `tap` prints it ("21.903713", "64.278", "21"). The table
+/// stores these values as real (float32), so this is exactly the stored value, without the
+/// float64 widening's noise (64.27800750732422) and without rounding away digits. A float64
+/// (an average of a series) is first rounded to the nearest float32. "" when `v` is not finite.
+[[nodiscard]] std::string format_value(double v);
+
+/// Appends format_value(v), or `null` when `v` is not finite: a JSON number.
+void append_json_value(std::string& out, double v);
+
+/// Appends `s` as a JSON string: quoted, escaped, invalid UTF-8 replaced by U+FFFD.
+void append_json_string(std::string& out, std::string_view s);
+
+/// Milliseconds since the Unix epoch, rounded down to a whole number: every `ts_ms`.
+[[nodiscard]] long long unix_ms(std::chrono::sys_time<std::chrono::microseconds> ts) noexcept;
 
 }  // namespace rill::web

@@ -32,7 +32,9 @@ struct PoolOptions {
     /// After a failed connect, acquire() fails at once (no new attempt) for this long, so a
     /// database that is down costs the callers nothing.
     std::chrono::milliseconds connect_backoff{500};
-    /// Set on every connection (statement_timeout); 0 leaves the server's default.
+    /// Set on every connection (statement_timeout); 0 leaves the server's default. Every
+    /// pooled connection also runs with jit = off (short index walks: compiling would cost
+    /// more than the statement).
     std::chrono::milliseconds statement_timeout{15'000};
     /// The application_name the server shows for these connections ("" keeps "rill").
     std::string application_name;
@@ -142,12 +144,36 @@ struct ReadingsPage {
     std::optional<ReadingsCursor> next;  ///< set when more rows follow: the last row's key
 };
 
+/// Where Reader::series reads from: the raw rows or one of the exact rollups the writer keeps
+/// next to them (docs/storage.md).
+enum class SeriesSource {
+    raw,     ///< `readings`: any bucket width
+    minute,  ///< `readings_1m`: bucket widths that are whole minutes
+    hour,    ///< `readings_1h`: bucket widths that are whole hours
+};
+
+/// The name of `s` as web-view's API shows it: "raw", "1m" or "1h".
+[[nodiscard]] std::string_view to_string(SeriesSource s) noexcept;
+
+/// The granularity of `s`: 0 for raw, one minute, one hour.
+[[nodiscard]] std::chrono::microseconds granularity(SeriesSource s) noexcept;
+
+/// The bucket width Reader::series uses for `range` cut into at most `points` buckets: the
+/// smallest width of the ladder 1s 2s 5s 10s 15s 30s 1m 2m 5m 10m 15m 30m 1h 2h 3h 6h 12h 1d 2d
+/// 7d 14d 28d 56d 112d 224d 448d that is at least range / points (points 0 counts as 1). Round
+/// widths make the buckets line up with the rollups' minutes and hours and with the clock.
+[[nodiscard]] std::chrono::microseconds series_bucket_width(std::chrono::microseconds range,
+                                                            std::size_t points) noexcept;
+
 /// Which buckets Reader::series returns.
 struct SeriesQuery {
     std::optional<std::string> sensor;  ///< only this sensor; every sensor when unset
-    Timestamp from{};                   ///< the first bucket starts here (inclusive)
-    Timestamp to{};                     ///< rows before this (exclusive)
-    std::chrono::microseconds bucket{std::chrono::seconds{1}};  ///< bucket width (> 0)
+    Timestamp from{};                   ///< the range's start (inclusive; aligned down)
+    Timestamp to{};                     ///< the range's end (exclusive; aligned up)
+    std::size_t points = 1000;          ///< buckets wanted at most over [from, to) (>= 1)
+    /// Read from this source (a check, a test) instead of the one chosen; the width is raised
+    /// to the source's granularity when it is finer.
+    std::optional<SeriesSource> source;
 };
 
 /// The aggregates of one sensor's readings in one bucket. A value with no non-NULL input is
@@ -162,6 +188,15 @@ struct SeriesBucket {
     double h_min = 0;        ///< lowest humidity
     double h_max = 0;        ///< highest humidity
     std::int64_t count = 0;  ///< rows in the bucket
+};
+
+/// What Reader::series answers: the buckets and how they were made.
+struct Series {
+    SeriesSource source = SeriesSource::raw;  ///< the table the buckets were computed from
+    std::chrono::microseconds bucket{};       ///< the bucket width
+    Timestamp from{};                   ///< the first bucket's start (query.from aligned down)
+    Timestamp to{};                     ///< the last bucket's end (query.to aligned up)
+    std::vector<SeriesBucket> buckets;  ///< by sensor, then time; empty buckets left out
 };
 
 // --- the reader --------------------------------------------------------------------------------
@@ -187,10 +222,23 @@ class Reader {
     /// O(sensors * limit), not a sort of the table.
     [[nodiscard]] ReadingsPage page(const ReadingsQuery& q);
 
-    /// Buckets of width q.bucket over [q.from, q.to) with origin q.from, by sensor then time:
-    /// avg/min/max of temperature and humidity and the row count, computed by PostgreSQL's
-    /// date_bin. Empty buckets are left out.
-    [[nodiscard]] std::vector<SeriesBucket> series(const SeriesQuery& q);
+    /// The readings of [q.from, q.to) in at most about q.points buckets per sensor, with
+    /// avg/min/max of temperature and humidity and the row count per bucket, computed from the
+    /// coarsest source that still gives the points, so the cost follows the points, not the
+    /// range's length:
+    ///  - the width is series_bucket_width(to - from, points); `from` is aligned down and `to`
+    ///    up to a multiple of it (since the Unix epoch, UTC), so every bucket is whole and every
+    ///    rollup row falls in exactly one bucket: counts, min and max are exact, and an average
+    ///    is sum / count of the rows (the same as over the raw rows, which hold no NULL value);
+    ///  - the source is `readings_1h` when the width is whole hours, `readings_1m` when whole
+    ///    minutes, the raw rows otherwise;
+    ///  - a source that no longer holds the range's start (retention dropped its partitions:
+    ///    it holds from the oldest lower bound of its unbroken run of partitions up to the
+    ///    newest) gives way to the next coarser one, and the width grows to that one's
+    ///    granularity; when none holds it, `readings_1h` answers.
+    /// Two statements: the partition bounds (the catalog), then one aggregate that walks the
+    /// source's (sensor, time) index per sensor. Throws StoreError as every call.
+    [[nodiscard]] Series series(const SeriesQuery& q);
 
   private:
     ConnectionPool* pool_;

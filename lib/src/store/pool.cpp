@@ -69,7 +69,9 @@ struct ConnectionPool::Shared {
     Connection connect() {
         try {
             Connection c = Connection::open(options.conninfo);
-            std::string set;
+            // No JIT: the reader's statements are short index walks, for which compiling
+            // (100s of ms per statement) costs many times what it could save.
+            std::string set = "SET jit = off;";
             if (options.statement_timeout.count() > 0) {
                 set += "SET statement_timeout = '" +
                        std::to_string(options.statement_timeout.count()) + "ms';";
@@ -77,7 +79,7 @@ struct ConnectionPool::Shared {
             if (!options.application_name.empty()) {
                 set += "SET application_name = " + quoted_literal(options.application_name) + ";";
             }
-            if (!set.empty()) (void)c.exec(set, "set up a pooled connection");
+            (void)c.exec(set, "set up a pooled connection");
             return c;
         } catch (const StoreError& e) {
             std::string why = connect_reason(e);

@@ -1,8 +1,10 @@
 // Reader: the read-only statements over `readings` (the schema is in migrations.cpp).
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 
 #include "rill/store_reader.hpp"
 
@@ -116,19 +118,86 @@ ReadingsPage Reader::page(const ReadingsQuery& q) {
     return page;
 }
 
-std::vector<SeriesBucket> Reader::series(const SeriesQuery& q) {
-    std::vector<std::string> params = {std::to_string(q.bucket.count()) + " microseconds",
-                                       to_iso8601(q.from), to_iso8601(q.to)};
-    std::string where = "ts >= $2::timestamptz AND ts < $3::timestamptz";
-    if (q.sensor) where = "sensor = " + param(params, *q.sensor) + "::text AND " + where;
-    const std::string sql =
-        "SELECT sensor, (extract(epoch FROM b) * 1000000)::bigint, t_avg, t_min, t_max, h_avg, "
-        "h_min, h_max, n FROM (SELECT sensor, date_bin($1::interval, ts, $2::timestamptz) AS b,"
-        " avg(temperature) AS t_avg, min(temperature) AS t_min, max(temperature) AS t_max,"
-        " avg(humidity) AS h_avg, min(humidity) AS h_min, max(humidity) AS h_max, count(*) AS n"
-        " FROM readings WHERE " +
-        where + " GROUP BY 1, 2) g ORDER BY 1, 2";
-    const Result r = pool_->query(sql, params, "read a series of readings");
+namespace {
+
+using std::chrono::hours;
+using std::chrono::microseconds;
+using std::chrono::minutes;
+using std::chrono::seconds;
+
+constexpr std::int64_t minus_infinity = std::numeric_limits<std::int64_t>::min();
+
+// The bucket widths series() uses: round numbers of the clock, each a multiple of the one
+// before it from one minute on, so a width of whole minutes (hours) is a whole number of the
+// rollups' minutes (hours).
+constexpr std::array<microseconds, 26> ladder = {
+    seconds{1}, seconds{2},  seconds{5},  seconds{10}, seconds{15}, seconds{30}, minutes{1},
+    minutes{2}, minutes{5},  minutes{10}, minutes{15}, minutes{30}, hours{1},    hours{2},
+    hours{3},   hours{6},    hours{12},   hours{24},   hours{48},   hours{168},  hours{336},
+    hours{672}, hours{1344}, hours{2688}, hours{5376}, hours{10752}};
+
+constexpr std::array<SeriesSource, 3> sources = {SeriesSource::raw, SeriesSource::minute,
+                                                 SeriesSource::hour};
+
+const char* table_of(SeriesSource s) {
+    switch (s) {
+        case SeriesSource::minute:
+            return "readings_1m";
+        case SeriesSource::hour:
+            return "readings_1h";
+        case SeriesSource::raw:
+            break;
+    }
+    return "readings";
+}
+
+// Floor and ceiling of `t` to a multiple of `w` since the epoch.
+std::int64_t align_down(std::int64_t t, std::int64_t w) {
+    const auto q = t / w;
+    return (q * w > t ? q - 1 : q) * w;
+}
+std::int64_t align_up(std::int64_t t, std::int64_t w) {
+    const auto d = align_down(t, w);
+    return d == t ? d : d + w;
+}
+
+// `w` rounded up to a whole number of `s`'s granularity.
+microseconds width_for(SeriesSource s, microseconds w) {
+    const auto g = granularity(s).count();
+    if (g == 0) return w;
+    return microseconds{align_up(std::max<std::int64_t>(w.count(), 1), g)};
+}
+
+// Since when each source holds its rows, in microseconds since the epoch: the lower bound of
+// the oldest partition in the unbroken run that ends with its newest one (retention drops the
+// oldest partitions; a partition made later for one old day does not bridge the hole).
+// minus_infinity when the table has no partition yet (everything is in its default partition:
+// nothing was ever dropped) or its run starts at MINVALUE.
+std::array<std::int64_t, 3> held_from(ConnectionPool& pool) {
+    const Result r = pool.query(
+        "SELECT p.i, CASE WHEN isfinite(x.lo) THEN (extract(epoch FROM x.lo) * 1000000)::bigint "
+        "END, CASE WHEN isfinite(x.hi) THEN (extract(epoch FROM x.hi) * 1000000)::bigint END "
+        "FROM unnest(array['readings', 'readings_1m', 'readings_1h']) WITH ORDINALITY "
+        "p(parent, i) CROSS JOIN LATERAL rill_partitions(p.parent::regclass) x ORDER BY 1, 2",
+        {}, "read the partitions of readings and its rollups");
+    std::array<std::int64_t, 3> out{minus_infinity, minus_infinity, minus_infinity};
+    std::array<std::int64_t, 3> run_lo{};
+    std::array<bool, 3> seen{};
+    for (int row = 0; row < r.rows(); ++row) {
+        const auto i = static_cast<std::size_t>(int_at(r, row, 0) - 1);
+        if (i >= out.size()) continue;
+        const auto lo = r.is_null(row, 1) ? minus_infinity : int_at(r, row, 1);
+        // Rows come oldest first: a partition that does not start where the run ended starts
+        // a new run.
+        if (!seen[i] || lo != run_lo[i]) out[i] = lo;
+        seen[i] = true;
+        run_lo[i] =
+            r.is_null(row, 2) ? std::numeric_limits<std::int64_t>::max() : int_at(r, row, 2);
+    }
+    return out;
+}
+
+std::vector<SeriesBucket> series_rows(const Result& r) {
     std::vector<SeriesBucket> out;
     out.reserve(static_cast<std::size_t>(r.rows()));
     for (int i = 0; i < r.rows(); ++i) {
@@ -142,6 +211,108 @@ std::vector<SeriesBucket> Reader::series(const SeriesQuery& q) {
                        .h_max = double_at(r, i, 7),
                        .count = int_at(r, i, 8)});
     }
+    return out;
+}
+
+}  // namespace
+
+std::string_view to_string(SeriesSource s) noexcept {
+    switch (s) {
+        case SeriesSource::minute:
+            return "1m";
+        case SeriesSource::hour:
+            return "1h";
+        case SeriesSource::raw:
+            break;
+    }
+    return "raw";
+}
+
+std::chrono::microseconds granularity(SeriesSource s) noexcept {
+    switch (s) {
+        case SeriesSource::minute:
+            return minutes{1};
+        case SeriesSource::hour:
+            return hours{1};
+        case SeriesSource::raw:
+            break;
+    }
+    return microseconds{0};
+}
+
+std::chrono::microseconds series_bucket_width(std::chrono::microseconds range,
+                                              std::size_t points) noexcept {
+    const auto n = static_cast<std::int64_t>(std::max<std::size_t>(points, 1));
+    const auto wanted = (std::max<std::int64_t>(range.count(), 0) + n - 1) / n;
+    for (const auto w : ladder) {
+        if (w.count() >= wanted) return w;
+    }
+    return ladder.back();
+}
+
+Series Reader::series(const SeriesQuery& q) {
+    const auto range = std::chrono::duration_cast<microseconds>(q.to - q.from);
+    const auto wanted = series_bucket_width(range, q.points);
+    Series out;
+    if (q.source) {
+        out.source = *q.source;
+    } else {
+        // The coarsest source whose granularity divides the width, then coarser ones while
+        // the chosen one no longer holds the range's start.
+        out.source = wanted % hours{1} == microseconds{0}     ? SeriesSource::hour
+                     : wanted % minutes{1} == microseconds{0} ? SeriesSource::minute
+                                                              : SeriesSource::raw;
+        if (out.source != SeriesSource::hour) {
+            const auto held = held_from(*pool_);
+            for (auto i = static_cast<std::size_t>(out.source); i < sources.size(); ++i) {
+                out.source = sources[i];
+                const auto w = width_for(out.source, wanted).count();
+                if (held[i] <= align_down(q.from.time_since_epoch().count(), w)) break;
+            }
+        }
+    }
+    out.bucket = width_for(out.source, wanted);
+    const auto w = out.bucket.count();
+    out.from = Timestamp{microseconds{align_down(q.from.time_since_epoch().count(), w)}};
+    out.to = Timestamp{microseconds{align_up(q.to.time_since_epoch().count(), w)}};
+
+    std::vector<std::string> params = {std::to_string(w) + " microseconds", to_iso8601(out.from),
+                                       to_iso8601(out.to)};
+    std::string sql;
+    if (out.source == SeriesSource::raw) {
+        std::string where = "ts >= $2::timestamptz AND ts < $3::timestamptz";
+        if (q.sensor) where = "sensor = " + param(params, *q.sensor) + "::text AND " + where;
+        sql =
+            "SELECT sensor, (extract(epoch FROM b) * 1000000)::bigint, t_avg, t_min, t_max, "
+            "h_avg, h_min, h_max, n FROM (SELECT sensor, date_bin($1::interval, ts, "
+            "$2::timestamptz) AS b, avg(temperature::float8) AS t_avg, min(temperature) AS "
+            "t_min, max(temperature) AS t_max, avg(humidity::float8) AS h_avg, min(humidity) AS "
+            "h_min, max(humidity) AS h_max, count(*) AS n FROM readings WHERE " +
+            where + " GROUP BY 1, 2) g ORDER BY 1, 2";
+    } else {
+        // Per sensor one range scan of the rollup's (sensor, bucket) key in the partitions of
+        // the range. The sensors come from a loose index scan of readings_1h (few partitions;
+        // every sensor with rollups has hours there).
+        const std::string sensors =
+            q.sensor ? "WITH s(sensor) AS (SELECT " + param(params, *q.sensor) + "::text) "
+                     : "WITH RECURSIVE s(sensor) AS ("
+                       " (SELECT sensor FROM readings_1h ORDER BY sensor LIMIT 1)"
+                       " UNION ALL"
+                       " SELECT (SELECT r.sensor FROM readings_1h r WHERE r.sensor > s.sensor"
+                       " ORDER BY r.sensor LIMIT 1) FROM s WHERE s.sensor IS NOT NULL) ";
+        sql = sensors +
+              "SELECT s.sensor, (extract(epoch FROM g.b) * 1000000)::bigint, g.t_sum / g.n, "
+              "g.t_min, g.t_max, g.h_sum / g.n, g.h_min, g.h_max, g.n FROM s CROSS JOIN "
+              "LATERAL (SELECT date_bin($1::interval, r.bucket, $2::timestamptz) AS b, "
+              "sum(r.n)::bigint AS n, sum(r.t_sum) AS t_sum, min(r.t_min) AS t_min, "
+              "max(r.t_max) AS t_max, sum(r.h_sum) AS h_sum, min(r.h_min) AS h_min, "
+              "max(r.h_max) AS h_max FROM " +
+              table_of(out.source) +
+              " r WHERE r.sensor = s.sensor AND r.bucket >= $2::timestamptz AND r.bucket < "
+              "$3::timestamptz GROUP BY 1) g WHERE s.sensor IS NOT NULL AND g.n > 0 ORDER BY "
+              "1, 2";
+    }
+    out.buckets = series_rows(pool_->query(sql, params, "read a series of readings"));
     return out;
 }
 
