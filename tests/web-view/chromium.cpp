@@ -172,9 +172,15 @@ bool Chromium::wait_for(const std::string& expression, std::chrono::milliseconds
     return false;
 }
 
-void Chromium::screenshot(const std::filesystem::path& file) {
-    const auto r =
-        call("Page.captureScreenshot", {{"format", "png"}, {"captureBeyondViewport", false}});
+void Chromium::screenshot(const std::filesystem::path& file, bool full_page) {
+    json params = {{"format", "png"}, {"captureBeyondViewport", full_page}};
+    if (full_page) {
+        const auto size =
+            eval("[document.documentElement.clientWidth, document.documentElement.scrollHeight]");
+        params["clip"] = {
+            {"x", 0}, {"y", 0}, {"width", size[0]}, {"height", size[1]}, {"scale", 1}};
+    }
+    const auto r = call("Page.captureScreenshot", params);
     std::ofstream out(file, std::ios::binary);
     const auto png = base64_decode(r["data"].get<std::string>());
     out.write(png.data(), static_cast<std::streamsize>(png.size()));
