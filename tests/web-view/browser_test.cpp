@@ -64,6 +64,21 @@ void warm_up(rill::Socket& pub, const WebView& w) {
         15s));
 }
 
+// The seeded database, a publisher and a web-view subscribed to it, warmed up.
+struct LiveDashboard {
+    TempPostgres pg;
+    rill::Socket pub{rill::default_context(), zmq::socket_type::pub};
+    std::unique_ptr<WebView> web_view;
+
+    LiveDashboard() {
+        seed(pg);
+        pub.attach("@tcp://127.0.0.1:0", rill::Attach::bind);
+        web_view = std::make_unique<WebView>(
+            pg.conninfo(), std::vector<std::string>{"--connect", pub.last_endpoint()});
+        warm_up(pub, *web_view);
+    }
+};
+
 // A loopback TCP port nobody listens on right now: bound to port 0, then closed again.
 int free_port() {
     const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -150,12 +165,10 @@ TEST_CASE("a headless browser shows the readings and applies live ones without r
         MESSAGE("SKIPPED: " << Chromium::path << " is missing (Debian package chromium)");
         return;
     }
-    TempPostgres pg;
-    seed(pg);
-    rill::Socket pub(rill::default_context(), zmq::socket_type::pub);
-    pub.attach("@tcp://127.0.0.1:0", rill::Attach::bind);
-    WebView w(pg.conninfo(), {"--connect", pub.last_endpoint()});
-    warm_up(pub, w);
+    LiveDashboard live;
+    auto& pg = live.pg;
+    auto& pub = live.pub;
+    auto& w = *live.web_view;
 
     Chromium browser(w.url("/"), 1280, 900);
     // The server-rendered readings and the chart drawn from /api/series.
@@ -279,12 +292,9 @@ TEST_CASE("behind nginx under a path prefix the page shows its cards, chart and 
                             << " is missing (Debian packages chromium, nginx)");
         return;
     }
-    TempPostgres pg;
-    seed(pg);
-    rill::Socket pub(rill::default_context(), zmq::socket_type::pub);
-    pub.attach("@tcp://127.0.0.1:0", rill::Attach::bind);
-    WebView w(pg.conninfo(), {"--connect", pub.last_endpoint()});
-    warm_up(pub, w);
+    LiveDashboard live;
+    auto& pub = live.pub;
+    auto& w = *live.web_view;
     Nginx proxy(weather_location(w.port()));
 
     Chromium browser(proxy.url("/weather/"), 1280, 900);
