@@ -156,7 +156,10 @@
   }
 
   function onZoom(minX, maxX) {
-    if (!graph.isZoomed("x")) { resetZoom(); return; } // a double click: back to the range
+    if (!graph.isZoomed("x")) { // a double click (or a vertical drag, which zooms the values)
+      if (!graph.isZoomed("y")) resetZoom();
+      return;
+    }
     if (!chartState.unzoomed) {
       chartState.unzoomed = { range: chartState.range, from: chartState.from, to: chartState.to };
     }
@@ -345,6 +348,9 @@
     loadChart();
   });
   zoomReset.addEventListener("click", resetZoom);
+  // After a zoom the chart shows the fetched window unzoomed, so dygraphs' own double click has
+  // nothing to reset: go back to the range from before the zoom.
+  chartEl.addEventListener("dblclick", function () { if (graph && !graph.isZoomed("x")) resetZoom(); });
   sensorSelect.addEventListener("change", function () { selectSensor(sensorSelect.value); });
   Array.prototype.forEach.call(cardsEl.querySelectorAll(".card"), function (card) {
     card.addEventListener("click", function () { selectSensor(card.dataset.sensor); });
