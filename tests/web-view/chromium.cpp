@@ -172,9 +172,33 @@ bool Chromium::wait_for(const std::string& expression, std::chrono::milliseconds
     return false;
 }
 
-void Chromium::screenshot(const std::filesystem::path& file) {
-    const auto r =
-        call("Page.captureScreenshot", {{"format", "png"}, {"captureBeyondViewport", false}});
+void Chromium::drag(double x0, double y0, double x1, double y1) {
+    const auto mouse = [&](const char* type, double x, double y, int buttons) {
+        call("Input.dispatchMouseEvent", {{"type", type},
+                                          {"x", x},
+                                          {"y", y},
+                                          {"button", "left"},
+                                          {"buttons", buttons},
+                                          {"clickCount", 1}});
+    };
+    mouse("mouseMoved", x0, y0, 0);
+    mouse("mousePressed", x0, y0, 1);
+    constexpr int steps = 8;
+    for (int i = 1; i <= steps; ++i) {
+        mouse("mouseMoved", x0 + (x1 - x0) * i / steps, y0 + (y1 - y0) * i / steps, 1);
+    }
+    mouse("mouseReleased", x1, y1, 0);
+}
+
+void Chromium::screenshot(const std::filesystem::path& file, bool full_page) {
+    json params = {{"format", "png"}, {"captureBeyondViewport", full_page}};
+    if (full_page) {
+        const auto size =
+            eval("[document.documentElement.clientWidth, document.documentElement.scrollHeight]");
+        params["clip"] = {
+            {"x", 0}, {"y", 0}, {"width", size[0]}, {"height", size[1]}, {"scale", 1}};
+    }
+    const auto r = call("Page.captureScreenshot", params);
     std::ofstream out(file, std::ios::binary);
     const auto png = base64_decode(r["data"].get<std::string>());
     out.write(png.data(), static_cast<std::streamsize>(png.size()));

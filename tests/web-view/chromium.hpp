@@ -30,8 +30,11 @@ class Chromium {
     nlohmann::json eval(const std::string& expression);
     /// Polls `expression` until it is true or `timeout` passes; returns whether it became true.
     bool wait_for(const std::string& expression, std::chrono::milliseconds timeout);
-    /// Saves a PNG of the whole page.
-    void screenshot(const std::filesystem::path& file);
+    /// Drags the mouse with the left button held from (x0, y0) to (x1, y1), in CSS pixels of
+    /// the viewport, in a few steps, as a person selecting a range does.
+    void drag(double x0, double y0, double x1, double y1);
+    /// Saves a PNG of the viewport, or of the whole page's height when `full_page`.
+    void screenshot(const std::filesystem::path& file, bool full_page = false);
 
   private:
     nlohmann::json call(const std::string& method, const nlohmann::json& params,

@@ -48,15 +48,15 @@ TEST_CASE("the page escapes a hostile sensor id in text, attributes and links") 
     CHECK(html.find("<h3 class=\"sensor\" "
                     "title=\"&lt;b&gt;&quot;&#39;&amp;\">&lt;b&gt;&quot;&#39;&amp;</h3>") !=
           std::string::npos);
-    CHECK(html.find("<td>&lt;b&gt;&quot;&#39;&amp;</td><td class=\"num\">21.5 °C</td>") !=
-          std::string::npos);
+    CHECK(html.find("<td class=\"sensor\">&lt;b&gt;&quot;&#39;&amp;</td><td "
+                    "class=\"num\">21.5 °C</td>") != std::string::npos);
 
     // The table filter for that sensor round-trips through the URL.
     r = get(w, "/?sensor=%3Cb%3E%22%27%26");
     REQUIRE(r->status == 200);
     CHECK(r->body.find("<option value=\"&lt;b&gt;&quot;&#39;&amp;\" selected>") !=
           std::string::npos);
-    CHECK(r->body.find("href=\"/api/readings.csv?sensor=%3Cb%3E%22%27%26\"") != std::string::npos);
+    CHECK(r->body.find("href=\"api/readings.csv?sensor=%3Cb%3E%22%27%26\"") != std::string::npos);
     const std::string tbody = between(r->body, "<tbody>", "</tbody>");
     CHECK(tbody.find("garden") == std::string::npos);
     CHECK(tbody.find("21.5 °C") != std::string::npos);
@@ -82,7 +82,7 @@ TEST_CASE("the table pages through every row with plain links, newest first") {
             keys.push_back((*it)[1]);
         }
         const std::string next = between(r->body, "<a class=\"button\" rel=\"next\" href=\"", "\"");
-        path = html_unescape(next);
+        path = next.empty() ? "" : "/" + html_unescape(next);  // relative to the page at /
         if (pages > 0) CHECK(r->body.find("← Newest</a>") != std::string::npos);
         ++pages;
     }
@@ -105,20 +105,52 @@ TEST_CASE("the page loads only its own embedded assets") {
     CHECK(r->body.find("//cdn") == std::string::npos);
     CHECK(r->get_header_value("Content-Security-Policy").find("default-src 'self'") !=
           std::string::npos);
-    const std::regex ref("(?:src|href)=\"(/assets/[^\"]+)\"");
+    const std::regex ref("(?:src|href)=\"(assets/[^\"]+)\"");
     int assets = 0;
     for (std::sregex_iterator it(r->body.begin(), r->body.end(), ref), end; it != end; ++it) {
-        auto a = get(w, (*it)[1]);
-        INFO((*it)[1]);
+        const std::string path = "/" + (*it)[1].str();
+        auto a = get(w, path);
+        INFO(path);
         CHECK(a->status == 200);
         CHECK(a->body.size() > 100);
         const auto etag = a->get_header_value("ETag");
         CHECK(!etag.empty());
-        CHECK(get(w, (*it)[1], {{"If-None-Match", etag}})->status == 304);
+        CHECK(get(w, path, {{"If-None-Match", etag}})->status == 304);
         ++assets;
     }
     CHECK(assets == 5);
     CHECK(get(w, "/assets/dygraph.min.js")->body.find("Dygraph") != std::string::npos);
     CHECK(get(w, "/assets/app.js")->get_header_value("Content-Type") ==
           "text/javascript; charset=utf-8");
+}
+
+TEST_CASE("every URL in the page is relative, so that it works under a proxy's path prefix") {
+    TempPostgres pg;
+    create_readings_table(pg);
+    pg.execute(
+        "INSERT INTO readings (sensor, seq, ts, temperature, humidity) "
+        "SELECT 'garden', n, now() - n * interval '1 second', 10, 50 "
+        "FROM generate_series(1, 60) n");
+    WebView w(pg.conninfo());
+    for (const std::string path : {"/", "/?sensor=garden"}) {
+        auto r = get(w, path);
+        REQUIRE(r->status == 200);
+        INFO(path);
+        const std::regex url("(?:src|href|action)=\"([^\"]*)\"");
+        int urls = 0;
+        for (std::sregex_iterator it(r->body.begin(), r->body.end(), url), end; it != end; ++it) {
+            const std::string u = (*it)[1];
+            INFO(u);
+            CHECK(!u.empty());
+            CHECK(u[0] != '/');                         // not root-relative
+            CHECK(u.find("://") == std::string::npos);  // not absolute
+            ++urls;
+        }
+        CHECK(urls >= 11);  // 5 assets, 2 CSV links, the filter form, a pager link, 2 footer links
+        CHECK(r->body.find("rel=\"next\" href=\"?") != std::string::npos);
+    }
+    // The card's sequence number is labelled and explained.
+    const std::string html = get(w, "/")->body;
+    CHECK(html.find(">seq 1</span>") != std::string::npos);
+    CHECK(html.find("<span class=\"seq\" title=\"sequence number") != std::string::npos);
 }

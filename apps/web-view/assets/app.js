@@ -74,7 +74,9 @@
     card.appendChild(values);
     var foot = el("footer");
     foot.appendChild(el("time", "ago", ""));
-    foot.appendChild(el("span", "seq", ""));
+    var seq = el("span", "seq", "");
+    seq.title = "sequence number of this reading: the sensor counts its readings 1, 2, 3, ... (a gap means readings not received yet)";
+    foot.appendChild(seq);
     card.appendChild(foot);
     // Keep cards sorted by sensor id, as the server renders them.
     var after = null;
@@ -97,7 +99,7 @@
     delete card.dataset.publisher; // a reading proves its publisher is alive
     card.querySelector(".temp .num").textContent = fixed1(r.temperature);
     card.querySelector(".hum .num").textContent = fixed1(r.humidity);
-    card.querySelector(".seq").textContent = "#" + r.seq;
+    card.querySelector(".seq").textContent = "seq " + r.seq;
     var t = card.querySelector("time");
     t.setAttribute("datetime", r.ts);
     card.classList.remove("flash");
@@ -124,28 +126,72 @@
   }
 
   // --- chart --------------------------------------------------------------------------------
-  var chartState = { sensor: "", range: 3600, from: null, to: null };
+  // The range is one of RANGES (sliding, ending now) or "custom" (from/to in ms). It lives in the
+  // page's URL (?chart=SENSOR&range=7d, or &from=ISO&to=ISO) so that a view can be shared and a
+  // reload restores it; the table's own parameters (sensor, cursor) are left as they are.
+  var RANGES = { "1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400, "1y": 365 * 86400 };
+  var chartState = { sensor: "", range: "1h", from: null, to: null, unzoomed: null };
   var graph = null;
   var rows = [];
   var loadSerial = 0;
+  var chartEl = document.getElementById("chart");
+  var csvLink = document.getElementById("chart-csv");
+  var zoomReset = document.getElementById("zoom-reset");
 
   function css(name) { return getComputedStyle(document.documentElement).getPropertyValue(name).trim(); }
 
   function rangeBounds() {
     if (chartState.range === "custom") return [chartState.from, chartState.to];
     var to = now();
-    return [to - chartState.range * 1000, to];
+    return [to - RANGES[chartState.range] * 1000, to];
+  }
+
+  // The browser's time zone, as the chart and the table show their times in it.
+  function zoneName() {
+    var zone = "";
+    try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (e) { zone = ""; }
+    var off = -new Date().getTimezoneOffset();
+    var utc = "UTC" + (off === 0 ? "" : (off > 0 ? "+" : "-") + pad(Math.floor(Math.abs(off) / 60)) + ":" + pad(Math.abs(off) % 60));
+    return zone && zone !== "UTC" && zone !== "Etc/UTC" ? zone + " (" + utc + ")" : utc;
+  }
+
+  function onZoom(minX, maxX) {
+    if (!graph.isZoomed("x")) { // a double click (or a vertical drag, which zooms the values)
+      if (!graph.isZoomed("y")) resetZoom();
+      return;
+    }
+    if (!chartState.unzoomed) {
+      chartState.unzoomed = { range: chartState.range, from: chartState.from, to: chartState.to };
+    }
+    chartState.range = "custom";
+    chartState.from = Math.round(minX);
+    chartState.to = Math.round(maxX);
+    showRange();
+    loadChart(); // the zoomed window again, at its own resolution
+  }
+
+  function resetZoom() {
+    var u = chartState.unzoomed;
+    if (!u) return;
+    chartState.unzoomed = null;
+    chartState.range = u.range;
+    chartState.from = u.from;
+    chartState.to = u.to;
+    showRange();
+    loadChart();
   }
 
   function drawChart() {
-    var chartEl = document.getElementById("chart");
     if (!window.Dygraph) { note.textContent = "The chart library did not load."; return; }
     var b = rangeBounds();
-    var data = rows.length ? rows : [[new Date(b[0]), null, null], [new Date(b[1]), null, null]];
+    // Empty rows at the range's ends make the time axis span the whole range.
+    var data = rows.slice();
+    if (!data.length || data[0][0].getTime() > b[0]) data.unshift([new Date(b[0]), null, null]);
+    if (data[data.length - 1][0].getTime() < b[1]) data.push([new Date(b[1]), null, null]);
     var opts = {
       file: data,
       labels: ["Time", "Temperature °C", "Humidity %"],
-      customBars: rows.length > 0,
+      customBars: true,
       colors: [css("--temp") || "#e4572e", css("--hum") || "#2a7de1"],
       series: { "Humidity %": { axis: "y2" } },
       axes: {
@@ -162,8 +208,9 @@
       gridLineColor: css("--line") || "#e2e7ef",
       axisLineColor: css("--line") || "#e2e7ef",
       connectSeparatedPoints: false,
-      animatedZooms: true,
-      dateWindow: chartState.range === "custom" ? [b[0], b[1]] : null
+      animatedZooms: false,
+      zoomCallback: onZoom,
+      dateWindow: null
     };
     if (!graph) {
       graph = new Dygraph(chartEl, data, opts);
@@ -174,14 +221,22 @@
     note.textContent = rows.length ? "" : "No readings of " + (chartState.sensor || "any sensor") + " in this range.";
   }
 
-  function loadChart() {
-    if (!chartState.sensor) { rows = []; drawChart(); return; }
+  // The query of the chart's api/series request; Export CSV asks api/series.csv the same.
+  function seriesQuery() {
     var b = rangeBounds();
-    var width = document.getElementById("chart").clientWidth || 800;
+    var width = chartEl.clientWidth || 800;
     var points = Math.max(60, Math.min(1500, Math.round(width)));
-    var url = "/api/series?sensor=" + encodeURIComponent(chartState.sensor) +
+    return "sensor=" + encodeURIComponent(chartState.sensor) +
       "&from=" + encodeURIComponent(new Date(b[0]).toISOString()) +
       "&to=" + encodeURIComponent(new Date(b[1]).toISOString()) + "&points=" + points;
+  }
+
+  function loadChart() {
+    if (!chartState.sensor) { rows = []; drawChart(); return; }
+    var query = seriesQuery();
+    var url = "api/series?" + query; // relative: works under a proxy's path prefix
+    chartEl.dataset.request = url;
+    csvLink.href = "api/series.csv?" + query;
     var serial = ++loadSerial;
     fetch(url).then(function (res) {
       if (!res.ok) throw new Error("HTTP " + res.status);
@@ -196,6 +251,7 @@
         });
       });
       drawChart();
+      chartEl.dataset.drawn = url; // the request whose answer is drawn, for tests and tools
     }).catch(function (e) {
       if (serial !== loadSerial) return;
       note.textContent = "Could not load the chart: " + e.message;
@@ -207,7 +263,7 @@
     var d = new Date(r.ts_ms);
     if (rows.length && rows[rows.length - 1][0] >= d) return;
     rows.push([d, [r.temperature, r.temperature, r.temperature], [r.humidity, r.humidity, r.humidity]]);
-    var start = now() - chartState.range * 1000;
+    var start = now() - RANGES[chartState.range] * 1000;
     while (rows.length && rows[0][0].getTime() < start) rows.shift();
     drawChart();
   }
@@ -217,6 +273,7 @@
     sensorSelect.value = sensor;
     var cards = cardsEl.querySelectorAll(".card");
     for (var i = 0; i < cards.length; i++) cards[i].classList.toggle("selected", cards[i].dataset.sensor === sensor);
+    showRange();
     loadChart();
   }
 
@@ -227,10 +284,44 @@
 
   var rangeButtons = document.querySelectorAll(".ranges button");
   var customForm = document.getElementById("custom-range");
+
+  // Shows chartState in the buttons, the reset button and the page's URL.
+  function showRange() {
+    Array.prototype.forEach.call(rangeButtons, function (b) {
+      b.classList.toggle("active", b.dataset.range === chartState.range);
+    });
+    zoomReset.hidden = !chartState.unzoomed;
+    var q = new URLSearchParams(location.search);
+    ["chart", "range", "from", "to"].forEach(function (k) { q.delete(k); });
+    if (chartState.sensor) q.set("chart", chartState.sensor);
+    if (chartState.range === "custom") {
+      q.set("from", new Date(chartState.from).toISOString());
+      q.set("to", new Date(chartState.to).toISOString());
+    } else {
+      q.set("range", chartState.range);
+    }
+    var search = "?" + q.toString();
+    if (search !== location.search) history.replaceState(null, "", search + location.hash);
+  }
+
+  // The range the page's URL asks for, if any.
+  function rangeFromUrl() {
+    var q = new URLSearchParams(location.search);
+    var from = Date.parse(q.get("from") || ""), to = Date.parse(q.get("to") || "");
+    if (from < to) {
+      chartState.range = "custom";
+      chartState.from = from;
+      chartState.to = to;
+    } else if (RANGES.hasOwnProperty(q.get("range"))) {
+      chartState.range = q.get("range");
+    }
+    return q.get("chart");
+  }
+
   Array.prototype.forEach.call(rangeButtons, function (btn) {
     btn.addEventListener("click", function () {
-      Array.prototype.forEach.call(rangeButtons, function (b) { b.classList.toggle("active", b === btn); });
       if (btn.dataset.range === "custom") {
+        Array.prototype.forEach.call(rangeButtons, function (b) { b.classList.toggle("active", b === btn); });
         customForm.hidden = false;
         var b = rangeBounds();
         document.getElementById("range-from").value = toLocalInput(b[0]);
@@ -238,7 +329,9 @@
         return;
       }
       customForm.hidden = true;
-      chartState.range = Number(btn.dataset.range);
+      chartState.range = btn.dataset.range;
+      chartState.unzoomed = null;
+      showRange();
       loadChart();
     });
   });
@@ -250,8 +343,14 @@
     chartState.range = "custom";
     chartState.from = from;
     chartState.to = to;
+    chartState.unzoomed = null;
+    showRange();
     loadChart();
   });
+  zoomReset.addEventListener("click", resetZoom);
+  // After a zoom the chart shows the fetched window unzoomed, so dygraphs' own double click has
+  // nothing to reset: go back to the range from before the zoom.
+  chartEl.addEventListener("dblclick", function () { if (graph && !graph.isZoomed("x")) resetZoom(); });
   sensorSelect.addEventListener("change", function () { selectSensor(sensorSelect.value); });
   Array.prototype.forEach.call(cardsEl.querySelectorAll(".card"), function (card) {
     card.addEventListener("click", function () { selectSensor(card.dataset.sensor); });
@@ -259,11 +358,20 @@
 
   // --- table --------------------------------------------------------------------------------
   var seen = {};
+  // Date and time in two spans, as the server renders them (on a phone: on two lines).
+  function setTime(t, d) {
+    var s = localTime(d);
+    t.textContent = "";
+    t.appendChild(el("span", "d", s.slice(0, 10)));
+    t.appendChild(document.createTextNode(" "));
+    t.appendChild(el("span", "t", s.slice(11)));
+  }
   function localizeTable() {
     var times = tbody.querySelectorAll("time");
-    for (var i = 0; i < times.length; i++) times[i].textContent = localTime(new Date(times[i].getAttribute("datetime")));
+    for (var i = 0; i < times.length; i++) setTime(times[i], new Date(times[i].getAttribute("datetime")));
     var tz = document.querySelector("#readings th .tz");
-    if (tz) tz.textContent = "local";
+    if (tz) tz.textContent = zoneName();
+    document.getElementById("chart-tz").textContent = "Times in " + zoneName() + ", this browser's time zone. Drag across the chart to zoom in.";
     var trs = tbody.querySelectorAll("tr");
     for (var j = 0; j < trs.length; j++) seen[trs[j].dataset.key] = true;
   }
@@ -275,11 +383,12 @@
     var tr = el("tr", "new");
     tr.dataset.key = key;
     var td = el("td");
-    var t = el("time", "", localTime(new Date(r.ts_ms)));
+    var t = el("time");
+    setTime(t, new Date(r.ts_ms));
     t.setAttribute("datetime", r.ts);
     td.appendChild(t);
     tr.appendChild(td);
-    tr.appendChild(el("td", "", r.sensor));
+    tr.appendChild(el("td", "sensor", r.sensor));
     tr.appendChild(el("td", "num", fixed1(r.temperature) + " °C"));
     tr.appendChild(el("td", "num", fixed1(r.humidity) + " %"));
     // Newest first: insert before the first row that is older.
@@ -299,7 +408,7 @@
   // --- live updates -------------------------------------------------------------------------
   function setLive(state, text) { live.dataset.state = state; live.querySelector(".live-text").textContent = text; }
   function resync() {
-    fetch("/api/sensors").then(function (r) { return r.json(); }).then(function (j) {
+    fetch("api/sensors").then(function (r) { return r.json(); }).then(function (j) {
       (j.sensors || []).forEach(function (s) {
         updateCard({ sensor: s.sensor, seq: s.seq, ts: s.ts, ts_ms: Date.parse(s.ts), temperature: s.temperature, humidity: s.humidity });
       });
@@ -309,7 +418,7 @@
   function connect() {
     if (!window.EventSource) return;
     // Resume from the event the server rendered this page at: nothing is lost in between.
-    var es = new EventSource("/events" + (body.dataset.eventId ? "?after=" + encodeURIComponent(body.dataset.eventId) : ""));
+    var es = new EventSource("events" + (body.dataset.eventId ? "?after=" + encodeURIComponent(body.dataset.eventId) : ""));
     es.onopen = function () { setLive("on", "live"); };
     es.onerror = function () { setLive("wait", "reconnecting"); };
     es.onmessage = function (ev) {
@@ -341,7 +450,14 @@
     if (!newest || Number(c.dataset.ts) > Number(newest.dataset.ts)) newest = c;
   });
   note.textContent = "";
-  selectSensor(newest ? newest.dataset.sensor : "");
+  var wanted = rangeFromUrl();
+  var known = wanted !== null && Array.prototype.some.call(sensorSelect.options, function (o) { return o.value === wanted; });
+  if (chartState.range === "custom") {
+    document.getElementById("range-from").value = toLocalInput(chartState.from);
+    document.getElementById("range-to").value = toLocalInput(chartState.to);
+    customForm.hidden = false;
+  }
+  selectSensor(known ? wanted : newest ? newest.dataset.sensor : "");
   tick();
   setInterval(tick, 1000);
   // Relative ranges slide with time; reload them now and then so old buckets fall off.

@@ -26,7 +26,8 @@ std::string table_href(const std::optional<std::string>& sensor,
     std::string q;
     if (sensor) q += "sensor=" + url_encode(*sensor);
     if (cursor) q += (q.empty() ? "" : "&") + std::string("cursor=") + encode_cursor(*cursor);
-    return q.empty() ? "/#table" : "/?" + q + "#table";
+    // Relative to the page, so that it also works under a reverse proxy's path prefix.
+    return q.empty() ? "./#table" : "?" + q + "#table";
 }
 
 void render_card(std::string& out, const Latest& l, const PageModel& m) {
@@ -51,7 +52,9 @@ void render_card(std::string& out, const Latest& l, const PageModel& m) {
         fixed1(l.humidity) +
         "</span><span class=\"unit\">%</span><span class=\"label\">humidity</span></div></div>\n"
         "<footer><time class=\"ago\" datetime=\"" +
-        to_iso8601(l.ts) + "\">" + format_ago(age) + "</time><span class=\"seq\">#" +
+        to_iso8601(l.ts) + "\">" + format_ago(age) +
+        "</time><span class=\"seq\" title=\"sequence number of this reading: the sensor counts "
+        "its readings 1, 2, 3, ... (a gap means readings not received yet)\">seq " +
         std::to_string(l.seq) + "</span></footer>\n</article>\n";
 }
 
@@ -101,11 +104,11 @@ void render_top(std::string& out, const PageModel& m) {
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
         "<meta name=\"color-scheme\" content=\"light dark\">\n"
         "<title>rill · weather</title>\n"
-        "<link rel=\"icon\" href=\"/assets/favicon.svg\" type=\"image/svg+xml\">\n"
-        "<link rel=\"stylesheet\" href=\"/assets/dygraph.min.css\">\n"
-        "<link rel=\"stylesheet\" href=\"/assets/app.css\">\n"
-        "<script src=\"/assets/dygraph.min.js\" defer></script>\n"
-        "<script src=\"/assets/app.js\" defer></script>\n</head>\n";
+        "<link rel=\"icon\" href=\"assets/favicon.svg\" type=\"image/svg+xml\">\n"
+        "<link rel=\"stylesheet\" href=\"assets/dygraph.min.css\">\n"
+        "<link rel=\"stylesheet\" href=\"assets/app.css\">\n"
+        "<script src=\"assets/dygraph.min.js\" defer></script>\n"
+        "<script src=\"assets/app.js\" defer></script>\n</head>\n";
     out += "<body data-stale-after=\"" + std::to_string(m.stale_after.count()) +
            "\" data-silent-after=\"" + std::to_string(m.silent_after.count()) + "\" data-now=\"" +
            std::to_string(m.now.time_since_epoch().count() / 1000) + "\" data-first-page=\"" +
@@ -153,10 +156,15 @@ void render_chart_panel(std::string& out, const PageModel& m) {
     }
     out +=
         "</select><div class=\"ranges\" role=\"group\" aria-label=\"range\">"
-        "<button type=\"button\" data-range=\"3600\" class=\"active\">1 h</button>"
-        "<button type=\"button\" data-range=\"86400\">24 h</button>"
-        "<button type=\"button\" data-range=\"604800\">7 d</button>"
-        "<button type=\"button\" data-range=\"custom\">Custom</button></div></div></div>\n"
+        "<button type=\"button\" data-range=\"1h\" class=\"active\" title=\"the last hour\">1 "
+        "h</button><button type=\"button\" data-range=\"24h\" title=\"the last 24 hours\">24 "
+        "h</button><button type=\"button\" data-range=\"7d\" title=\"the last 7 days\">7 "
+        "d</button><button type=\"button\" data-range=\"30d\" title=\"the last 30 days\">30 "
+        "d</button><button type=\"button\" data-range=\"1y\" title=\"the last 365 days\">1 "
+        "y</button><button type=\"button\" data-range=\"custom\">Custom</button></div>"
+        "<button type=\"button\" id=\"zoom-reset\" hidden>Reset zoom</button>"
+        "<a class=\"button\" id=\"chart-csv\" href=\"api/series.csv\" download>Export "
+        "CSV</a></div></div>\n"
         "<form id=\"custom-range\" class=\"custom-range\" hidden><label>From <input "
         "type=\"datetime-local\" id=\"range-from\" required></label><label>To <input "
         "type=\"datetime-local\" id=\"range-to\" required></label><button "
@@ -164,7 +172,8 @@ void render_chart_panel(std::string& out, const PageModel& m) {
         "<div class=\"chart-wrap\"><div id=\"chart\" class=\"chart\" role=\"img\" "
         "aria-label=\"temperature and humidity over time\"></div><div id=\"chart-legend\" "
         "class=\"chart-legend\"></div><p id=\"chart-note\" class=\"chart-note\">"
-        "The chart needs JavaScript; the table below works without it.</p></div>\n</section>\n";
+        "The chart needs JavaScript; the table below works without it.</p><p id=\"chart-tz\" "
+        "class=\"chart-tz\"></p></div>\n</section>\n";
 }
 
 // The table of stored readings with its filter, CSV link and pager; works without JavaScript.
@@ -172,7 +181,7 @@ void render_table_panel(std::string& out, const PageModel& m) {
     out +=
         "<section class=\"panel table-panel\" id=\"table\" aria-label=\"registered weather "
         "data\">\n<div class=\"panel-head\"><h2>Registered weather data</h2><div "
-        "class=\"controls\"><form method=\"get\" action=\"/#table\" class=\"filter\"><label "
+        "class=\"controls\"><form method=\"get\" action=\"./#table\" class=\"filter\"><label "
         "class=\"visually-hidden\" for=\"table-sensor\">sensor</label><select name=\"sensor\" "
         "id=\"table-sensor\"><option value=\"\">All sensors</option>";
     for (const auto& l : m.sensors) {
@@ -185,18 +194,24 @@ void render_table_panel(std::string& out, const PageModel& m) {
         out += "</option>";
     }
     out += "</select><button type=\"submit\">Filter</button></form><a class=\"button\" href=\"";
-    esc(out, "/api/readings.csv" +
+    esc(out, "api/readings.csv" +
                  (m.table_sensor ? "?sensor=" + url_encode(*m.table_sensor) : std::string()));
     out +=
         "\" download>CSV</a></div></div>\n<div class=\"table-wrap\"><table "
-        "id=\"readings\"><thead><tr><th scope=\"col\">Time <span class=\"tz\">UTC</span></th>"
-        "<th scope=\"col\">Sensor</th><th scope=\"col\" class=\"num\">Temperature</th><th "
-        "scope=\"col\" class=\"num\">Humidity</th></tr></thead>\n<tbody>\n";
+        "id=\"readings\"><thead><tr><th scope=\"col\">Time <span class=\"tz\" title=\"the time "
+        "zone of this column\">UTC</span></th><th scope=\"col\">Sensor</th><th scope=\"col\" "
+        "class=\"num\"><span class=\"full\">Temperature</span><span class=\"short\" "
+        "aria-hidden=\"true\">Temp</span></th><th scope=\"col\" class=\"num\"><span "
+        "class=\"full\">Humidity</span><span class=\"short\" "
+        "aria-hidden=\"true\">Hum</span></th></tr></thead>\n<tbody>\n";
     for (const auto& r : m.table.rows) {
         out += "<tr data-key=\"";
         esc(out, r.sensor + "/" + std::to_string(r.seq));
-        out += "\"><td><time datetime=\"" + to_iso8601(r.ts) + "\">" + format_table_time(r.ts) +
-               "</time></td><td>";
+        // Date and time in two spans: on a phone the date goes on a line of its own.
+        const std::string when = format_table_time(r.ts);
+        out += "\"><td><time datetime=\"" + to_iso8601(r.ts) + "\"><span class=\"d\">" +
+               when.substr(0, 10) + "</span> <span class=\"t\">" + when.substr(11) +
+               "</span></time></td><td class=\"sensor\">";
         esc(out, r.sensor);
         out += "</td><td class=\"num\">" + fixed1(r.temperature) + " °C</td><td class=\"num\">" +
                fixed1(r.humidity) + " %</td></tr>\n";
@@ -216,7 +231,7 @@ void render_table_panel(std::string& out, const PageModel& m) {
     }
     out +=
         "</nav>\n</section>\n</main>\n<footer class=\"foot\">rill web-view · <a "
-        "href=\"/api/sensors\">JSON API</a> · <a href=\"/metrics\">metrics</a></footer>\n"
+        "href=\"api/sensors\">JSON API</a> · <a href=\"metrics\">metrics</a></footer>\n"
         "</body>\n</html>\n";
 }
 

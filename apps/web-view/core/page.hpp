@@ -44,7 +44,9 @@ struct PageModel {
 };
 
 /// The whole HTML document. Every piece of data is escaped for its context; the page loads
-/// only its own /assets/ (no inline script, nothing from other origins).
+/// only its own assets/ (no inline script, nothing from other origins). Every URL in it is
+/// relative (assets/app.js, api/sensors, ?sensor=...), so it also works under a reverse
+/// proxy's path prefix.
 [[nodiscard]] std::string render_page(const PageModel& m);
 
 }  // namespace rill::web
