@@ -232,3 +232,19 @@ TEST_CASE("sensor freshness and ages read as a person would say them") {
     CHECK(format_ago(3h) == "3 h ago");
     CHECK(format_ago(72h) == "3 d ago");
 }
+
+TEST_CASE("the page's one decimal is what the browser's toFixed(1) shows for the JSON value") {
+    using rill::web::format_fixed1;
+    // Expected texts are node's Number(json_text).toFixed(1) for the float32 of each value
+    // ("-0.0" shown as "0.0"): the server-rendered card and the live-updated one agree.
+    CHECK(format_fixed1(21.05f) == "21.1");
+    CHECK(format_fixed1(0.15f) == "0.1");
+    CHECK(format_fixed1(21.25f) == "21.3");
+    CHECK(format_fixed1(-21.25f) == "-21.3");
+    CHECK(format_fixed1(-0.04f) == "0.0");
+    CHECK(format_fixed1(1.45f) == "1.4");
+    CHECK(format_fixed1(-0.05f) == "-0.1");
+    CHECK(format_fixed1(99.95f) == "100.0");
+    CHECK(format_fixed1(21.15f) == "21.1");
+    CHECK(format_fixed1(std::nan("")) == "–");
+}

@@ -20,7 +20,12 @@
   var note = document.getElementById("chart-note");
 
   function now() { return Date.now() - clockSkew; }
-  function fixed1(v) { return v === null || v === undefined || isNaN(v) ? "–" : Number(v).toFixed(1); }
+  // One decimal, as the server renders it (format_fixed1 in core/text.cpp): "-0.0" is "0.0".
+  function fixed1(v) {
+    if (v === null || v === undefined || !isFinite(v)) return "–";
+    var s = Number(v).toFixed(1);
+    return s === "-0.0" ? "0.0" : s;
+  }
   function ago(ms) {
     var s = Math.floor(ms / 1000);
     if (s < 2) return "just now";

@@ -9,12 +9,7 @@ namespace rill::web {
 namespace {
 
 std::string fixed1(double v) {
-    if (v != v) return "–";
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.1f", v);
-    std::string s(buf);
-    if (s == "-0.0") s = "0.0";
-    return s;
+    return format_fixed1(v);
 }
 
 void esc(std::string& out, std::string_view s) {

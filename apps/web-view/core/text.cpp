@@ -2,6 +2,8 @@
 
 #include <charconv>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 
 namespace rill::web {
@@ -79,6 +81,32 @@ std::string format_value(double v) {
     char buf[64];
     const auto res = std::to_chars(buf, buf + sizeof buf, f);
     return std::string(buf, res.ptr);
+}
+
+std::string format_fixed1(double v) {
+    const auto text = format_value(v);
+    if (text.empty()) return "–";
+    const double d = std::strtod(text.c_str(), nullptr);  // what the browser's JSON.parse reads
+    // glibc prints the exact decimal expansion; 80 places are far more than a value of a
+    // reading needs to decide the rounding of its first decimal.
+    char buf[512];
+    std::snprintf(buf, sizeof buf, "%.80f", std::fabs(d));
+    const std::string exact(buf);
+    const auto dot = exact.find('.');
+    std::string digits = exact.substr(0, dot) + exact[dot + 1];  // tenths, as an integer
+    if (exact[dot + 2] >= '5') {                                 // half up, on the magnitude
+        auto i = digits.size();
+        while (i > 0 && digits[i - 1] == '9')
+            digits[--i] = '0';
+        if (i == 0) {
+            digits.insert(digits.begin(), '1');
+        } else {
+            ++digits[i - 1];
+        }
+    }
+    std::string out = digits.substr(0, digits.size() - 1) + "." + digits.back();
+    if (d < 0 && out != "0.0") out.insert(out.begin(), '-');
+    return out;
 }
 
 void append_json_value(std::string& out, double v) {
