@@ -2,8 +2,9 @@
 # bench-web: requests/s of web-view's dashboard (/) and /api/readings with wrk, over a
 # throwaway PostgreSQL holding ROWS readings (default 100,000: 4 sensors at 1 Hz).
 #   build/bin/bench-web [ROWS] [SECONDS]
-# Reference: the Flask page this replaces rendered its table at about 490 requests/s on this
-# machine kind.
+# Reference, in the same run: the Flask table page of the tutorial stack this replaces
+# (flask_reference.py beside this script, installed with the build; needs python3-flask and
+# python3-psycopg2, both in ./run's PACKAGES), measured like web-view's "/".
 set -euo pipefail
 ROWS="${1:-100000}"
 SECONDS_EACH="${2:-10}"
@@ -72,4 +73,23 @@ for path in "" "api/readings?limit=50" "api/readings?sensor=sensor-1&limit=100" 
     printf '  %-42s %10s req/s   p50 %8s   p99 %8s %s\n' "/${path#/}" "$rps" "$p50" "$p99" "$errs"
 done
 curl -s "${URL}metrics" | grep -E "^rill_http_requests_total" | sed "s/^/  /"
-echo "reference: the Flask table page, about 490 req/s"
+
+# The reference in the same run: the tutorial stack's Flask page over the same table.
+REF="$BIN/flask_reference.py"
+if [ -f "$REF" ] && python3 -c "import flask, psycopg2" 2>/dev/null; then
+    FPORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    python3 "$REF" "$CONN" "$FPORT" 2>"$DIR/flask.log" &
+    FLASK_PID=$!
+    for _ in $(seq 100); do
+        curl -sf "http://127.0.0.1:$FPORT/" >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    web="$(wrk -t2 -c16 -d"${SECONDS_EACH}s" "$URL" | awk '/Requests\/sec/ {print $2}')"
+    flask="$(wrk -t2 -c16 -d"${SECONDS_EACH}s" "http://127.0.0.1:$FPORT/" |
+        awk '/Requests\/sec/ {print $2}')"
+    kill -TERM "$FLASK_PID" 2>/dev/null && wait "$FLASK_PID" 2>/dev/null || true
+    printf '  %-42s %10s req/s   (web-view / again: %s req/s, %.1fx)\n' \
+        "reference: Flask table page /" "$flask" "$web" "$(awk -v a="$web" -v b="$flask" 'BEGIN { print a / b }')"
+else
+    echo "reference: Flask not installed (python3-flask); skipped"
+fi

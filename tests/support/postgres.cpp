@@ -188,4 +188,16 @@ std::string TempPostgres::value(const std::string& sql, const std::string& db) c
     return rows.front();
 }
 
+void roll_up(const TempPostgres& pg) {
+    pg.execute(
+        "TRUNCATE readings_1m, readings_1h; "
+        "INSERT INTO readings_1m SELECT sensor, date_trunc('minute', ts, 'UTC'), count(*), "
+        "coalesce(sum(temperature::float8), 0), min(temperature), max(temperature), "
+        "coalesce(sum(humidity::float8), 0), min(humidity), max(humidity) FROM readings "
+        "GROUP BY 1, 2; "
+        "INSERT INTO readings_1h SELECT sensor, date_trunc('hour', bucket, 'UTC'), sum(n), "
+        "sum(t_sum), min(t_min), max(t_max), sum(h_sum), min(h_min), max(h_max) FROM "
+        "readings_1m GROUP BY 1, 2");
+}
+
 }  // namespace rill::test

@@ -20,6 +20,7 @@ using rill::store::ReadingsQuery;
 using rill::store::SeriesQuery;
 using rill::store::SeriesSource;
 using rill::store::StoreError;
+using rill::test::roll_up;
 using rill::test::TempPostgres;
 
 namespace {
@@ -337,20 +338,6 @@ TEST_CASE("a query on a database without the readings table is a permanent error
 }
 
 namespace {
-
-// The rollups of every raw row, as the writer keeps them (what migration 2 computes for an
-// upgraded table): the tests insert raw rows by SQL.
-void roll_up(const TempPostgres& pg) {
-    pg.execute(
-        "TRUNCATE readings_1m, readings_1h; "
-        "INSERT INTO readings_1m SELECT sensor, date_trunc('minute', ts, 'UTC'), count(*), "
-        "coalesce(sum(temperature::float8), 0), min(temperature), max(temperature), "
-        "coalesce(sum(humidity::float8), 0), min(humidity), max(humidity) FROM readings "
-        "GROUP BY 1, 2; "
-        "INSERT INTO readings_1h SELECT sensor, date_trunc('hour', bucket, 'UTC'), sum(n), "
-        "sum(t_sum), min(t_min), max(t_max), sum(h_sum), min(h_min), max(h_max) FROM "
-        "readings_1m GROUP BY 1, 2");
-}
 
 // 2 sensors, one reading every 20 s from `first` for `span`, values varying; rolled up.
 void history(const TempPostgres& pg, const std::string& first, const std::string& span) {
