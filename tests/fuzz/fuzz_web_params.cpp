@@ -16,6 +16,7 @@
 #include "common/http_admin.hpp"
 #include "fuzz_input.hpp"
 #include "params.hpp"
+#include "rill/store_reader.hpp"
 
 namespace {
 
@@ -63,7 +64,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         if (q.points < 1 || q.points > rill::web::param_limits::max_points)
             rill::fuzz::fail("points in 1..max_points");
         if (q.from >= q.to) rill::fuzz::fail("series from < to");
-        (void)q.bucket();
+        const auto width = rill::store::series_bucket_width(
+            std::chrono::duration_cast<std::chrono::microseconds>(q.to - q.from),
+            static_cast<std::size_t>(q.points));
+        if (width.count() <= 0) rill::fuzz::fail("series bucket width > 0");
     } catch (const rill::web::ParamError&) {
     }
 
