@@ -52,6 +52,16 @@ class DecodeError : public std::runtime_error {
     DecodeErrc code_;
 };
 
+/// A reading that was readable (its sensor and seq decoded) but failed validation
+/// (reading_problem): it is discarded alone, the rest of its batch is kept.
+struct InvalidReading {
+    std::string sensor;     ///< the sensor of the batch it came in
+    std::uint64_t seq = 0;  ///< its seq
+    std::string problem;    ///< why it was rejected (reading_problem's text)
+    /// Member-wise equality.
+    bool operator==(const InvalidReading&) const = default;
+};
+
 /// What a publisher announces at a fixed interval.
 struct Heartbeat {
     std::string publisher;                     ///< the publisher's identity, stable across restarts

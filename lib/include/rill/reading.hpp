@@ -62,6 +62,9 @@ inline constexpr std::size_t max_publisher_id_bytes = 128;
 inline constexpr std::size_t max_endpoint_bytes = 256;
 /// Timestamps must lie in (0, 9999-12-31T23:59:59.999999Z].
 inline constexpr std::int64_t max_ts_us = 253'402'300'799'999'999;
+/// The largest seq: seqs are 1 to 2^63 - 1, so that every store (PostgreSQL bigint, Java long,
+/// ...) holds them as signed 64-bit integers. Decoders reject larger ones.
+inline constexpr std::uint64_t max_seq = 9'223'372'036'854'775'807ULL;
 /// Temperatures below this are rejected (degrees Celsius).
 inline constexpr float min_temperature = -273.15f;
 /// Temperatures above this are rejected (degrees Celsius).

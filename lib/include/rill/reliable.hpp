@@ -102,6 +102,13 @@ struct Delivery {
     bool replayed = false;
 };
 
+/// Why readings will never be delivered.
+enum class LossKind {
+    dropped,  ///< the publisher no longer has them (outbox full or too old, no replay service)
+    invalid,  ///< the publisher's copy fails validation (proto/reading_v1.md)
+    skipped,  ///< the publisher reserved the seqs before a crash and never durably wrote them
+};
+
 /// Readings the publisher no longer has (its outbox dropped them when full or too old, or it
 /// has no replay service): they will never be delivered. Reported once per range and process.
 struct Lost {
@@ -110,6 +117,7 @@ struct Lost {
     /// The seqs that will never be delivered.
     SeqRange range;
     std::string reason;  ///< "dropped by the publisher's outbox", "no replay service", ...
+    LossKind kind = LossKind::dropped;  ///< why, for counting
 };
 
 using ReliableEvent =

@@ -149,6 +149,12 @@ struct ReplayResult {
     /// Ranges within [from, to] the publisher no longer has (from lost ranges and from holes in
     /// its answers), merged and in order.
     std::vector<SeqRange> lost;
+    /// Readings within [from, to] the publisher holds but that fail validation: never
+    /// delivered, for the caller to count as lost (they will never become valid).
+    std::vector<InvalidReading> invalid;
+    /// Ranges within [from, to] the publisher says it skipped: seqs it reserved before a crash
+    /// and never durably wrote (proto/replay_v1.md), for the caller to count as skipped.
+    std::vector<SeqRange> skipped;
     /// The newest seq the publisher reported; readings above it do not exist yet and are
     /// neither returned nor counted as lost.
     std::uint64_t newest = 0;
