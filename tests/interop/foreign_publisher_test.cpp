@@ -38,7 +38,8 @@ std::string line_value(const std::string& text, const std::string& key) {
 std::set<std::uint64_t> replayed(const std::string& summary, const std::string& sensor) {
     std::istringstream in(line_value(summary, "replayed " + sensor + ":"));
     std::set<std::uint64_t> seqs;
-    for (std::uint64_t seq = 0; in >> seq;) seqs.insert(seq);
+    for (std::uint64_t seq = 0; in >> seq;)
+        seqs.insert(seq);
     return seqs;
 }
 
@@ -61,9 +62,9 @@ TEST_CASE("a Python publisher written from proto/publisher_v1.md gets every read
     Process publisher({"/usr/bin/python3", RILL_SOURCE_DIR "/tests/interop/foreign_publisher.py",
                        "--replay-bytes", "64", "--max-seconds", "150"},
                       {.stdout_path = out, .stderr_path = err});
-    REQUIRE_MESSAGE(wait_until([&] { return !line_value(read_file(out), "replay").empty(); },
-                               start_bound),
-                    read_file(err));
+    REQUIRE_MESSAGE(
+        wait_until([&] { return !line_value(read_file(out), "replay").empty(); }, start_bound),
+        read_file(err));
     const auto stream = line_value(read_file(out), "stream");
 
     StoreSub sub(dir.path(),
@@ -72,8 +73,8 @@ TEST_CASE("a Python publisher written from proto/publisher_v1.md gets every read
     const std::uint64_t expected_rows = 20 + 13;
     const bool stored = wait_rows(pg, expected_rows, store_bound);
     CHECK_MESSAGE(stored, sub.log());
-    CHECK(exactly_once_problem(pg, std::map<std::string, SeqRange>{{"py-a", {1, 20}},
-                                                                   {"py-b", {3, 15}}}) == "");
+    CHECK(exactly_once_problem(
+              pg, std::map<std::string, SeqRange>{{"py-a", {1, 20}}, {"py-b", {3, 15}}}) == "");
     // The values went through the foreign encoder and the replay path unchanged: 8 was never
     // sent live (a replayed reading), 5 carries an extra.
     CHECK(pg.value("SELECT temperature || ' ' || humidity || ' ' || "
