@@ -187,13 +187,16 @@ def main():
     router.bind("tcp://127.0.0.1:*")
     stream_endpoint = stream.getsockopt(zmq.LAST_ENDPOINT).decode()
     replay_endpoint = router.getsockopt(zmq.LAST_ENDPOINT).decode()
+    # Announced with a wildcard host (publisher_v1 P5.6): "where you reached my stream", which is
+    # 127.0.0.1 here too.
+    announced_replay = "tcp://*:" + replay_endpoint.rsplit(":", 1)[1]
 
     outbox = Outbox()
     service = ReplayService(router, outbox, args.replay_bytes)
 
     def heartbeat():
         payload = msgpack.packb([1, 1, PUBLISHER_ID, int(time.time() * 1_000_000),
-                                 args.heartbeat_ms, replay_endpoint, dict(outbox.newest)],
+                                 args.heartbeat_ms, announced_replay, dict(outbox.newest)],
                                 use_bin_type=True)
         stream.send_multipart([HEARTBEAT_TOPIC, payload])
 
