@@ -202,7 +202,94 @@ TEST_CASE("a source pump lingers after the input ended and keeps answering repla
 
     stop.request();
     REQUIRE(running.wait_for(5s) == std::future_status::ready);
-    CHECK(running.get().end == PumpEnd::end_of_input);
+    const auto summary = running.get();
+    CHECK(summary.end == PumpEnd::end_of_input);
+    CHECK(summary.linger == LingerEnd::stop_requested);
+}
+
+TEST_CASE(
+    "a source pump stops lingering once a subscriber that joined after the input ended caught "
+    "up") {
+    TempDir dir("rill-pump");
+    MetricsRegistry registry;
+    ReliablePublisher rp(rill::test::loopback_publisher(dir, "pump-test"));
+    auto source = std::make_unique<ScriptedSource>(3);
+    source->release();
+    auto options = pump_options(registry);
+    options.linger = 30s;
+    std::atomic<bool> input_ended{false};
+    options.hooks.stopping = [&](PumpEnd, const PumpStatus&) { input_ended = true; };
+    SourcePump pump(std::move(options), std::move(source), rp);
+    StopFlag stop;
+    auto running = std::async(std::launch::async, [&] { return pump.run(stop); });
+    REQUIRE(wait_until([&] { return input_ended.load(); }, 5s));
+    // Nobody was subscribed while the readings went out: the pump waits for a subscriber.
+    CHECK(running.wait_for(500ms) == std::future_status::timeout);
+
+    Subscriber sub(rp.publisher().bound().at(0));
+    std::uint64_t announced = 0;
+    const auto until = std::chrono::steady_clock::now() + 10s;
+    while ((running.wait_for(0ms) != std::future_status::ready || announced != 3) &&
+           std::chrono::steady_clock::now() < until) {
+        auto ev = sub.receive(20ms);
+        if (auto* hb = ev ? std::get_if<HeartbeatSeen>(&*ev) : nullptr) {
+            for (const auto& [sensor, newest] : hb->heartbeat.newest)
+                if (sensor == "pumped") announced = newest;
+        }
+    }
+    REQUIRE(running.wait_for(0ms) == std::future_status::ready);
+    const auto summary = running.get();
+    CHECK(summary.end == PumpEnd::end_of_input);
+    CHECK(summary.linger == LingerEnd::caught_up);
+    CHECK(announced == 3);  // the subscriber was told what to fetch before the pump left
+}
+
+TEST_CASE("a source pump with no subscriber lingers for its whole bound") {
+    TempDir dir("rill-pump");
+    MetricsRegistry registry;
+    ReliablePublisher rp(rill::test::loopback_publisher(dir, "pump-test"));
+    auto source = std::make_unique<ScriptedSource>(2);
+    source->release();
+    auto options = pump_options(registry);
+    options.linger = 400ms;
+    std::optional<std::chrono::steady_clock::time_point> ended;
+    options.hooks.stopping = [&](PumpEnd, const PumpStatus&) {
+        ended = std::chrono::steady_clock::now();
+    };
+    SourcePump pump(std::move(options), std::move(source), rp);
+    StopFlag stop;
+    const auto summary = pump.run(stop);
+    REQUIRE(ended.has_value());
+    CHECK(std::chrono::steady_clock::now() - *ended >= 400ms);
+    CHECK(summary.linger == LingerEnd::bound);
+    CHECK(summary.published_up_to == 2);
+}
+
+TEST_CASE(
+    "a replay fetching in chunks keeps a source pump lingering until it reached the newest seq") {
+    TempDir dir("rill-pump");
+    MetricsRegistry registry;
+    ReliablePublisher rp(rill::test::loopback_publisher(dir, "pump-test"));
+    auto source = std::make_unique<ScriptedSource>(10);
+    source->release();
+    auto options = pump_options(registry);
+    options.linger = 30s;
+    std::atomic<bool> input_ended{false};
+    options.hooks.stopping = [&](PumpEnd, const PumpStatus&) { input_ended = true; };
+    SourcePump pump(std::move(options), std::move(source), rp);
+    StopFlag stop;
+    auto running = std::async(std::launch::async, [&] { return pump.run(stop); });
+    REQUIRE(wait_until([&] { return input_ended.load(); }, 5s));
+
+    Subscriber sub(rp.publisher().bound().at(0));
+    REQUIRE(heartbeat_seen(sub));
+    ReplayClient client(default_context(), rp.replay_endpoint());
+    CHECK(client.request(ReplayRequest{"pumped", 1, 4}).readings.size() == 4);
+    // Heartbeats every 50 ms: without the open chunk the pump would be gone within a second.
+    CHECK(running.wait_for(1500ms) == std::future_status::timeout);
+    CHECK(client.request(ReplayRequest{"pumped", 5, 100}).readings.size() == 6);
+    REQUIRE(running.wait_for(5s) == std::future_status::ready);
+    CHECK(running.get().linger == LingerEnd::caught_up);
 }
 
 TEST_CASE("a source pump refuses an invalid sensor id") {
