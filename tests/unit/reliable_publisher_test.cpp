@@ -117,7 +117,7 @@ TEST_CASE("a heartbeat after a reliable publisher's multi-reading frame announce
 
     auto batch = readings_of("multi", 7);
     const auto seqs = rp.publish(batch);
-    REQUIRE(seqs.to == 7);
+    REQUIRE(seqs.last == 7);
     const auto seen = first_heartbeat_after_frames(sub, "multi", service);
     REQUIRE(seen.frames == std::vector<std::size_t>{7});  // one frame of seven readings
     REQUIRE(seen.announced.has_value());
