@@ -83,6 +83,52 @@ bool heartbeat_seen(Subscriber& sub) {
     return false;
 }
 
+// A pump over `count` measurements of a released ScriptedSource, lingering up to 30 s after
+// them, running on a thread of its own from construction; the destructor stops it.
+class LingeringPump {
+  public:
+    LingeringPump(int count, const TempDir& dir)
+        : rp_(rill::test::loopback_publisher(dir, "pump-test")),
+          pump_(options(registry_, input_ended_), released(count), rp_),
+          running_(std::async(std::launch::async, [this] { return pump_.run(stop_); })) {}
+    ~LingeringPump() {
+        stop_.request();
+        if (running_.valid()) running_.wait();
+    }
+    LingeringPump(const LingeringPump&) = delete;
+    LingeringPump& operator=(const LingeringPump&) = delete;
+
+    // Waits up to 5 s for the end of the input.
+    [[nodiscard]] bool input_ended() const {
+        return wait_until([&] { return input_ended_.load(); }, 5s);
+    }
+    ReliablePublisher& publisher() noexcept { return rp_; }
+    std::future<PumpSummary>& running() noexcept { return running_; }
+    void stop() { stop_.request(); }
+
+  private:
+    static PumpOptions options(MetricsRegistry& registry, std::atomic<bool>& ended) {
+        auto o = pump_options(registry);
+        o.linger = 30s;
+        o.hooks.stopping = [&ended](PumpEnd end, const PumpStatus&) {
+            ended = end == PumpEnd::end_of_input;
+        };
+        return o;
+    }
+    static std::unique_ptr<Source> released(int count) {
+        auto source = std::make_unique<ScriptedSource>(count);
+        source->release();
+        return source;
+    }
+
+    MetricsRegistry registry_;
+    std::atomic<bool> input_ended_{false};
+    ReliablePublisher rp_;
+    SourcePump pump_;
+    StopFlag stop_;
+    std::future<PumpSummary> running_;
+};
+
 }  // namespace
 
 TEST_CASE("a source pump publishes every measurement with seqs 1 to N to the outbox and stream") {
@@ -179,30 +225,18 @@ TEST_CASE("a source error comes out of a source pump's run") {
 
 TEST_CASE("a source pump lingers after the input ended and keeps answering replays") {
     TempDir dir("rill-pump");
-    MetricsRegistry registry;
-    ReliablePublisher rp(rill::test::loopback_publisher(dir, "pump-test"));
-    auto source = std::make_unique<ScriptedSource>(3);
-    source->release();
-    auto options = pump_options(registry);
-    options.linger = 30s;
-    std::atomic<bool> input_ended{false};
-    options.hooks.stopping = [&](PumpEnd end, const PumpStatus&) {
-        input_ended = end == PumpEnd::end_of_input;
-    };
-    SourcePump pump(std::move(options), std::move(source), rp);
-    StopFlag stop;
-    auto running = std::async(std::launch::async, [&] { return pump.run(stop); });
-    REQUIRE(wait_until([&] { return input_ended.load(); }, 5s));
-    CHECK(rp.outbox().newest("pumped") == 3);
+    LingeringPump pump(3, dir);
+    REQUIRE(pump.input_ended());
+    CHECK(pump.publisher().outbox().newest("pumped") == 3);
 
-    ReplayClient client(default_context(), rp.replay_endpoint());
+    ReplayClient client(default_context(), pump.publisher().replay_endpoint());
     const auto replayed = client.fetch("pumped", 1, 3);
     CHECK(replayed.readings.size() == 3);
-    CHECK(running.wait_for(0ms) == std::future_status::timeout);  // still lingering
+    CHECK(pump.running().wait_for(0ms) == std::future_status::timeout);  // still lingering
 
-    stop.request();
-    REQUIRE(running.wait_for(5s) == std::future_status::ready);
-    const auto summary = running.get();
+    pump.stop();
+    REQUIRE(pump.running().wait_for(5s) == std::future_status::ready);
+    const auto summary = pump.running().get();
     CHECK(summary.end == PumpEnd::end_of_input);
     CHECK(summary.linger == LingerEnd::stop_requested);
 }
@@ -211,22 +245,13 @@ TEST_CASE(
     "a source pump stops lingering once a subscriber that joined after the input ended caught "
     "up") {
     TempDir dir("rill-pump");
-    MetricsRegistry registry;
-    ReliablePublisher rp(rill::test::loopback_publisher(dir, "pump-test"));
-    auto source = std::make_unique<ScriptedSource>(3);
-    source->release();
-    auto options = pump_options(registry);
-    options.linger = 30s;
-    std::atomic<bool> input_ended{false};
-    options.hooks.stopping = [&](PumpEnd, const PumpStatus&) { input_ended = true; };
-    SourcePump pump(std::move(options), std::move(source), rp);
-    StopFlag stop;
-    auto running = std::async(std::launch::async, [&] { return pump.run(stop); });
-    REQUIRE(wait_until([&] { return input_ended.load(); }, 5s));
+    LingeringPump pump(3, dir);
+    auto& running = pump.running();
+    REQUIRE(pump.input_ended());
     // Nobody was subscribed while the readings went out: the pump waits for a subscriber.
     CHECK(running.wait_for(500ms) == std::future_status::timeout);
 
-    Subscriber sub(rp.publisher().bound().at(0));
+    Subscriber sub(pump.publisher().publisher().bound().at(0));
     std::uint64_t announced = 0;
     const auto until = std::chrono::steady_clock::now() + 10s;
     while ((running.wait_for(0ms) != std::future_status::ready || announced != 3) &&
@@ -268,22 +293,13 @@ TEST_CASE("a source pump with no subscriber lingers for its whole bound") {
 TEST_CASE(
     "a replay fetching in chunks keeps a source pump lingering until it reached the newest seq") {
     TempDir dir("rill-pump");
-    MetricsRegistry registry;
-    ReliablePublisher rp(rill::test::loopback_publisher(dir, "pump-test"));
-    auto source = std::make_unique<ScriptedSource>(10);
-    source->release();
-    auto options = pump_options(registry);
-    options.linger = 30s;
-    std::atomic<bool> input_ended{false};
-    options.hooks.stopping = [&](PumpEnd, const PumpStatus&) { input_ended = true; };
-    SourcePump pump(std::move(options), std::move(source), rp);
-    StopFlag stop;
-    auto running = std::async(std::launch::async, [&] { return pump.run(stop); });
-    REQUIRE(wait_until([&] { return input_ended.load(); }, 5s));
+    LingeringPump pump(10, dir);
+    auto& running = pump.running();
+    REQUIRE(pump.input_ended());
 
-    Subscriber sub(rp.publisher().bound().at(0));
+    Subscriber sub(pump.publisher().publisher().bound().at(0));
     REQUIRE(heartbeat_seen(sub));
-    ReplayClient client(default_context(), rp.replay_endpoint());
+    ReplayClient client(default_context(), pump.publisher().replay_endpoint());
     CHECK(client.request(ReplayRequest{"pumped", 1, 4}).readings.size() == 4);
     // Heartbeats every 50 ms: without the open chunk the pump would be gone within a second.
     CHECK(running.wait_for(1500ms) == std::future_status::timeout);

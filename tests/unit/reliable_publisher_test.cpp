@@ -7,6 +7,7 @@
 #include <zmq_addon.hpp>
 
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -145,12 +146,16 @@ TEST_CASE("a publisher sees subscribers join and leave and counts the heartbeats
     options.heartbeat_interval = 20ms;
     Publisher pub("@tcp://127.0.0.1:0", options);
     CHECK(pub.audience().subscriptions == 0);
-    REQUIRE(wait_until(
-        [&] {
-            (void)pub.service();
-            return pub.audience().heartbeats >= 2;
-        },
-        5s));
+    // Services `pub` until its audience satisfies `want` (up to 5 s).
+    auto audience_becomes = [&](const std::function<bool(const StreamAudience&)>& want) {
+        return wait_until(
+            [&] {
+                (void)pub.service();
+                return want(pub.audience());
+            },
+            5s);
+    };
+    REQUIRE(audience_becomes([](const StreamAudience& a) { return a.heartbeats >= 2; }));
     CHECK(pub.audience().heartbeats_since_subscription == pub.audience().heartbeats);
 
     std::optional<RawSub> sub(pub.bound().at(0));
@@ -164,23 +169,13 @@ TEST_CASE("a publisher sees subscribers join and leave and counts the heartbeats
 
     // A second subscriber to the same topic is seen too (verbose), and the count restarts.
     RawSub second(pub.bound().at(0));
-    REQUIRE(wait_until(
-        [&] {
-            (void)pub.service();
-            return pub.audience().subscriptions == 2;
-        },
-        5s));
+    REQUIRE(audience_becomes([](const StreamAudience& a) { return a.subscriptions == 2; }));
     CHECK(pub.audience().active_subscriptions == 2);
     CHECK(pub.audience().heartbeats_since_subscription <= 1);
 
     // Disconnecting unsubscribes.
     sub.reset();
-    CHECK(wait_until(
-        [&] {
-            (void)pub.service();
-            return pub.audience().active_subscriptions == 1;
-        },
-        5s));
+    CHECK(audience_becomes([](const StreamAudience& a) { return a.active_subscriptions == 1; }));
     CHECK(pub.audience().subscriptions == 2);
 }
 
