@@ -113,12 +113,19 @@ void add_outbox_flags(CLI::App& app, Options& o) {
                          "Outbox segment file size")
         ->envname("RILL_OUTBOX_SEGMENT_BYTES");
     app.add_option("--count", o.count,
-                   "Publish N readings, linger, then exit 0 (0: run until stopped)")
+                   "Publish N readings, linger (--linger), then exit 0 (0: run until stopped)")
         ->envname("RILL_COUNT")
         ->capture_default_str();
-    app::add_duration_option(app, "--linger", o.linger,
-                             "After --count: keep heartbeats and replays going this long")
+    app::add_duration_option(
+        app, "--linger", o.linger,
+        "At the end of a finite source (a CSV file, --count): keep heartbeats and replays "
+        "going until the subscribers that joined have caught up, at most this long (default "
+        "30s; 0: exit at once)")
         ->envname("RILL_LINGER");
+    app.add_flag("--linger-full", o.linger_full,
+                 "Linger the whole --linger even when the subscribers caught up (for subscribers "
+                 "that join late)")
+        ->envname("RILL_LINGER_FULL");
 }
 
 std::string env_value(const char* name) {

@@ -34,7 +34,8 @@ struct Options {
     std::chrono::nanoseconds outbox_max_age = std::chrono::hours(24 * 7);
     std::uint64_t outbox_segment_bytes = 16ULL << 20;
     std::uint64_t count = 0;
-    std::chrono::nanoseconds linger = std::chrono::seconds(2);
+    std::chrono::nanoseconds linger = std::chrono::seconds(30);
+    bool linger_full = false;
     std::chrono::nanoseconds heartbeat_interval = std::chrono::seconds(1);
     std::string chip = "gpiochip0";
     unsigned line = 4;

@@ -112,7 +112,8 @@ int run(const Options& o) {
     rill::PumpOptions pump_options;
     pump_options.sensor_id = o.sensor_id;
     pump_options.count = o.count;
-    pump_options.linger = o.count != 0 ? o.linger : std::chrono::nanoseconds{0};  // --count only
+    pump_options.linger = o.linger;  // every end of a finite source: CSV or --count
+    pump_options.linger_full = o.linger_full;
     pump_options.log_component = "sensor-pub";
     pump_options.hooks = systemd_hooks(systemd, shutdown);
     rill::SourcePump pump(std::move(pump_options), std::move(source), rp);

@@ -200,7 +200,8 @@ class Pipeline {
                                      "--outbox",
                                      (dir / ("outbox-" + sensor)).string(),
                                      "--linger",
-                                     "1h"};
+                                     "1h",
+                                     "--linger-full"};
         pub.insert(pub.end(), pub_args.begin(), pub_args.end());
         pub_.emplace(pub, rill::test::ProcessOptions{.stderr_path = pub_log_});
     }

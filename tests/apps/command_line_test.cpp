@@ -131,7 +131,7 @@ TEST_CASE("the programs' own checks of flag values are argument errors with exit
 
 TEST_CASE("--help shows every app's defaults with their units and exits 0") {
     const std::vector<std::pair<std::string, std::vector<std::string>>> expected{
-        {"sensor-pub", {"--interval", "5s", "--outbox-max-bytes", "256MiB", "--linger", "2s"}},
+        {"sensor-pub", {"--interval", "5s", "--outbox-max-bytes", "256MiB", "--linger", "30s"}},
         {"store-sub", {"--flush-interval", "20ms", "--drain-timeout", "10s"}},
         {"web-view", {"--stale-after", "1m", "--silent-after", "10m", "127.0.0.1:8080"}},
         {"tap", {"--count", "--log-level", "warn"}},

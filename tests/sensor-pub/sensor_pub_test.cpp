@@ -6,12 +6,17 @@
 
 #include <zmq_addon.hpp>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <csignal>
 #include <fstream>
 #include <map>
 #include <optional>
 #include <regex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "rill/codec.hpp"
@@ -20,6 +25,8 @@
 #include "rill/socket.hpp"
 #include "rill/stream.hpp"
 #include "rill/version.hpp"
+#include "support/pipeline.hpp"
+#include "support/postgres.hpp"
 #include "support/process.hpp"
 
 using namespace rill;
@@ -187,6 +194,22 @@ Timestamp at(const char* text) {
     return *parse_time(text);
 }
 
+// A loopback TCP port the kernel just chose as free (bound to port 0, then closed), for a
+// subscriber that must connect before the publisher binds.
+int free_loopback_port() {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    socklen_t len = sizeof addr;
+    REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+    ::close(fd);
+    return ntohs(addr.sin_port);
+}
+
 }  // namespace
 
 TEST_CASE(
@@ -202,9 +225,16 @@ TEST_CASE(
     sub.expect(sensor, 1);  // the readings sent before the subscription arrived become a gap
 
     // Receive until the process is gone; meanwhile, once it is done, ask its replay service.
+    // A first request for seq 1 alone, while it still publishes, stops short of its newest seq:
+    // sensor-pub lingers (up to --linger) until the rest is asked for.
+    ReplayClient probe(default_context(), sp.replay());
+    bool probed = false;
     std::optional<ReplayResult> replayed;
-    auto done = [&](const Observed&) {
-        if (!replayed && sp.log().find("published up to seq") != std::string::npos) {
+    auto done = [&](const Observed& o) {
+        if (!probed && o.readings.size() >= 2) {
+            probed = probe.request(ReplayRequest{sensor, 1, 1}).readings.size() == 1;
+        }
+        if (probed && !replayed && sp.log().find("published up to seq") != std::string::npos) {
             ReplayClient client(default_context(), sp.replay());
             replayed = client.fetch(sensor, 1, 1000);
         }
@@ -214,6 +244,9 @@ TEST_CASE(
     REQUIRE(sp.process().wait_for(10s) == 0);
     CHECK(sp.published() == 40u);
     CHECK(sp.log().find("info sensor-pub: done") != std::string::npos);
+    // It left once its subscriber and the replay client had what they wanted, not at the bound.
+    CHECK_MESSAGE(sp.log().find("info sensor-pub: subscribers caught up") != std::string::npos,
+                  sp.log());
 
     // The stream: consecutive seqs up to 40, never beyond; what came before them is a gap.
     REQUIRE(!seen.readings.empty());
@@ -380,6 +413,74 @@ TEST_CASE("sensor-pub publishes the rows of a CSV file with their exact values")
     CHECK(got.readings == expected);
     CHECK(got.newest == 3u);
     CHECK(got.lost.empty());
+}
+
+TEST_CASE(
+    "a CSV sensor-pub gets every row stored exactly once by a store-sub subscribed before it, "
+    "then exits by itself once it caught up") {
+    TempDir dir("rill-sensor-pub");
+    rill::test::TempPostgres pg;
+    const std::string sensor = "csv-history";
+    const std::uint64_t rows = 300;
+    std::string text = "ts,temperature,humidity\n";
+    for (std::uint64_t i = 0; i < rows; ++i) {
+        text += std::to_string(1795255200 + i) + "," + std::to_string(i % 40) + ".5,50\n";
+    }
+    write_text(dir.path() / "history.csv", text);
+
+    // store-sub first, connecting to where sensor-pub will bind; subscribed for a second.
+    const auto stream = "tcp://127.0.0.1:" + std::to_string(free_loopback_port());
+    rill::test::StoreSub store(dir.path(),
+                               {.connect = {stream}, .db = pg.conninfo(), .metrics = false});
+    REQUIRE(
+        wait_until([&] { return store.log().find("subscribed to") != std::string::npos; }, 30s));
+    std::this_thread::sleep_for(1s);
+
+    // The rows go out at full speed as soon as sensor-pub binds, before store-sub's
+    // subscription took effect: they reach it by replay only.
+    const auto log = (dir.path() / "log").string();
+    const auto started = std::chrono::steady_clock::now();
+    Process p({bin("sensor-pub"), "--sensor-id", sensor, "--source",
+               "csv:" + (dir.path() / "history.csv").string(), "--pub", "@" + stream, "--replay",
+               "@tcp://127.0.0.1:0", "--heartbeat-interval", "100ms", "--outbox",
+               (dir.path() / "outbox").string(), "--linger", "40s"},
+              {.stderr_path = log});
+    REQUIRE(p.wait_for(60s) == 0);
+    const auto took = std::chrono::steady_clock::now() - started;
+    MESSAGE("sensor-pub exited after " << std::chrono::duration<double>(took).count() << " s");
+    CHECK(took < 40s);  // by itself, not at the bound
+    CHECK_MESSAGE(
+        read_file(log).find("info sensor-pub: published up to seq 300") != std::string::npos,
+        read_file(log));
+    CHECK_MESSAGE(
+        read_file(log).find("info sensor-pub: subscribers caught up") != std::string::npos,
+        read_file(log));
+    // Every row stored exactly once (the readings store-sub received before sensor-pub left).
+    CHECK(rill::test::wait_rows(pg, rows, 30s));
+    CHECK(rill::test::exactly_once_problem(pg, {{sensor, rows}}) == "");
+    store.process().signal(SIGTERM);
+    CHECK(store.process().wait_for(30s) == 0);
+}
+
+TEST_CASE("a CSV sensor-pub that no subscriber joined lingers for --linger and says so") {
+    TempDir dir("rill-sensor-pub");
+    const std::string sensor = "csv-alone";
+    write_text(dir.path() / "rows.csv",
+               "ts,temperature,humidity\n1795255200,20,50\n1795255201,21,51\n");
+    const auto started = std::chrono::steady_clock::now();
+    SensorPub sp(dir.path() / "log", dir.path() / "outbox",
+                 {"--sensor-id", sensor, "--source", "csv:" + (dir.path() / "rows.csv").string(),
+                  "--linger", "1s"});
+    REQUIRE(sp.process().wait_for(30s) == 0);
+    CHECK(std::chrono::steady_clock::now() - started >= 1s);
+    const auto text = sp.log();
+    CHECK(sp.published() == 2u);
+    CHECK_MESSAGE(
+        text.find("warn sensor-pub: linger bound of 1.0 s passed before the subscribers "
+                  "were known to have caught up (no subscriber joined)") != std::string::npos,
+        text);
+    CHECK(text.find("caught up after") == std::string::npos);
+    CHECK(text.find("info sensor-pub: done") != std::string::npos);
 }
 
 TEST_CASE("sensor-pub publishes an IIO sensor's milli-unit values in degrees and percent") {
@@ -596,6 +697,7 @@ TEST_CASE("sensor-pub --help lists every flag with its environment variable") {
         {"--outbox-segment-bytes", "RILL_OUTBOX_SEGMENT_BYTES"},
         {"--count", "RILL_COUNT"},
         {"--linger", "RILL_LINGER"},
+        {"--linger-full", "RILL_LINGER_FULL"},
         {"--heartbeat-interval", "RILL_HEARTBEAT_INTERVAL"},
         {"--gpio-chip", "RILL_GPIO_CHIP"},
         {"--gpio-line", "RILL_GPIO_LINE"},

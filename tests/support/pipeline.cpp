@@ -65,6 +65,7 @@ SensorPub::SensorPub(const std::filesystem::path& log_dir, SensorPubOptions o)
     if (o.outbox.empty()) throw std::invalid_argument("SensorPub needs an outbox directory");
     std::vector<std::string> argv;
     if (!o.netns.empty()) argv = {"ip", "netns", "exec", o.netns};
+    // --linger-full: the whole linger, whoever caught up; tests stop the process themselves.
     const std::vector<std::string> own{bin("sensor-pub"),
                                        "--sensor-id",
                                        o.sensor_id,
@@ -81,7 +82,8 @@ SensorPub::SensorPub(const std::filesystem::path& log_dir, SensorPubOptions o)
                                        "--heartbeat-interval",
                                        o.heartbeat_interval,
                                        "--linger",
-                                       o.linger};
+                                       o.linger,
+                                       "--linger-full"};
     argv.insert(argv.end(), own.begin(), own.end());
     if (o.count > 0) {
         argv.push_back("--count");
@@ -134,6 +136,7 @@ StoreSub::StoreSub(const std::filesystem::path& log_dir, StoreSubOptions o)
     : log_path_(next_log_path(log_dir, "store-sub")), netns_(o.netns) {
     std::vector<std::string> argv;
     if (!o.netns.empty()) argv = {"ip", "netns", "exec", o.netns};
+    // --linger-full: the whole linger, whoever caught up; tests stop the process themselves.
     argv.insert(argv.end(), {bin("store-sub"), "--db", o.db});
     for (const auto& c : o.connect) {
         argv.push_back("--connect");

@@ -83,6 +83,52 @@ bool heartbeat_seen(Subscriber& sub) {
     return false;
 }
 
+// A pump over `count` measurements of a released ScriptedSource, lingering up to 30 s after
+// them, running on a thread of its own from construction; the destructor stops it.
+class LingeringPump {
+  public:
+    LingeringPump(int count, const TempDir& dir)
+        : rp_(rill::test::loopback_publisher(dir, "pump-test")),
+          pump_(options(registry_, input_ended_), released(count), rp_),
+          running_(std::async(std::launch::async, [this] { return pump_.run(stop_); })) {}
+    ~LingeringPump() {
+        stop_.request();
+        if (running_.valid()) running_.wait();
+    }
+    LingeringPump(const LingeringPump&) = delete;
+    LingeringPump& operator=(const LingeringPump&) = delete;
+
+    // Waits up to 5 s for the end of the input.
+    [[nodiscard]] bool input_ended() const {
+        return wait_until([&] { return input_ended_.load(); }, 5s);
+    }
+    ReliablePublisher& publisher() noexcept { return rp_; }
+    std::future<PumpSummary>& running() noexcept { return running_; }
+    void stop() { stop_.request(); }
+
+  private:
+    static PumpOptions options(MetricsRegistry& registry, std::atomic<bool>& ended) {
+        auto o = pump_options(registry);
+        o.linger = 30s;
+        o.hooks.stopping = [&ended](PumpEnd end, const PumpStatus&) {
+            ended = end == PumpEnd::end_of_input;
+        };
+        return o;
+    }
+    static std::unique_ptr<Source> released(int count) {
+        auto source = std::make_unique<ScriptedSource>(count);
+        source->release();
+        return source;
+    }
+
+    MetricsRegistry registry_;
+    std::atomic<bool> input_ended_{false};
+    ReliablePublisher rp_;
+    SourcePump pump_;
+    StopFlag stop_;
+    std::future<PumpSummary> running_;
+};
+
 }  // namespace
 
 TEST_CASE("a source pump publishes every measurement with seqs 1 to N to the outbox and stream") {
@@ -179,30 +225,87 @@ TEST_CASE("a source error comes out of a source pump's run") {
 
 TEST_CASE("a source pump lingers after the input ended and keeps answering replays") {
     TempDir dir("rill-pump");
+    LingeringPump pump(3, dir);
+    REQUIRE(pump.input_ended());
+    CHECK(pump.publisher().outbox().newest("pumped") == 3);
+
+    ReplayClient client(default_context(), pump.publisher().replay_endpoint());
+    const auto replayed = client.fetch("pumped", 1, 3);
+    CHECK(replayed.readings.size() == 3);
+    CHECK(pump.running().wait_for(0ms) == std::future_status::timeout);  // still lingering
+
+    pump.stop();
+    REQUIRE(pump.running().wait_for(5s) == std::future_status::ready);
+    const auto summary = pump.running().get();
+    CHECK(summary.end == PumpEnd::end_of_input);
+    CHECK(summary.linger == LingerEnd::stop_requested);
+}
+
+TEST_CASE(
+    "a source pump stops lingering once a subscriber that joined after the input ended caught "
+    "up") {
+    TempDir dir("rill-pump");
+    LingeringPump pump(3, dir);
+    auto& running = pump.running();
+    REQUIRE(pump.input_ended());
+    // Nobody was subscribed while the readings went out: the pump waits for a subscriber.
+    CHECK(running.wait_for(500ms) == std::future_status::timeout);
+
+    Subscriber sub(pump.publisher().publisher().bound().at(0));
+    std::uint64_t announced = 0;
+    const auto until = std::chrono::steady_clock::now() + 10s;
+    while ((running.wait_for(0ms) != std::future_status::ready || announced != 3) &&
+           std::chrono::steady_clock::now() < until) {
+        auto ev = sub.receive(20ms);
+        if (auto* hb = ev ? std::get_if<HeartbeatSeen>(&*ev) : nullptr) {
+            for (const auto& [sensor, newest] : hb->heartbeat.newest)
+                if (sensor == "pumped") announced = newest;
+        }
+    }
+    REQUIRE(running.wait_for(0ms) == std::future_status::ready);
+    const auto summary = running.get();
+    CHECK(summary.end == PumpEnd::end_of_input);
+    CHECK(summary.linger == LingerEnd::caught_up);
+    CHECK(announced == 3);  // the subscriber was told what to fetch before the pump left
+}
+
+TEST_CASE("a source pump with no subscriber lingers for its whole bound") {
+    TempDir dir("rill-pump");
     MetricsRegistry registry;
     ReliablePublisher rp(rill::test::loopback_publisher(dir, "pump-test"));
-    auto source = std::make_unique<ScriptedSource>(3);
+    auto source = std::make_unique<ScriptedSource>(2);
     source->release();
     auto options = pump_options(registry);
-    options.linger = 30s;
-    std::atomic<bool> input_ended{false};
-    options.hooks.stopping = [&](PumpEnd end, const PumpStatus&) {
-        input_ended = end == PumpEnd::end_of_input;
+    options.linger = 400ms;
+    std::optional<std::chrono::steady_clock::time_point> ended;
+    options.hooks.stopping = [&](PumpEnd, const PumpStatus&) {
+        ended = std::chrono::steady_clock::now();
     };
     SourcePump pump(std::move(options), std::move(source), rp);
     StopFlag stop;
-    auto running = std::async(std::launch::async, [&] { return pump.run(stop); });
-    REQUIRE(wait_until([&] { return input_ended.load(); }, 5s));
-    CHECK(rp.outbox().newest("pumped") == 3);
+    const auto summary = pump.run(stop);
+    REQUIRE(ended.has_value());
+    CHECK(std::chrono::steady_clock::now() - *ended >= 400ms);
+    CHECK(summary.linger == LingerEnd::bound);
+    CHECK(summary.published_up_to == 2);
+}
 
-    ReplayClient client(default_context(), rp.replay_endpoint());
-    const auto replayed = client.fetch("pumped", 1, 3);
-    CHECK(replayed.readings.size() == 3);
-    CHECK(running.wait_for(0ms) == std::future_status::timeout);  // still lingering
+TEST_CASE(
+    "a replay fetching in chunks keeps a source pump lingering until it reached the newest seq") {
+    TempDir dir("rill-pump");
+    LingeringPump pump(10, dir);
+    auto& running = pump.running();
+    REQUIRE(pump.input_ended());
 
-    stop.request();
+    Subscriber sub(pump.publisher().publisher().bound().at(0));
+    REQUIRE(heartbeat_seen(sub));
+    ReplayClient client(default_context(), pump.publisher().replay_endpoint());
+    CHECK(client.request(ReplayRequest{"pumped", 1, 4}).readings.size() == 4);
+    // Heartbeats every 50 ms: without the open chunk the pump would be gone within a second.
+    CHECK(running.wait_for(1500ms) == std::future_status::timeout);
+    CHECK(client.request(ReplayRequest{"pumped", 5, 100}).readings.size() == 6);
     REQUIRE(running.wait_for(5s) == std::future_status::ready);
-    CHECK(running.get().end == PumpEnd::end_of_input);
+    CHECK(running.get().linger == LingerEnd::caught_up);
 }
 
 TEST_CASE("a source pump refuses an invalid sensor id") {

@@ -34,6 +34,14 @@ enum class PumpEnd {
     end_of_input,    ///< the source ended (a CSV file) or `count` measurements were taken
 };
 
+/// How the linger after an ended input ended (PumpOptions::linger).
+enum class LingerEnd {
+    none,            ///< no linger: a stop request ended the run, or linger is 0
+    caught_up,       ///< the subscribers the publisher knows of caught up (see PumpOptions::linger)
+    bound,           ///< the linger bound passed first
+    stop_requested,  ///< the StopFlag was requested while lingering
+};
+
 /// What SourcePump::run() did.
 struct PumpSummary {
     /// The newest seq of the sensor in the outbox when run() returned.
@@ -42,6 +50,8 @@ struct PumpSummary {
     std::uint64_t readings = 0;
     /// Why the pump stopped.
     PumpEnd end = PumpEnd::stop_requested;
+    /// How the linger after an ended input ended.
+    LingerEnd linger = LingerEnd::none;
 };
 
 /// Hooks through which a SourcePump tells its owner how it is doing. Each may be left empty.
@@ -66,9 +76,37 @@ struct PumpOptions {
     /// Measurements to take before the input counts as ended; 0: until stopped or the source
     /// ends.
     std::uint64_t count = 0;
-    /// After the input ended (not after a stop request): keep heartbeats and the replay service
-    /// going this long, so that subscribers can catch up by replay. 0: close at once.
+    /// After the input ended (not after a stop request): the most time to keep heartbeats and
+    /// the replay service going so that subscribers catch up by replay. 0: close at once.
+    ///
+    /// A finite input may be over before any subscriber's subscription took effect (PUB/SUB's
+    /// slow joiner): its readings then reach subscribers only by replay, after a heartbeat
+    /// announced them. So at the end the pump sends a heartbeat at once (announcing the newest
+    /// seq of every sensor) and lingers until the subscribers it knows of have caught up, which
+    /// it decides from what it can observe:
+    ///  - a subscriber is subscribed to the stream now (StreamAudience::active_subscriptions:
+    ///    one that joined and left, a store-sub killed say, is not known to have caught up);
+    ///  - at least `caught_up_heartbeats` heartbeats went out after the end of the input and
+    ///    after the latest subscription took effect (a subscriber asks for what it misses once
+    ///    a heartbeat announced it);
+    ///  - the replay service was asked nothing during the last `quiet_heartbeats` heartbeat
+    ///    intervals, and no sensor's latest request stopped short of its newest seq
+    ///    (ReplayActivity::open_sensors: a requester fetching in chunks is still at it).
+    /// Or until `linger` passes, whichever comes first; one log line says which. Without
+    /// heartbeats (interval 0) nothing is known and the linger lasts its bound. What this cannot
+    /// see: a subscriber that has not joined (down, unreachable, starting later), and one that
+    /// is subscribed but not taking in what it receives (its database down): both catch up from
+    /// the outbox when the publisher runs again; `linger_full` waits for them the whole bound.
     std::chrono::nanoseconds linger{0};
+    /// Linger the whole `linger` even after the subscribers caught up (a stop request still
+    /// ends it): for subscribers that join late.
+    bool linger_full = false;
+    /// Heartbeats after the end of the input and after the latest subscription, at least, before
+    /// the subscribers count as caught up (see linger).
+    std::uint32_t caught_up_heartbeats = 3;
+    /// Heartbeat intervals without a replay request, at least, before the subscribers count as
+    /// caught up (see linger).
+    std::uint32_t quiet_heartbeats = 2;
     /// How often the `status` hook is called.
     std::chrono::nanoseconds status_interval = std::chrono::seconds(1);
     /// Measurements the source thread may read ahead of publishing before it waits.
@@ -107,10 +145,11 @@ class SourcePump {
     /// Pumps until `stop` is requested or the input ends (the source returns nothing, or
     /// `count` measurements were taken); then calls the `stopping` hook, stops and joins the
     /// source thread, publishes what was already read (unless the source failed), flushes,
-    /// logs "published up to seq N", lingers after an ended input (see PumpOptions::linger;
-    /// a stop request ends the linger), closes the publisher and logs "done" or "stopped by
-    /// signal". Call once. Blocks until then. Throws what the source threw (after joining its
-    /// thread), and what ReliablePublisher::publish/flush/close throw.
+    /// logs "published up to seq N", after an ended input sends a heartbeat and lingers (see
+    /// PumpOptions::linger; a stop request ends the linger) logging "subscribers caught up
+    /// ..." or "linger bound of ... passed before ...", closes the publisher and logs "done" or
+    /// "stopped by signal". Call once. Blocks until then. Throws what the source threw (after
+    /// joining its thread), and what ReliablePublisher::publish/flush/close throw.
     PumpSummary run(const StopFlag& stop);
 
     /// The source, e.g. for describe() and counters(); thread-safe as Source says.

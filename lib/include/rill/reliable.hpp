@@ -46,6 +46,16 @@ struct ReliablePublisherOptions {
     zmq::context_t* context = nullptr;  ///< nullptr = default_context()
 };
 
+/// What a ReliablePublisher's replay service has been asked (ReliablePublisher::replay_activity).
+struct ReplayActivity {
+    /// Requests answered since construction.
+    std::uint64_t requests = 0;
+    /// Sensors whose latest request asked for a window that ends below the newest seq the
+    /// outbox held when answering (from_seq + max_readings - 1 < newest): its requester will
+    /// ask for the rest. A request reaching the newest seq closes its sensor.
+    std::uint64_t open_sensors = 0;
+};
+
 /// Owns an Outbox, a Publisher and (unless disabled) a ReplayServer answering from the outbox.
 ///
 /// Threads: publish(), flush(), service(), poll_once() and close() are for one owner thread
@@ -87,6 +97,8 @@ class ReliablePublisher {
     [[nodiscard]] Publisher& publisher() noexcept;
     /// The replay endpoint heartbeats announce ("" without a replay service).
     [[nodiscard]] const std::string& replay_endpoint() const noexcept;
+    /// What the replay service has answered so far (see ReplayActivity). Thread-safe.
+    [[nodiscard]] ReplayActivity replay_activity() const;
 
   private:
     struct Impl;

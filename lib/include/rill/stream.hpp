@@ -61,11 +61,35 @@ struct PublisherOptions {
     zmq::context_t* context = nullptr;   ///< nullptr = default_context()
 };
 
+/// What a Publisher's socket has seen of its subscribers, and the heartbeats sent since
+/// (Publisher::audience). An owner with a finite stream uses it to tell when the subscribers it
+/// knows of have had the chance to catch up (see SourcePump's linger).
+struct StreamAudience {
+    /// Subscribe messages received: every subscriber sends one per topic prefix when it
+    /// connects and again when it reconnects, so this counts joins (not distinct subscribers).
+    std::uint64_t subscriptions = 0;
+    /// Subscriptions in effect now: subscribe messages minus unsubscribe messages (a subscriber
+    /// that disconnects unsubscribes from each of its topics). 0: nobody is subscribed.
+    std::uint64_t active_subscriptions = 0;
+    /// Heartbeat rounds sent since construction (a round lists every sensor, in one message or,
+    /// beyond limits::max_heartbeat_sensors, several).
+    std::uint64_t heartbeats = 0;
+    /// Heartbeat rounds sent after the latest subscribe message took effect: every subscriber
+    /// that had joined by then was sent each of them (unless its high-water mark was reached).
+    /// Equals `heartbeats` while no subscriber has joined.
+    std::uint64_t heartbeats_since_subscription = 0;
+};
+
 /// A PUB socket publishing readings under their sensor id, plus heartbeats.
 ///
 /// Owns its socket. Not thread-safe; never blocks except where stated (PUB drops messages
 /// for a subscriber whose high-water mark is reached, inside zmq, without telling the sender;
 /// subscribers see that loss as a Gap).
+///
+/// The socket is an XPUB with ZMQ_XPUB_VERBOSER, which is PUB on the wire (any SUB or XSUB
+/// peer), and which also hands every (un)subscribe message to its owner: service(),
+/// poll_once() and heartbeat() read them (heartbeat() before sending), so audience() tells
+/// who is subscribed and which heartbeats went out after the latest subscriber joined.
 class Publisher {
   public:
     /// Creates the socket and attaches `endpoints` (parse_endpoints; entries without a prefix
@@ -122,6 +146,9 @@ class Publisher {
     void announce(std::string_view sensor, std::uint64_t newest);
     /// The newest seq sent or announced for `sensor` (what the next heartbeat announces).
     [[nodiscard]] std::optional<std::uint64_t> newest(std::string_view sensor) const;
+    /// Subscriptions seen and heartbeats sent so far (see StreamAudience). Reads nothing from
+    /// the socket: subscribe messages are taken in by service(), poll_once() and heartbeat().
+    [[nodiscard]] StreamAudience audience() const noexcept;
 
   private:
     struct Impl;

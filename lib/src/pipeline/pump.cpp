@@ -10,6 +10,7 @@
 #include <array>
 #include <cerrno>
 #include <condition_variable>
+#include <cstdio>
 #include <deque>
 #include <exception>
 #include <mutex>
@@ -195,14 +196,82 @@ struct SourcePump::Impl {
         }
     }
 
-    // After an ended input: heartbeats and replays for `linger`, or until a stop request.
-    void linger(const StopFlag& stop) {
-        const auto until = Clock::now() + options.linger;
+    // After an ended input: a heartbeat at once, then heartbeats and replays until the known
+    // subscribers caught up, `linger` passed or a stop request (rill/pump.hpp). Logs the line
+    // saying which (not for a stop request: run() logs "stopped by signal").
+    LingerEnd linger(const StopFlag& stop) {
+        auto& stream = publisher.publisher();
+        stream.heartbeat();  // the newest seq of every sensor, right after the last reading
+        if (options.linger.count() <= 0) return LingerEnd::none;
+        const auto start = Clock::now();
+        const auto until = start + options.linger;
+        const auto bound = std::chrono::duration<double>(options.linger).count();
+        // Heartbeats counted from the one just sent (it went out after the input ended).
+        const auto heartbeats_at_end = stream.audience().heartbeats - 1;
+        auto replay = publisher.replay_activity();
+        auto heartbeats_seen = stream.audience().heartbeats;
+        std::uint64_t quiet = 0;  // heartbeat intervals that ended without a replay request
         std::array<pollfd, 1> fds{{{stop.fd(), POLLIN, 0}}};
-        while (!stop.requested() && Clock::now() < until) {
+        for (;;) {
+            if (stop.requested()) return LingerEnd::stop_requested;
+            const auto next = publisher.service();
+            const auto audience = stream.audience();
+            const auto now_replay = publisher.replay_activity();
+            if (now_replay.requests != replay.requests) {
+                quiet = 0;
+                heartbeats_seen = audience.heartbeats;  // count intervals from here
+            } else if (audience.heartbeats != heartbeats_seen) {
+                quiet += audience.heartbeats - heartbeats_seen;
+                heartbeats_seen = audience.heartbeats;
+            }
+            replay = now_replay;
+            const auto after = std::min(audience.heartbeats - heartbeats_at_end,
+                                        audience.heartbeats_since_subscription);
+            const bool joined = audience.active_subscriptions > 0;
+            const auto waited = std::chrono::duration<double>(Clock::now() - start).count();
+            if (!options.linger_full && joined && after >= options.caught_up_heartbeats &&
+                quiet >= options.quiet_heartbeats && replay.open_sensors == 0) {
+                log_info(options.log_component,
+                         "subscribers caught up after " + seconds(waited) + " (" +
+                             std::to_string(audience.active_subscriptions) +
+                             " subscriptions active, " + std::to_string(replay.requests) +
+                             " replay requests answered, " + std::to_string(after) +
+                             " heartbeats since the end and the last join)");
+                return LingerEnd::caught_up;
+            }
+            if (Clock::now() >= until) {
+                std::string why;
+                if (options.linger_full) {
+                    log_info(options.log_component,
+                             "lingered the whole " + seconds(bound) + " as asked");
+                    return LingerEnd::bound;
+                }
+                if (!joined) {
+                    why = audience.subscriptions > 0 ? "every subscriber left"
+                                                     : "no subscriber joined";
+                } else if (replay.open_sensors > 0) {
+                    why = "a replay was still fetching " + std::to_string(replay.open_sensors) +
+                          " sensors";
+                } else if (after < options.caught_up_heartbeats) {
+                    why = "a subscriber joined " + std::to_string(after) + " heartbeats ago";
+                } else {
+                    why = "replay requests were still arriving";
+                }
+                log_warn(options.log_component,
+                         "linger bound of " + seconds(bound) +
+                             " passed before the subscribers were known to have caught up (" + why +
+                             ")");
+                return LingerEnd::bound;
+            }
             const auto keep_alive_due = keep_alive();
-            wait_readable(fds, std::min({publisher.service(), until, keep_alive_due}));
+            wait_readable(fds, std::min({next, until, keep_alive_due}));
         }
+    }
+
+    static std::string seconds(double s) {
+        std::array<char, 32> buf{};
+        std::snprintf(buf.data(), buf.size(), "%.1f s", s);
+        return buf.data();
     }
 };
 
@@ -253,10 +322,10 @@ PumpSummary SourcePump::run(const StopFlag& stop) {
     d.publisher.flush();
     log_info(component, "published up to seq " + std::to_string(d.status().published_up_to));
 
-    if (end == PumpEnd::end_of_input && d.options.linger.count() > 0) d.linger(stop);
+    const auto lingered = end == PumpEnd::end_of_input ? d.linger(stop) : LingerEnd::none;
     d.publisher.close();
     log_info(component, stop.requested() ? "stopped by signal" : "done");
-    return PumpSummary{d.status().published_up_to, d.readings, end};
+    return PumpSummary{d.status().published_up_to, d.readings, end, lingered};
 }
 
 }  // namespace rill

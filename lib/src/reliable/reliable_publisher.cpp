@@ -1,3 +1,6 @@
+#include <algorithm>
+#include <mutex>
+#include <set>
 #include <stdexcept>
 
 #include "rill/log.hpp"
@@ -12,6 +15,10 @@ struct ReliablePublisher::Impl {
     std::string replay_endpoint;
     std::string payload;  // publish(): the batch as the outbox encoded it
     bool closed = false;
+    // replay_activity(): written by the replay server's thread, read by the owner's.
+    mutable std::mutex activity_mutex;
+    std::uint64_t requests = 0;
+    std::set<std::string, std::less<>> open;  // sensors the outbox holds, at most
 
     Impl(ReliablePublisherOptions& o)
         : outbox(o.outbox_dir, o.outbox), publisher(o.publish_endpoints, std::move(o.publisher)) {
@@ -37,8 +44,27 @@ struct ReliablePublisher::Impl {
 
     // Runs on the replay server's thread; the outbox is thread-safe. Answers with the stored
     // bytes: the records' bodies are readings payloads, spliced without decoding them.
-    ReplayPayloadReply answer(const ReplayRequest& req) const {
-        return ReplayPayloadReply{outbox.read_payload(req.sensor, req.from_seq, req.max_readings)};
+    ReplayPayloadReply answer(const ReplayRequest& req) {
+        auto reply =
+            ReplayPayloadReply{outbox.read_payload(req.sensor, req.from_seq, req.max_readings)};
+        note_request(req);
+        return reply;
+    }
+
+    // Counts an answered request; its sensor stays open while the window asked for ends below
+    // the newest seq (only sensors the outbox holds, so the set stays bounded).
+    void note_request(const ReplayRequest& req) {
+        const auto newest = outbox.newest(req.sensor);
+        const bool short_of_newest =
+            newest > 0 && req.max_readings > 0 &&
+            req.from_seq <= newest - std::min<std::uint64_t>(newest, req.max_readings);
+        const std::lock_guard lock(activity_mutex);
+        requests += 1;
+        if (short_of_newest) {
+            open.insert(req.sensor);
+        } else if (auto it = open.find(req.sensor); it != open.end()) {
+            open.erase(it);
+        }
     }
 };
 
@@ -89,6 +115,11 @@ Publisher& ReliablePublisher::publisher() noexcept {
 }
 const std::string& ReliablePublisher::replay_endpoint() const noexcept {
     return impl_->replay_endpoint;
+}
+
+ReplayActivity ReliablePublisher::replay_activity() const {
+    const std::lock_guard lock(impl_->activity_mutex);
+    return ReplayActivity{impl_->requests, impl_->open.size()};
 }
 
 }  // namespace rill

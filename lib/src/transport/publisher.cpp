@@ -325,7 +325,7 @@ class BatchSender {
 struct Publisher::Impl {
     Impl(std::string_view endpoints, PublisherOptions o)
         : options(std::move(o)),
-          socket(context_of(options.context), zmq::socket_type::pub, options.socket),
+          socket(context_of(options.context), zmq::socket_type::xpub, options.socket),
           sender(socket.raw(), options.batch, send_metrics(registry_of(options.metrics), "pub"),
                  false, milliseconds(0)) {
         validate(options.batch);
@@ -337,13 +337,34 @@ struct Publisher::Impl {
         if (options.heartbeat_interval.count() < 0) {
             throw std::invalid_argument("heartbeat interval is negative");
         }
+        // Every subscribe and unsubscribe message, repeats included, and an unsubscribe for each
+        // topic of a subscriber that disconnects: each join and leave is seen (rill/stream.hpp).
+        socket.raw().set(zmq::sockopt::xpub_verboser, 1);
         socket.attach(endpoints, Attach::bind);
         next_heartbeat =
             options.heartbeat_interval.count() > 0 ? Clock::now() : Clock::time_point::max();
         next_duty = next_heartbeat;
     }
 
+    // Takes in the (un)subscribe messages the XPUB socket received (never blocks).
+    void read_subscriptions() {
+        zmq::message_t msg;
+        while (socket.raw().recv(msg, zmq::recv_flags::dontwait)) {
+            if (msg.size() == 0) continue;
+            const auto first = *static_cast<const unsigned char*>(msg.data());
+            if (first == 1) {
+                audience.subscriptions += 1;
+                audience.active_subscriptions += 1;
+                audience.heartbeats_since_subscription = 0;
+            } else if (first == 0 && audience.active_subscriptions > 0) {
+                audience.active_subscriptions -= 1;
+            }
+        }
+    }
+
     void send_heartbeat(Clock::time_point now) {
+        // Joins first: a subscription read here is in effect for the heartbeat sent below.
+        read_subscriptions();
         Heartbeat hb;
         hb.publisher = options.identity;
         hb.sent_at = rill::now();
@@ -362,6 +383,8 @@ struct Publisher::Impl {
             sender.send_control(heartbeat_topic, encode_heartbeat(hb));
             i += n;
         } while (i < newest.size());
+        audience.heartbeats += 1;
+        audience.heartbeats_since_subscription += 1;
         if (options.heartbeat_interval.count() > 0) {
             next_heartbeat = now + options.heartbeat_interval;
         }
@@ -369,7 +392,11 @@ struct Publisher::Impl {
 
     Clock::time_point service(Clock::time_point now) {
         (void)sender.send_due(now, false);
-        if (now >= next_heartbeat) send_heartbeat(now);
+        if (now >= next_heartbeat) {
+            send_heartbeat(now);
+        } else {
+            read_subscriptions();
+        }
         next_duty = std::min(next_heartbeat, sender.next_deadline());
         return next_duty;
     }
@@ -385,6 +412,7 @@ struct Publisher::Impl {
     BatchSender sender;
     Clock::time_point next_heartbeat;
     Clock::time_point next_duty;
+    StreamAudience audience;
 };
 
 Publisher::Publisher(std::string_view endpoints, PublisherOptions options)
@@ -452,6 +480,10 @@ const std::vector<std::string>& Publisher::bound() const noexcept {
 
 std::optional<std::uint64_t> Publisher::newest(std::string_view sensor) const {
     return impl_->sender.newest(sensor);
+}
+
+StreamAudience Publisher::audience() const noexcept {
+    return impl_->audience;
 }
 
 void Publisher::announce(std::string_view sensor, std::uint64_t newest) {
