@@ -266,3 +266,38 @@ TEST_CASE("rill-keygen writes a key pair that rill reads and refuses to overwrit
     CHECK(rill::test::run_command({rill::test::bin("rill-keygen"), "--help"}, 30s, &out) == 0);
     CHECK(out.find("RILL_KEY_DIR") != std::string::npos);
 }
+
+TEST_CASE("a client whose key file was the last one deleted is refused after a reload") {
+    Keys keys;
+    zmq::context_t ctx;
+    rill::ZapHandler zap(ctx, keys.allowed);
+    rill::RpcServer server(ctx, "tcp://127.0.0.1:0", keys.server_options());
+    server.handle("ping", [](std::string_view) { return rill::rpc_pack::str("pong"); });
+    server.start();
+    rill::RpcClient before(ctx, server.last_endpoint(), keys.client_options(keys.good));
+    CHECK(rill::rpc_pack::to_str(before.call("ping", {}, {10s, 0})) == "pong");
+
+    // Revoking the last key (docs/security.md) leaves an empty list: nobody is admitted.
+    fs::remove(keys.allowed / "good.key");
+    CHECK(zap.reload() == 0);
+    CHECK(zap.allowed_count() == 0);
+    const auto rejected_before = zap.rejected();
+    rill::RpcClient after(ctx, server.last_endpoint(), keys.client_options(keys.good));
+    CHECK_THROWS_AS((void)after.call("ping", {}, {1s, 0}), rill::RpcTimeout);
+    CHECK(rill::test::wait_until([&] { return zap.rejected() > rejected_before; }, 10s));
+    CHECK(server.stats().requests == 1);
+}
+
+TEST_CASE("an empty explicit allow-list admits no curve client") {
+    Keys keys;
+    zmq::context_t ctx;
+    rill::ZapHandler zap(ctx, std::set<std::string>{});
+    rill::Socket pub(ctx, zmq::socket_type::pub, keys.server_options());
+    pub.attach("@tcp://127.0.0.1:0", rill::Attach::bind);
+    rill::Socket sub(ctx, zmq::socket_type::sub, keys.client_options(keys.good));
+    sub.raw().set(zmq::sockopt::subscribe, "");
+    sub.attach(">" + pub.last_endpoint(), rill::Attach::connect);
+    CHECK(exchange(pub, sub, 1000ms).empty());
+    CHECK(rill::test::wait_until([&] { return zap.rejected() >= 1; }, 10s));
+    CHECK(zap.accepted() == 0);
+}

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <deque>
 #include <limits>
+#include <list>
 #include <map>
 #include <stdexcept>
 #include <unordered_map>
@@ -32,6 +33,8 @@ struct ReceiveMetrics {
     Counter& missing;
     Counter& stale;
     Counter& silent;
+    Counter& sensors_evicted;
+    Counter& publishers_evicted;
     std::array<Counter*, decode_errc_count> malformed{};
 };
 
@@ -48,6 +51,10 @@ ReceiveMetrics receive_metrics(MetricsRegistry& reg, const std::string& kind) {
                     "Readings received with a seq below the expected one", l),
         reg.counter("rill_stream_publishers_silent_total",
                     "Times a publisher went silent (missed heartbeats)", l),
+        reg.counter("rill_stream_sensors_evicted_total",
+                    "Sensors forgotten because the subscriber tracked max_sensors", l),
+        reg.counter("rill_stream_publishers_evicted_total",
+                    "Publishers forgotten because the subscriber tracked max_publishers", l),
     };
     for (std::size_t i = 0; i < decode_errc_count; ++i) {
         m.malformed[i] = &reg.counter(
@@ -206,6 +213,9 @@ struct Subscriber::Impl {
         if (options.silent_after_missed < 1) {
             throw std::invalid_argument("silent_after_missed must be at least 1");
         }
+        if (options.max_sensors < 1 || options.max_publishers < 1) {
+            throw std::invalid_argument("max_sensors and max_publishers must be at least 1");
+        }
         if (options.prefixes.empty()) {
             socket.raw().set(zmq::sockopt::subscribe, "");
         } else {
@@ -220,7 +230,65 @@ struct Subscriber::Impl {
         Clock::time_point last_seen;
         milliseconds interval;
         bool silent = false;
+        bool silence_reported = false;  // its PublisherSilent went out (so PublisherBack does)
     };
+
+    // One tracked sensor; `sensors` keeps them most recently seen first.
+    struct SensorSeq {
+        std::string sensor;
+        std::uint64_t expected = 0;
+    };
+    using SensorList = std::list<SensorSeq>;
+
+    // The tracked entry of `sensor`, marked most recently seen; nullptr when not tracked.
+    SensorSeq* find_sensor(const std::string& sensor) {
+        const auto it = sensor_index.find(sensor);
+        if (it == sensor_index.end()) return nullptr;
+        sensors.splice(sensors.begin(), sensors, it->second);
+        return &*it->second;
+    }
+
+    // The entry of `sensor`, tracked from `expected` when it is new; the least recently seen
+    // sensor is forgotten first when the table is full.
+    SensorSeq& track_sensor(const std::string& sensor, std::uint64_t expected) {
+        if (auto* found = find_sensor(sensor)) return *found;
+        while (sensors.size() >= options.max_sensors) {
+            auto& victim = sensors.back();
+            if (last_sensor == &victim) last_sensor = nullptr;
+            reader.metrics().sensors_evicted.inc();
+            evictions_log.log("stream", "tracking " + std::to_string(sensors.size()) +
+                                            " sensors (max_sensors): forgot " + victim.sensor +
+                                            ", seen least recently");
+            sensor_index.erase(victim.sensor);
+            sensors.pop_back();
+        }
+        sensors.push_front(SensorSeq{sensor, expected});
+        sensor_index.emplace(sensor, sensors.begin());
+        return sensors.front();
+    }
+
+    void untrack_sensor(const std::string& sensor) {
+        const auto it = sensor_index.find(sensor);
+        if (it == sensor_index.end()) return;
+        if (last_sensor == &*it->second) last_sensor = nullptr;
+        sensors.erase(it->second);
+        sensor_index.erase(it);
+    }
+
+    // Makes room for one more publisher: forgets the one whose last heartbeat is oldest.
+    void make_room_for_publisher() {
+        while (publishers.size() >= options.max_publishers) {
+            auto oldest = publishers.begin();
+            for (auto i = publishers.begin(); i != publishers.end(); ++i) {
+                if (i->second.last_seen < oldest->second.last_seen) oldest = i;
+            }
+            reader.metrics().publishers_evicted.inc();
+            evictions_log.log("stream", "tracking " + std::to_string(publishers.size()) +
+                                            " publishers (max_publishers): forgot " +
+                                            oldest->first + ", heard from least recently");
+            publishers.erase(oldest);
+        }
+    }
 
     void report_gap(const std::string& sensor, std::uint64_t from, std::uint64_t to) {
         auto& m = reader.metrics();
@@ -235,14 +303,10 @@ struct Subscriber::Impl {
         m.frames.inc();
         m.readings.inc(readings.size());
         const std::string& sensor = readings.front().sensor;
-        if (last_sensor == nullptr || last_sensor->first != sensor) {
-            auto it = expected_seq.find(sensor);
-            if (it == expected_seq.end()) {
-                it = expected_seq.emplace(sensor, readings.front().seq).first;
-            }
-            last_sensor = &*it;
+        if (last_sensor == nullptr || last_sensor->sensor != sensor) {
+            last_sensor = &track_sensor(sensor, readings.front().seq);
         }
-        std::uint64_t& expected = last_sensor->second;
+        std::uint64_t& expected = last_sensor->expected;
         ReadingBatch batch;
         for (const auto& r : readings) {
             if (r.seq < expected) {
@@ -259,18 +323,23 @@ struct Subscriber::Impl {
 
     void on_heartbeat(Heartbeat&& hb, std::string&& peer, Clock::time_point now) {
         reader.metrics().heartbeats.inc();
+        if (!publishers.contains(hb.publisher)) make_room_for_publisher();
         auto [it, inserted] = publishers.try_emplace(hb.publisher);
         PublisherState& state = it->second;
-        if (!inserted && state.silent) events.emplace_back(PublisherBack{hb.publisher});
+        if (!inserted && state.silent && state.silence_reported) {
+            events.emplace_back(PublisherBack{hb.publisher});
+        }
+        state.silence_reported = false;
         state.last_seen = now;
         // Bounded so that a hostile interval cannot overflow the deadline arithmetic.
         state.interval = std::clamp(hb.interval, milliseconds(0), max_liveness_interval);
         state.silent = false;
         for (const auto& [sensor, newest] : hb.newest) {
-            const auto t = expected_seq.find(sensor);
-            if (t == expected_seq.end() || newest < t->second) continue;
-            report_gap(sensor, t->second, newest);
-            t->second = after(newest);
+            // A sensor its publisher still announces counts as seen.
+            auto* t = find_sensor(sensor);
+            if (t == nullptr || newest < t->expected) continue;
+            report_gap(sensor, t->expected, newest);
+            t->expected = after(newest);
         }
         HeartbeatSeen seen;
         seen.replay_endpoint = hb.replay_endpoint.empty()
@@ -282,20 +351,42 @@ struct Subscriber::Impl {
     }
 
     // Reports publishers whose heartbeats stopped; returns when the next one may go silent.
+    // A flood of invented publishers going silent costs at most max_silent_reports_per_minute
+    // events per minute, and one summary line for the rest.
     Clock::time_point check_silence(Clock::time_point now) {
         auto next = Clock::time_point::max();
+        if (now - silence_window_start >= silence_window) {
+            if (silences_not_reported > 0) {
+                log_warn("stream", std::to_string(silences_not_reported) +
+                                       " more publisher(s) went silent in the last minute (not "
+                                       "reported one by one: max_silent_reports_per_minute " +
+                                       std::to_string(options.max_silent_reports_per_minute) +
+                                       ")");
+            }
+            silence_window_start = now;
+            silences_reported = 0;
+            silences_not_reported = 0;
+        }
         for (auto& [id, state] : publishers) {
             if (state.silent || state.interval.count() <= 0) continue;
             const auto deadline = state.last_seen + state.interval * options.silent_after_missed;
             if (now >= deadline) {
                 state.silent = true;
                 reader.metrics().silent.inc();
-                events.emplace_back(PublisherSilent{
-                    id, std::chrono::duration_cast<milliseconds>(now - state.last_seen)});
+                if (silences_reported < options.max_silent_reports_per_minute) {
+                    ++silences_reported;
+                    state.silence_reported = true;
+                    events.emplace_back(PublisherSilent{
+                        id, std::chrono::duration_cast<milliseconds>(now - state.last_seen)});
+                } else {
+                    ++silences_not_reported;
+                }
             } else {
                 next = std::min(next, deadline);
             }
         }
+        // Wake up to write the summary even when nothing else happens.
+        if (silences_not_reported > 0) next = std::min(next, silence_window_start + silence_window);
         return next;
     }
 
@@ -343,12 +434,19 @@ struct Subscriber::Impl {
     SubscriberOptions options;
     Socket socket;
     MessageReader reader;
-    std::unordered_map<std::string, std::uint64_t> expected_seq;
+    // Tracked sensors, most recently seen first, and their index (at most max_sensors).
+    SensorList sensors;
+    std::unordered_map<std::string, SensorList::iterator> sensor_index;
     // The entry of the sensor of the last batch, so that a run of one sensor's batches costs no
-    // hash lookup each. Entries of an unordered_map stay where they are until erased: only
-    // forget() must reset it.
-    std::pair<const std::string, std::uint64_t>* last_sensor = nullptr;
-    std::map<std::string, PublisherState> publishers;
+    // hash lookup each. List entries stay where they are until erased: untrack_sensor() and
+    // eviction reset it.
+    SensorSeq* last_sensor = nullptr;
+    std::map<std::string, PublisherState> publishers;  // at most max_publishers
+    RateLimitedLog evictions_log;
+    static constexpr auto silence_window = std::chrono::minutes(1);
+    Clock::time_point silence_window_start = Clock::now();
+    unsigned silences_reported = 0;
+    std::uint64_t silences_not_reported = 0;
     std::deque<StreamEvent> events;
 };
 
@@ -364,18 +462,17 @@ std::optional<StreamEvent> Subscriber::receive(std::chrono::milliseconds timeout
 
 void Subscriber::expect(const std::string& sensor, std::uint64_t next_seq) {
     if (next_seq < 1) throw std::invalid_argument("expected seq of " + sensor + " must be >= 1");
-    impl_->expected_seq[sensor] = next_seq;
+    impl_->track_sensor(sensor, next_seq).expected = next_seq;
 }
 
 std::optional<std::uint64_t> Subscriber::expected(std::string_view sensor) const {
-    const auto it = impl_->expected_seq.find(std::string(sensor));
-    if (it == impl_->expected_seq.end()) return std::nullopt;
-    return it->second;
+    const auto it = impl_->sensor_index.find(std::string(sensor));
+    if (it == impl_->sensor_index.end()) return std::nullopt;
+    return it->second->expected;
 }
 
 void Subscriber::forget(std::string_view sensor) {
-    impl_->last_sensor = nullptr;
-    impl_->expected_seq.erase(std::string(sensor));
+    impl_->untrack_sensor(std::string(sensor));
 }
 
 std::uint64_t Subscriber::malformed(DecodeErrc reason) const noexcept {
