@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <msgpack.hpp>
@@ -787,7 +788,8 @@ void send_heartbeat(RawPublisher& raw, const std::string& publisher,
 
 }  // namespace
 
-TEST_CASE("a subscriber flooded with invented sensors tracks at most max_sensors, least recent out") {
+TEST_CASE(
+    "a subscriber flooded with invented sensors tracks at most max_sensors, least recent out") {
     MetricsRegistry metrics;
     RawPublisher raw;
     Subscriber sub(raw.endpoint, {.metrics = &metrics, .max_sensors = 8});
@@ -862,8 +864,17 @@ TEST_CASE("a subscriber reconnects to a peer it dropped for an oversized frame")
     raw.send_frame("s1", true);
     raw.send_frame_header(std::uint64_t{1} << 30, false);
     REQUIRE(raw.closed_by_peer(10s));
-    // The subscriber comes back by itself and takes the next, normal readings.
-    REQUIRE(raw.accept(5s));
+    // The subscriber comes back by itself (while its owner keeps receiving) and takes the next,
+    // normal readings.
+    std::atomic<bool> accepted{false};
+    std::thread owner([&] {
+        while (!accepted.load())
+            (void)sub.receive(50ms);
+    });
+    const bool back = raw.accept(5s);
+    accepted = true;
+    owner.join();
+    REQUIRE(back);
     std::optional<ReadingBatch> got;
     const auto deadline = Clock::now() + 5s;
     std::uint64_t seq = 0;

@@ -57,7 +57,7 @@ struct LiveFeed::Impl {
     OnReading on_reading;
     OnPublisher on_publisher;
     LruMap<std::vector<std::string>> sensors_of;  // publisher -> its sensors
-    LruMap<Shown> shown;                           // sensor -> the last reading handed on
+    LruMap<Shown> shown;                          // sensor -> the last reading handed on
     Counter& sensors_evicted;
     Counter& publishers_evicted;
     std::atomic<bool> stopping{false};

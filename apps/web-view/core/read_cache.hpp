@@ -33,8 +33,9 @@ struct CachedAnswer {
 /// feed's readings on top of the newest-reading answer. What may be stale, and for how long:
 /// an answer is at most `ttl` older than the request (measured from when its query started);
 /// the newest reading of a sensor on the live feed replaces a cached one it supersedes
-/// (live_reading_supersedes, docs/web-view.md), so with a live feed the cards and /api/sensors are as fresh as the stream. A
-/// first page gets no live overlay. ttl 0 turns caching off (every call queries).
+/// (live_reading_supersedes, docs/web-view.md), so with a live feed the cards and /api/sensors are
+/// as fresh as the stream. A first page gets no live overlay. ttl 0 turns caching off (every call
+/// queries).
 ///
 /// Thread-safe. Concurrent callers of one expired entry wait for one query (the first caller's)
 /// instead of each sending their own; a failed query is not cached (the next caller retries).

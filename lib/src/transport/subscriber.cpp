@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cerrno>
+#include <cstring>
 #include <deque>
 #include <limits>
 #include <list>
@@ -200,6 +202,125 @@ milliseconds until(Clock::time_point deadline, Clock::time_point now) {
     return std::chrono::ceil<milliseconds>(deadline - now);
 }
 
+// libzmq 4.3 reconnects a connected endpoint after a connection error (announcing it with
+// ZMQ_EVENT_CONNECT_RETRIED right after ZMQ_EVENT_DISCONNECTED) but not after a protocol error:
+// a peer dropped for a frame above ZMQ_MAXMSGSIZE would stay disconnected until restart. This
+// watches the socket's monitor and, when a disconnect of a connected endpoint is not followed by
+// libzmq's own retry within `grace`, connects that endpoint again (disconnect + connect). A peer
+// that keeps dropping the connection this way (e.g. a CURVE server refusing this client) is
+// connected again after a wait doubling up to `max_wait`.
+class Reconnector {
+  public:
+    static constexpr milliseconds grace{1000};
+    static constexpr milliseconds max_wait{60'000};
+
+    Reconnector(zmq::context_t& ctx, zmq::socket_t& socket, std::string_view endpoints)
+        : socket_(&socket) {
+        for (auto& e : parse_endpoints(endpoints, Attach::connect)) {
+            if (e.attach == Attach::connect) connected_.push_back(std::move(e.address));
+        }
+        if (connected_.empty()) return;
+        static std::atomic<std::uint64_t> next_id{0};
+        const auto address = "inproc://rill-subscriber-monitor-" + std::to_string(++next_id);
+        if (zmq_socket_monitor(socket.handle(), address.c_str(),
+                               ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CONNECT_RETRIED) != 0) {
+            throw zmq::error_t();
+        }
+        monitor_ = zmq::socket_t(ctx, zmq::socket_type::pair);
+        monitor_.set(zmq::sockopt::linger, 0);
+        monitor_.connect(address);
+    }
+    Reconnector(const Reconnector&) = delete;
+    Reconnector& operator=(const Reconnector&) = delete;
+    ~Reconnector() {
+        if (monitor_.handle() != nullptr && socket_->handle() != nullptr) {
+            (void)zmq_socket_monitor(socket_->handle(), nullptr, 0);
+        }
+    }
+
+    // The monitor socket to poll (nullptr when nothing is connected).
+    [[nodiscard]] void* handle() noexcept { return monitor_.handle(); }
+
+    // Reads the monitor's events and connects again the endpoints libzmq gave up on. Returns
+    // when the next one is due (max when none).
+    Clock::time_point service(Clock::time_point now) {
+        if (monitor_.handle() == nullptr) return Clock::time_point::max();
+        zmq::message_t head;
+        zmq::message_t address;
+        while (monitor_.recv(head, zmq::recv_flags::dontwait)) {
+            if (!head.more() || !monitor_.recv(address, zmq::recv_flags::none)) continue;
+            if (head.size() < 2) continue;
+            std::uint16_t event = 0;
+            std::memcpy(&event, head.data(), sizeof event);
+            for (const auto& e : matching(address.to_string())) {
+                if (event == ZMQ_EVENT_DISCONNECTED) pending_[e] = now + wait_for(e, now);
+                if (event == ZMQ_EVENT_CONNECT_RETRIED) pending_.erase(e);
+            }
+        }
+        auto next = Clock::time_point::max();
+        for (auto it = pending_.begin(); it != pending_.end();) {
+            if (now < it->second) {
+                next = std::min(next, it->second);
+                ++it;
+                continue;
+            }
+            auto& f = forced_[it->first];
+            ++f.count;
+            f.last = now;
+            log_.log("stream", "connecting " + it->first +
+                                   " again: libzmq dropped it without retrying (a protocol "
+                                   "error, e.g. a frame above the size limit, or a refused key)");
+            try {
+                socket_->disconnect(it->first);
+            } catch (const zmq::error_t&) {
+                // Already gone from the socket's endpoints: connect is what matters.
+            }
+            socket_->connect(it->first);
+            it = pending_.erase(it);
+        }
+        return next;
+    }
+
+  private:
+    struct Forced {
+        unsigned count = 0;  // reconnects forced in a row
+        Clock::time_point last{};
+    };
+
+    // How long after a disconnect of `endpoint` to wait for libzmq's retry before forcing one.
+    milliseconds wait_for(const std::string& endpoint, Clock::time_point now) {
+        auto& f = forced_[endpoint];
+        if (now - f.last > std::chrono::minutes(5)) f.count = 0;
+        return std::min(max_wait, milliseconds(grace.count() << std::min(f.count, 6U)));
+    }
+
+    // The connected endpoints an event's address may name: the same string, else those with
+    // the same transport and port (libzmq reports the resolved address, "tcp://127.0.0.1:5556"
+    // for "tcp://localhost:5556").
+    std::vector<std::string> matching(const std::string& address) const {
+        if (std::find(connected_.begin(), connected_.end(), address) != connected_.end()) {
+            return {address};
+        }
+        std::vector<std::string> out;
+        const auto scheme = address.substr(0, address.find("://"));
+        const auto colon = address.rfind(':');
+        const auto port = colon == std::string::npos ? std::string() : address.substr(colon);
+        for (const auto& e : connected_) {
+            if (scheme != "tcp" || e.rfind("tcp://", 0) != 0) continue;
+            const auto c = e.rfind(':');
+            if (c != std::string::npos && e.substr(c) == port) out.push_back(e);
+        }
+        return out;
+    }
+
+    zmq::socket_t* socket_;
+    zmq::socket_t monitor_;
+    std::vector<std::string> connected_;
+    std::map<std::string, Clock::time_point> pending_;
+    std::map<std::string, Forced> forced_;
+    RateLimitedLog log_;
+};
+
 }  // namespace
 
 // --- Subscriber -----------------------------------------------------------------------------
@@ -208,7 +329,8 @@ struct Subscriber::Impl {
     Impl(std::string_view endpoints, SubscriberOptions o)
         : options(std::move(o)),
           socket(context_of(options.context), zmq::socket_type::sub, options.socket),
-          reader(socket.raw(), receive_metrics(registry_of(options.metrics), "sub"), "stream") {
+          reader(socket.raw(), receive_metrics(registry_of(options.metrics), "sub"), "stream"),
+          reconnector(context_of(options.context), socket.raw(), endpoints) {
         socket.raw().set(zmq::sockopt::maxmsgsize, max_frame_bytes);
         if (options.silent_after_missed < 1) {
             throw std::invalid_argument("silent_after_missed must be at least 1");
@@ -360,8 +482,7 @@ struct Subscriber::Impl {
                 log_warn("stream", std::to_string(silences_not_reported) +
                                        " more publisher(s) went silent in the last minute (not "
                                        "reported one by one: max_silent_reports_per_minute " +
-                                       std::to_string(options.max_silent_reports_per_minute) +
-                                       ")");
+                                       std::to_string(options.max_silent_reports_per_minute) + ")");
             }
             silence_window_start = now;
             silences_reported = 0;
@@ -421,12 +542,26 @@ struct Subscriber::Impl {
             }
             since_silence_check = 0;
             const auto now = Clock::now();
-            const auto next_silence = check_silence(now);
+            const auto next_duty = std::min(check_silence(now), reconnector.service(now));
             if (!events.empty() || result != MessageReader::Result::none) continue;
             if (!deadline) deadline = now + timeout;
             if (now >= *deadline) return std::nullopt;
-            if (!reader.wait(until(std::min(*deadline, next_silence), now))) return std::nullopt;
+            if (!wait(until(std::min(*deadline, next_duty), now))) return std::nullopt;
         }
+    }
+
+    // Waits up to `timeout` for a message or a monitor event. False when a signal interrupted.
+    bool wait(milliseconds timeout) {
+        if (reconnector.handle() == nullptr) return reader.wait(timeout);
+        std::array<zmq::pollitem_t, 2> items{
+            {{socket.raw().handle(), 0, ZMQ_POLLIN, 0}, {reconnector.handle(), 0, ZMQ_POLLIN, 0}}};
+        try {
+            (void)zmq::poll(items.data(), items.size(), timeout);
+        } catch (const zmq::error_t& e) {
+            if (e.num() == EINTR) return false;
+            throw;
+        }
+        return true;
     }
 
     static constexpr unsigned silence_check_every = 64;
@@ -434,6 +569,7 @@ struct Subscriber::Impl {
     SubscriberOptions options;
     Socket socket;
     MessageReader reader;
+    Reconnector reconnector;  // after `socket`: stops monitoring it before it closes
     // Tracked sensors, most recently seen first, and their index (at most max_sensors).
     SensorList sensors;
     std::unordered_map<std::string, SensorList::iterator> sensor_index;
