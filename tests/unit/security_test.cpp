@@ -76,6 +76,27 @@ struct Keys {
     }
 };
 
+// A CURVE rpc server answering "ping" with "pong", behind a ZAP handler over keys.allowed.
+struct PingServer {
+    zmq::context_t ctx;
+    rill::ZapHandler zap;
+    rill::RpcServer server;
+    explicit PingServer(const Keys& keys)
+        : zap(ctx, keys.allowed), server(ctx, "tcp://127.0.0.1:0", keys.server_options()) {
+        server.handle("ping", [](std::string_view) { return rill::rpc_pack::str("pong"); });
+        server.start();
+    }
+    // True when a new client with `options` gets "pong" within `timeout`, false on a timeout.
+    bool ping(const rill::SocketOptions& options, std::chrono::milliseconds timeout) {
+        rill::RpcClient client(ctx, server.last_endpoint(), options);
+        try {
+            return rill::rpc_pack::to_str(client.call("ping", {}, {timeout, 0})) == "pong";
+        } catch (const rill::RpcTimeout&) {
+            return false;
+        }
+    }
+};
+
 }  // namespace
 
 TEST_CASE("libzmq supports curve") {
@@ -179,26 +200,17 @@ TEST_CASE("an allowed curve client receives readings over pub/sub") {
 
 TEST_CASE("an allowed curve client calls rpc and a stranger is rejected and counted") {
     Keys keys;
-    zmq::context_t ctx;
-    rill::ZapHandler zap(ctx, keys.allowed);
-    rill::RpcServer server(ctx, "tcp://127.0.0.1:0", keys.server_options());
-    server.handle("ping", [](std::string_view) { return rill::rpc_pack::str("pong"); });
-    server.start();
-
-    rill::RpcClient good(ctx, server.last_endpoint(), keys.client_options(keys.good));
-    CHECK(rill::rpc_pack::to_str(good.call("ping", {}, {10s, 0})) == "pong");
-
-    rill::RpcClient stranger(ctx, server.last_endpoint(), keys.client_options(keys.stranger));
-    CHECK_THROWS_AS((void)stranger.call("ping", {}, {500ms, 0}), rill::RpcTimeout);
-    CHECK(rill::test::wait_until([&] { return zap.rejected() >= 1; }, 10s));
-    CHECK(server.stats().requests == 1);
+    PingServer s(keys);
+    CHECK(s.ping(keys.client_options(keys.good), 10s));
+    CHECK_FALSE(s.ping(keys.client_options(keys.stranger), 500ms));
+    CHECK(rill::test::wait_until([&] { return s.zap.rejected() >= 1; }, 10s));
+    CHECK(s.server.stats().requests == 1);
 
     // Once its key file is in the directory and the list reloaded, the stranger's next
     // connection gets through (libzmq 4.3 does not retry a connection ZAP rejected).
     fs::copy_file(keys.stranger.public_file, keys.allowed / "stranger.key");
-    CHECK(zap.reload() == 2);
-    rill::RpcClient admitted(ctx, server.last_endpoint(), keys.client_options(keys.stranger));
-    CHECK(rill::rpc_pack::to_str(admitted.call("ping", {}, {10s, 0})) == "pong");
+    CHECK(s.zap.reload() == 2);
+    CHECK(s.ping(keys.client_options(keys.stranger), 10s));
 }
 
 TEST_CASE("a stranger subscriber gets no readings") {
@@ -269,23 +281,17 @@ TEST_CASE("rill-keygen writes a key pair that rill reads and refuses to overwrit
 
 TEST_CASE("a client whose key file was the last one deleted is refused after a reload") {
     Keys keys;
-    zmq::context_t ctx;
-    rill::ZapHandler zap(ctx, keys.allowed);
-    rill::RpcServer server(ctx, "tcp://127.0.0.1:0", keys.server_options());
-    server.handle("ping", [](std::string_view) { return rill::rpc_pack::str("pong"); });
-    server.start();
-    rill::RpcClient before(ctx, server.last_endpoint(), keys.client_options(keys.good));
-    CHECK(rill::rpc_pack::to_str(before.call("ping", {}, {10s, 0})) == "pong");
+    PingServer s(keys);
+    CHECK(s.ping(keys.client_options(keys.good), 10s));
 
     // Revoking the last key (docs/security.md) leaves an empty list: nobody is admitted.
     fs::remove(keys.allowed / "good.key");
-    CHECK(zap.reload() == 0);
-    CHECK(zap.allowed_count() == 0);
-    const auto rejected_before = zap.rejected();
-    rill::RpcClient after(ctx, server.last_endpoint(), keys.client_options(keys.good));
-    CHECK_THROWS_AS((void)after.call("ping", {}, {1s, 0}), rill::RpcTimeout);
-    CHECK(rill::test::wait_until([&] { return zap.rejected() > rejected_before; }, 10s));
-    CHECK(server.stats().requests == 1);
+    CHECK(s.zap.reload() == 0);
+    CHECK(s.zap.allowed_count() == 0);
+    const auto rejected_before = s.zap.rejected();
+    CHECK_FALSE(s.ping(keys.client_options(keys.good), 1s));
+    CHECK(rill::test::wait_until([&] { return s.zap.rejected() > rejected_before; }, 10s));
+    CHECK(s.server.stats().requests == 1);
 }
 
 TEST_CASE("an empty explicit allow-list admits no curve client") {

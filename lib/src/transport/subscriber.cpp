@@ -148,11 +148,13 @@ class MessageReader {
         return Result::message;
     }
 
-    // Waits up to `timeout` for a message to arrive. False when a signal interrupted the wait.
-    bool wait(milliseconds timeout) {
-        std::array<zmq::pollitem_t, 1> items{{{socket_->handle(), 0, ZMQ_POLLIN, 0}}};
+    // Waits up to `timeout` for a message to arrive (or, when given, for `also` to become
+    // readable). False when a signal interrupted the wait.
+    bool wait(milliseconds timeout, void* also = nullptr) {
+        std::array<zmq::pollitem_t, 2> items{
+            {{socket_->handle(), 0, ZMQ_POLLIN, 0}, {also, 0, ZMQ_POLLIN, 0}}};
         try {
-            (void)zmq::poll(items.data(), items.size(), timeout);
+            (void)zmq::poll(items.data(), also != nullptr ? 2 : 1, timeout);
         } catch (const zmq::error_t& e) {
             if (e.num() == EINTR) return false;
             throw;
@@ -546,22 +548,10 @@ struct Subscriber::Impl {
             if (!events.empty() || result != MessageReader::Result::none) continue;
             if (!deadline) deadline = now + timeout;
             if (now >= *deadline) return std::nullopt;
-            if (!wait(until(std::min(*deadline, next_duty), now))) return std::nullopt;
+            if (!reader.wait(until(std::min(*deadline, next_duty), now), reconnector.handle())) {
+                return std::nullopt;
+            }
         }
-    }
-
-    // Waits up to `timeout` for a message or a monitor event. False when a signal interrupted.
-    bool wait(milliseconds timeout) {
-        if (reconnector.handle() == nullptr) return reader.wait(timeout);
-        std::array<zmq::pollitem_t, 2> items{
-            {{socket.raw().handle(), 0, ZMQ_POLLIN, 0}, {reconnector.handle(), 0, ZMQ_POLLIN, 0}}};
-        try {
-            (void)zmq::poll(items.data(), items.size(), timeout);
-        } catch (const zmq::error_t& e) {
-            if (e.num() == EINTR) return false;
-            throw;
-        }
-        return true;
     }
 
     static constexpr unsigned silence_check_every = 64;
