@@ -28,6 +28,8 @@ struct Options {
     std::uint32_t replay_chunk = 10'000;
     std::chrono::nanoseconds replay_timeout = 5s;
     unsigned silent_after = 3;
+    std::size_t max_sensors = 65'536;
+    std::size_t max_publishers = 1'024;
     std::chrono::nanoseconds stale_after = 60s;
     std::chrono::nanoseconds drain_timeout = 10s;
     rill::store_sub::RetentionFlags retention;
@@ -50,6 +52,8 @@ rill::IngestOptions ingest_options(const Options& o) {
         io.subscriber.endpoints += (io.subscriber.endpoints.empty() ? "" : ",") + e;
     io.subscriber.subscriber.prefixes = o.sensors;
     io.subscriber.subscriber.silent_after_missed = o.silent_after;
+    io.subscriber.subscriber.max_sensors = o.max_sensors;
+    io.subscriber.subscriber.max_publishers = o.max_publishers;
     io.subscriber.subscriber.socket.recv_hwm = 1'000'000;
     io.subscriber.replay_chunk = o.replay_chunk;
     io.subscriber.replay_call.timeout = ms(o.replay_timeout);
@@ -146,6 +150,18 @@ void add_options(CLI::App& app, Options& o) {
     app.add_option("--silent-after", o.silent_after,
                    "A publisher is silent after this many missed heartbeats")
         ->envname("RILL_SILENT_AFTER")
+        ->capture_default_str();
+    app.add_option("--max-sensors", o.max_sensors,
+                   "Sensors the stream subscriber tracks at most (the least recently seen is "
+                   "forgotten first, counted in rill_stream_sensors_evicted_total)")
+        ->envname("RILL_MAX_SENSORS")
+        ->check(CLI::Range(std::size_t{1}, std::size_t{10'000'000}))
+        ->capture_default_str();
+    app.add_option("--max-publishers", o.max_publishers,
+                   "Publishers the stream subscriber tracks at most (the one heard from least "
+                   "recently is forgotten first, counted in rill_stream_publishers_evicted_total)")
+        ->envname("RILL_MAX_PUBLISHERS")
+        ->check(CLI::Range(std::size_t{1}, std::size_t{1'000'000}))
         ->capture_default_str();
     rill::app::add_duration_option(
         app, "--stale-after", o.stale_after,

@@ -27,6 +27,7 @@ struct Options {
     std::chrono::nanoseconds silent_after = 600s;
     std::size_t db_connections = 8;
     std::size_t max_sse = 64;
+    std::size_t max_live_sensors = 4096;
     std::chrono::nanoseconds cache_ttl = 1s;
     rill::app::CurveClientOptions curve;
     rill::app::CommonOptions common;
@@ -65,6 +66,7 @@ std::unique_ptr<rill::web::LiveFeed> start_feed(const Options& o, rill::web::Ser
     rill::web::LiveFeedOptions feed_options;
     feed_options.endpoints = o.connect;
     feed_options.curve = o.curve.keys();
+    feed_options.max_sensors = o.max_live_sensors;
     auto feed = std::make_unique<rill::web::LiveFeed>(
         feed_options, [&server](const rill::Reading& r) { server.publish(r); },
         [&server](const rill::web::PublisherStatus& s) { server.publish(s); });
@@ -138,6 +140,12 @@ void add_options(CLI::App& app, Options& o) {
     app.add_option("--max-live-clients", o.max_sse, "browsers on /events at most")
         ->envname("RILL_WEB_MAX_LIVE_CLIENTS")
         ->check(CLI::Range(1, 4096))
+        ->capture_default_str();
+    app.add_option("--max-live-sensors", o.max_live_sensors,
+                   "sensors the live feed keeps track of at most (the least recently seen is "
+                   "forgotten first, counted in rill_web_live_evicted_total)")
+        ->envname("RILL_WEB_MAX_LIVE_SENSORS")
+        ->check(CLI::Range(std::size_t{1}, std::size_t{1'000'000}))
         ->capture_default_str();
     rill::app::add_duration_option(app, "--cache-ttl", o.cache_ttl,
                                    "how long the page, /api/sensors and first pages of "

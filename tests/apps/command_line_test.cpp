@@ -113,6 +113,12 @@ TEST_CASE("every rill executable refuses a bad flag value with its name first an
     check_usage_error("web-view", {"--db", "dbname=x", "--stale-after", "soon"}, "--stale-after");
     check_usage_error("web-view", {"--db", "dbname=x", "--max-live-clients", "0"},
                       "--max-live-clients");
+    check_usage_error("web-view", {"--db", "dbname=x", "--max-live-sensors", "0"},
+                      "--max-live-sensors");
+    check_usage_error("store-sub", {"--connect", "tcp://127.0.0.1:1", "--max-sensors", "0"},
+                      "--max-sensors");
+    check_usage_error("store-sub", {"--connect", "tcp://127.0.0.1:1", "--max-publishers", "none"},
+                      "--max-publishers");
     check_usage_error("tap", {"tcp://127.0.0.1:1", "--count", "many"}, "--count");
     check_usage_error("rill-keygen", {"station", "--dir"}, "--dir");
     check_usage_error("rill-keygen", {}, "name");

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <msgpack.hpp>
@@ -768,4 +769,122 @@ TEST_CASE("a subscriber drops a peer whose frame header declares more than the p
     raw.send_frame_header(std::uint64_t{1} << 30, false);
     CHECK(raw.closed_by_peer(10s));
     CHECK_FALSE(sub.receive(0ms));
+}
+
+namespace {
+
+void send_reading(RawPublisher& raw, const std::string& sensor, std::uint64_t seq) {
+    raw.send({sensor, encode(reading(sensor, seq))});
+}
+
+void send_heartbeat(RawPublisher& raw, const std::string& publisher,
+                    std::chrono::milliseconds interval) {
+    Heartbeat hb;
+    hb.publisher = publisher;
+    hb.sent_at = now();
+    hb.interval = interval;
+    raw.send({std::string(heartbeat_topic), encode_heartbeat(hb)});
+}
+
+}  // namespace
+
+TEST_CASE(
+    "a subscriber flooded with invented sensors tracks at most max_sensors, least recent out") {
+    MetricsRegistry metrics;
+    RawPublisher raw;
+    Subscriber sub(raw.endpoint, {.metrics = &metrics, .max_sensors = 8});
+    raw.join(sub);
+    // A real sensor keeps reading while 13 invented ones appear (8 + 5 too many).
+    std::size_t batches = 0;
+    std::uint64_t real_seq = 0;
+    send_reading(raw, "real", ++real_seq);
+    ++batches;
+    for (int i = 0; i < 13; ++i) {
+        send_reading(raw, "fake-" + std::to_string(i), 1);
+        ++batches;
+        if (i % 4 == 3) {
+            send_reading(raw, "real", ++real_seq);
+            ++batches;
+        }
+    }
+    const auto events = receive_until(sub, has_readings(batches));
+    REQUIRE(readings_of(events).size() == batches);
+    // 14 sensors came, 8 stay: 6 evicted, the real one (seen recently) among those kept.
+    CHECK(metrics.value("rill_stream_sensors_evicted_total", {{"socket", "sub"}}) == 6.0);
+    CHECK(sub.expected("real") == real_seq + 1);
+    CHECK_FALSE(sub.expected("fake-0").has_value());
+    CHECK(sub.expected("fake-12") == 2);
+    std::size_t tracked = sub.expected("real") ? 1 : 0;
+    for (int i = 0; i < 13; ++i)
+        tracked += sub.expected("fake-" + std::to_string(i)) ? 1 : 0;
+    CHECK(tracked == 8);
+    // expect() obeys the same bound.
+    sub.expect("another", 5);
+    CHECK(sub.expected("another") == 5);
+    CHECK(metrics.value("rill_stream_sensors_evicted_total", {{"socket", "sub"}}) == 7.0);
+    CHECK_THROWS_AS(Subscriber(raw.endpoint, {.max_sensors = 0}), std::invalid_argument);
+}
+
+TEST_CASE("invented publishers are bounded and their silences reported at a limited rate") {
+    MetricsRegistry metrics;
+    RawPublisher raw;
+    Subscriber sub(raw.endpoint, {.silent_after_missed = 1,
+                                  .metrics = &metrics,
+                                  .max_publishers = 4,
+                                  .max_silent_reports_per_minute = 2});
+    raw.join(sub);  // "raw", interval 1 s: one of the 4
+    for (int i = 0; i < 6; ++i)
+        send_heartbeat(raw, "fake-" + std::to_string(i), 100ms);
+    // 7 publishers came, 4 stay; the 4 fakes kept go silent after 100 ms, "raw" after 1 s.
+    std::size_t silent_events = 0;
+    receive_until(sub, [&](const std::vector<StreamEvent>& events) {
+        silent_events = 0;
+        for (const auto& e : events)
+            silent_events += std::holds_alternative<PublisherSilent>(e) ? 1 : 0;
+        return metrics.value("rill_stream_publishers_silent_total", {{"socket", "sub"}}) >= 4.0 &&
+               silent_events >= 2;
+    });
+    CHECK(metrics.value("rill_stream_publishers_evicted_total", {{"socket", "sub"}}) == 3.0);
+    // Give any further report time to show up ("raw" goes silent after 1 s if still tracked):
+    // none may within the minute.
+    const auto until = Clock::now() + 1500ms;
+    while (Clock::now() < until) {
+        if (auto e = sub.receive(50ms)) {
+            silent_events += std::holds_alternative<PublisherSilent>(*e) ? 1 : 0;
+        }
+    }
+    CHECK(metrics.value("rill_stream_publishers_silent_total", {{"socket", "sub"}}) >= 4.0);
+    CHECK(silent_events == 2);
+}
+
+TEST_CASE("a subscriber reconnects to a peer it dropped for an oversized frame") {
+    rill::test::RawZmtpPublisher raw;
+    Subscriber sub(raw.endpoint(), {.socket = {.reconnect_interval = 100ms}});
+    REQUIRE(raw.accept(10s));
+    raw.send_frame("s1", true);
+    raw.send_frame_header(std::uint64_t{1} << 30, false);
+    REQUIRE(raw.closed_by_peer(10s));
+    // The subscriber comes back by itself (while its owner keeps receiving) and takes the next,
+    // normal readings.
+    std::atomic<bool> accepted{false};
+    std::thread owner([&] {
+        while (!accepted.load())
+            (void)sub.receive(50ms);
+    });
+    const bool back = raw.accept(5s);
+    accepted = true;
+    owner.join();
+    REQUIRE(back);
+    std::optional<ReadingBatch> got;
+    const auto deadline = Clock::now() + 5s;
+    std::uint64_t seq = 0;
+    while (!got && Clock::now() < deadline) {
+        raw.send_frame("s1", true);
+        raw.send_frame(encode(reading("s1", ++seq)), false);
+        if (auto e = sub.receive(50ms)) {
+            if (auto* b = std::get_if<ReadingBatch>(&*e)) got = std::move(*b);
+        }
+    }
+    REQUIRE(got.has_value());
+    CHECK(got->readings.front().sensor == "s1");
 }

@@ -98,7 +98,11 @@
   }
   function updateCard(r) {
     var card = findCard(r.sensor) || makeCard(r.sensor);
-    if (Number(card.dataset.seq || 0) > r.seq && Number(card.dataset.ts || 0) >= r.ts_ms) return;
+    // Same rule as web-view's live_reading_supersedes: a card holds against a reading only when
+    // it is newer by seq and by time, and its time is not more than 5 minutes in the future (a
+    // forged reading cannot freeze the card).
+    var shownTs = Number(card.dataset.ts || 0);
+    if (Number(card.dataset.seq || 0) > r.seq && shownTs >= r.ts_ms && shownTs <= Date.now() + 300000) return;
     card.dataset.ts = String(r.ts_ms);
     card.dataset.seq = String(r.seq);
     delete card.dataset.publisher; // a reading proves its publisher is alive

@@ -2,6 +2,8 @@
 
 #include <tuple>
 
+#include "live_feed.hpp"
+
 namespace rill::web {
 
 namespace {
@@ -15,14 +17,16 @@ std::string page_key(const rill::store::ReadingsQuery& q) {
            (q.sensor ? "=" + *q.sensor : std::string("*"));
 }
 
-bool newer(const rill::store::StoredReading& a, const rill::store::StoredReading& b) {
-    return std::tie(a.ts, a.seq) > std::tie(b.ts, b.seq);
+// Whether the live reading `a` replaces `b` (a cached or stored one) for its sensor.
+bool supersedes(const rill::store::StoredReading& a, const rill::store::StoredReading& b) {
+    return live_reading_supersedes(static_cast<std::uint64_t>(a.seq), a.ts,
+                                   static_cast<std::uint64_t>(b.seq), b.ts, rill::now());
 }
 
 }  // namespace
 
-ReadCache::ReadCache(std::chrono::milliseconds ttl, EventId event_id)
-    : ttl_(ttl), event_id_(std::move(event_id)) {}
+ReadCache::ReadCache(std::chrono::milliseconds ttl, EventId event_id, Counter* evictions)
+    : ttl_(ttl), event_id_(std::move(event_id)), evictions_(evictions) {}
 
 template <typename T>
 CachedAnswer<T> ReadCache::get(Slot<T>& slot, const std::function<T()>& load) {
@@ -55,8 +59,8 @@ CachedAnswer<ReadCache::Latest> ReadCache::latest(const std::function<Latest()>&
     auto a = get(latest_, load);
     std::lock_guard lock(mutex_);
     for (auto& row : a.value) {
-        const auto it = live_.find(row.sensor);
-        if (it != live_.end() && newer(it->second, row)) row = it->second;
+        const auto* live = live_.peek(row.sensor);
+        if (live != nullptr && supersedes(*live, row)) row = *live;
     }
     return a;
 }
@@ -96,9 +100,13 @@ void ReadCache::observe(const Reading& r) {
                                    .extra = {}};
     std::lock_guard lock(mutex_);
     if (ttl_ <= std::chrono::milliseconds{0}) return;
-    if (live_.size() >= max_live_sensors && !live_.contains(r.sensor)) return;
-    auto [it, inserted] = live_.try_emplace(r.sensor, row);
-    if (!inserted && newer(row, it->second)) it->second = std::move(row);
+    if (auto* known = live_.find(r.sensor)) {
+        if (supersedes(row, *known)) *known = std::move(row);
+        return;
+    }
+    const auto before = live_.evicted();
+    live_[r.sensor] = std::move(row);
+    if (evictions_ != nullptr) evictions_->inc(live_.evicted() - before);
 }
 
 std::uint64_t ReadCache::loads() const noexcept {

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "lru.hpp"
+#include "rill/metrics.hpp"
 #include "rill/reading.hpp"
 #include "rill/store_reader.hpp"
 
@@ -30,9 +32,10 @@ struct CachedAnswer {
 /// /api/readings cost one query per `ttl` however many requests come; and applies the live
 /// feed's readings on top of the newest-reading answer. What may be stale, and for how long:
 /// an answer is at most `ttl` older than the request (measured from when its query started);
-/// the newest reading of a sensor on the live feed replaces a cached one that is older (by ts,
-/// then seq), so with a live feed the cards and /api/sensors are as fresh as the stream. A
-/// first page gets no live overlay. ttl 0 turns caching off (every call queries).
+/// the newest reading of a sensor on the live feed replaces a cached one it supersedes
+/// (live_reading_supersedes, docs/web-view.md), so with a live feed the cards and /api/sensors are
+/// as fresh as the stream. A first page gets no live overlay. ttl 0 turns caching off (every call
+/// queries).
 ///
 /// Thread-safe. Concurrent callers of one expired entry wait for one query (the first caller's)
 /// instead of each sending their own; a failed query is not cached (the next caller retries).
@@ -45,10 +48,11 @@ class ReadCache {
 
     /// First pages of at most this many distinct queries are kept (the oldest goes first).
     static constexpr std::size_t max_pages = 64;
-    /// Sensors whose live newest reading is kept at most (more are not overlaid).
+    /// Sensors whose live newest reading is kept at most: a new one beyond it makes the cache
+    /// forget the sensor observed least recently (counted in `evictions` when given).
     static constexpr std::size_t max_live_sensors = 4096;
 
-    ReadCache(std::chrono::milliseconds ttl, EventId event_id);
+    ReadCache(std::chrono::milliseconds ttl, EventId event_id, Counter* evictions = nullptr);
 
     /// The newest reading of each sensor: the cached answer when younger than the ttl, else
     /// `load()`'s (which may throw; nothing is cached then), with newer live readings applied.
@@ -60,7 +64,7 @@ class ReadCache {
                                           const std::function<Page()>& load);
 
     /// A reading from the live feed: becomes its sensor's newest (over the cached answer) when
-    /// it is newer than what is known. Never blocks on a query.
+    /// it supersedes what is known (live_reading_supersedes). Never blocks on a query.
     void observe(const Reading& r);
 
     /// Queries the cache sent to the database so far (misses).
@@ -79,7 +83,8 @@ class ReadCache {
     EventId event_id_;
     Slot<Latest> latest_;
     mutable std::mutex mutex_;  // guards live_, pages_, answers in slots, loads_
-    std::map<std::string, rill::store::StoredReading> live_;
+    LruMap<rill::store::StoredReading> live_{max_live_sensors};
+    Counter* evictions_;
     std::map<std::string, std::shared_ptr<Slot<Page>>> pages_;
     std::uint64_t loads_ = 0;
 };

@@ -265,7 +265,12 @@ struct Server::Impl {
                                   .max_connections = options.db_connections,
                                   .application_name = "web-view"}),
           db(pool),
-          cache(options.cache_ttl, [this] { return ring.last_id(); }),
+          cache(
+              options.cache_ttl, [this] { return ring.last_id(); },
+              &(options.metrics != nullptr ? *options.metrics : default_registry())
+                   .counter("rill_web_live_evicted_total",
+                            "Entries web-view's live tables forgot to stay within their bound",
+                            {{"table", "cache"}})),
           metrics(options.metrics != nullptr ? *options.metrics : default_registry()) {
         const std::size_t threads = options.max_sse_clients + 16;
         http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };

@@ -70,9 +70,10 @@ KeyFiles write_key_files(const CurveKeyPair& keys, const std::filesystem::path& 
 [[nodiscard]] std::set<std::string> read_allow_list(const std::filesystem::path& dir);
 
 /// A ZAP handler (ZeroMQ RFC 27) for one context: admits CURVE clients whose public key is in
-/// the allow-list, rejects every other CURVE client, and rejects NULL/PLAIN clients of sockets in
-/// its domain. Requests of other domains with other mechanisms are admitted (those sockets did
-/// not ask rill for protection).
+/// the allow-list, rejects every other CURVE client (an empty allow-list admits nobody, and a
+/// warning says so at construction and at each reload that finds it empty), and rejects NULL/PLAIN
+/// clients of sockets in its domain. Requests of other domains with other mechanisms are admitted
+/// (those sockets did not ask rill for protection).
 ///
 /// It must exist before CURVE server sockets of the context accept connections: without a ZAP
 /// handler libzmq admits every CURVE client. One per context (the ZAP endpoint

@@ -277,6 +277,19 @@ struct SubscriberOptions {
     MetricsRegistry* metrics = nullptr;
     /// The ZeroMQ context; nullptr = default_context().
     zmq::context_t* context = nullptr;
+    /// Sensors tracked at most (>= 1). A new sensor beyond it makes the subscriber forget the
+    /// one seen least recently (by reading, heartbeat or expect()), counted in
+    /// rill_stream_sensors_evicted_total; a forgotten sensor is tracked again from its next
+    /// reading, like a new one (no gap is reported across the time it was forgotten).
+    std::size_t max_sensors = 65'536;
+    /// Publishers (heartbeat identities) tracked at most (>= 1). A new one beyond it makes the
+    /// subscriber forget the one whose last heartbeat is oldest, counted in
+    /// rill_stream_publishers_evicted_total; it is never reported silent then.
+    std::size_t max_publishers = 1'024;
+    /// PublisherSilent events per minute at most; publishers going silent beyond it are counted
+    /// (rill_stream_publishers_silent_total) but not reported one by one (nor their
+    /// PublisherBack): one warning at the end of the minute says how many were not reported.
+    unsigned max_silent_reports_per_minute = 10;
 };
 
 /// A SUB socket receiving readings and heartbeats, tracking per-sensor sequence numbers.
@@ -290,6 +303,10 @@ struct SubscriberOptions {
 /// logged at most about once per 10 s, and skipped: they never reach the caller. A frame
 /// declaring more than limits::max_payload_bytes + 64 KiB is refused by libzmq at its header:
 /// that peer's connection is dropped (and reconnected) instead of buffering the frame.
+///
+/// Bounds: a peer inventing sensor or publisher ids cannot grow the subscriber's tables beyond
+/// SubscriberOptions::max_sensors and max_publishers (the least recently seen entry goes
+/// first, counted), nor make it report more than max_silent_reports_per_minute silences.
 ///
 /// Owns its socket. Not thread-safe.
 class Subscriber {

@@ -254,6 +254,18 @@ std::set<std::string> read_allow_list(const std::filesystem::path& dir) {
 // -------------------------------------------------------------------------------------------
 // ZapHandler
 
+namespace {
+
+// An empty allow-list admits nobody (docs/security.md): say so loudly, since it is what deleting
+// the last key file produces and a server that refuses everyone looks like a network fault.
+void warn_if_empty(const std::filesystem::path& dir, std::size_t keys) {
+    if (keys != 0) return;
+    log_warn("security", "allow-list " + (dir.empty() ? std::string("(explicit)") : dir.string()) +
+                             " is empty: every CURVE client will be refused");
+}
+
+}  // namespace
+
 struct ZapHandler::Impl {
     Impl(std::filesystem::path dir, std::string own_domain)
         : allow_dir(std::move(dir)), domain(std::move(own_domain)) {}
@@ -280,6 +292,7 @@ ZapHandler::ZapHandler(zmq::context_t& ctx, std::filesystem::path allow_dir, std
         std::make_shared<const std::set<std::string>>(read_allow_list(impl_->allow_dir));
     log_info("security", "allow-list " + impl_->allow_dir.string() + ": " +
                              std::to_string(impl_->allowed->size()) + " public key(s)");
+    warn_if_empty(impl_->allow_dir, impl_->allowed->size());
     impl_->start(ctx);
 }
 
@@ -289,6 +302,7 @@ ZapHandler::ZapHandler(zmq::context_t& ctx, std::set<std::string> allowed, std::
         if (!is_z85_key(k)) throw std::invalid_argument("allow-list entry is not a Z85 key");
     }
     impl_->allowed = std::make_shared<const std::set<std::string>>(std::move(allowed));
+    warn_if_empty(impl_->allow_dir, impl_->allowed->size());
     impl_->start(ctx);
 }
 
@@ -331,6 +345,7 @@ std::size_t ZapHandler::reload() {
     }
     log_info("security", "reloaded allow-list " + impl_->allow_dir.string() + ": " +
                              std::to_string(n) + " public key(s)");
+    warn_if_empty(impl_->allow_dir, n);
     return n;
 }
 

@@ -4,9 +4,12 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cerrno>
+#include <cstring>
 #include <deque>
 #include <limits>
+#include <list>
 #include <map>
 #include <stdexcept>
 #include <unordered_map>
@@ -32,6 +35,8 @@ struct ReceiveMetrics {
     Counter& missing;
     Counter& stale;
     Counter& silent;
+    Counter& sensors_evicted;
+    Counter& publishers_evicted;
     std::array<Counter*, decode_errc_count> malformed{};
 };
 
@@ -48,6 +53,10 @@ ReceiveMetrics receive_metrics(MetricsRegistry& reg, const std::string& kind) {
                     "Readings received with a seq below the expected one", l),
         reg.counter("rill_stream_publishers_silent_total",
                     "Times a publisher went silent (missed heartbeats)", l),
+        reg.counter("rill_stream_sensors_evicted_total",
+                    "Sensors forgotten because the subscriber tracked max_sensors", l),
+        reg.counter("rill_stream_publishers_evicted_total",
+                    "Publishers forgotten because the subscriber tracked max_publishers", l),
     };
     for (std::size_t i = 0; i < decode_errc_count; ++i) {
         m.malformed[i] = &reg.counter(
@@ -139,11 +148,13 @@ class MessageReader {
         return Result::message;
     }
 
-    // Waits up to `timeout` for a message to arrive. False when a signal interrupted the wait.
-    bool wait(milliseconds timeout) {
-        std::array<zmq::pollitem_t, 1> items{{{socket_->handle(), 0, ZMQ_POLLIN, 0}}};
+    // Waits up to `timeout` for a message to arrive (or, when given, for `also` to become
+    // readable). False when a signal interrupted the wait.
+    bool wait(milliseconds timeout, void* also = nullptr) {
+        std::array<zmq::pollitem_t, 2> items{
+            {{socket_->handle(), 0, ZMQ_POLLIN, 0}, {also, 0, ZMQ_POLLIN, 0}}};
         try {
-            (void)zmq::poll(items.data(), items.size(), timeout);
+            (void)zmq::poll(items.data(), also != nullptr ? 2 : 1, timeout);
         } catch (const zmq::error_t& e) {
             if (e.num() == EINTR) return false;
             throw;
@@ -193,6 +204,125 @@ milliseconds until(Clock::time_point deadline, Clock::time_point now) {
     return std::chrono::ceil<milliseconds>(deadline - now);
 }
 
+// libzmq 4.3 reconnects a connected endpoint after a connection error (announcing it with
+// ZMQ_EVENT_CONNECT_RETRIED right after ZMQ_EVENT_DISCONNECTED) but not after a protocol error:
+// a peer dropped for a frame above ZMQ_MAXMSGSIZE would stay disconnected until restart. This
+// watches the socket's monitor and, when a disconnect of a connected endpoint is not followed by
+// libzmq's own retry within `grace`, connects that endpoint again (disconnect + connect). A peer
+// that keeps dropping the connection this way (e.g. a CURVE server refusing this client) is
+// connected again after a wait doubling up to `max_wait`.
+class Reconnector {
+  public:
+    static constexpr milliseconds grace{1000};
+    static constexpr milliseconds max_wait{60'000};
+
+    Reconnector(zmq::context_t& ctx, zmq::socket_t& socket, std::string_view endpoints)
+        : socket_(&socket) {
+        for (auto& e : parse_endpoints(endpoints, Attach::connect)) {
+            if (e.attach == Attach::connect) connected_.push_back(std::move(e.address));
+        }
+        if (connected_.empty()) return;
+        static std::atomic<std::uint64_t> next_id{0};
+        const auto address = "inproc://rill-subscriber-monitor-" + std::to_string(++next_id);
+        if (zmq_socket_monitor(socket.handle(), address.c_str(),
+                               ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CONNECT_RETRIED) != 0) {
+            throw zmq::error_t();
+        }
+        monitor_ = zmq::socket_t(ctx, zmq::socket_type::pair);
+        monitor_.set(zmq::sockopt::linger, 0);
+        monitor_.connect(address);
+    }
+    Reconnector(const Reconnector&) = delete;
+    Reconnector& operator=(const Reconnector&) = delete;
+    ~Reconnector() {
+        if (monitor_.handle() != nullptr && socket_->handle() != nullptr) {
+            (void)zmq_socket_monitor(socket_->handle(), nullptr, 0);
+        }
+    }
+
+    // The monitor socket to poll (nullptr when nothing is connected).
+    [[nodiscard]] void* handle() noexcept { return monitor_.handle(); }
+
+    // Reads the monitor's events and connects again the endpoints libzmq gave up on. Returns
+    // when the next one is due (max when none).
+    Clock::time_point service(Clock::time_point now) {
+        if (monitor_.handle() == nullptr) return Clock::time_point::max();
+        zmq::message_t head;
+        zmq::message_t address;
+        while (monitor_.recv(head, zmq::recv_flags::dontwait)) {
+            if (!head.more() || !monitor_.recv(address, zmq::recv_flags::none)) continue;
+            if (head.size() < 2) continue;
+            std::uint16_t event = 0;
+            std::memcpy(&event, head.data(), sizeof event);
+            for (const auto& e : matching(address.to_string())) {
+                if (event == ZMQ_EVENT_DISCONNECTED) pending_[e] = now + wait_for(e, now);
+                if (event == ZMQ_EVENT_CONNECT_RETRIED) pending_.erase(e);
+            }
+        }
+        auto next = Clock::time_point::max();
+        for (auto it = pending_.begin(); it != pending_.end();) {
+            if (now < it->second) {
+                next = std::min(next, it->second);
+                ++it;
+                continue;
+            }
+            auto& f = forced_[it->first];
+            ++f.count;
+            f.last = now;
+            log_.log("stream", "connecting " + it->first +
+                                   " again: libzmq dropped it without retrying (a protocol "
+                                   "error, e.g. a frame above the size limit, or a refused key)");
+            try {
+                socket_->disconnect(it->first);
+            } catch (const zmq::error_t&) {
+                // Already gone from the socket's endpoints: connect is what matters.
+            }
+            socket_->connect(it->first);
+            it = pending_.erase(it);
+        }
+        return next;
+    }
+
+  private:
+    struct Forced {
+        unsigned count = 0;  // reconnects forced in a row
+        Clock::time_point last{};
+    };
+
+    // How long after a disconnect of `endpoint` to wait for libzmq's retry before forcing one.
+    milliseconds wait_for(const std::string& endpoint, Clock::time_point now) {
+        auto& f = forced_[endpoint];
+        if (now - f.last > std::chrono::minutes(5)) f.count = 0;
+        return std::min(max_wait, milliseconds(grace.count() << std::min(f.count, 6U)));
+    }
+
+    // The connected endpoints an event's address may name: the same string, else those with
+    // the same transport and port (libzmq reports the resolved address, "tcp://127.0.0.1:5556"
+    // for "tcp://localhost:5556").
+    std::vector<std::string> matching(const std::string& address) const {
+        if (std::find(connected_.begin(), connected_.end(), address) != connected_.end()) {
+            return {address};
+        }
+        std::vector<std::string> out;
+        const auto scheme = address.substr(0, address.find("://"));
+        const auto colon = address.rfind(':');
+        const auto port = colon == std::string::npos ? std::string() : address.substr(colon);
+        for (const auto& e : connected_) {
+            if (scheme != "tcp" || e.rfind("tcp://", 0) != 0) continue;
+            const auto c = e.rfind(':');
+            if (c != std::string::npos && e.substr(c) == port) out.push_back(e);
+        }
+        return out;
+    }
+
+    zmq::socket_t* socket_;
+    zmq::socket_t monitor_;
+    std::vector<std::string> connected_;
+    std::map<std::string, Clock::time_point> pending_;
+    std::map<std::string, Forced> forced_;
+    RateLimitedLog log_;
+};
+
 }  // namespace
 
 // --- Subscriber -----------------------------------------------------------------------------
@@ -201,10 +331,14 @@ struct Subscriber::Impl {
     Impl(std::string_view endpoints, SubscriberOptions o)
         : options(std::move(o)),
           socket(context_of(options.context), zmq::socket_type::sub, options.socket),
-          reader(socket.raw(), receive_metrics(registry_of(options.metrics), "sub"), "stream") {
+          reader(socket.raw(), receive_metrics(registry_of(options.metrics), "sub"), "stream"),
+          reconnector(context_of(options.context), socket.raw(), endpoints) {
         socket.raw().set(zmq::sockopt::maxmsgsize, max_frame_bytes);
         if (options.silent_after_missed < 1) {
             throw std::invalid_argument("silent_after_missed must be at least 1");
+        }
+        if (options.max_sensors < 1 || options.max_publishers < 1) {
+            throw std::invalid_argument("max_sensors and max_publishers must be at least 1");
         }
         if (options.prefixes.empty()) {
             socket.raw().set(zmq::sockopt::subscribe, "");
@@ -220,7 +354,65 @@ struct Subscriber::Impl {
         Clock::time_point last_seen;
         milliseconds interval;
         bool silent = false;
+        bool silence_reported = false;  // its PublisherSilent went out (so PublisherBack does)
     };
+
+    // One tracked sensor; `sensors` keeps them most recently seen first.
+    struct SensorSeq {
+        std::string sensor;
+        std::uint64_t expected = 0;
+    };
+    using SensorList = std::list<SensorSeq>;
+
+    // The tracked entry of `sensor`, marked most recently seen; nullptr when not tracked.
+    SensorSeq* find_sensor(const std::string& sensor) {
+        const auto it = sensor_index.find(sensor);
+        if (it == sensor_index.end()) return nullptr;
+        sensors.splice(sensors.begin(), sensors, it->second);
+        return &*it->second;
+    }
+
+    // The entry of `sensor`, tracked from `expected` when it is new; the least recently seen
+    // sensor is forgotten first when the table is full.
+    SensorSeq& track_sensor(const std::string& sensor, std::uint64_t expected) {
+        if (auto* found = find_sensor(sensor)) return *found;
+        while (sensors.size() >= options.max_sensors) {
+            auto& victim = sensors.back();
+            if (last_sensor == &victim) last_sensor = nullptr;
+            reader.metrics().sensors_evicted.inc();
+            evictions_log.log("stream", "tracking " + std::to_string(sensors.size()) +
+                                            " sensors (max_sensors): forgot " + victim.sensor +
+                                            ", seen least recently");
+            sensor_index.erase(victim.sensor);
+            sensors.pop_back();
+        }
+        sensors.push_front(SensorSeq{sensor, expected});
+        sensor_index.emplace(sensor, sensors.begin());
+        return sensors.front();
+    }
+
+    void untrack_sensor(const std::string& sensor) {
+        const auto it = sensor_index.find(sensor);
+        if (it == sensor_index.end()) return;
+        if (last_sensor == &*it->second) last_sensor = nullptr;
+        sensors.erase(it->second);
+        sensor_index.erase(it);
+    }
+
+    // Makes room for one more publisher: forgets the one whose last heartbeat is oldest.
+    void make_room_for_publisher() {
+        while (publishers.size() >= options.max_publishers) {
+            auto oldest = publishers.begin();
+            for (auto i = publishers.begin(); i != publishers.end(); ++i) {
+                if (i->second.last_seen < oldest->second.last_seen) oldest = i;
+            }
+            reader.metrics().publishers_evicted.inc();
+            evictions_log.log("stream", "tracking " + std::to_string(publishers.size()) +
+                                            " publishers (max_publishers): forgot " +
+                                            oldest->first + ", heard from least recently");
+            publishers.erase(oldest);
+        }
+    }
 
     void report_gap(const std::string& sensor, std::uint64_t from, std::uint64_t to) {
         auto& m = reader.metrics();
@@ -235,14 +427,10 @@ struct Subscriber::Impl {
         m.frames.inc();
         m.readings.inc(readings.size());
         const std::string& sensor = readings.front().sensor;
-        if (last_sensor == nullptr || last_sensor->first != sensor) {
-            auto it = expected_seq.find(sensor);
-            if (it == expected_seq.end()) {
-                it = expected_seq.emplace(sensor, readings.front().seq).first;
-            }
-            last_sensor = &*it;
+        if (last_sensor == nullptr || last_sensor->sensor != sensor) {
+            last_sensor = &track_sensor(sensor, readings.front().seq);
         }
-        std::uint64_t& expected = last_sensor->second;
+        std::uint64_t& expected = last_sensor->expected;
         ReadingBatch batch;
         for (const auto& r : readings) {
             if (r.seq < expected) {
@@ -259,18 +447,23 @@ struct Subscriber::Impl {
 
     void on_heartbeat(Heartbeat&& hb, std::string&& peer, Clock::time_point now) {
         reader.metrics().heartbeats.inc();
+        if (!publishers.contains(hb.publisher)) make_room_for_publisher();
         auto [it, inserted] = publishers.try_emplace(hb.publisher);
         PublisherState& state = it->second;
-        if (!inserted && state.silent) events.emplace_back(PublisherBack{hb.publisher});
+        if (!inserted && state.silent && state.silence_reported) {
+            events.emplace_back(PublisherBack{hb.publisher});
+        }
+        state.silence_reported = false;
         state.last_seen = now;
         // Bounded so that a hostile interval cannot overflow the deadline arithmetic.
         state.interval = std::clamp(hb.interval, milliseconds(0), max_liveness_interval);
         state.silent = false;
         for (const auto& [sensor, newest] : hb.newest) {
-            const auto t = expected_seq.find(sensor);
-            if (t == expected_seq.end() || newest < t->second) continue;
-            report_gap(sensor, t->second, newest);
-            t->second = after(newest);
+            // A sensor its publisher still announces counts as seen.
+            auto* t = find_sensor(sensor);
+            if (t == nullptr || newest < t->expected) continue;
+            report_gap(sensor, t->expected, newest);
+            t->expected = after(newest);
         }
         HeartbeatSeen seen;
         seen.replay_endpoint = hb.replay_endpoint.empty()
@@ -282,20 +475,41 @@ struct Subscriber::Impl {
     }
 
     // Reports publishers whose heartbeats stopped; returns when the next one may go silent.
+    // A flood of invented publishers going silent costs at most max_silent_reports_per_minute
+    // events per minute, and one summary line for the rest.
     Clock::time_point check_silence(Clock::time_point now) {
         auto next = Clock::time_point::max();
+        if (now - silence_window_start >= silence_window) {
+            if (silences_not_reported > 0) {
+                log_warn("stream", std::to_string(silences_not_reported) +
+                                       " more publisher(s) went silent in the last minute (not "
+                                       "reported one by one: max_silent_reports_per_minute " +
+                                       std::to_string(options.max_silent_reports_per_minute) + ")");
+            }
+            silence_window_start = now;
+            silences_reported = 0;
+            silences_not_reported = 0;
+        }
         for (auto& [id, state] : publishers) {
             if (state.silent || state.interval.count() <= 0) continue;
             const auto deadline = state.last_seen + state.interval * options.silent_after_missed;
             if (now >= deadline) {
                 state.silent = true;
                 reader.metrics().silent.inc();
-                events.emplace_back(PublisherSilent{
-                    id, std::chrono::duration_cast<milliseconds>(now - state.last_seen)});
+                if (silences_reported < options.max_silent_reports_per_minute) {
+                    ++silences_reported;
+                    state.silence_reported = true;
+                    events.emplace_back(PublisherSilent{
+                        id, std::chrono::duration_cast<milliseconds>(now - state.last_seen)});
+                } else {
+                    ++silences_not_reported;
+                }
             } else {
                 next = std::min(next, deadline);
             }
         }
+        // Wake up to write the summary even when nothing else happens.
+        if (silences_not_reported > 0) next = std::min(next, silence_window_start + silence_window);
         return next;
     }
 
@@ -330,11 +544,13 @@ struct Subscriber::Impl {
             }
             since_silence_check = 0;
             const auto now = Clock::now();
-            const auto next_silence = check_silence(now);
+            const auto next_duty = std::min(check_silence(now), reconnector.service(now));
             if (!events.empty() || result != MessageReader::Result::none) continue;
             if (!deadline) deadline = now + timeout;
             if (now >= *deadline) return std::nullopt;
-            if (!reader.wait(until(std::min(*deadline, next_silence), now))) return std::nullopt;
+            if (!reader.wait(until(std::min(*deadline, next_duty), now), reconnector.handle())) {
+                return std::nullopt;
+            }
         }
     }
 
@@ -343,12 +559,20 @@ struct Subscriber::Impl {
     SubscriberOptions options;
     Socket socket;
     MessageReader reader;
-    std::unordered_map<std::string, std::uint64_t> expected_seq;
+    Reconnector reconnector;  // after `socket`: stops monitoring it before it closes
+    // Tracked sensors, most recently seen first, and their index (at most max_sensors).
+    SensorList sensors;
+    std::unordered_map<std::string, SensorList::iterator> sensor_index;
     // The entry of the sensor of the last batch, so that a run of one sensor's batches costs no
-    // hash lookup each. Entries of an unordered_map stay where they are until erased: only
-    // forget() must reset it.
-    std::pair<const std::string, std::uint64_t>* last_sensor = nullptr;
-    std::map<std::string, PublisherState> publishers;
+    // hash lookup each. List entries stay where they are until erased: untrack_sensor() and
+    // eviction reset it.
+    SensorSeq* last_sensor = nullptr;
+    std::map<std::string, PublisherState> publishers;  // at most max_publishers
+    RateLimitedLog evictions_log;
+    static constexpr auto silence_window = std::chrono::minutes(1);
+    Clock::time_point silence_window_start = Clock::now();
+    unsigned silences_reported = 0;
+    std::uint64_t silences_not_reported = 0;
     std::deque<StreamEvent> events;
 };
 
@@ -364,18 +588,17 @@ std::optional<StreamEvent> Subscriber::receive(std::chrono::milliseconds timeout
 
 void Subscriber::expect(const std::string& sensor, std::uint64_t next_seq) {
     if (next_seq < 1) throw std::invalid_argument("expected seq of " + sensor + " must be >= 1");
-    impl_->expected_seq[sensor] = next_seq;
+    impl_->track_sensor(sensor, next_seq).expected = next_seq;
 }
 
 std::optional<std::uint64_t> Subscriber::expected(std::string_view sensor) const {
-    const auto it = impl_->expected_seq.find(std::string(sensor));
-    if (it == impl_->expected_seq.end()) return std::nullopt;
-    return it->second;
+    const auto it = impl_->sensor_index.find(std::string(sensor));
+    if (it == impl_->sensor_index.end()) return std::nullopt;
+    return it->second->expected;
 }
 
 void Subscriber::forget(std::string_view sensor) {
-    impl_->last_sensor = nullptr;
-    impl_->expected_seq.erase(std::string(sensor));
+    impl_->untrack_sensor(std::string(sensor));
 }
 
 std::uint64_t Subscriber::malformed(DecodeErrc reason) const noexcept {
