@@ -98,6 +98,11 @@ struct GoodReplay {
               if (req.from_seq <= last) reply.readings = readings(req.sensor, req.from_seq, last);
               return reply;
           }) {}
+    // Sets the newest seq it holds for `sensor` (the server thread reads it).
+    void hold(const std::string& sensor, std::uint64_t seq) {
+        std::lock_guard lock(mutex);
+        newest[sensor] = seq;
+    }
     int requests(const std::string& sensor) {
         std::lock_guard lock(mutex);
         return asked[sensor];
@@ -284,11 +289,11 @@ TEST_CASE(
     Owner owner;
     ReliableSubscriber rs(options_for(fp), [&](const std::string& s) { return owner.stored(s); });
     start(fp, rs, owner, {"s1"});
-    good.newest["s1"] = 3;
+    good.hold("s1", 3);
     announce(fp, rs, owner, "pub", good.server.last_endpoint(), {"s1"});
     REQUIRE(good.requests("s1") == 0);  // 1..3 were stored: nothing to ask for
 
-    good.newest["s1"] = 7;
+    good.hold("s1", 7);
     gap(fp, "pub", "s1");
     const auto t0 = Clock::now();
     REQUIRE(pump(
@@ -308,8 +313,8 @@ TEST_CASE(
     Owner owner;
     ReliableSubscriber rs(options_for(fp), [&](const std::string& s) { return owner.stored(s); });
     start(fp, rs, owner, {"listed", "orphan"});
-    good.newest["listed"] = 3;
-    good.newest["orphan"] = 7;  // the service would have them: nobody says so
+    good.hold("listed", 3);
+    good.hold("orphan", 7);  // the service would have them: nobody says so
     announce(fp, rs, owner, "pub", good.server.last_endpoint(), {"listed"});
 
     fp.send({reading("orphan", 7)});  // 4..6 missing
@@ -388,7 +393,7 @@ TEST_CASE(
     // Sorted before "d-good": a single queue would serve them first.
     const std::vector<std::string> all{"a-garbage", "b-silent", "c-silent", "d-good"};
     start(fp, rs, owner, all);
-    good.newest["d-good"] = 3;
+    good.hold("d-good", 3);
     fp.identities["pub-a"] = {garbage.server.last_endpoint(), {{"a-garbage", 3}}};
     fp.identities["pub-b"] = {silent.endpoint, {{"b-silent", 3}, {"c-silent", 3}}};
     announce(fp, rs, owner, "pub-d", good.server.last_endpoint(), {"d-good"});
@@ -404,7 +409,7 @@ TEST_CASE(
             return arrived && !garbage.requests().empty();
         },
         5s));
-    good.newest["d-good"] = 7;
+    good.hold("d-good", 7);
     const auto t0 = Clock::now();
     gap(fp, "pub-d", "d-good");
     REQUIRE(pump(
@@ -431,7 +436,7 @@ TEST_CASE(
     REQUIRE(pump(
         fp, rs, owner, [&] { return arrived = arrived || old_endpoint.request_arrives(0ms); }, 5s));
 
-    good.newest["r-dup"] = 7;
+    good.hold("r-dup", 7);
     fp.identities["pub"].replay_endpoint = good.server.last_endpoint();
     const auto t0 = Clock::now();
     fp.beat();

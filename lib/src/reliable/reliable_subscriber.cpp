@@ -434,6 +434,11 @@ struct ReliableSubscriber::Impl {
             m_replayed.inc(f.readings.size());
             ready.emplace_back(Delivery{std::move(f.readings), true});
         }
+        if (f.done && !current) {
+            // A withdrawn job has ended: forget that it was withdrawn.
+            std::lock_guard lock(mutex);
+            cancelled.erase(f.job);
+        }
         if (!f.done || !current) return;
         s.job = 0;
         if (f.failure == Failure::none) {
