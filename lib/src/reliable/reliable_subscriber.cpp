@@ -367,6 +367,8 @@ struct ReliableSubscriber::Impl {
             }
             s.job = id;
             s.job_endpoint = s.endpoint;
+            log_debug("replay",
+                      "sensor " + sensor + ": asking " + s.endpoint + " for " + range_text(r));
         }
         return next;
     }
