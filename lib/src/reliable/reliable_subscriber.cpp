@@ -251,8 +251,7 @@ struct ReliableSubscriber::Impl {
             s.job = 0;
         }
         if (!s.endpoint.empty()) {
-            log_info("replay", "sensor " + sensor + ": replay endpoint is now " + endpoint +
-                                   " (was " + s.endpoint + ")");
+            log_info("replay", "sensor " + sensor + ": its replay endpoint is now " + endpoint);
         }
         s.endpoint = endpoint;
         s.retry_at = {};
