@@ -289,7 +289,7 @@ void gap(FakePublisher& fp, const std::string& id, const std::string& sensor) {
 
 TEST_CASE(
     "after a heartbeat announced a sensor, a gap in its stream becomes a replay request "
-    "on the announced endpoint within a second") {
+    "on the announced endpoint well before the wait for an announcement would end") {
     FakePublisher fp;
     GoodReplay good;
     Owner owner;
@@ -304,7 +304,7 @@ TEST_CASE(
     const auto t0 = Clock::now();
     REQUIRE(pump(
         fp, rs, owner, [&] { return owner.has("s1", 4, 7); }, 5s));
-    CHECK(Clock::now() - t0 < 1s);
+    CHECK(Clock::now() - t0 < 2s);  // that wait: 3 heartbeat intervals, at least 1 s each
     CHECK(good.requests("s1") >= 1);
     CHECK(owner.replayed["s1"] == std::set<std::uint64_t>{4, 5, 6});
     CHECK(owner.lost.empty());
@@ -394,7 +394,7 @@ TEST_CASE(
     GoodReplay good;
     Owner owner;
     auto o = options_for(fp);
-    o.replay_call = {3000ms, 0};
+    o.replay_call = {6000ms, 0};
     ReliableSubscriber rs(o, [&](const std::string& s) { return owner.stored(s); });
     // Sorted before "d-good": a single queue would serve them first.
     const std::vector<std::string> all{"a-garbage", "b-silent", "c-silent", "d-good"};
@@ -415,7 +415,7 @@ TEST_CASE(
     gap(fp, "pub-d", "d-good");
     REQUIRE(pump(
         fp, rs, owner, [&] { return owner.has("d-good", 4, 6); }, 10s));
-    CHECK(Clock::now() - t0 < 1s);  // well under the silent endpoint's 3 s timeout
+    CHECK(Clock::now() - t0 < 2s);  // well under the silent endpoint's 6 s timeout
     CHECK(owner.replayed["d-good"] == std::set<std::uint64_t>{4, 5, 6});
 }
 
@@ -440,7 +440,7 @@ TEST_CASE(
     fp.beat();
     REQUIRE(pump(
         fp, rs, owner, [&] { return owner.has("r-dup", 4, 6); }, 10s));
-    CHECK(Clock::now() - t0 < 1s);
+    CHECK(Clock::now() - t0 < 2s);  // the old endpoint: 5 s timeout, twice
     CHECK(good.requests("r-dup") >= 1);
     CHECK(owner.lost.empty());
     CHECK(rs.stats().replay_failures == 0);  // the withdrawn request's end is not a failure
@@ -460,5 +460,5 @@ TEST_CASE("destroying a subscriber while its replay request waits for an answer 
     in_flight(fp, *rs, owner, silent);
     const auto t0 = Clock::now();
     rs.reset();
-    CHECK(Clock::now() - t0 < 500ms);
+    CHECK(Clock::now() - t0 < 1s);  // the call: 10 s timeout, twice
 }
