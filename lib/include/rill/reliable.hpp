@@ -116,19 +116,25 @@ struct Delivery {
 
 /// Why readings will never be delivered.
 enum class LossKind {
-    dropped,  ///< the publisher no longer has them (outbox full or too old, no replay service)
-    invalid,  ///< the publisher's copy fails validation (proto/reading_v1.md)
+    /// the publisher no longer has them (outbox full or too old), has no replay service, or
+    /// no heartbeat names a publisher holding them
+    dropped,
+    /// the publisher's copy fails validation (proto/reading_v1.md), or its answers for them
+    /// were invalid replay_invalid_limit times in a row
+    invalid,
     skipped,  ///< the publisher reserved the seqs before a crash and never durably wrote them
 };
 
-/// Readings the publisher no longer has (its outbox dropped them when full or too old, or it
-/// has no replay service): they will never be delivered. Reported once per range and process.
+/// Readings that will never be delivered (see LossKind and ReliableSubscriber). Reported once per
+/// seq and process.
 struct Lost {
     /// The sensor the readings belong to.
     std::string sensor;
     /// The seqs that will never be delivered.
     SeqRange range;
-    std::string reason;  ///< "dropped by the publisher's outbox", "no replay service", ...
+    /// "dropped by the publisher's outbox", "its publisher has no replay service", "no
+    /// heartbeat lists sensor ...", "its publisher's copy is invalid: ...", ...
+    std::string reason;
     LossKind kind = LossKind::dropped;  ///< why, for counting
 };
 
@@ -147,8 +153,17 @@ struct ReliableSubscriberOptions {
     std::uint32_t replay_chunk = 10'000;
     /// Per replay request: timeout and retries (replay requests are idempotent).
     CallOptions replay_call{std::chrono::milliseconds{5000}, 1};
-    /// After a failed replay of a sensor, wait this long before asking again.
+    /// After a failed replay of a sensor, wait this long before asking again; each further
+    /// failure in a row doubles the wait, up to replay_backoff_max. A success, or the sensor's
+    /// publisher announcing another replay endpoint, resets it. Must be > 0.
     std::chrono::milliseconds replay_backoff{1000};
+    /// The longest wait between failed replays of a sensor; >= replay_backoff.
+    std::chrono::milliseconds replay_backoff_max{60'000};
+    /// After this many invalid answers in a row to a request for the same seqs (an error
+    /// response, or an answer that is not a valid reply: proto/replay_v1.md), the seqs asked for
+    /// are reported Lost with kind invalid and never asked for again. Timeouts do not count (a
+    /// publisher that is down may come back). At least 1.
+    unsigned replay_invalid_limit = 5;
     /// Replayed readings fetched but not yet handed to the owner; the replay thread waits
     /// beyond this, so memory stays bounded when the owner is slow.
     std::size_t replay_buffer = 200'000;
@@ -165,23 +180,44 @@ struct ReliableSubscriberStats {
     std::uint64_t replay_requests = 0;    ///< requests sent to replay services
     std::uint64_t replay_failures = 0;    ///< requests that failed (timeout, error)
     std::uint64_t replayed_readings = 0;  ///< readings delivered from replay
-    std::uint64_t lost_readings = 0;      ///< readings reported Lost
+    std::uint64_t lost_readings = 0;      ///< readings reported Lost (kinds dropped and invalid)
+    std::uint64_t invalid_readings = 0;   ///< of lost_readings, those of kind invalid
+    std::uint64_t skipped_readings = 0;   ///< seqs reported Lost with kind skipped (not lost)
     std::uint64_t wanted_readings = 0;    ///< gauge: readings still to fetch
 };
 
 /// A Subscriber plus replay: see the file comment.
 ///
-/// Threads: receive() and the accessors are for one owner thread. A replay thread, started by
-/// the constructor and joined by the destructor, sends the replay requests (one at a time, one
-/// sensor at a time) and hands what it fetched to receive(). The StoredRanges callback runs on
-/// the owner thread.
+/// Every seq it learns is missing (a Gap, or what a heartbeat announces that the owner has not
+/// stored) ends delivered or reported Lost once:
+/// - A sensor with a gap is asked for once a heartbeat lists it (so that a restarted publisher's
+///   new replay endpoint is used). When no heartbeat lists it within silent_after_missed times
+///   the longest heartbeat interval seen (at least 1 s each), a sensor that was announced before
+///   is asked at its last announced endpoint, and one that never was is reported Lost (kind
+///   dropped, "no heartbeat lists sensor ..."): no publisher is known to hold it. Seqs reported
+///   Lost are never asked for, delivered from replay or reported again, even when a heartbeat
+///   announces the sensor later.
+/// - Failed requests are retried per sensor with a doubling backoff (replay_backoff up to
+///   replay_backoff_max); replay_invalid_limit invalid answers in a row for the same seqs make
+///   them Lost with kind invalid. Readings the publisher's answer holds but that fail validation
+///   (ReplayResult::invalid) are Lost with kind invalid; seqs it says it skipped are Lost with kind
+///   skipped (counted in rill_readings_skipped_total, not in rill_readings_lost_total).
+/// - A heartbeat announcing another replay endpoint for a sensor withdraws the sensor's job at
+///   the previous endpoint and asks the new one at once.
+///
+/// Threads: receive() and the accessors are for one owner thread. Replay requests run on lanes,
+/// one thread per replay endpoint (at most 16; more endpoints wait for an idle lane), started on
+/// demand and joined by the destructor: each lane sends one request at a time, so a slow or
+/// broken endpoint delays only the sensors it serves. What the lanes fetch is handed to
+/// receive(). The StoredRanges callback runs on the owner thread.
 class ReliableSubscriber {
   public:
-    /// Connects the stream (Subscriber) and starts the replay thread. Throws as Subscriber.
+    /// Connects the stream (Subscriber). Throws as Subscriber, and std::invalid_argument for
+    /// replay options out of their domain.
     ReliableSubscriber(ReliableSubscriberOptions options, StoredRanges stored);
-    /// Stops the replay thread and closes the sockets. A replay request in flight is not
-    /// interrupted: the destructor waits until it is answered or times out, up to
-    /// replay_call.timeout * (1 + replay_call.retries); its result is discarded.
+    /// Stops the lanes and closes the sockets promptly: a replay request in flight is
+    /// interrupted (the replay sockets have a ZeroMQ context of their own, which is shut down;
+    /// inproc:// replay endpoints use the stream's context and are not interrupted).
     ~ReliableSubscriber();
     ReliableSubscriber(const ReliableSubscriber&) = delete;
     ReliableSubscriber& operator=(const ReliableSubscriber&) = delete;

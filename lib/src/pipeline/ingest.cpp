@@ -198,9 +198,9 @@ struct IngestLoop::Impl {
         } else if (auto* b = std::get_if<PublisherBack>(&ev)) {
             log_info(options.log_component, "publisher " + b->publisher + " is back");
         } else if (auto* g = std::get_if<Gap>(&ev)) {
-            log_debug(options.log_component, "gap in " + g->sensor + ": " +
-                                                 std::to_string(g->from) + ".." +
-                                                 std::to_string(g->to) + ", replaying");
+            log_debug(options.log_component,
+                      "gap in " + g->sensor + ": " + std::to_string(g->from) + ".." +
+                          std::to_string(g->to) + " missing from the stream");
         }
         // Lost is logged and counted by the ReliableSubscriber.
     }

@@ -3,6 +3,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "rill/log.hpp"
@@ -13,22 +14,37 @@ namespace rill {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
 
-// One contiguous range of one sensor for the replay thread to fetch.
+// One contiguous range of one sensor for a lane to fetch from `endpoint`.
 struct Job {
+    std::uint64_t id = 0;
     std::string sensor;
     std::string endpoint;
     SeqRange range;
 };
 
-// What the replay thread fetched for part of a job, or how the job ended.
+// How a job ended.
+enum class Failure {
+    none,
+    timeout,  // no answer: the publisher may be down and come back
+    invalid,  // the publisher answered, with an error or an answer that is not valid
+    other,    // anything else (a socket failure, a bad endpoint)
+};
+
+// What a lane fetched for part of a job, or how the job ended.
 struct Fetched {
+    std::uint64_t job = 0;
     std::string sensor;
-    std::optional<SeqRange> covered;  // seqs now accounted for: delivered or lost
+    std::optional<SeqRange> covered;  // seqs now accounted for: delivered, lost, invalid, skipped
     std::vector<Reading> readings;
     std::vector<SeqRange> lost;
+    std::vector<InvalidReading> invalid;
+    std::vector<SeqRange> skipped;
     bool done = false;  // the job is over
-    std::string error;  // the job failed (done is set)
+    Failure failure = Failure::none;
+    std::optional<SeqRange> failed;  // the request that failed: seqs asked for
+    std::string error;
 };
 
 bool matches(const std::vector<std::string>& prefixes, std::string_view sensor) {
@@ -39,9 +55,17 @@ bool matches(const std::vector<std::string>& prefixes, std::string_view sensor) 
     return false;
 }
 
+std::string range_text(SeqRange r) {
+    return std::to_string(r.first) + ".." + std::to_string(r.last);
+}
+
 // A job never spans more than this many readings, so one sensor's long backlog does not keep
-// the replay thread from the others for long.
+// its lane from the other sensors of the same publisher for long.
 constexpr std::uint64_t max_job_readings = 1'000'000;
+
+// At most this many lanes (replay endpoints served at once, one thread each). A job for another
+// endpoint waits until a lane is idle.
+constexpr std::size_t max_lanes = 16;
 
 }  // namespace
 
@@ -49,13 +73,31 @@ struct ReliableSubscriber::Impl {
     struct SensorState {
         std::string endpoint;    // its publisher's replay endpoint, resolved
         bool announced = false;  // a heartbeat listed it
-        SeqRanges wanted;        // seqs missing, not yet fetched or lost
-        bool inflight = false;   // a job for it is queued or running
+        SeqRanges wanted;        // seqs missing, not yet fetched or reported
+        SeqRanges reported;      // seqs reported Lost (any kind): never asked for again
+        std::uint64_t job = 0;   // the job queued or running for it; 0 = none
+        std::string job_endpoint;
         // A gap was seen and no heartbeat listing the sensor since. A gap often means its
         // publisher restarted, maybe with a new replay endpoint that only its next heartbeat
-        // announces: asking the previous one would wait for a dead endpoint's timeout.
+        // announces: asking the previous one would wait for a dead endpoint's timeout. Bounded
+        // by announce_wait() from await_since.
         bool await_heartbeat = false;
+        Clock::time_point await_since{};
         Clock::time_point retry_at{};
+        milliseconds backoff{0};  // the last failure's backoff; 0 after a success
+        // Consecutive invalid answers to requests starting at invalid_from.
+        unsigned invalid_answers = 0;
+        std::uint64_t invalid_from = 0;
+    };
+
+    // One replay endpoint's worker: its jobs run one at a time on its own thread, so a slow or
+    // broken endpoint delays only its own jobs.
+    struct Lane {
+        std::string endpoint;
+        std::deque<Job> jobs;
+        bool running = false;  // a job was taken and has not ended
+        bool retire = false;
+        std::thread thread;
     };
 
     ReliableSubscriberOptions options;
@@ -64,23 +106,30 @@ struct ReliableSubscriber::Impl {
     std::map<std::string, SensorState, std::less<>> sensors;
     std::deque<ReliableEvent> ready;
     ReliableSubscriberStats st;
+    std::uint64_t next_job = 1;
+    milliseconds longest_interval{0};  // the longest heartbeat interval announced so far
 
     Counter& m_requests;
     Counter& m_failures;
     Counter& m_replayed;
     Counter& m_lost;
+    Counter& m_skipped;
     Gauge& m_wanted;
 
-    // Shared with the replay thread.
+    // Replay sockets live in a context of their own: the destructor shuts it down, which
+    // interrupts a request in flight at once (inproc:// endpoints need the stream's context).
+    zmq::context_t replay_ctx{1};
+
+    // Shared with the lanes.
     std::mutex mutex;
-    std::condition_variable wake_worker;
+    std::condition_variable wake_lanes;
     std::condition_variable space;
-    std::deque<Job> jobs;
+    std::map<std::string, std::unique_ptr<Lane>, std::less<>> lanes;
+    std::set<std::uint64_t> cancelled;  // running jobs to stop after their current request
     std::deque<Fetched> fetched;
     std::size_t fetched_readings = 0;
     bool stopping = false;
     std::atomic<std::uint64_t> requests{0};
-    std::thread worker;
 
     static MetricsRegistry& registry_of(const ReliableSubscriberOptions& o) {
         return o.subscriber.metrics ? *o.subscriber.metrics : default_registry();
@@ -98,14 +147,24 @@ struct ReliableSubscriber::Impl {
                                                   "Readings received by replay")),
           m_lost(registry_of(options).counter(
               "rill_readings_lost_total",
-              "Readings the publisher no longer had when asked (outbox full or too old)")),
+              "Readings reported lost: the publisher no longer had them, its copy is invalid, or "
+              "no heartbeat announced their sensor")),
+          m_skipped(registry_of(options).counter(
+              "rill_readings_skipped_total",
+              "Seqs the publisher reserved before a crash and never used (no reading is lost)")),
           m_wanted(registry_of(options).gauge("rill_replay_wanted_readings",
                                               "Readings known missing and not yet replayed")) {
         if (options.replay_chunk == 0 || options.replay_chunk > limits::max_batch_readings) {
             throw std::invalid_argument("replay_chunk must be 1 to " +
                                         std::to_string(limits::max_batch_readings));
         }
-        worker = std::thread([this] { run_worker(); });
+        if (options.replay_backoff <= milliseconds::zero() ||
+            options.replay_backoff_max < options.replay_backoff) {
+            throw std::invalid_argument("replay_backoff must be > 0 and <= replay_backoff_max");
+        }
+        if (options.replay_invalid_limit == 0) {
+            throw std::invalid_argument("replay_invalid_limit must be >= 1");
+        }
     }
 
     ~Impl() {
@@ -113,12 +172,27 @@ struct ReliableSubscriber::Impl {
             std::lock_guard lock(mutex);
             stopping = true;
         }
-        wake_worker.notify_all();
+        wake_lanes.notify_all();
         space.notify_all();
-        worker.join();
+        // Interrupts every blocking call on the replay sockets (they fail with ETERM).
+        replay_ctx.shutdown();
+        for (auto& [endpoint, lane] : lanes) {
+            if (lane->thread.joinable()) lane->thread.join();
+        }
     }
 
     // --- owner thread ------------------------------------------------------------------------
+
+    // How long a sensor with a gap waits for a heartbeat listing it.
+    milliseconds announce_wait() const {
+        const auto interval = std::max(longest_interval, milliseconds(1000));
+        return interval * std::max(1u, options.subscriber.silent_after_missed);
+    }
+
+    void await(SensorState& s) {
+        if (!s.await_heartbeat) s.await_since = Clock::now();
+        s.await_heartbeat = true;
+    }
 
     void on_stream(StreamEvent&& ev) {
         if (auto* b = std::get_if<ReadingBatch>(&ev)) {
@@ -132,14 +206,16 @@ struct ReliableSubscriber::Impl {
         } else if (auto* g = std::get_if<Gap>(&ev)) {
             ++st.gaps;
             auto& s = sensors[g->sensor];
-            s.wanted.insert(SeqRange{g->from, g->to});
-            s.await_heartbeat = true;
+            for (const auto& r : s.reported.missing_in(SeqRange{g->from, g->to}))
+                s.wanted.insert(r);
+            await(s);
             ready.emplace_back(std::move(*g));
         } else if (auto* h = std::get_if<HeartbeatSeen>(&ev)) {
+            longest_interval = std::max(longest_interval, h->heartbeat.interval);
             for (const auto& [sensor, newest] : h->heartbeat.newest) {
                 if (!matches(options.subscriber.prefixes, sensor)) continue;
                 auto& s = sensors[sensor];
-                s.endpoint = h->replay_endpoint;
+                if (s.endpoint != h->replay_endpoint) moved(sensor, s, h->replay_endpoint);
                 s.await_heartbeat = false;
                 if (!s.announced) {
                     s.announced = true;
@@ -154,8 +230,37 @@ struct ReliableSubscriber::Impl {
         }
     }
 
+    // The sensor's publisher announces another replay endpoint: a job for the previous one is
+    // withdrawn (or, when running, stopped after its current request and its outcome ignored),
+    // and the sensor is asked at the new endpoint at once, with a fresh backoff.
+    void moved(const std::string& sensor, SensorState& s, const std::string& endpoint) {
+        if (s.job != 0 && s.job_endpoint != endpoint) {
+            std::lock_guard lock(mutex);
+            bool withdrawn = false;
+            if (auto it = lanes.find(s.job_endpoint); it != lanes.end()) {
+                auto& q = it->second->jobs;
+                for (auto j = q.begin(); j != q.end(); ++j) {
+                    if (j->id == s.job) {
+                        q.erase(j);
+                        withdrawn = true;
+                        break;
+                    }
+                }
+            }
+            if (!withdrawn) cancelled.insert(s.job);
+            s.job = 0;
+        }
+        if (!s.endpoint.empty()) {
+            log_info("replay", "sensor " + sensor + ": its replay endpoint is now " + endpoint);
+        }
+        s.endpoint = endpoint;
+        s.retry_at = {};
+        s.backoff = milliseconds::zero();
+        s.invalid_answers = 0;
+    }
+
     // The first heartbeat listing `sensor`: everything up to where the stream takes over that
-    // the owner has not stored is wanted.
+    // the owner has not stored (and that was not reported lost) is wanted.
     void reconcile(const std::string& sensor, std::uint64_t newest, SensorState& s) {
         std::uint64_t upto = newest;
         if (const auto expected = sub.expected(sensor)) {
@@ -164,7 +269,9 @@ struct ReliableSubscriber::Impl {
             sub.expect(sensor, newest + 1);
         }
         if (upto == 0) return;
-        const SeqRanges have = stored ? stored(sensor) : SeqRanges{};
+        SeqRanges have = stored ? stored(sensor) : SeqRanges{};
+        for (const auto& r : s.reported.ranges())
+            have.insert(r);
         std::uint64_t missing = 0;
         for (const auto& r : have.missing_in(SeqRange{1, upto})) {
             s.wanted.insert(r);
@@ -177,39 +284,115 @@ struct ReliableSubscriber::Impl {
         }
     }
 
-    void schedule() {
+    // Queues `job` on its endpoint's lane, starting one when needed. False when every lane is
+    // busy and none may be added (the job is tried again later).
+    bool enqueue(Job job) {
+        std::unique_lock lock(mutex);
+        auto it = lanes.find(job.endpoint);
+        if (it == lanes.end()) {
+            if (lanes.size() >= max_lanes) {
+                auto idle = lanes.begin();
+                while (idle != lanes.end() &&
+                       (idle->second->running || !idle->second->jobs.empty()))
+                    ++idle;
+                if (idle == lanes.end()) return false;
+                auto lane = std::move(idle->second);
+                lanes.erase(idle);
+                lane->retire = true;
+                lock.unlock();
+                wake_lanes.notify_all();
+                lane->thread.join();
+                lock.lock();
+            }
+            auto lane = std::make_unique<Lane>();
+            lane->endpoint = job.endpoint;
+            Lane* raw = lane.get();
+            it = lanes.emplace(job.endpoint, std::move(lane)).first;
+            raw->thread = std::thread([this, raw] { run_lane(*raw); });
+        }
+        it->second->jobs.push_back(std::move(job));
+        lock.unlock();
+        wake_lanes.notify_all();
+        return true;
+    }
+
+    // Queues the due jobs and reports what can never be fetched. Returns when it next has
+    // something to do (a retry or an announcement wait ending).
+    Clock::time_point schedule() {
         const auto now = Clock::now();
-        bool queued = false;
+        auto next = Clock::time_point::max();
         for (auto& [sensor, s] : sensors) {
-            if (s.inflight || s.wanted.empty() || now < s.retry_at || !s.announced ||
-                s.await_heartbeat) {
+            if (s.job != 0 || s.wanted.empty()) continue;
+            if (s.await_heartbeat || !s.announced) {
+                const auto wait = announce_wait();
+                if (!s.await_heartbeat) s.await_since = now;  // not announced, no gap seen yet
+                s.await_heartbeat = true;
+                if (now < s.await_since + wait) {
+                    next = std::min(next, s.await_since + wait);
+                    continue;
+                }
+                if (!s.announced) {
+                    // No heartbeat names the sensor, so no publisher is known to hold it.
+                    const auto reason = "no heartbeat lists sensor " + sensor + " within " +
+                                        std::to_string(wait.count()) +
+                                        " ms, so no replay service is known for it";
+                    for (const auto& r : s.wanted.ranges())
+                        report(sensor, r, reason, LossKind::dropped);
+                    s.await_heartbeat = false;
+                    continue;
+                }
+                // Announced before: its last announced endpoint is the best guess.
+                s.await_heartbeat = false;
+                log_info("replay", "sensor " + sensor + ": no heartbeat listed it for " +
+                                       std::to_string(wait.count()) +
+                                       " ms after a gap; asking its last replay endpoint");
+            }
+            if (now < s.retry_at) {
+                next = std::min(next, s.retry_at);
                 continue;
             }
             if (s.endpoint.empty()) {
                 for (const auto& r : s.wanted.ranges()) {
-                    report_lost(sensor, r, "its publisher has no replay service");
+                    report(sensor, r, "its publisher has no replay service", LossKind::dropped);
                 }
-                s.wanted = SeqRanges{};
                 continue;
             }
             SeqRange r = *s.wanted.front();
             if (r.last - r.first >= max_job_readings) r.last = r.first + max_job_readings - 1;
-            {
-                std::lock_guard lock(mutex);
-                jobs.push_back(Job{sensor, s.endpoint, r});
+            const auto id = next_job++;
+            if (!enqueue(Job{id, sensor, s.endpoint, r})) {
+                next = std::min(next, now + milliseconds(10));
+                continue;
             }
-            s.inflight = true;
-            queued = true;
+            s.job = id;
+            s.job_endpoint = s.endpoint;
+            log_debug("replay",
+                      "sensor " + sensor + ": asking " + s.endpoint + " for " + range_text(r));
         }
-        if (queued) wake_worker.notify_one();
+        return next;
     }
 
-    void report_lost(const std::string& sensor, SeqRange r, std::string reason) {
-        st.lost_readings += r.size();
-        m_lost.inc(r.size());
-        log_warn("replay", "sensor " + sensor + ": readings " + std::to_string(r.first) + ".." +
-                               std::to_string(r.last) + " are lost: " + reason);
-        ready.emplace_back(Lost{sensor, r, std::move(reason)});
+    // Reports `r` of `sensor` as never to be delivered: counted by kind, logged, remembered so
+    // that it is neither asked for nor reported again.
+    void report(const std::string& sensor, SeqRange r, std::string reason, LossKind kind) {
+        auto& s = sensors[sensor];
+        for (const auto& part : s.reported.missing_in(r)) {
+            s.reported.insert(part);
+            s.wanted.erase(part);
+            if (kind == LossKind::skipped) {
+                st.skipped_readings += part.size();
+                m_skipped.inc(part.size());
+                log_info("replay", "sensor " + sensor + ": seqs " + range_text(part) +
+                                       " were skipped: " + reason);
+            } else {
+                st.lost_readings += part.size();
+                if (kind == LossKind::invalid) st.invalid_readings += part.size();
+                m_lost.inc(part.size());
+                log_warn("replay", "sensor " + sensor + ": readings " + range_text(part) +
+                                       " are lost: " + reason);
+            }
+            ready.emplace_back(Lost{sensor, part, reason, kind});
+        }
     }
 
     void take_fetched() {
@@ -221,34 +404,88 @@ struct ReliableSubscriber::Impl {
             fetched_readings = 0;
         }
         space.notify_all();
-        for (auto& f : got) {
-            auto& s = sensors[f.sensor];
-            if (f.covered) s.wanted.erase(*f.covered);
+        for (auto& f : got)
+            take(f);
+    }
+
+    void take(Fetched& f) {
+        auto& s = sensors[f.sensor];
+        const bool current = f.job == s.job;
+        if (current) {
+            // Skipped and invalid first: a decoder may also list them as lost.
+            for (const auto& r : f.skipped) {
+                report(f.sensor, r,
+                       "its publisher reserved them before a crash and never used them",
+                       LossKind::skipped);
+            }
+            for (const auto& bad : f.invalid) {
+                report(f.sensor, SeqRange{bad.seq, bad.seq},
+                       "its publisher's copy is invalid: " + bad.problem, LossKind::invalid);
+            }
             for (const auto& l : f.lost) {
-                report_lost(f.sensor, l, "dropped by the publisher's outbox");
+                report(f.sensor, l, "dropped by the publisher's outbox", LossKind::dropped);
             }
-            if (!f.readings.empty()) {
-                st.replayed_readings += f.readings.size();
-                m_replayed.inc(f.readings.size());
-                ready.emplace_back(Delivery{std::move(f.readings), true});
+            if (f.covered) s.wanted.erase(*f.covered);
+        }
+        if (!f.readings.empty()) {
+            // From a withdrawn job too: they are the publisher's readings all the same.
+            for (const auto& r : f.readings)
+                s.wanted.erase(r.seq);
+            st.replayed_readings += f.readings.size();
+            m_replayed.inc(f.readings.size());
+            ready.emplace_back(Delivery{std::move(f.readings), true});
+        }
+        if (f.done && !current) {
+            // A withdrawn job has ended: forget that it was withdrawn.
+            std::lock_guard lock(mutex);
+            cancelled.erase(f.job);
+        }
+        if (!f.done || !current) return;
+        s.job = 0;
+        if (f.failure == Failure::none) {
+            s.backoff = milliseconds::zero();
+            s.invalid_answers = 0;
+            return;
+        }
+        ++st.replay_failures;
+        m_failures.inc();
+        if (f.failure == Failure::invalid && f.failed) {
+            if (s.invalid_answers > 0 && s.invalid_from == f.failed->first) {
+                ++s.invalid_answers;
+            } else {
+                s.invalid_answers = 1;
+                s.invalid_from = f.failed->first;
             }
-            if (f.done) {
-                s.inflight = false;
-                if (!f.error.empty()) {
-                    ++st.replay_failures;
-                    m_failures.inc();
-                    s.retry_at = Clock::now() + options.replay_backoff;
-                    log_warn("replay", "sensor " + f.sensor + " from " + s.endpoint + ": " +
-                                           f.error + "; retrying in " +
-                                           std::to_string(options.replay_backoff.count()) + " ms");
+            if (s.invalid_answers >= options.replay_invalid_limit) {
+                const auto reason = std::to_string(s.invalid_answers) +
+                                    " invalid answers in a row from " + s.job_endpoint +
+                                    ", the last: " + f.error;
+                for (const auto& r : s.reported.missing_in(*f.failed)) {
+                    // Only what is still wanted: the stream may have delivered some.
+                    SeqRanges part;
+                    part.insert(r);
+                    for (const auto& gone : s.wanted.missing_in(r))
+                        part.erase(gone);
+                    for (const auto& p : part.ranges())
+                        report(f.sensor, p, reason, LossKind::invalid);
                 }
+                s.invalid_answers = 0;
+                s.backoff = milliseconds::zero();
+                s.retry_at = {};
+                return;
             }
         }
+        s.backoff = s.backoff == milliseconds::zero()
+                        ? options.replay_backoff
+                        : std::min(s.backoff * 2, options.replay_backoff_max);
+        s.retry_at = Clock::now() + s.backoff;
+        log_warn("replay", "sensor " + f.sensor + " from " + s.job_endpoint + ": " + f.error +
+                               "; retrying in " + std::to_string(s.backoff.count()) + " ms");
     }
 
     bool any_inflight() const {
         for (const auto& [sensor, s] : sensors) {
-            if (s.inflight) return true;
+            if (s.job != 0) return true;
         }
         return false;
     }
@@ -260,14 +497,18 @@ struct ReliableSubscriber::Impl {
         return ev;
     }
 
-    std::optional<ReliableEvent> receive(std::chrono::milliseconds timeout) {
+    std::optional<ReliableEvent> receive(milliseconds timeout) {
         if (auto ev = pop()) return ev;
         take_fetched();
-        schedule();
+        const auto due = schedule();
         if (auto ev = pop()) return ev;
-        // While replays run, look at their results at least every 10 ms.
-        const auto wait =
-            any_inflight() ? std::min(timeout, std::chrono::milliseconds(10)) : timeout;
+        // While replays run, look at their results at least every 10 ms; wake for the next
+        // retry or announcement deadline.
+        auto wait = any_inflight() ? std::min(timeout, milliseconds(10)) : timeout;
+        if (due != Clock::time_point::max()) {
+            const auto until = std::chrono::ceil<milliseconds>(due - Clock::now());
+            wait = std::clamp(until, milliseconds::zero(), wait);
+        }
         if (auto ev = sub.receive(wait)) on_stream(std::move(*ev));
         if (ready.empty()) take_fetched();
         return pop();
@@ -280,72 +521,107 @@ struct ReliableSubscriber::Impl {
         return n;
     }
 
-    // --- replay thread -----------------------------------------------------------------------
+    // --- lanes -------------------------------------------------------------------------------
 
-    void deliver(Fetched&& f) {
+    // Hands `f` to the owner, waiting while the buffer is full. False when stopping.
+    bool deliver(Fetched&& f) {
         std::unique_lock lock(mutex);
         space.wait(lock, [&] { return stopping || fetched_readings < options.replay_buffer; });
-        if (stopping) return;
+        if (stopping) return false;
         fetched_readings += f.readings.size();
         fetched.push_back(std::move(f));
+        return true;
     }
 
-    void run_worker() noexcept {
-        std::map<std::string, std::unique_ptr<ReplayClient>> clients;
+    // True when the lane must stop fetching `job` (stopping, or the job was withdrawn).
+    bool abandon(std::uint64_t job) {
+        std::lock_guard lock(mutex);
+        return stopping || cancelled.contains(job);
+    }
+
+    void run_lane(Lane& lane) noexcept {
+        std::unique_ptr<ReplayClient> client;
         zmq::context_t& ctx =
-            options.subscriber.context ? *options.subscriber.context : default_context();
+            lane.endpoint.starts_with("inproc://")
+                ? (options.subscriber.context ? *options.subscriber.context : default_context())
+                : replay_ctx;
         for (;;) {
             Job job;
             {
                 std::unique_lock lock(mutex);
-                wake_worker.wait(lock, [&] { return stopping || !jobs.empty(); });
-                if (stopping) return;
-                job = std::move(jobs.front());
-                jobs.pop_front();
+                lane.running = false;
+                wake_lanes.wait(lock,
+                                [&] { return stopping || lane.retire || !lane.jobs.empty(); });
+                if (stopping || lane.retire) return;
+                job = std::move(lane.jobs.front());
+                lane.jobs.pop_front();
+                lane.running = true;
             }
-            std::uint64_t pos = job.range.first;
-            try {
-                auto& client = clients[job.endpoint];
-                if (!client) {
-                    client =
-                        std::make_unique<ReplayClient>(ctx, job.endpoint, options.replay_socket);
-                }
-                while (pos <= job.range.last) {
-                    {
-                        std::lock_guard lock(mutex);
-                        if (stopping) return;
-                    }
-                    const std::uint64_t to =
-                        std::min(job.range.last, pos + options.replay_chunk - 1);
-                    auto res = client->fetch(job.sensor, pos, to,
-                                             {options.replay_chunk, options.replay_call});
-                    m_requests.inc(res.requests);
-                    requests += res.requests;
-                    Fetched f{job.sensor, SeqRange{pos, to}, std::move(res.readings),
-                              std::move(res.lost)};
-                    // Seqs above the publisher's newest were announced but it does not have
-                    // them (its outbox was replaced): they will never come.
-                    if (res.newest < to) {
-                        const std::uint64_t from = std::max(pos, res.newest + 1);
-                        if (f.lost.empty() || f.lost.back().last < from) {
-                            f.lost.push_back(SeqRange{from, to});
-                        }
-                    }
-                    deliver(std::move(f));
-                    pos = to + 1;
-                }
-                deliver(Fetched{job.sensor, std::nullopt, {}, {}, true, {}});
-            } catch (const std::exception& e) {
-                // Drop the client: a fresh socket after a failure avoids stale replies.
-                clients.erase(job.endpoint);
-                deliver(Fetched{job.sensor,
-                                std::nullopt,
-                                {},
-                                {},
-                                true,
-                                std::string(e.what()).empty() ? "replay failed" : e.what()});
-            }
+            if (!fetch(job, ctx, client)) return;
+            std::lock_guard lock(mutex);
+            cancelled.erase(job.id);
         }
+    }
+
+    // Fetches `job` and hands its results and end to the owner. False when stopping.
+    bool fetch(const Job& job, zmq::context_t& ctx, std::unique_ptr<ReplayClient>& client) {
+        std::uint64_t pos = job.range.first;
+        std::uint64_t to = pos;
+        Fetched end{job.id, job.sensor};
+        end.done = true;
+        try {
+            if (!client) {
+                client = std::make_unique<ReplayClient>(ctx, job.endpoint, options.replay_socket);
+            }
+            while (pos <= job.range.last) {
+                if (abandon(job.id)) break;
+                to = std::min(job.range.last, pos + options.replay_chunk - 1);
+                auto res =
+                    client->fetch(job.sensor, pos, to, {options.replay_chunk, options.replay_call});
+                m_requests.inc(res.requests);
+                requests += res.requests;
+                Fetched f{job.id,
+                          job.sensor,
+                          SeqRange{pos, to},
+                          std::move(res.readings),
+                          std::move(res.lost),
+                          std::move(res.invalid),
+                          std::move(res.skipped)};
+                // Seqs above the publisher's newest were announced but it does not have
+                // them (its outbox was replaced): they will never come.
+                if (res.newest < to) {
+                    const std::uint64_t from = std::max(pos, res.newest + 1);
+                    if (f.lost.empty() || f.lost.back().last < from) {
+                        f.lost.push_back(SeqRange{from, to});
+                    }
+                }
+                if (!deliver(std::move(f))) return false;
+                pos = to + 1;
+            }
+        } catch (const RpcTimeout& e) {
+            end.failure = Failure::timeout;
+            end.error = e.what();
+        } catch (const RpcError& e) {
+            end.failure = Failure::invalid;
+            end.error = e.what();
+        } catch (const DecodeError& e) {
+            end.failure = Failure::invalid;
+            end.error = e.what();
+        } catch (const std::exception& e) {
+            end.failure = Failure::other;
+            end.error = e.what();
+        }
+        if (end.failure != Failure::none) {
+            {
+                std::lock_guard lock(mutex);
+                if (stopping) return false;
+            }
+            // A fresh socket after a failure avoids stale replies.
+            client.reset();
+            end.failed = SeqRange{pos, to};
+            if (end.error.empty()) end.error = "replay failed";
+        }
+        return deliver(std::move(end));
     }
 };
 
