@@ -281,7 +281,10 @@ TEST_CASE("check_rollups names every bucket where a rollup and the raw rows diff
     // Limited to a range: the hour is widened to whole hours (6 hours for readings_6h), a later
     // range has nothing.
     CHECK(rill::store::check_rollups(conn, test_epoch + 90s, test_epoch + 100s).size() == 4);
-    CHECK(rill::store::check_rollups(conn, test_epoch + 1h, {}).empty());
+    const auto later = rill::store::check_rollups(conn, test_epoch + 1h, {});
+    REQUIRE(later.size() == 1);  // 11:00 is still in the 6-hour bucket of 06:00
+    CHECK(later[0].table == "readings_6h");
+    CHECK(rill::store::check_rollups(conn, test_epoch + 8h, {}).empty());
 }
 
 TEST_CASE("a version-1 table of a million rows upgrades in place with exact rollups") {
