@@ -20,13 +20,14 @@ RetentionFlags::RetentionFlags() {
     keep_raw = defaults.keep.raw;
     keep_1m = defaults.keep.minute;
     keep_1h = defaults.keep.hour;
+    keep_6h = defaults.keep.six_hour;
     interval = defaults.interval;
 }
 
 std::optional<store::MaintenanceOptions> RetentionFlags::maintenance() const {
     if (interval.count() == 0) return std::nullopt;
     store::MaintenanceOptions o;
-    o.keep = {seconds(keep_raw), seconds(keep_1m), seconds(keep_1h)};
+    o.keep = {seconds(keep_raw), seconds(keep_1m), seconds(keep_1h), seconds(keep_6h)};
     o.interval = std::max(seconds(interval), std::chrono::seconds{1});
     return o;
 }
@@ -41,6 +42,9 @@ void add_retention_flags(CLI::App& app, RetentionFlags& f) {
     app::add_duration_option(app, "--keep-1h", f.keep_1h,
                              "Keep 1-hour rollups this long (whole years; 0 = forever)")
         ->envname("RILL_KEEP_1H");
+    app::add_duration_option(app, "--keep-6h", f.keep_6h,
+                             "Keep 6-hour rollups this long (whole years; 0 = forever)")
+        ->envname("RILL_KEEP_6H");
     app::add_duration_option(app, "--maintenance-interval", f.interval,
                              "Create partitions ahead and drop expired ones at start and then "
                              "this often (0 = never: another tool does it)")

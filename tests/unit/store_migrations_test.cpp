@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <thread>
 
 #include "rill/store.hpp"
@@ -11,11 +12,19 @@ using rill::test::TempPostgres;
 TEST_CASE("migrations create the schema once, record their versions and are idempotent") {
     TempPostgres pg;
     auto conn = Connection::open(pg.conninfo());
-    CHECK(rill::store::migrate(conn) == std::vector<int>{1, 2});
+    CHECK(rill::store::migrate(conn) == std::vector<int>{1, 2, 3});
     CHECK(rill::store::migrate(conn).empty());
     CHECK(pg.column("SELECT version || ' ' || name FROM schema_migrations ORDER BY version") ==
-          std::vector<std::string>{"1 readings table", "2 time partitions and rollups"});
-    CHECK(pg.value("SELECT count(*) FROM schema_migrations WHERE applied_at <= now()") == "2");
+          std::vector<std::string>{"1 readings table", "2 time partitions and rollups",
+                                   "3 6-hour rollups"});
+    CHECK(pg.value("SELECT count(*) FROM schema_migrations WHERE applied_at <= now()") == "3");
+    // Version 3: readings_6h, as readings_1h, partitioned by bucket with a default partition.
+    CHECK(pg.value("SELECT partstrat FROM pg_partitioned_table "
+                   "WHERE partrelid = 'readings_6h'::regclass") == "r");
+    CHECK(pg.value("SELECT pg_get_indexdef(indexrelid) FROM pg_index "
+                   "WHERE indrelid = 'readings_6h'::regclass AND indisprimary")
+              .find("(sensor, bucket)") != std::string::npos);
+    CHECK(pg.value("SELECT unit FROM rill_partitioning WHERE parent = 'readings_6h'") == "year");
     // Version 2: partitioned by ts, a default partition and nothing else on a new database.
     CHECK(pg.value("SELECT partstrat FROM pg_partitioned_table "
                    "WHERE partrelid = 'readings'::regclass") == "r");
@@ -55,8 +64,8 @@ TEST_CASE("migrations started together from two connections apply each version o
     }
     CHECK(errors[0] == "");
     CHECK(errors[1] == "");
-    CHECK(applied[0].size() + applied[1].size() == 2);
-    CHECK(pg.value("SELECT count(*) FROM schema_migrations") == "2");
+    CHECK(applied[0].size() + applied[1].size() == 3);
+    CHECK(pg.value("SELECT count(*) FROM schema_migrations") == "3");
 }
 
 TEST_CASE("migrations adopt an existing readings table and keep its rows") {
@@ -67,11 +76,73 @@ TEST_CASE("migrations adopt an existing readings table and keep its rows") {
         "INSERT INTO readings VALUES ('a', 1, now(), 20, 50, NULL), ('a', 2, now(), 21, 51, "
         "NULL)");
     auto conn = Connection::open(pg.conninfo());
-    CHECK(rill::store::migrate(conn) == std::vector<int>{1, 2});
+    CHECK(rill::store::migrate(conn) == std::vector<int>{1, 2, 3});
     CHECK(pg.value("SELECT count(*) FROM readings") == "2");
-    CHECK(pg.value("SELECT count(*) FROM schema_migrations") == "2");
+    CHECK(pg.value("SELECT count(*) FROM schema_migrations") == "3");
     // The old table is now the partition of everything before tomorrow, and rolled up.
     CHECK(pg.value("SELECT count(*) FROM readings_upgraded") == "2");
     CHECK(pg.value("SELECT sum(n) FROM readings_1m") == "2");
     CHECK(pg.value("SELECT sum(n) FROM readings_1h") == "2");
+    CHECK(pg.value("SELECT sum(n) FROM readings_6h") == "2");
+}
+
+TEST_CASE("a version-2 database upgrades in place, its 6-hour rollups computed from its hours") {
+    TempPostgres pg;
+    // Version 2 as released, over a version-1 table of 4 sensors, a reading every 0.5 s each
+    // for 7.5 hours ending an hour ago: migration 2 rolls them up to minutes and hours.
+    pg.execute(std::string(rill::store::migrations()[0].sql));
+    pg.execute(
+        "INSERT INTO readings SELECT 's' || (g % 4), g / 4 + 1, now() - interval '1 hour' - "
+        "(216000 - g) * interval '125 milliseconds', 20 + (g % 97) * 0.125, 40 + (g % 13), NULL "
+        "FROM generate_series(0, 215999) g");
+    pg.execute(std::string(rill::store::migrations()[1].sql));
+    // And hours whose raw rows and minutes retention dropped long ago: 12 hours of 2024-01-01,
+    // two 6-hour buckets, 60 readings an hour.
+    pg.execute(
+        "SELECT rill_ensure_partitions('readings_1h', '2024-01-01Z', '2024-01-02Z');"
+        "INSERT INTO readings_1h SELECT 'old', timestamptz '2024-01-01Z' + h * interval '1 hour', "
+        "60, 60 * h, h - 1, h + 1, 600, 10, 10 FROM generate_series(0, 11) h;"
+        "CREATE TABLE schema_migrations (version int PRIMARY KEY, name text NOT NULL, "
+        "applied_at timestamptz NOT NULL DEFAULT now());"
+        "INSERT INTO schema_migrations (version, name) VALUES (1, 'readings table'), "
+        "(2, 'time partitions and rollups')");
+    REQUIRE(pg.value("SELECT sum(n) FROM readings_1h WHERE sensor <> 'old'") == "216000");
+    auto conn = Connection::open(pg.conninfo());
+    const auto t0 = std::chrono::steady_clock::now();
+    CHECK(rill::store::migrate(conn) == std::vector<int>{3});
+    MESSAGE("upgrade of a version-2 database of 216,000 rows to version 3 took "
+            << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()
+            << " s");
+    CHECK(pg.value("SELECT sum(n) FROM readings_6h") == pg.value("SELECT sum(n) FROM readings_1h"));
+    CHECK(pg.column("SELECT bucket AT TIME ZONE 'UTC' || ' ' || n || ' ' || t_sum || ' ' || "
+                    "t_min || ' ' || t_max || ' ' || h_sum FROM readings_6h WHERE sensor = 'old' "
+                    "ORDER BY bucket") ==
+          std::vector<std::string>{"2024-01-01 00:00:00 360 900 -1 6 3600",
+                                   "2024-01-01 06:00:00 360 3060 5 12 3600"});
+    CHECK(pg.value("SELECT count(*) FROM rill_partitions('readings_6h') WHERE part::text = "
+                   "'readings_6h_2024'") == "1");
+    // Every 6-hour bucket of the raw rows is exact, and the writer keeps it so.
+    const auto from = rill::now() - std::chrono::hours(40);
+    std::string diff;
+    for (const auto& m : rill::store::check_rollups(conn, from, {}))
+        diff += rill::store::to_string(m) + "\n";
+    CHECK(diff == "");
+    rill::store::PostgresSink sink(pg.conninfo());
+    sink.open();
+    std::vector<rill::Reading> batch;
+    for (std::uint64_t seq = 54'001; seq <= 54'100; ++seq) {
+        rill::Reading r;
+        r.sensor = "s1";
+        r.seq = seq;
+        r.ts = rill::now() - std::chrono::minutes(30) + std::chrono::seconds(seq - 54'000);
+        r.temperature = 21.5f;
+        r.humidity = 45;
+        batch.push_back(std::move(r));
+    }
+    CHECK(sink.write(batch) == 100);
+    diff.clear();
+    for (const auto& m : rill::store::check_rollups(conn, from, {}))
+        diff += rill::store::to_string(m) + "\n";
+    CHECK(diff == "");
+    CHECK(pg.value("SELECT sum(n) FROM readings_6h WHERE sensor <> 'old'") == "216100");
 }

@@ -453,7 +453,7 @@ TEST_CASE("a series whose raw rows were dropped comes from the rollups, not empt
     pg.execute("SELECT rill_ensure_partitions('readings', '2026-11-20', '2026-11-23')");
     history(pg, "2026-11-20T00:00:00Z", "3 days");
     ConnectionPool pool(pool_options(pg));
-    Reader reader(pool);
+    Reader reader(pool, 0ms);  // sees every drop at once
     const SeriesQuery q{
         .sensor = "a", .from = utc("2026-11-20T10:00:00Z"), .to = utc("2026-11-20T12:00:00Z")};
     const auto before = reader.series(q);
@@ -487,4 +487,83 @@ TEST_CASE("a series whose raw rows were dropped comes from the rollups, not empt
     CHECK(hours.bucket == 1h);
     REQUIRE(hours.buckets.size() == 2);
     CHECK(hours.buckets[0].count == 180);
+}
+
+namespace {
+
+// Hourly rollups of sensors a and b from 2025-10-01 to 2026-12-01 (3600 readings an hour, a
+// slow wave), partitioned by year, and the 6-hour rollups computed from them.
+void hourly_history(const TempPostgres& pg) {
+    pg.execute(R"sql(
+SELECT rill_ensure_partitions('readings_1h', '2025-10-01Z', '2026-12-01Z');
+INSERT INTO readings_1h
+SELECT s, b, 3600, 3600 * w.t, w.t - 1, w.t + 1, 3600 * 50, 45 - w.t / 10, 55
+FROM unnest(array['a', 'b']) s,
+     generate_series(timestamptz '2025-10-01Z', '2026-11-30 23:00Z', interval '1 hour') b,
+     LATERAL (SELECT (20 + 5 * sin(extract(epoch FROM b) / 40000))::real AS t) w;
+SELECT rill_ensure_partitions('readings_6h', '2025-10-01Z', '2026-12-01Z');
+INSERT INTO readings_6h
+SELECT sensor, date_bin('6 hours', bucket, timestamptz '1970-01-01Z'), sum(n), sum(t_sum),
+       min(t_min), max(t_max), sum(h_sum), min(h_min), max(h_max)
+FROM readings_1h GROUP BY 1, 2;
+)sql");
+}
+
+}  // namespace
+
+TEST_CASE("a year's series reads the 6-hour rollups and equals the same series from the hours") {
+    TempPostgres pg;
+    create_schema(pg);
+    hourly_history(pg);
+    ConnectionPool pool(pool_options(pg));
+    Reader reader(pool);
+    const SeriesQuery year{.from = utc("2025-11-20T00:00:00Z"), .to = utc("2026-11-20T00:00:00Z")};
+    const auto s = reader.series(year);
+    CHECK(s.source == SeriesSource::six_hours);
+    CHECK(rill::store::to_string(s.source) == "6h");
+    CHECK(s.bucket == 12h);
+    REQUIRE(s.buckets.size() == 2 * 730);
+    CHECK(s.buckets.front().sensor == "a");
+    CHECK(s.buckets.back().sensor == "b");
+    for (const auto& b : s.buckets)
+        CHECK(b.count == 12 * 3600);
+    auto from_hours = year;
+    from_hours.source = SeriesSource::hour;
+    const auto h = reader.series(from_hours);
+    CHECK(h.bucket == 12h);
+    check_same_buckets(s, h);
+    // A width of whole hours that 6 hours does not divide still reads the hours.
+    const auto three = reader.series({.sensor = "a",
+                                      .from = utc("2026-01-01T00:00:00Z"),
+                                      .to = utc("2026-04-01T00:00:00Z"),
+                                      .points = 1000});
+    CHECK(three.bucket == 3h);
+    CHECK(three.source == SeriesSource::hour);
+    CHECK(three.buckets.size() == 720);
+}
+
+TEST_CASE("a series whose hourly rollups were dropped comes from the 6-hour ones") {
+    TempPostgres pg;
+    create_schema(pg);
+    hourly_history(pg);
+    ConnectionPool pool(pool_options(pg));
+    Reader fresh(pool, 0ms);
+    Reader cached(pool, 1h);
+    // 60 days in 1000 points: 2 h buckets of the hours.
+    const SeriesQuery q{
+        .sensor = "b", .from = utc("2025-11-01T00:00:00Z"), .to = utc("2025-12-31T00:00:00Z")};
+    CHECK(fresh.series(q).source == SeriesSource::hour);
+    CHECK(cached.series(q).source == SeriesSource::hour);
+
+    pg.execute("DROP TABLE readings_1h_2025");
+    const auto after = fresh.series(q);
+    CHECK(after.source == SeriesSource::six_hours);
+    CHECK(after.bucket == 6h);
+    REQUIRE(after.buckets.size() == 240);
+    CHECK(after.buckets.front().count == 6 * 3600);
+    // The reader that keeps the partition bounds for an hour has not looked again: it still
+    // reads the (now empty) hours, and no catalog query was made for it.
+    const auto stale = cached.series(q);
+    CHECK(stale.source == SeriesSource::hour);
+    CHECK(stale.buckets.empty());
 }

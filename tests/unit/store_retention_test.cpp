@@ -40,8 +40,9 @@ const rill::store::TableMaintenance& table(const MaintenanceReport& r, const std
 }
 
 // Raw readings of March 1..15 2026 (sensor a every day, b on the 1st to 3rd, seqs day * 100 + k),
-// 1-minute rollups of October 2025 .. March 2026, 1-hour rollups of 2019 .. 2026, and two raw
-// rows no partition covers (in 2025 and 2027), which go to the default partition.
+// 1-minute rollups of October 2025 .. March 2026, 1-hour rollups of 2019 .. 2026, 6-hour rollups
+// of 2015 .. 2026, and two raw rows no partition covers (in 2025 and 2027), which go to the
+// default partition.
 void plant_history(const TempPostgres& pg) {
     pg.execute(R"sql(
 SELECT rill_ensure_partitions('readings', '2026-03-01Z', '2026-03-16Z');
@@ -63,6 +64,10 @@ SELECT rill_ensure_partitions('readings_1h', '2019-01-01Z', '2027-01-01Z');
 INSERT INTO readings_1h
 SELECT 'a', y, 1, 20, 20, 20, 40, 40, 40
 FROM generate_series(timestamptz '2019-01-01Z', '2026-01-01Z', interval '1 year') y;
+SELECT rill_ensure_partitions('readings_6h', '2015-01-01Z', '2027-01-01Z');
+INSERT INTO readings_6h
+SELECT 'a', y, 1, 20, 20, 20, 40, 40, 40
+FROM generate_series(timestamptz '2015-01-01Z', '2026-01-01Z', interval '1 year') y;
 )sql");
 }
 
@@ -116,12 +121,21 @@ TEST_CASE("maintenance drops only whole expired partitions and keeps the default
     CHECK(hourly.back() == "readings_1h_2027");
     CHECK(pg.value("SELECT count(*) FROM readings_1h") == "6");
 
+    // 6-hour rollups: kept forever by default; 2027 made ahead.
+    CHECK(keep.six_hour == 0s);
+    CHECK(table(report, "readings_6h").dropped.empty());
+    CHECK(table(report, "readings_6h").created == 1);
+    const auto six_hourly = partitions(pg, "readings_6h");
+    CHECK(six_hourly.front() == "readings_6h_2015");
+    CHECK(six_hourly.back() == "readings_6h_2027");
+    CHECK(pg.value("SELECT count(*) FROM readings_6h") == "12");
+
     CHECK(report.summary(keep).starts_with(
         "retention: dropped readings_20260301 (raw older than 3d), readings_20260302 (raw older "
         "than 3d)"));
     CHECK(report.summary(keep).find("readings_1m_202510 (1-minute rollups older than 90d)") !=
           std::string::npos);
-    CHECK(report.summary(keep).find("retired seqs of 2 sensors; created 9 partitions ahead") !=
+    CHECK(report.summary(keep).find("retired seqs of 2 sensors; created 10 partitions ahead") !=
           std::string::npos);
 
     MaintenanceReport rollups_only;
@@ -138,6 +152,23 @@ TEST_CASE("maintenance drops only whole expired partitions and keeps the default
     CHECK(again.ran);
     CHECK_FALSE(again.changed());
     CHECK(again.summary(keep).empty());
+}
+
+TEST_CASE("6-hour rollups are dropped by whole years once older than their keep") {
+    TempPostgres pg;
+    auto conn = open_migrated(pg);
+    plant_history(pg);
+    // Cut at 2016-03-16 12:00: 2015 ends before it and goes, 2016 stays.
+    const RetentionPolicy keep{.raw = 0s, .minute = 0s, .hour = 0s, .six_hour = 10 * 365 * 24h};
+    const auto report = maintain(conn, keep, march_15);
+    REQUIRE(report.ran);
+    CHECK(table(report, "readings_6h").dropped == std::vector<std::string>{"readings_6h_2015"});
+    CHECK(partitions(pg, "readings_6h").front() == "readings_6h_2016");
+    CHECK(pg.value("SELECT count(*) FROM readings_6h") == "11");
+    CHECK(pg.value("SELECT to_regclass('readings_6h_default') IS NOT NULL") == "t");
+    CHECK(table(report, "readings_1h").dropped.empty());
+    CHECK(report.summary(keep).find("readings_6h_2015 (6-hour rollups older than 10y)") !=
+          std::string::npos);
 }
 
 TEST_CASE("dropping raw partitions records each sensor's greatest dropped seq in rill_retired") {

@@ -1,6 +1,6 @@
-// The rollups readings_1m / readings_1h against a real PostgreSQL: written in the batch's
-// transaction, counting only rows inserted, whatever path the batch took; partitions made on
-// demand; check_rollups() finding what differs; the in-place upgrade of a version-1 table.
+// The rollups readings_1m / readings_1h / readings_6h against a real PostgreSQL: written in the
+// batch's transaction, counting only rows inserted, whatever path the batch took; partitions made
+// on demand; check_rollups() finding what differs; the in-place upgrade of a version-1 table.
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -111,6 +111,7 @@ TEST_CASE("rollups count only the rows inserted when the database already has so
     CHECK(pg.value("SELECT count(*) FROM readings") == "20");
     CHECK(total(pg, "readings_1m") == "20");
     CHECK(total(pg, "readings_1h") == "20");
+    CHECK(total(pg, "readings_6h") == "20");
     CHECK(mismatches(pg) == "");
 }
 
@@ -129,6 +130,7 @@ TEST_CASE("the same batch written twice and a replay of a stored range are rolle
     CHECK(sink.write(spaced("s", 50, 150, test_epoch, 7s)) == 50);
     CHECK(total(pg, "readings_1m") == "150");
     CHECK(total(pg, "readings_1h") == "150");
+    CHECK(total(pg, "readings_6h") == "150");
     CHECK(mismatches(pg) == "");
 }
 
@@ -260,9 +262,10 @@ TEST_CASE("check_rollups names every bucket where a rollup and the raw rows diff
     pg.execute(
         "UPDATE readings_1m SET n = n + 1 WHERE bucket = '2025-11-21T10:01:00Z';"
         "UPDATE readings_1h SET t_max = 30;"
+        "UPDATE readings_6h SET h_min = h_min - 1;"
         "DELETE FROM readings WHERE seq = 120");
     const auto found = rill::store::check_rollups(conn);
-    REQUIRE(found.size() == 3);
+    REQUIRE(found.size() == 4);
     CHECK(rill::store::to_string(found[0]) ==
           "readings_1m s 2025-11-21T10:01:00.000000Z: n raw 60 rollup 61");
     CHECK(found[1].table == "readings_1m");
@@ -271,9 +274,17 @@ TEST_CASE("check_rollups names every bucket where a rollup and the raw rows diff
     CHECK(found[2].table == "readings_1h");
     CHECK(found[2].detail.starts_with("n raw 119 rollup 120; t_sum raw "));  // seq 120 gone
     CHECK(found[2].detail.find("; t_max raw 21.75 rollup 30; h_sum raw ") != std::string::npos);
-    // Limited to a range: the hour is widened to whole hours, a later range has nothing.
-    CHECK(rill::store::check_rollups(conn, test_epoch + 90s, test_epoch + 100s).size() == 3);
-    CHECK(rill::store::check_rollups(conn, test_epoch + 1h, {}).empty());
+    CHECK(found[3].table == "readings_6h");
+    CHECK(rill::to_iso8601(found[3].bucket) == "2025-11-21T06:00:00.000000Z");
+    CHECK(found[3].detail.starts_with("n raw 119 rollup 120; t_sum raw "));
+    CHECK(found[3].detail.find("; h_min raw ") != std::string::npos);
+    // Limited to a range: the hour is widened to whole hours (6 hours for readings_6h), a later
+    // range has nothing.
+    CHECK(rill::store::check_rollups(conn, test_epoch + 90s, test_epoch + 100s).size() == 4);
+    const auto later = rill::store::check_rollups(conn, test_epoch + 1h, {});
+    REQUIRE(later.size() == 1);  // 11:00 is still in the 6-hour bucket of 06:00
+    CHECK(later[0].table == "readings_6h");
+    CHECK(rill::store::check_rollups(conn, test_epoch + 8h, {}).empty());
 }
 
 TEST_CASE("a version-1 table of a million rows upgrades in place with exact rollups") {
@@ -291,7 +302,7 @@ TEST_CASE("a version-1 table of a million rows upgrades in place with exact roll
     pg.execute("VACUUM ANALYZE readings");
     auto conn = Connection::open(pg.conninfo());
     const auto t0 = std::chrono::steady_clock::now();
-    CHECK(rill::store::migrate(conn) == std::vector<int>{2});
+    CHECK(rill::store::migrate(conn) == std::vector<int>{2, 3});
     const auto took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0);
     MESSAGE("upgrade of 1,000,000 version-1 rows took " << took.count() << " s");
     CHECK(pg.value("SELECT count(*) FROM readings") == "1000000");
@@ -299,6 +310,7 @@ TEST_CASE("a version-1 table of a million rows upgrades in place with exact roll
     CHECK(pg.value("SELECT count(DISTINCT (sensor, seq)) FROM readings") == "1000000");
     CHECK(total(pg, "readings_1m") == "1000000");
     CHECK(total(pg, "readings_1h") == "1000000");
+    CHECK(total(pg, "readings_6h") == "1000000");
     CHECK(mismatches(pg) == "");
     // The writer carries on where the rows end: no seq stored twice, rollups still exact.
     BatchWriter w(options(pg));

@@ -8,7 +8,7 @@
 //   SeqRanges             an interval set of sequence numbers (the "islands" stored per sensor)
 //   PostgresSink          the rill::Sink that stores into `readings`: one binary COPY per batch
 //                         with its rollups, a staging-table fallback for rows already stored
-//   check_rollups()       proves readings_1m / readings_1h equal to the raw rows of a range
+//   check_rollups()       proves readings_1m / _1h / _6h equal to the raw rows of a range
 //   BatchWriter           a rill::SinkWriter over a PostgresSink: batches by size and time,
 //                         stores every (sensor, seq) exactly once, survives restarts
 //   maintain(), Maintainer  partitions ahead of time, retention (rill/retention.hpp)
@@ -163,7 +163,8 @@ struct Migration {
 };
 
 /// rill's migrations in order (1: the readings table and its indexes; 2: readings partitioned by
-/// day, the 1-minute and 1-hour rollups, retention bookkeeping).
+/// day, the 1-minute and 1-hour rollups, retention bookkeeping; 3: the 6-hour rollups, computed
+/// from the 1-hour ones on an existing database).
 [[nodiscard]] std::span<const Migration> migrations() noexcept;
 
 /// Brings the schema up to date: in one transaction holding a transaction-scoped advisory lock
@@ -209,12 +210,12 @@ inline constexpr int partition_ahead_days = 7;
 /// up to rill_retired.seq of a sensor (raw rows retention dropped) as stored. write() first
 /// makes sure the batch's UTC days (up to partition_ahead_days days ahead of the clock; later ones
 /// go to the default partition) have a partition, then, in one transaction, sends the batch with
-/// one binary COPY and adds it to the 1-minute and 1-hour rollups (aggregated client-side: a
-/// COPY inserts all or nothing). When the database reports a unique violation (rows written by
-/// someone else, or a commit whose answer was lost with the connection) it writes the batch
-/// again through a temporary staging table and INSERT ... ON CONFLICT DO NOTHING, rolling up
-/// only the rows inserted, in one transaction; it returns the rows that were new. Errors are
-/// StoreError (a rill::SinkError). Not thread-safe: one owner thread.
+/// one binary COPY and adds it to the 1-minute, 1-hour and 6-hour rollups (aggregated
+/// client-side: a COPY inserts all or nothing). When the database reports a unique violation
+/// (rows written by someone else, or a commit whose answer was lost with the connection) it
+/// writes the batch again through a temporary staging table and INSERT ... ON CONFLICT DO
+/// NOTHING, rolling up only the rows inserted, in one transaction; it returns the rows that
+/// were new. Errors are StoreError (a rill::SinkError). Not thread-safe: one owner thread.
 class PostgresSink : public rill::Sink {
   public:
     /// A sink for `conninfo` (libpq connection string or postgresql:// URL); connects on open().
@@ -257,9 +258,9 @@ class PostgresSink : public rill::Sink {
 
 /// One bucket where a rollup table and the raw readings disagree (see check_rollups).
 struct RollupMismatch {
-    std::string table;           ///< "readings_1m" or "readings_1h"
+    std::string table;           ///< "readings_1m", "readings_1h" or "readings_6h"
     std::string sensor;          ///< the sensor
-    Timestamp bucket{};          ///< the bucket's start (UTC minute or hour)
+    Timestamp bucket{};          ///< the bucket's start (UTC minute, hour or 6 hours)
     std::uint64_t raw_n = 0;     ///< raw rows in the bucket
     std::uint64_t rollup_n = 0;  ///< the rollup's count (0 when it has no row)
     /// What differs, e.g. "n raw 60 rollup 59; t_max raw 21.5 rollup 21.25".
@@ -267,12 +268,13 @@ struct RollupMismatch {
 };
 
 /// Proves the rollups exact for a time range still held raw: per sensor and bucket, compares
-/// readings_1m and readings_1h (n, min, max exactly; sums within 1e-6 relative, or absolute
-/// below 1) with an aggregate of the raw rows of `readings` in [from, to), widened to whole
-/// UTC hours (nothing = unbounded). Buckets whose day no partition of readings covers any more
-/// (retention dropped the raw rows) are skipped. Returns the mismatches ordered by table,
-/// sensor and bucket, empty when the rollups are exact. Reads every raw row of the range: one
-/// query per rollup table, seconds per million rows. Blocks; throws StoreError.
+/// readings_1m, readings_1h and readings_6h (n, min, max exactly; sums within 1e-6 relative, or
+/// absolute below 1) with an aggregate of the raw rows of `readings` in [from, to), widened to
+/// whole UTC hours (whole 6-hour buckets for readings_6h; nothing = unbounded). Buckets whose day
+/// no partition of readings covers any more (retention dropped the raw rows) are skipped. Returns
+/// the mismatches ordered by table, sensor and bucket, empty when the rollups are exact. Reads
+/// every raw row of the range: one query per rollup table, seconds per million rows. Blocks; throws
+/// StoreError.
 [[nodiscard]] std::vector<RollupMismatch> check_rollups(Connection& conn,
                                                         std::optional<Timestamp> from = {},
                                                         std::optional<Timestamp> to = {});

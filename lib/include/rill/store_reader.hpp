@@ -7,10 +7,12 @@
 // Included by rill/store.hpp. Nothing here includes libpq-fe.h; errors are StoreError.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -150,12 +152,14 @@ enum class SeriesSource {
     raw,     ///< `readings`: any bucket width
     minute,  ///< `readings_1m`: bucket widths that are whole minutes
     hour,    ///< `readings_1h`: bucket widths that are whole hours
+    /// `readings_6h`: bucket widths that are whole multiples of 6 hours (from the epoch)
+    six_hours,
 };
 
-/// The name of `s` as web-view's API shows it: "raw", "1m" or "1h".
+/// The name of `s` as web-view's API shows it: "raw", "1m", "1h" or "6h".
 [[nodiscard]] std::string_view to_string(SeriesSource s) noexcept;
 
-/// The granularity of `s`: 0 for raw, one minute, one hour.
+/// The granularity of `s`: 0 for raw, one minute, one hour, six hours.
 [[nodiscard]] std::chrono::microseconds granularity(SeriesSource s) noexcept;
 
 /// The bucket width Reader::series uses for `range` cut into at most `points` buckets: the
@@ -208,8 +212,11 @@ struct Series {
 /// the pool is); the pool must outlive the reader.
 class Reader {
   public:
-    /// Reads through `pool`.
-    explicit Reader(ConnectionPool& pool) noexcept : pool_(&pool) {}
+    /// Reads through `pool`; series() keeps the partition bounds it read for `partitions_ttl`
+    /// (0 = reads them for every series that needs them).
+    explicit Reader(ConnectionPool& pool,
+                    std::chrono::milliseconds partitions_ttl = std::chrono::seconds{5}) noexcept
+        : pool_(&pool), partitions_ttl_(partitions_ttl) {}
 
     /// The newest reading of each sensor (by ts, then seq), at most `max_sensors` of them in
     /// sensor order; their `extra` is not read (empty). Walks the (sensor, ts desc) index with a
@@ -230,18 +237,29 @@ class Reader {
     ///    up to a multiple of it (since the Unix epoch, UTC), so every bucket is whole and every
     ///    rollup row falls in exactly one bucket: counts, min and max are exact, and an average
     ///    is sum / count of the rows (the same as over the raw rows, which hold no NULL value);
-    ///  - the source is `readings_1h` when the width is whole hours, `readings_1m` when whole
-    ///    minutes, the raw rows otherwise;
+    ///  - the source is `readings_6h` when the width is a multiple of 6 hours (a year in 1000
+    ///    points: 12 h), `readings_1h` when whole hours, `readings_1m` when whole minutes, the
+    ///    raw rows otherwise;
     ///  - a source that no longer holds the range's start (retention dropped its partitions:
     ///    it holds from the oldest lower bound of its unbroken run of partitions up to the
     ///    newest) gives way to the next coarser one, and the width grows to that one's
-    ///    granularity; when none holds it, `readings_1h` answers.
-    /// Two statements: the partition bounds (the catalog), then one aggregate that walks the
-    /// source's (sensor, time) index per sensor. Throws StoreError as every call.
+    ///    granularity; when none holds it, `readings_6h` answers.
+    /// One aggregate that walks the source's (sensor, time) index per sensor and, unless the
+    /// source is `readings_6h` or was given, the partition bounds (a catalog query), which the
+    /// reader keeps for its partitions_ttl: for that long after retention dropped a partition,
+    /// a chart that starts in it may come out partial instead of from a coarser source. Throws
+    /// StoreError as every call.
     [[nodiscard]] Series series(const SeriesQuery& q);
 
   private:
+    // Since when each source holds its rows (Unix microseconds), from the cache or the catalog.
+    std::array<std::int64_t, 4> held_from();
+
     ConnectionPool* pool_;
+    std::chrono::milliseconds partitions_ttl_;
+    std::mutex held_mutex_;  // guards the two below
+    std::optional<std::chrono::steady_clock::time_point> held_at_;
+    std::array<std::int64_t, 4> held_{};
 };
 
 }  // namespace rill::store

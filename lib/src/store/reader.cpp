@@ -7,20 +7,16 @@
 #include <limits>
 
 #include "rill/store_reader.hpp"
+#include "sensor_scan.hpp"
 
 namespace rill::store {
 
 namespace {
 
-// The distinct sensors as a CTE named s with one column, sensor: a loose index scan ("skip
-// scan") over the (sensor, ts desc) index, one probe per sensor, where SELECT DISTINCT would
-// read every row.
-constexpr const char* distinct_sensors =
-    "WITH RECURSIVE s(sensor) AS ("
-    " (SELECT sensor FROM readings ORDER BY sensor LIMIT 1)"
-    " UNION ALL"
-    " SELECT (SELECT r.sensor FROM readings r WHERE r.sensor > s.sensor"
-    " ORDER BY r.sensor LIMIT 1) FROM s WHERE s.sensor IS NOT NULL) ";
+// The distinct sensors of readings as a CTE named s with one column, sensor: a loose index scan
+// over the (sensor, ts desc) index, one probe per sensor, where SELECT DISTINCT would read every
+// row. Its last row is NULL: the joins on r.sensor = s.sensor drop it.
+const std::string distinct_sensors = detail::distinct_sensors_cte("readings");
 
 // x.ts as integer microseconds since the Unix epoch (exact, and no text time zone to parse).
 constexpr const char* ts_us = "(extract(epoch FROM x.ts) * 1000000)::bigint";
@@ -51,7 +47,7 @@ std::string param(std::vector<std::string>& params, std::string value) {
 }  // namespace
 
 std::vector<StoredReading> Reader::latest(std::size_t max_sensors) {
-    const std::string sql = std::string(distinct_sensors) + "SELECT x.sensor, x.seq, " + ts_us +
+    const std::string sql = distinct_sensors + "SELECT x.sensor, x.seq, " + ts_us +
                             ", x.temperature, x.humidity FROM s CROSS JOIN LATERAL ("
                             "SELECT r.sensor, r.seq, r.ts, r.temperature, r.humidity FROM "
                             "readings r WHERE r.sensor = s.sensor ORDER BY r.ts DESC, r.seq DESC "
@@ -89,7 +85,7 @@ ReadingsPage Reader::page(const ReadingsQuery& q) {
     const auto n = param(params, std::to_string(limit + 1));
     const std::string sensors =
         q.sensor ? "WITH s(sensor) AS (SELECT " + param(params, *q.sensor) + "::text) "
-                 : std::string(distinct_sensors);
+                 : distinct_sensors;
     // Per sensor its newest n rows after the cursor (an index range each), then merged.
     const std::string sql =
         sensors + "SELECT x.sensor, x.seq, " + ts_us +
@@ -128,16 +124,17 @@ using std::chrono::seconds;
 constexpr std::int64_t minus_infinity = std::numeric_limits<std::int64_t>::min();
 
 // The bucket widths series() uses: round numbers of the clock, each a multiple of the one
-// before it from one minute on, so a width of whole minutes (hours) is a whole number of the
-// rollups' minutes (hours).
+// before it from one minute on, so a width of whole minutes (hours, 6 hours) is a whole number
+// of the rollups' minutes (hours, 6 hours).
 constexpr std::array<microseconds, 26> ladder = {
     seconds{1}, seconds{2},  seconds{5},  seconds{10}, seconds{15}, seconds{30}, minutes{1},
     minutes{2}, minutes{5},  minutes{10}, minutes{15}, minutes{30}, hours{1},    hours{2},
     hours{3},   hours{6},    hours{12},   hours{24},   hours{48},   hours{168},  hours{336},
     hours{672}, hours{1344}, hours{2688}, hours{5376}, hours{10752}};
 
-constexpr std::array<SeriesSource, 3> sources = {SeriesSource::raw, SeriesSource::minute,
-                                                 SeriesSource::hour};
+// Finest first; the index of each is its value.
+constexpr std::array<SeriesSource, 4> sources = {SeriesSource::raw, SeriesSource::minute,
+                                                 SeriesSource::hour, SeriesSource::six_hours};
 
 const char* table_of(SeriesSource s) {
     switch (s) {
@@ -145,6 +142,8 @@ const char* table_of(SeriesSource s) {
             return "readings_1m";
         case SeriesSource::hour:
             return "readings_1h";
+        case SeriesSource::six_hours:
+            return "readings_6h";
         case SeriesSource::raw:
             break;
     }
@@ -173,16 +172,17 @@ microseconds width_for(SeriesSource s, microseconds w) {
 // oldest partitions; a partition made later for one old day does not bridge the hole).
 // minus_infinity when the table has no partition yet (everything is in its default partition:
 // nothing was ever dropped) or its run starts at MINVALUE.
-std::array<std::int64_t, 3> held_from(ConnectionPool& pool) {
+std::array<std::int64_t, 4> read_held_from(ConnectionPool& pool) {
     const Result r = pool.query(
         "SELECT p.i, CASE WHEN isfinite(x.lo) THEN (extract(epoch FROM x.lo) * 1000000)::bigint "
         "END, CASE WHEN isfinite(x.hi) THEN (extract(epoch FROM x.hi) * 1000000)::bigint END "
-        "FROM unnest(array['readings', 'readings_1m', 'readings_1h']) WITH ORDINALITY "
-        "p(parent, i) CROSS JOIN LATERAL rill_partitions(p.parent::regclass) x ORDER BY 1, 2",
+        "FROM unnest(array['readings', 'readings_1m', 'readings_1h', 'readings_6h']) WITH "
+        "ORDINALITY p(parent, i) CROSS JOIN LATERAL rill_partitions(p.parent::regclass) x "
+        "ORDER BY 1, 2",
         {}, "read the partitions of readings and its rollups");
-    std::array<std::int64_t, 3> out{minus_infinity, minus_infinity, minus_infinity};
-    std::array<std::int64_t, 3> run_lo{};
-    std::array<bool, 3> seen{};
+    std::array<std::int64_t, 4> out{minus_infinity, minus_infinity, minus_infinity, minus_infinity};
+    std::array<std::int64_t, 4> run_lo{};
+    std::array<bool, 4> seen{};
     for (int row = 0; row < r.rows(); ++row) {
         const auto i = static_cast<std::size_t>(int_at(r, row, 0) - 1);
         if (i >= out.size()) continue;
@@ -222,6 +222,8 @@ std::string_view to_string(SeriesSource s) noexcept {
             return "1m";
         case SeriesSource::hour:
             return "1h";
+        case SeriesSource::six_hours:
+            return "6h";
         case SeriesSource::raw:
             break;
     }
@@ -234,6 +236,8 @@ std::chrono::microseconds granularity(SeriesSource s) noexcept {
             return minutes{1};
         case SeriesSource::hour:
             return hours{1};
+        case SeriesSource::six_hours:
+            return hours{6};
         case SeriesSource::raw:
             break;
     }
@@ -250,6 +254,16 @@ std::chrono::microseconds series_bucket_width(std::chrono::microseconds range,
     return ladder.back();
 }
 
+std::array<std::int64_t, 4> Reader::held_from() {
+    const std::lock_guard lock(held_mutex_);
+    const auto now = std::chrono::steady_clock::now();
+    if (!held_at_ || now - *held_at_ >= partitions_ttl_) {
+        held_ = read_held_from(*pool_);
+        held_at_ = now;
+    }
+    return held_;
+}
+
 Series Reader::series(const SeriesQuery& q) {
     const auto range = std::chrono::duration_cast<microseconds>(q.to - q.from);
     const auto wanted = series_bucket_width(range, q.points);
@@ -259,11 +273,13 @@ Series Reader::series(const SeriesQuery& q) {
     } else {
         // The coarsest source whose granularity divides the width, then coarser ones while
         // the chosen one no longer holds the range's start.
-        out.source = wanted % hours{1} == microseconds{0}     ? SeriesSource::hour
-                     : wanted % minutes{1} == microseconds{0} ? SeriesSource::minute
-                                                              : SeriesSource::raw;
-        if (out.source != SeriesSource::hour) {
-            const auto held = held_from(*pool_);
+        out.source = SeriesSource::raw;
+        for (const auto s : sources) {
+            const auto g = granularity(s);
+            if (g.count() > 0 && wanted % g == microseconds{0}) out.source = s;
+        }
+        if (out.source != sources.back()) {
+            const auto held = held_from();
             for (auto i = static_cast<std::size_t>(out.source); i < sources.size(); ++i) {
                 out.source = sources[i];
                 const auto w = width_for(out.source, wanted).count();
@@ -291,15 +307,12 @@ Series Reader::series(const SeriesQuery& q) {
             where + " GROUP BY 1, 2) g ORDER BY 1, 2";
     } else {
         // Per sensor one range scan of the rollup's (sensor, bucket) key in the partitions of
-        // the range. The sensors come from a loose index scan of readings_1h (few partitions;
-        // every sensor with rollups has hours there).
+        // the range. The sensors come from a loose index scan of readings_6h (few partitions,
+        // kept longest; every sensor with rollups has a row there).
+        static const std::string all_sensors = detail::distinct_sensors_cte("readings_6h");
         const std::string sensors =
             q.sensor ? "WITH s(sensor) AS (SELECT " + param(params, *q.sensor) + "::text) "
-                     : "WITH RECURSIVE s(sensor) AS ("
-                       " (SELECT sensor FROM readings_1h ORDER BY sensor LIMIT 1)"
-                       " UNION ALL"
-                       " SELECT (SELECT r.sensor FROM readings_1h r WHERE r.sensor > s.sensor"
-                       " ORDER BY r.sensor LIMIT 1) FROM s WHERE s.sensor IS NOT NULL) ";
+                     : all_sensors;
         sql = sensors +
               "SELECT s.sensor, (extract(epoch FROM g.b) * 1000000)::bigint, g.t_sum / g.n, "
               "g.t_min, g.t_max, g.h_sum / g.n, g.h_min, g.h_max, g.n FROM s CROSS JOIN "

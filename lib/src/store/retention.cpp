@@ -36,6 +36,7 @@ constexpr Level levels[] = {
     {"readings", "day", "raw", &RetentionPolicy::raw, 7},
     {"readings_1m", "month", "1-minute rollups", &RetentionPolicy::minute, 1},
     {"readings_1h", "year", "1-hour rollups", &RetentionPolicy::hour, 1},
+    {"readings_6h", "year", "6-hour rollups", &RetentionPolicy::six_hour, 1},
 };
 
 // Rolls back the transaction `what` after a failure, if the connection still stands.

@@ -1,5 +1,6 @@
-// The 1-minute and 1-hour rollups: the aggregate math and upsert SQL both write paths share, the
-// partitions made on demand, and check_rollups(), the proof that rollups equal the raw rows.
+// The 1-minute, 1-hour and 6-hour rollups: the aggregate math and upsert SQL both write paths
+// share, the partitions made on demand, and check_rollups(), the proof that rollups equal the raw
+// rows.
 #include "rollup.hpp"
 
 #include <algorithm>
@@ -79,9 +80,17 @@ void append_array_text(std::string& out, std::string_view s) {
 
 }  // namespace
 
+std::string bucket_sql(std::string_view width, std::string_view column) {
+    const std::string c(column);
+    if (width == "1 minute") return "date_trunc('minute', " + c + ", 'UTC')";
+    if (width == "1 hour") return "date_trunc('hour', " + c + ", 'UTC')";
+    return "date_bin('" + std::string(width) + "', " + c +
+           ", timestamptz '1970-01-01 00:00:00+00')";
+}
+
 std::string aggregate_raw(std::string_view width) {
-    return "SELECT sensor, date_trunc('" + std::string(width) +
-           "', ts, 'UTC') AS bucket, count(*) AS n, coalesce(sum(temperature::float8), 0) AS "
+    return "SELECT sensor, " + bucket_sql(width, "ts") +
+           " AS bucket, count(*) AS n, coalesce(sum(temperature::float8), 0) AS "
            "t_sum, min(temperature) AS t_min, max(temperature) AS t_max, "
            "coalesce(sum(humidity::float8), 0) AS h_sum, min(humidity) AS h_min, max(humidity) "
            "AS h_max";
@@ -98,7 +107,12 @@ std::string rollup_statement(std::string_view ctes, std::string_view mins_select
     sql += "h AS (INSERT INTO readings_1h AS readings_1h (" + cols +
            ") SELECT sensor, date_trunc('hour', bucket, 'UTC'), sum(n), sum(t_sum), min(t_min), "
            "max(t_max), sum(h_sum), min(h_min), max(h_max) FROM mins GROUP BY 1, 2 ORDER BY 1, 2 " +
-           upsert_tail("readings_1h") + ")\n";
+           upsert_tail("readings_1h") + "),\n";
+    sql += "q AS (INSERT INTO readings_6h AS readings_6h (" + cols + ") SELECT sensor, " +
+           bucket_sql("6 hours", "bucket") +
+           ", sum(n), sum(t_sum), min(t_min), max(t_max), sum(h_sum), min(h_min), max(h_max) "
+           "FROM mins GROUP BY 1, 2 ORDER BY 1, 2 " +
+           upsert_tail("readings_6h") + ")\n";
     sql += final_select;
     return sql;
 }
@@ -120,7 +134,7 @@ const std::string& insert_staged_sql() {
             std::string(copy_columns) +
             " FROM rill_staging ON CONFLICT DO NOTHING RETURNING sensor, ts, temperature, "
             "humidity)",
-        aggregate_raw("minute") + " FROM ins GROUP BY 1, 2", "SELECT count(*) FROM ins");
+        aggregate_raw("1 minute") + " FROM ins GROUP BY 1, 2", "SELECT count(*) FROM ins");
     return sql;
 }
 
@@ -177,7 +191,7 @@ constexpr const char* partitions_sql = R"sql(
 SELECT t,
        CASE WHEN p.lo = '-infinity' THEN NULL ELSE (extract(epoch FROM p.lo) * 1000000)::bigint END,
        CASE WHEN p.hi = 'infinity' THEN NULL ELSE (extract(epoch FROM p.hi) * 1000000)::bigint END
-FROM unnest(ARRAY['readings', 'readings_1m', 'readings_1h']) AS t,
+FROM unnest(ARRAY['readings', 'readings_1m', 'readings_1h', 'readings_6h']) AS t,
      LATERAL rill_partitions(t::regclass) AS p)sql";
 
 std::int64_t int_or(const Result& r, int row, int col, std::int64_t fallback) {
@@ -232,6 +246,7 @@ void PartitionCache::clear() noexcept {
     readings_.clear();
     minutes_.clear();
     hours_.clear();
+    six_hours_.clear();
 }
 
 void PartitionCache::load(Connection& conn) {
@@ -246,7 +261,11 @@ void PartitionCache::load(Connection& conn) {
         for (int i = 0; i < r.rows(); ++i) {
             const Range range{int_or(r, i, 1, INT64_MIN), int_or(r, i, 2, INT64_MAX)};
             const auto t = r.value(i, 0);
-            (t == "readings" ? readings_ : t == "readings_1m" ? minutes_ : hours_).push_back(range);
+            auto& ranges = t == "readings"      ? readings_
+                           : t == "readings_1m" ? minutes_
+                           : t == "readings_1h" ? hours_
+                                                : six_hours_;
+            ranges.push_back(range);
         }
     }
     loaded_day_ = floor_div(rill::now().time_since_epoch().count(), day_us);
@@ -267,7 +286,7 @@ int PartitionCache::ensure(Connection& conn, std::span<const Reading> batch, Tim
     }
     std::vector<Range> missing_days;
     std::set<std::int64_t> missing_months, missing_years;  // keyed by their start
-    std::map<std::int64_t, std::int64_t> month_end, year_end;
+    std::map<std::int64_t, std::int64_t> month_end, year_end, year6_end;
     for (const std::int64_t d : days) {
         if (!covers(readings_, d * day_us, (d + 1) * day_us)) {
             if (!missing_days.empty() && missing_days.back().second == d * day_us) {
@@ -280,17 +299,25 @@ int PartitionCache::ensure(Connection& conn, std::span<const Reading> batch, Tim
         if (!covers(minutes_, m.first, m.second)) month_end[m.first] = m.second;
         const auto y = year_of(d);
         if (!covers(hours_, y.first, y.second)) year_end[y.first] = y.second;
+        if (!covers(six_hours_, y.first, y.second)) year6_end[y.first] = y.second;
     }
-    if (missing_days.empty() && month_end.empty() && year_end.empty()) return 0;
+    if (missing_days.empty() && month_end.empty() && year_end.empty() && year6_end.empty()) {
+        return 0;
+    }
     for (const auto& [lo, hi] : missing_days)
         ensure_range(conn, "readings", lo, hi);
     for (const auto& [lo, hi] : month_end)
         ensure_range(conn, "readings_1m", lo, hi);
     for (const auto& [lo, hi] : year_end)
         ensure_range(conn, "readings_1h", lo, hi);
-    const std::size_t before = readings_.size() + minutes_.size() + hours_.size();
+    for (const auto& [lo, hi] : year6_end)
+        ensure_range(conn, "readings_6h", lo, hi);
+    const auto count = [this] {
+        return readings_.size() + minutes_.size() + hours_.size() + six_hours_.size();
+    };
+    const std::size_t before = count();
     load(conn);
-    return static_cast<int>(readings_.size() + minutes_.size() + hours_.size() - before);
+    return static_cast<int>(count() - before);
 }
 
 }  // namespace detail
@@ -299,13 +326,15 @@ int PartitionCache::ensure(Connection& conn, std::span<const Reading> batch, Tim
 
 namespace {
 
-// Per sensor and bucket of `width` ('minute' or 'hour'): the rollup row of `table` next to an
-// aggregate of the raw rows, within [$1, $2) widened to whole hours; one row per bucket where
-// they differ, naming what differs. A rollup bucket whose day no partition of readings covers
-// any more (retention dropped the raw rows) is not checked.
-std::string check_sql(std::string_view table, std::string_view width) {
+// Per sensor and bucket of `width` ("1 minute", "1 hour", "6 hours"): the rollup row of `table`
+// next to an aggregate of the raw rows, within [$1, $2) widened to whole buckets of `wide` (a
+// multiple of `width`); one row per bucket where they differ, naming what differs. A rollup
+// bucket whose day no partition of readings covers any more (retention dropped the raw rows) is
+// not checked (every width divides a day, so a bucket lies in one day).
+std::string check_sql(std::string_view table, std::string_view width, std::string_view wide) {
     const std::string t(table);
     const std::string w(width);
+    const std::string wd(wide);
     auto sum_differs = [](const std::string& c) {
         return "CASE WHEN abs(raw." + c + " - roll." + c + ") > 1e-6 * greatest(abs(raw." + c +
                "), abs(roll." + c + "), 1) THEN format('" + c + " raw %s rollup %s', raw." + c +
@@ -317,9 +346,12 @@ std::string check_sql(std::string_view table, std::string_view width) {
     };
     return R"sql(
 WITH bounds AS (
-    SELECT date_trunc('hour', $1::timestamptz, 'UTC') AS lo,
-           date_trunc('hour', $2::timestamptz - interval '1 microsecond',
-                      'UTC') + interval '1 hour' AS hi),
+    SELECT )sql" +
+           detail::bucket_sql(wd, "$1::timestamptz") +
+           R"sql( AS lo,
+           )sql" +
+           detail::bucket_sql(wd, "($2::timestamptz - interval '1 microsecond')") +
+           " + interval '" + wd + R"sql(' AS hi),
 raw AS (
     )sql" + detail::aggregate_raw(w) +
            R"sql(
@@ -361,10 +393,16 @@ std::vector<RollupMismatch> check_rollups(Connection& conn, std::optional<Timest
     const std::vector<std::string> bounds = {from ? to_iso8601(*from) : "-infinity",
                                              to ? to_iso8601(*to) : "infinity"};
     std::vector<RollupMismatch> out;
-    for (const auto& [table, width] :
-         {std::pair{"readings_1m", "minute"}, std::pair{"readings_1h", "hour"}}) {
+    struct Level {
+        const char* table;
+        const char* width;
+        const char* wide;  // the range is widened to whole buckets of this
+    };
+    for (const auto& [table, width, wide] :
+         {Level{"readings_1m", "1 minute", "1 hour"}, Level{"readings_1h", "1 hour", "1 hour"},
+          Level{"readings_6h", "6 hours", "6 hours"}}) {
         const Result r =
-            conn.exec_params(check_sql(table, width), bounds,
+            conn.exec_params(check_sql(table, width, wide), bounds,
                              std::string("compare ") + table + " with the raw readings");
         for (int i = 0; i < r.rows(); ++i) {
             RollupMismatch m;
