@@ -75,9 +75,10 @@ void codec_corpus(const fs::path& dir) {
     }
     write(dir, "batch_20_extras", frames("greenhouse-07", rill::encode_batch(many)));
     write(dir, "extremes",
-          frames("x", rill::encode(reading("x", ~std::uint64_t{0} >> 1,
-                                           rill::Timestamp{microseconds(rill::limits::max_ts_us)},
-                                           rill::limits::max_temperature, 100.0f))));
+          frames("x",
+                 rill::encode(reading("x", ~std::uint64_t{0} >> 1,
+                                      rill::Timestamp{microseconds(rill::limits::max_ts_us)},
+                                      static_cast<float>(rill::limits::max_temperature), 100.0f))));
     write(dir, "heartbeat_empty",
           frames(rill::heartbeat_topic,
                  rill::encode_heartbeat({"p", t0, std::chrono::milliseconds(1), "", {}})));

@@ -52,11 +52,11 @@ void check_object(std::string_view bytes, bool want_array, const char* what) {
     }
 }
 
-// Reads the header of the outer 4-element array; returns the offset of its first element.
-std::size_t read_envelope_header(std::string_view b) {
+// Reads the header of the outer array; returns the offset of its first element and sets
+// `count` to its element count.
+std::size_t read_array_header(std::string_view b, std::uint64_t& count) {
     if (b.empty()) fail(DecodeErrc::malformed, "RPC message is empty");
     const auto c = static_cast<unsigned char>(b[0]);
-    std::uint64_t count = 0;
     std::size_t header = 1;
     if ((c & 0xf0u) == 0x90u) {
         count = c & 0x0fu;
@@ -73,6 +73,13 @@ std::size_t read_envelope_header(std::string_view b) {
     } else {
         fail(DecodeErrc::wrong_type, "RPC message is not an array");
     }
+    return header;
+}
+
+// Reads the header of the outer 4-element array; returns the offset of its first element.
+std::size_t read_envelope_header(std::string_view b) {
+    std::uint64_t count = 0;
+    const auto header = read_array_header(b, count);
     if (count != 4) {
         fail(DecodeErrc::malformed,
              "RPC message has " + std::to_string(count) + " elements, expected 4");
@@ -94,10 +101,15 @@ Cursor envelope_elements(std::string_view b) {
     return Cursor(b.substr(read_envelope_header(b)), detail::rpc_parse_limits, "RPC message");
 }
 
-// The msgid of `b` when it starts like a request ([0, msgid, ...]), whatever follows.
+// The msgid of `b` when it starts like a request: an array of at least 2 elements whose first
+// is the integer 0 and whose second an integer in [0, 2^32 - 1], whatever follows (its element
+// count, the types of method and params, truncation, trailing bytes).
 std::optional<std::uint32_t> peek_request_msgid(std::string_view b) noexcept {
     try {
-        auto c = envelope_elements(b);
+        std::uint64_t count = 0;
+        const auto header = read_array_header(b, count);
+        if (count < 2) return std::nullopt;
+        Cursor c(b.substr(header), detail::rpc_parse_limits, "RPC message");
         if (detail::get_uint(c.next_whole("type"), "type") != type_request) return std::nullopt;
         const auto id = detail::get_uint(c.next_whole("msgid"), "msgid");
         if (id > 0xffffffffu) return std::nullopt;
