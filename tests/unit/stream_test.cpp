@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <limits>
 #include <map>
 #include <msgpack.hpp>
 #include <optional>
@@ -13,7 +14,9 @@
 
 #include "rill/stream.hpp"
 #include "support/hostile.hpp"
+#include "support/msgpack.hpp"
 #include "support/readings.hpp"
+#include "support/stderr_capture.hpp"
 
 using namespace rill;
 using namespace std::chrono_literals;
@@ -768,4 +771,74 @@ TEST_CASE("a subscriber drops a peer whose frame header declares more than the p
     raw.send_frame_header(std::uint64_t{1} << 30, false);
     CHECK(raw.closed_by_peer(10s));
     CHECK_FALSE(sub.receive(0ms));
+}
+
+namespace {
+
+// A readings payload of `sensor` with a reading per seq, the temperature given for each (NaN
+// makes a reading invalid on its own); packed by hand, as the encoder refuses such readings.
+std::string payload_with_temperatures(const std::string& sensor,
+                                      const std::vector<std::pair<std::uint64_t, double>>& rs) {
+    return rill::test::packed([&](rill::test::Packer& pk) {
+        pk.pack_array(4);
+        pk.pack(1);
+        pk.pack(0);
+        pk.pack(sensor);
+        pk.pack_array(static_cast<std::uint32_t>(rs.size()));
+        for (const auto& [seq, t] : rs) {
+            pk.pack_array(4);
+            pk.pack(seq);
+            pk.pack(1'700'000'000'000'000LL + static_cast<long long>(seq));
+            pk.pack(t);
+            pk.pack(40.0);
+        }
+    });
+}
+
+}  // namespace
+
+TEST_CASE(
+    "a batch with an invalid middle reading delivers the others and reports its seq as a gap") {
+    MetricsRegistry metrics;
+    RawPublisher raw;
+    Subscriber sub(raw.endpoint, {.metrics = &metrics});
+    raw.join(sub);
+    rill::test::StderrCapture log;
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    raw.send({"kitchen", payload_with_temperatures("kitchen", {{1, 20.0}, {2, nan}, {3, 21.0}})});
+    raw.send({"kitchen", payload_with_temperatures("kitchen", {{4, nan}})});  // all invalid
+    raw.send({"kitchen", encode(reading("kitchen", 5))});
+    const auto events = receive_until(sub, has_readings(3));
+    const auto text = log.finish();
+    const auto got = readings_of(events);
+    REQUIRE(got.size() == 3);
+    CHECK(got[0].seq == 1);
+    CHECK(got[1].seq == 3);
+    CHECK(got[2].seq == 5);
+    CHECK(gaps_of(events) == std::vector<Gap>{{"kitchen", 2, 2}, {"kitchen", 4, 4}});
+    CHECK(metrics.value("rill_stream_invalid_readings_total", {{"socket", "sub"}}) == 2.0);
+    CHECK(metrics.value("rill_stream_readings_received_total", {{"socket", "sub"}}) == 3.0);
+    CHECK(sub.malformed(DecodeErrc::invalid_value) == 0);
+    CHECK(text.find("discarded invalid reading kitchen/2: ") != std::string::npos);
+    CHECK(text.find("temperature") != std::string::npos);
+}
+
+TEST_CASE("a frame with seq 2^63 is counted malformed as invalid_value, logged, never delivered") {
+    MetricsRegistry metrics;
+    RawPublisher raw;
+    Subscriber sub(raw.endpoint, {.metrics = &metrics});
+    raw.join(sub);
+    rill::test::StderrCapture log;
+    raw.send({"kitchen", payload_with_temperatures("kitchen", {{limits::max_seq + 1, 20.0}})});
+    raw.send({"kitchen", payload_with_temperatures("kitchen", {{7, 20.0}})});
+    const auto events = receive_until(sub, has_readings(1));
+    const auto text = log.finish();
+    const auto got = readings_of(events);
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].seq == 7);
+    CHECK(sub.malformed(DecodeErrc::invalid_value) == 1);
+    CHECK(metrics.value("rill_stream_malformed_frames_total",
+                        {{"socket", "sub"}, {"reason", "invalid_value"}}) == 1.0);
+    CHECK(text.find("rejected message (invalid_value): reading 0: seq 9223372036854775808 is "
+                    "above 2^63 - 1") != std::string::npos);
 }

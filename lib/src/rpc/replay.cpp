@@ -385,10 +385,6 @@ ReplayResult ReplayClient::fetch(std::string_view sensor, std::uint64_t from, st
         if (reply.lost) add_lost(out.lost, {reply.lost->first, std::min(reply.lost->last, to)});
         // What the answer accounts for, in seq order: valid and invalid readings and the
         // skipped range. The seqs between them that it does not account for are holes.
-        if (reply.skipped && reply.skipped->last >= next && reply.skipped->first <= to) {
-            add_lost(out.skipped,
-                     {std::max(reply.skipped->first, next), std::min(reply.skipped->last, to)});
-        }
         std::uint64_t expected = std::max(next, reply.first_available);
         bool got = false;
         const auto account = [&](std::uint64_t first, std::uint64_t last) {
@@ -398,8 +394,15 @@ ReplayResult ReplayClient::fetch(std::string_view sensor, std::uint64_t from, st
             got = true;
         };
         auto invalid = reply.invalid.begin();
+        // A skipped range after the answer's last reading counts only when the answer is not
+        // cut by max_readings (else the seqs between are still to be asked for).
+        std::uint64_t last_item = 0;
+        if (!reply.readings.empty()) last_item = reply.readings.back().seq;
+        if (!reply.invalid.empty()) last_item = std::max(last_item, reply.invalid.back().seq);
+        const bool full = reply.readings.size() + reply.invalid.size() >= want;
         const auto skipped_first = reply.skipped ? std::max(reply.skipped->first, next) : 0;
-        bool skipped_pending = reply.skipped && reply.skipped->last >= next;
+        bool skipped_pending = reply.skipped && reply.skipped->last >= next &&
+                               (!full || reply.skipped->first < last_item);
         const auto account_before = [&](std::uint64_t seq) {
             for (;;) {
                 const std::uint64_t inv =
@@ -410,7 +413,9 @@ ReplayResult ReplayClient::fetch(std::string_view sensor, std::uint64_t from, st
                     account(inv, inv);
                     out.invalid.push_back(std::move(*invalid++));
                 } else {
-                    account(skp, std::min(reply.skipped->last, to));
+                    const SeqRange skipped{skp, std::min(reply.skipped->last, to)};
+                    account(skipped.first, skipped.last);
+                    add_lost(out.skipped, skipped);
                     skipped_pending = false;
                 }
             }
