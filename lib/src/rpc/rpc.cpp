@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <map>
 
 #include <zmq_addon.hpp>
@@ -306,6 +307,8 @@ struct RpcServer::Impl {
     std::atomic<std::uint64_t> requests{0};
     std::atomic<std::uint64_t> errors{0};
     std::atomic<std::uint64_t> malformed{0};
+    // The server thread's: at most one line per 10 s, the rest counted and reported.
+    RateLimitedLog malformed_log{"rpc", "malformed requests"};
 };
 
 RpcServer::RpcServer(zmq::context_t& ctx, std::string_view endpoints, const SocketOptions& options)
@@ -362,13 +365,11 @@ RpcStats RpcServer::stats() const noexcept {
 
 void RpcServer::Impl::count_malformed(std::string_view why) noexcept {
     const auto n = ++malformed;
-    // Log the first few, then every power of two, so a flood cannot flood the log.
-    if (n <= 10 || (n & (n - 1)) == 0) {
-        try {
-            log_warn("rpc", "dropped a malformed request (" + std::to_string(n) +
-                                " so far): " + std::string(why));
-        } catch (...) {
-        }
+    // A flood cannot flood the log; what is held back is reported (run() flushes).
+    try {
+        malformed_log.log("dropped a malformed request (" + std::to_string(n) +
+                          " so far): " + std::string(why));
+    } catch (...) {
     }
 }
 
@@ -376,7 +377,18 @@ void RpcServer::Impl::run(detail::Actor::Context& thread) noexcept {
     std::vector<zmq::message_t> frames;
     for (;;) {
         try {
-            if (!thread.wait(socket.raw())) return;
+            // Wakes up to report malformed requests held back once their window has passed.
+            const auto now = RateLimitedLog::Clock::now();
+            malformed_log.flush(now);
+            const auto due = malformed_log.flush_due();
+            const auto timeout =
+                due == RateLimitedLog::Clock::time_point::max()
+                    ? std::chrono::milliseconds{-1}
+                    : std::max(std::chrono::milliseconds{0},
+                               std::chrono::ceil<std::chrono::milliseconds>(due - now));
+            const auto wake = thread.wait_for(socket.raw(), timeout);
+            if (wake == detail::Actor::Context::Wake::stop) return;
+            if (wake == detail::Actor::Context::Wake::timeout) continue;
         } catch (const zmq::error_t& e) {
             log_error("rpc", std::string("server poll failed, stopping: ") + e.what());
             return;
