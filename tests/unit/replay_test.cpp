@@ -390,20 +390,7 @@ namespace {
 
 // A readings payload of sensor "s" with a reading per seq; a NaN temperature makes one invalid.
 std::string payload_of(const std::vector<std::pair<std::uint64_t, double>>& rs) {
-    return rill::test::packed([&](rill::test::Packer& pk) {
-        pk.pack_array(4);
-        pk.pack(1);
-        pk.pack(0);
-        pk.pack(std::string("s"));
-        pk.pack_array(static_cast<std::uint32_t>(rs.size()));
-        for (const auto& [seq, t] : rs) {
-            pk.pack_array(4);
-            pk.pack(seq);
-            pk.pack(1'700'000'000'000'000LL + static_cast<long long>(seq));
-            pk.pack(t);
-            pk.pack(40.0);
-        }
-    });
+    return rill::test::readings_payload("s", rs);
 }
 
 std::vector<char> bin_of(const std::string& s) {

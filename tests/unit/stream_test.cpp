@@ -773,30 +773,6 @@ TEST_CASE("a subscriber drops a peer whose frame header declares more than the p
     CHECK_FALSE(sub.receive(0ms));
 }
 
-namespace {
-
-// A readings payload of `sensor` with a reading per seq, the temperature given for each (NaN
-// makes a reading invalid on its own); packed by hand, as the encoder refuses such readings.
-std::string payload_with_temperatures(const std::string& sensor,
-                                      const std::vector<std::pair<std::uint64_t, double>>& rs) {
-    return rill::test::packed([&](rill::test::Packer& pk) {
-        pk.pack_array(4);
-        pk.pack(1);
-        pk.pack(0);
-        pk.pack(sensor);
-        pk.pack_array(static_cast<std::uint32_t>(rs.size()));
-        for (const auto& [seq, t] : rs) {
-            pk.pack_array(4);
-            pk.pack(seq);
-            pk.pack(1'700'000'000'000'000LL + static_cast<long long>(seq));
-            pk.pack(t);
-            pk.pack(40.0);
-        }
-    });
-}
-
-}  // namespace
-
 TEST_CASE(
     "a batch with an invalid middle reading delivers the others and reports its seq as a gap") {
     MetricsRegistry metrics;
@@ -805,8 +781,9 @@ TEST_CASE(
     raw.join(sub);
     rill::test::StderrCapture log;
     const double nan = std::numeric_limits<double>::quiet_NaN();
-    raw.send({"kitchen", payload_with_temperatures("kitchen", {{1, 20.0}, {2, nan}, {3, 21.0}})});
-    raw.send({"kitchen", payload_with_temperatures("kitchen", {{4, nan}})});  // all invalid
+    raw.send(
+        {"kitchen", rill::test::readings_payload("kitchen", {{1, 20.0}, {2, nan}, {3, 21.0}})});
+    raw.send({"kitchen", rill::test::readings_payload("kitchen", {{4, nan}})});  // all invalid
     raw.send({"kitchen", encode(reading("kitchen", 5))});
     const auto events = receive_until(sub, has_readings(3));
     const auto text = log.finish();
@@ -829,8 +806,8 @@ TEST_CASE("a frame with seq 2^63 is counted malformed as invalid_value, logged, 
     Subscriber sub(raw.endpoint, {.metrics = &metrics});
     raw.join(sub);
     rill::test::StderrCapture log;
-    raw.send({"kitchen", payload_with_temperatures("kitchen", {{limits::max_seq + 1, 20.0}})});
-    raw.send({"kitchen", payload_with_temperatures("kitchen", {{7, 20.0}})});
+    raw.send({"kitchen", rill::test::readings_payload("kitchen", {{limits::max_seq + 1, 20.0}})});
+    raw.send({"kitchen", rill::test::readings_payload("kitchen", {{7, 20.0}})});
     const auto events = receive_until(sub, has_readings(1));
     const auto text = log.finish();
     const auto got = readings_of(events);
