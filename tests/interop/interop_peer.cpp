@@ -35,7 +35,7 @@ int publish_fixture() {
          {{"pressure_hpa", 1013.25}, {"battery_v", 3.3}}},
         {"kitchen", 3, Timestamp{1'763'719'210'000'000us}, -12.5f, 100.0f, {}}};
     const std::vector<Reading> cellar{{"cellar-\xc3\xa9\xf0\x9f\x8c\xa1",
-                                       18446744073709551614ULL,
+                                       9223372036854775806ULL,  // limits::max_seq - 1
                                        Timestamp{1'763'719'200'123'456us},
                                        -40.0f,
                                        0.0f,
