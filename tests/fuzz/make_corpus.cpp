@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -43,6 +44,20 @@ rill::Reading reading(std::string sensor, std::uint64_t seq, rill::Timestamp ts,
     return rill::Reading{std::move(sensor), seq, ts, t, h, std::move(extras)};
 }
 
+// `bytes` with the float32 `from` (its msgpack form `ca` + 4 bytes) replaced by a NaN: what the
+// encoder refuses to write, for seeds holding an invalid reading.
+std::string with_nan_for(std::string bytes, float from) {
+    std::uint32_t bits;
+    std::memcpy(&bits, &from, sizeof bits);
+    std::string pattern(1, '\xca');
+    for (int shift = 24; shift >= 0; shift -= 8)
+        pattern += static_cast<char>((bits >> shift) & 0xff);
+    const auto at = bytes.find(pattern);
+    if (at == std::string::npos) throw std::runtime_error("with_nan_for: value not found");
+    bytes.replace(at, pattern.size(), std::string("\xca\x7f\xc0\x00\x00", 5));
+    return bytes;
+}
+
 // The codec target's input: one byte of topic length, the topic, the payload.
 std::string frames(std::string_view topic, std::string_view payload) {
     std::string out(1, static_cast<char>(topic.size()));
@@ -65,6 +80,11 @@ void codec_corpus(const fs::path& dir) {
                        "tcp://*:5557",
                        {{"garden", 42}}};
     write(dir, "reading_v1_6.3", frames(rill::heartbeat_topic, rill::encode_heartbeat(hb)));
+    // Seqs 1, 2, 3 with NaN in the middle one: the lenient decode keeps 1 and 3.
+    const std::vector<rill::Reading> three{reading("kitchen", 1, t0, 20.0f, 40.0f),
+                                           reading("kitchen", 2, t0, 12.5f, 40.0f),
+                                           reading("kitchen", 3, t0, 21.0f, 40.0f)};
+    write(dir, "invalid_middle", frames("kitchen", with_nan_for(rill::encode_batch(three), 12.5f)));
 
     std::vector<rill::Reading> many;
     for (std::uint64_t i = 0; i < 20; ++i) {
@@ -75,9 +95,10 @@ void codec_corpus(const fs::path& dir) {
     }
     write(dir, "batch_20_extras", frames("greenhouse-07", rill::encode_batch(many)));
     write(dir, "extremes",
-          frames("x", rill::encode(reading("x", ~std::uint64_t{0} >> 1,
-                                           rill::Timestamp{microseconds(rill::limits::max_ts_us)},
-                                           rill::limits::max_temperature, 100.0f))));
+          frames("x",
+                 rill::encode(reading("x", ~std::uint64_t{0} >> 1,
+                                      rill::Timestamp{microseconds(rill::limits::max_ts_us)},
+                                      static_cast<float>(rill::limits::max_temperature), 100.0f))));
     write(dir, "heartbeat_empty",
           frames(rill::heartbeat_topic,
                  rill::encode_heartbeat({"p", t0, std::chrono::milliseconds(1), "", {}})));
@@ -171,6 +192,17 @@ void rpc_corpus(const fs::path& dir) {
     write(dir, "replay_reply_lost", rill::encode_replay_reply(lost));
     write(dir, "rpc_response_lost",
           rill::encode_rpc_response({8, std::nullopt, rill::encode_replay_reply(lost)}));
+    // A reply with an invalid reading (NaN) and the 5th element, a skipped range [1250, 1260].
+    rill::ReplayReply odd = reply;
+    odd.readings[2].temperature = 12.5f;
+    std::string odd_bytes = with_nan_for(rill::encode_replay_reply(odd), 12.5f);
+    if (odd_bytes.front() != '\x94') throw std::runtime_error("a replay reply is not a fixarray 4");
+    odd_bytes.front() = '\x95';
+    odd_bytes += std::string("\x92\xcd\x04\xe2\xcd\x04\xec", 7);
+    write(dir, "replay_reply_invalid_skipped", odd_bytes);
+    write(dir, "rpc_response_invalid_skipped",
+          rill::encode_rpc_response({11, std::nullopt, odd_bytes}));
+    write(dir, "rpc_request_five_elements", std::string("\x95\x00\x0c\xa4ping\x90\xc0", 10));
     write(dir, "rpc_response_error", rill::encode_rpc_response({9, "unknown method: nope", ""}));
     write(dir, "rpc_response_uint",
           rill::encode_rpc_response({10, std::nullopt, rill::rpc_pack::uint(42)}));

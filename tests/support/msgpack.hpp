@@ -2,7 +2,10 @@
 // library's encoders never write (other integer widths, unknown fields, hostile values).
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <msgpack.hpp>
 
@@ -32,6 +35,27 @@ std::string pack_array(const T&... fields) {
     return packed([&](Packer& pk) {
         pk.pack_array(sizeof...(T));
         (pk.pack(fields), ...);
+    });
+}
+
+/// A readings payload (proto/reading_v1.md) of `sensor` with one reading per (seq, temperature),
+/// taken at 1'700'000'000'000'000 + seq µs with 40 %RH. Packed by hand: a NaN or out-of-range
+/// temperature makes that reading invalid, which the library's encoder refuses to write.
+inline std::string readings_payload(const std::string& sensor,
+                                    const std::vector<std::pair<std::uint64_t, double>>& rs) {
+    return packed([&](Packer& pk) {
+        pk.pack_array(4);
+        pk.pack(1);
+        pk.pack(0);
+        pk.pack(sensor);
+        pk.pack_array(static_cast<std::uint32_t>(rs.size()));
+        for (const auto& [seq, t] : rs) {
+            pk.pack_array(4);
+            pk.pack(seq);
+            pk.pack(1'700'000'000'000'000LL + static_cast<long long>(seq));
+            pk.pack(t);
+            pk.pack(40.0);
+        }
     });
 }
 

@@ -3,6 +3,8 @@
 // the encoder, hand-built payloads using every msgpack form, and random mutations of both.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 #include <cstdint>
 #include <cstring>
 #include <optional>
@@ -196,7 +198,7 @@ std::string hand_built_readings(Rng& rng, std::string& sensor) {
     w.str(sensor);
     const std::size_t n = 1 + below(rng, 4);
     w.array(n);
-    std::uint64_t seq = chance(rng, 10) ? ~std::uint64_t{0} - n : 1 + below(rng, 1'000'000);
+    std::uint64_t seq = chance(rng, 10) ? limits::max_seq + 1 - n : 1 + below(rng, 1'000'000);
     for (std::size_t k = 0; k < n; ++k) {
         const bool extras = chance(rng, 40);
         const unsigned more = static_cast<unsigned>(chance(rng, 20) ? 1 + below(rng, 2) : 0);
@@ -344,9 +346,53 @@ struct Tally {
     std::size_t by_code[8] = {};
 };
 
+// Checks the decode that discards invalid readings alone against the strict one: where the
+// strict one accepts, it gives the same readings and none invalid; where it fails, the strict
+// one fails too; where it accepts what the strict one refuses, what it kept is valid, what it
+// discarded is named, and together they are in strictly increasing seq order.
+void check_lenient(std::string_view payload) {
+    std::vector<Reading> out;
+    std::vector<InvalidReading> invalid;
+    bool lenient_ok = true;
+    try {
+        decode_batch(payload, out, invalid);
+    } catch (const DecodeError&) {
+        lenient_ok = false;
+        CHECK(out.empty());
+        CHECK(invalid.empty());
+    }
+    std::optional<std::vector<Reading>> strict;
+    try {
+        strict = decode_batch(payload);
+    } catch (const DecodeError&) {
+    }
+    if (strict) {
+        REQUIRE(lenient_ok);
+        CHECK(out == *strict);
+        CHECK(invalid.empty());
+        return;
+    }
+    if (!lenient_ok) return;
+    CHECK_FALSE(invalid.empty());
+    std::vector<std::uint64_t> seqs;
+    for (const auto& r : out) {
+        CHECK_FALSE(reading_problem(r).has_value());
+        seqs.push_back(r.seq);
+    }
+    for (const auto& r : invalid) {
+        CHECK_FALSE(r.problem.empty());
+        CHECK(r.seq >= 1);
+        CHECK(r.seq <= limits::max_seq);
+        seqs.push_back(r.seq);
+    }
+    std::sort(seqs.begin(), seqs.end());
+    CHECK(std::adjacent_find(seqs.begin(), seqs.end()) == seqs.end());
+}
+
 // Decodes `payload` with both decoders in all three ways and checks that they agree: the same
 // readings or heartbeat, or the same error code and message.
 void check_agree(std::string_view topic, std::string_view payload, Tally& tally) {
+    check_lenient(payload);
     const Outcome outcomes[3][2] = {
         {outcome_of([&] { return Message{decode_batch(payload)}; }),
          outcome_of([&] { return Message{reference::decode_batch(payload)}; })},

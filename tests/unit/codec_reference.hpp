@@ -189,6 +189,10 @@ inline void decode_reading(const msgpack::object& o, std::string_view sensor, st
         r.sensor.assign(sensor);
         r.seq = get_uint(f.ptr[0], "seq");
         if (r.seq == 0) fail(DecodeErrc::invalid_value, "seq is 0; sequence numbers start at 1");
+        if (r.seq > limits::max_seq) {
+            fail(DecodeErrc::invalid_value,
+                 "seq " + std::to_string(r.seq) + " is above 2^63 - 1, the largest seq");
+        }
         if (f.ptr[1].type == msgpack::type::NEGATIVE_INTEGER) {
             fail(DecodeErrc::invalid_value, "timestamp is negative");
         }

@@ -1,8 +1,10 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <functional>
 #include <initializer_list>
 #include <limits>
+#include <map>
 #include <msgpack.hpp>
 
 #include "rill/codec.hpp"
@@ -81,14 +83,13 @@ TEST_CASE("a batch of readings survives a round trip in order") {
     CHECK(decode_batch(encode_batch(batch)) == batch);
 }
 
-TEST_CASE("extreme values round trip: max-length id, negative temperature, seq near 2^64") {
-    Reading r = sample(std::numeric_limits<std::uint64_t>::max() - 1,
-                       std::string(limits::max_sensor_id_bytes, 'x'));
+TEST_CASE("extreme values round trip: max-length id, negative temperature, the largest seq") {
+    Reading r = sample(limits::max_seq - 1, std::string(limits::max_sensor_id_bytes, 'x'));
     r.temperature = -40.5f;
     r.humidity = 0.0f;
     r.ts = Timestamp{std::chrono::microseconds{limits::max_ts_us}};
     Reading next = r;
-    next.seq = std::numeric_limits<std::uint64_t>::max();
+    next.seq = limits::max_seq;
     next.humidity = 100.0f;
     std::vector<Reading> batch{r, next};
     CHECK(decode_batch(encode_batch(batch)) == batch);
@@ -356,4 +357,226 @@ TEST_CASE("the encoder writes the exact bytes of the examples in proto/reading_v
     CHECK(encode_heartbeat(hb) ==
           unhex("97 01 01 a9 70 69 2d 67 61 72 64 65 6e cf 00 06 44 17 e0 c1 d5 80 cd 03 e8 ac 74 "
                 "63 70 3a 2f 2f 2a 3a 35 35 35 37 81 a6 67 61 72 64 65 6e 2a"));
+}
+
+// --- the bounds as reading_v1 writes them -----------------------------------------------------
+
+namespace {
+
+constexpr long long valid_ts = 1'700'000'000'000'000LL;
+
+// Whether a one-reading payload with this temperature (packed in the type given: msgpack-c
+// writes a float as float32, a double as float64, an integer as an integer) is accepted.
+template <typename T>
+bool temperature_accepted(T t) {
+    try {
+        (void)decode_batch(payload_with_reading(1, valid_ts, t, 2.0));
+        return true;
+    } catch (const DecodeError& e) {
+        CHECK(e.code() == DecodeErrc::invalid_value);
+        return false;
+    }
+}
+
+}  // namespace
+
+TEST_CASE("a temperature is compared with -273.15 and 1000 in the precision it arrived in") {
+    CHECK(temperature_accepted(-273.15));        // float64, exactly the bound
+    CHECK_FALSE(temperature_accepted(-273.16));  // float64 below it
+    CHECK_FALSE(temperature_accepted(std::nextafter(-273.15, -300.0)));  // one ulp below
+    CHECK(temperature_accepted(-273.15f));                               // float32: -273.149994
+    CHECK_FALSE(temperature_accepted(std::nextafter(-273.15f, -300.0f)));
+    CHECK_FALSE(temperature_accepted(-274));  // an integer
+    CHECK(temperature_accepted(1000));
+    CHECK(temperature_accepted(1000.0));
+    CHECK(temperature_accepted(1000.0f));
+    CHECK_FALSE(temperature_accepted(1000.0001));                         // float64
+    CHECK_FALSE(temperature_accepted(std::nextafter(1000.0f, 2000.0f)));  // the next float32
+    CHECK_FALSE(temperature_accepted(1001));
+    // A float64 -273.15 decodes to the float nearest it, which the encoder accepts again.
+    const auto out = decode_batch(payload_with_reading(1, valid_ts, -273.15, 2.0));
+    REQUIRE(out.size() == 1);
+    CHECK(out[0].temperature == -273.15f);
+    CHECK_FALSE(reading_problem(out[0]).has_value());
+    CHECK(decode_batch(encode(out[0])) == out);
+}
+
+TEST_CASE("reading_problem applies the same temperature bounds to a float") {
+    Reading r = sample();
+    r.temperature = -273.15f;
+    CHECK_FALSE(reading_problem(r).has_value());
+    r.temperature = std::nextafter(-273.15f, -300.0f);
+    CHECK(reading_problem(r).has_value());
+    r.temperature = 1000.0f;
+    CHECK_FALSE(reading_problem(r).has_value());
+    r.temperature = std::nextafter(1000.0f, 2000.0f);
+    CHECK(reading_problem(r).has_value());
+    CHECK_THROWS_AS((void)encode(r), std::invalid_argument);
+}
+
+TEST_CASE(
+    "a seq above 2^63 - 1 is rejected by every decode and the encoder, the largest accepted") {
+    const std::uint64_t too_big = limits::max_seq + 1;  // 2^63
+    CHECK(decode_error_of(payload_with_reading(too_big, valid_ts, 1.0, 2.0)) ==
+          DecodeErrc::invalid_value);
+    CHECK(decode_error_of(payload_with_reading(~std::uint64_t{0}, valid_ts, 1.0, 2.0)) ==
+          DecodeErrc::invalid_value);
+    CHECK(decode_batch(payload_with_reading(limits::max_seq, valid_ts, 1.0, 2.0)).at(0).seq ==
+          limits::max_seq);
+    // Structural even where one invalid reading is discarded alone: the whole payload goes.
+    std::vector<Reading> out;
+    std::vector<InvalidReading> invalid;
+    CHECK_THROWS_AS(decode_batch(payload_with_reading(too_big, valid_ts, 1.0, 2.0), out, invalid),
+                    DecodeError);
+    CHECK(out.empty());
+    CHECK(invalid.empty());
+    CHECK_THROWS_AS(
+        (void)decode_message("kitchen", payload_with_reading(too_big, valid_ts, 1.0, 2.0), invalid),
+        DecodeError);
+    Reading r = sample(too_big);
+    CHECK(reading_problem(r).has_value());
+    CHECK_THROWS_AS((void)encode(r), std::invalid_argument);
+}
+
+// --- one invalid reading is discarded alone -----------------------------------------------------
+
+namespace {
+
+// A readings payload of sensor "kitchen" from readings given as packing functions.
+template <typename... F>
+std::string batch_of(const F&... readings) {
+    return packed([&](Packer& pk) {
+        pk.pack_array(4);
+        pk.pack(1);
+        pk.pack(0);
+        pk.pack(std::string("kitchen"));
+        pk.pack_array(sizeof...(F));
+        (readings(pk), ...);
+    });
+}
+
+// Packs a reading [seq, ts, t, h, more...].
+template <typename... T>
+auto reading_fields(const T&... fields) {
+    return [=](Packer& pk) {
+        pk.pack_array(sizeof...(T));
+        (pk.pack(fields), ...);
+    };
+}
+
+}  // namespace
+
+TEST_CASE("a batch with NaN in its middle reading keeps the first and the last") {
+    const auto nan = std::numeric_limits<double>::quiet_NaN();
+    const auto p =
+        batch_of(reading_fields(1, valid_ts, 20.0, 40.0), reading_fields(2, valid_ts, nan, 40.0),
+                 reading_fields(3, valid_ts, 21.0, 41.0));
+    CHECK(decode_error_of(p) == DecodeErrc::invalid_value);  // the strict decode: all or nothing
+    std::vector<Reading> out{sample(7, "before")};
+    std::vector<InvalidReading> invalid;
+    decode_batch(p, out, invalid);
+    REQUIRE(out.size() == 3);
+    CHECK(out[0] == sample(7, "before"));
+    CHECK(out[1].seq == 1);
+    CHECK(out[1].temperature == 20.0f);
+    CHECK(out[2].seq == 3);
+    CHECK(out[2].humidity == 41.0f);
+    REQUIRE(invalid.size() == 1);
+    CHECK(invalid[0].sensor == "kitchen");
+    CHECK(invalid[0].seq == 2);
+    CHECK(invalid[0].problem.find("temperature") != std::string::npos);
+
+    std::vector<InvalidReading> via_message;
+    const auto m = decode_message("kitchen", p, via_message);
+    REQUIRE(std::holds_alternative<std::vector<Reading>>(m));
+    CHECK(std::get<std::vector<Reading>>(m).size() == 2);
+    CHECK(via_message == invalid);
+}
+
+TEST_CASE("every kind of bad content in a reading discards that reading alone") {
+    const auto nan = std::numeric_limits<double>::quiet_NaN();
+    std::map<std::string, double> too_many;
+    for (int i = 0; i < 17; ++i)
+        too_many["e" + std::to_string(i)] = i;
+    const std::vector<std::function<void(Packer&)>> bad{
+        reading_fields(2, 0, 1.0, 2.0),                      // ts 0
+        reading_fields(2, -5, 1.0, 2.0),                     // ts negative
+        reading_fields(2, limits::max_ts_us + 1, 1.0, 2.0),  // ts after year 9999
+        reading_fields(2, valid_ts, -300.0, 2.0),            // too cold
+        reading_fields(2, valid_ts, 1.0, 100.5),             // humidity
+        reading_fields(2, valid_ts, "warm", 2.0),            // temperature of a wrong type
+        reading_fields(2, valid_ts, 1.0, 2.0, std::map<std::string, double>{{"x", nan}}),
+        reading_fields(2, valid_ts, 1.0, 2.0, std::map<std::string, double>{{"", 1.0}}),
+        reading_fields(2, valid_ts, 1.0, 2.0,
+                       std::map<std::string, double>{{std::string(33, 'n'), 1.0}}),
+        reading_fields(2, valid_ts, 1.0, 2.0, too_many),
+        reading_fields(2, valid_ts, 1.0, 2.0, 5),  // extras neither map nor nil
+    };
+    for (std::size_t i = 0; i < bad.size(); ++i) {
+        CAPTURE(i);
+        const auto p = packed([&](Packer& pk) {
+            pk.pack_array(4);
+            pk.pack(1);
+            pk.pack(0);
+            pk.pack(std::string("kitchen"));
+            pk.pack_array(3);
+            reading_fields(1, valid_ts, 1.0, 2.0)(pk);
+            bad[i](pk);
+            reading_fields(3, valid_ts, 1.0, 2.0, msgpack::type::nil_t{}, "a later field")(pk);
+        });
+        std::vector<Reading> out;
+        std::vector<InvalidReading> invalid;
+        REQUIRE_NOTHROW(decode_batch(p, out, invalid));
+        REQUIRE(out.size() == 2);
+        CHECK(out[0].seq == 1);
+        CHECK(out[1].seq == 3);
+        REQUIRE(invalid.size() == 1);
+        CHECK(invalid[0].seq == 2);
+        CHECK_FALSE(invalid[0].problem.empty());
+    }
+}
+
+TEST_CASE("structural problems still void the whole batch, leaving both outputs as they were") {
+    const auto nan = std::numeric_limits<double>::quiet_NaN();
+    const auto invalid_first = reading_fields(1, valid_ts, nan, 2.0);
+    const std::vector<std::string> payloads{
+        batch_of(invalid_first, reading_fields(1, valid_ts, 1.0, 2.0)),        // seq not increasing
+        batch_of(invalid_first, reading_fields(0, valid_ts, 1.0, 2.0)),        // seq 0
+        batch_of(invalid_first, reading_fields("2", valid_ts, 1.0, 2.0)),      // seq not an integer
+        batch_of(invalid_first, reading_fields(2, valid_ts, 1.0)),             // 3 fields
+        batch_of(invalid_first, [](Packer& pk) { pk.pack(7); }),               // not an array
+        batch_of(invalid_first, reading_fields(2, valid_ts, 1.0, 2.0)) + "x",  // trailing byte
+    };
+    for (std::size_t i = 0; i < payloads.size(); ++i) {
+        CAPTURE(i);
+        std::vector<Reading> out{sample(9)};
+        std::vector<InvalidReading> invalid{{"other", 4, "kept"}};
+        CHECK_THROWS_AS(decode_batch(payloads[i], out, invalid), DecodeError);
+        CHECK(out == std::vector<Reading>{sample(9)});
+        CHECK(invalid == std::vector<InvalidReading>{{"other", 4, "kept"}});
+    }
+    // Truncated anywhere, the invalid reading included.
+    const auto whole = batch_of(invalid_first, reading_fields(2, valid_ts, 1.0, 2.0));
+    for (std::size_t n = 0; n < whole.size(); ++n) {
+        std::vector<Reading> out;
+        std::vector<InvalidReading> invalid;
+        CHECK_THROWS_AS(decode_batch(whole.substr(0, n), out, invalid), DecodeError);
+        CHECK(invalid.empty());
+    }
+    // The wrong topic voids it too, with what it found invalid.
+    std::vector<InvalidReading> invalid;
+    CHECK_THROWS_AS((void)decode_message("garden", whole, invalid), DecodeError);
+    CHECK(invalid.empty());
+}
+
+TEST_CASE("a batch whose every reading is invalid decodes to no readings and all of them invalid") {
+    const auto nan = std::numeric_limits<double>::quiet_NaN();
+    std::vector<Reading> out;
+    std::vector<InvalidReading> invalid;
+    decode_batch(batch_of(reading_fields(4, valid_ts, nan, 2.0), reading_fields(6, 0, 1.0, 2.0)),
+                 out, invalid);
+    CHECK(out.empty());
+    REQUIRE(invalid.size() == 2);
+    CHECK(invalid[0].seq == 4);
+    CHECK(invalid[1].seq == 6);
 }

@@ -1,8 +1,5 @@
 #include <doctest/doctest.h>
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <atomic>
 #include <fstream>
 #include <system_error>
@@ -11,6 +8,7 @@
 #include "rill/csv_source.hpp"
 #include "support/process.hpp"
 #include "support/source_stop.hpp"
+#include "support/stderr_capture.hpp"
 
 using namespace rill;
 using namespace std::chrono_literals;
@@ -23,34 +21,6 @@ std::filesystem::path write_csv(const test::TempDir& dir, const std::string& nam
     std::ofstream(p) << text;
     return p;
 }
-
-// Redirects this process's stderr (where rill logs) to a file while alive.
-class StderrCapture {
-  public:
-    explicit StderrCapture(std::filesystem::path path) : path_(std::move(path)) {
-        std::fflush(stderr);
-        saved_ = ::dup(2);
-        const int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        ::dup2(fd, 2);
-        ::close(fd);
-    }
-    ~StderrCapture() { restore(); }
-    std::string finish() {
-        restore();
-        return test::read_file(path_);
-    }
-
-  private:
-    void restore() {
-        if (saved_ < 0) return;
-        std::fflush(stderr);
-        ::dup2(saved_, 2);
-        ::close(saved_);
-        saved_ = -1;
-    }
-    std::filesystem::path path_;
-    int saved_ = -1;
-};
 
 std::vector<Measurement> drain(Source& s) {
     std::vector<Measurement> out;
@@ -107,7 +77,7 @@ TEST_CASE("csv source skips bad rows, counts them and logs their line numbers") 
                                 "1763719204,nan,50\n"
                                 "1763719205,-300,50\n"
                                 "1763719206,21,52\n");
-    StderrCapture capture(dir.path() / "stderr.txt");
+    test::StderrCapture capture;
     CsvSource source(path);
     const auto rows = drain(source);
     const std::string log = capture.finish();
@@ -129,7 +99,7 @@ TEST_CASE("csv source logs a bounded number of bad rows but counts them all") {
     for (int i = 0; i < 50; ++i)
         text += "junk\n";
     text += "1763719200,20,50\n";
-    StderrCapture capture(dir.path() / "stderr.txt");
+    test::StderrCapture capture;
     CsvSource source(write_csv(dir, "junk.csv", text), {.max_logged_bad_rows = 5});
     CHECK(drain(source).size() == 1);
     const std::string log = capture.finish();
@@ -172,7 +142,7 @@ TEST_CASE("a missing csv file is an error naming the file") {
 TEST_CASE("csv source skips overlong lines and reads a last line without a newline") {
     test::TempDir dir("rill-csv");
     const std::string huge(100'000, '9');
-    StderrCapture capture(dir.path() / "stderr.txt");
+    test::StderrCapture capture;
     CsvSource source(write_csv(dir, "long.csv",
                                "ts,temperature,humidity\n1763719200,20," + huge +
                                    "\n1763719201,21,50\n" + std::string("1763719202,2\0,50\n", 17) +

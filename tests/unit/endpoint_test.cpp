@@ -38,6 +38,21 @@ TEST_CASE("an announced wildcard endpoint resolves to the host the stream was re
     CHECK(tcp_host("tcp://h:1") == "h");
 }
 
+TEST_CASE("an announced IPv6 wildcard resolves to the peer's address, bracketed when IPv6") {
+    // ZeroMQ gives a peer's address without brackets.
+    CHECK(resolve_announced("tcp://[::]:5557", "10.0.0.5") == "tcp://10.0.0.5:5557");
+    CHECK(resolve_announced("tcp://[::]:5557", "::1") == "tcp://[::1]:5557");
+    CHECK(resolve_announced("tcp://*:5557", "fd00::7") == "tcp://[fd00::7]:5557");
+    CHECK(resolve_announced("tcp://0.0.0.0:5557", "2001:db8::1") == "tcp://[2001:db8::1]:5557");
+    // An IPv4 peer seen through a dual-stack socket connects as plain IPv4.
+    CHECK(resolve_announced("tcp://[::]:5557", "::ffff:10.0.0.5") == "tcp://10.0.0.5:5557");
+    // A specific IPv6 address is kept as announced.
+    CHECK(resolve_announced("tcp://[::1]:5557", "10.0.0.5") == "tcp://[::1]:5557");
+    CHECK(resolve_announced("tcp://[fd00::7]:5557", "::1") == "tcp://[fd00::7]:5557");
+    // No peer address known (ipc://, inproc://): kept as announced.
+    CHECK(resolve_announced("tcp://[::]:5557", "") == "tcp://[::]:5557");
+}
+
 TEST_CASE("a socket bound to port 0 reports the port it got, and a bad endpoint names itself") {
     Socket s(default_context(), zmq::socket_type::pub);
     s.attach("@tcp://127.0.0.1:0", Attach::bind);

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <limits>
 #include <map>
 #include <mutex>
 
@@ -73,8 +74,8 @@ TEST_CASE("replay requests and replies round trip") {
     CHECK(rill::decode_replay_request(pack(std::make_tuple("greenhouse-07", 17, 500, "new"))) ==
           req);
     const auto nil = msgpack::type::nil_t{};
-    CHECK(rill::decode_replay_reply(pack(std::make_tuple(std::vector<char>{}, 1, 0, nil, 9))) ==
-          empty);
+    CHECK(rill::decode_replay_reply(
+              pack(std::make_tuple(std::vector<char>{}, 1, 0, nil, nil, 9))) == empty);
 }
 
 TEST_CASE("replay decoding rejects malformed requests and replies") {
@@ -383,4 +384,123 @@ TEST_CASE("the replay server refuses a stored-bytes reply that does not answer t
             CHECK(e.remote_message().find("invalid replay reply") != std::string::npos);
         }
     }
+}
+
+namespace {
+
+// A readings payload of sensor "s" with a reading per seq; a NaN temperature makes one invalid.
+std::string payload_of(const std::vector<std::pair<std::uint64_t, double>>& rs) {
+    return rill::test::readings_payload("s", rs);
+}
+
+std::vector<char> bin_of(const std::string& s) {
+    return std::vector<char>(s.begin(), s.end());
+}
+
+const double nan_value = std::numeric_limits<double>::quiet_NaN();
+
+}  // namespace
+
+TEST_CASE("a replay reply keeps its valid readings and names the invalid one") {
+    const auto nil = msgpack::type::nil_t{};
+    const auto bytes = pack(
+        std::make_tuple(bin_of(payload_of({{5, 20.0}, {6, nan_value}, {7, 21.0}})), 1, 9, nil));
+    const auto reply = rill::decode_replay_reply(bytes);
+    REQUIRE(reply.readings.size() == 2);
+    CHECK(reply.readings[0].seq == 5);
+    CHECK(reply.readings[1].seq == 7);
+    REQUIRE(reply.invalid.size() == 1);
+    CHECK(reply.invalid[0].sensor == "s");
+    CHECK(reply.invalid[0].seq == 6);
+    CHECK(reply.invalid[0].problem.find("temperature") != std::string::npos);
+    CHECK_FALSE(reply.skipped);
+    CHECK_FALSE(rill::replay_reply_problem({"s", 5, 3}, reply));
+    CHECK(rill::replay_reply_problem({"s", 5, 2}, reply));   // 3 readings, 2 asked for
+    CHECK(rill::replay_reply_problem({"s", 7, 10}, reply));  // invalid seq 6 below from_seq
+    CHECK(rill::replay_reply_problem({"t", 5, 10}, reply));  // another sensor
+    // Structural problems still void the reply; an invalid reading outside the bounds too.
+    CHECK_THROWS_AS((void)rill::decode_replay_reply(pack(std::make_tuple(
+                        bin_of(payload_of({{5, 20.0}, {5, nan_value}})), 1, 9, nil))),
+                    rill::DecodeError);
+    CHECK_THROWS_AS((void)rill::decode_replay_reply(pack(std::make_tuple(
+                        bin_of(payload_of({{5, 20.0}, {10, nan_value}})), 1, 9, nil))),
+                    rill::DecodeError);
+    CHECK_THROWS_AS((void)rill::decode_replay_reply(pack(std::make_tuple(
+                        bin_of(payload_of({{rill::limits::max_seq + 1, 20.0}})), 1, 9, nil))),
+                    rill::DecodeError);
+}
+
+TEST_CASE("a replay reply of 4, 5 or more elements decodes, the 5th being the skipped range") {
+    using E = rill::DecodeErrc;
+    const auto nil = msgpack::type::nil_t{};
+    const auto no_bin = std::vector<char>{};
+    const auto payload = bin_of(payload_of({{2, 20.0}, {9, 21.0}}));
+    auto reply = rill::decode_replay_reply(pack(std::make_tuple(payload, 1, 9, nil)));
+    CHECK_FALSE(reply.skipped);
+    reply = rill::decode_replay_reply(pack(std::make_tuple(payload, 1, 9, nil, nil)));
+    CHECK_FALSE(reply.skipped);
+    reply = rill::decode_replay_reply(
+        pack(std::make_tuple(payload, 1, 9, nil, std::make_tuple(3, 8), "a 6th element")));
+    REQUIRE(reply.skipped);
+    CHECK(*reply.skipped == rill::SeqRange{3, 8});
+    CHECK(reply.readings.size() == 2);
+    const std::vector<std::pair<std::string, E>> bad{
+        {pack(std::make_tuple(payload, 1, 9, nil, std::make_tuple(2, 4))), E::invalid_value},
+        {pack(std::make_tuple(payload, 1, 9, nil, std::make_tuple(0, 1))), E::invalid_value},
+        {pack(std::make_tuple(no_bin, 1, 9, nil, std::make_tuple(5, 4))), E::invalid_value},
+        {pack(std::make_tuple(no_bin, 1, 9, nil, std::make_tuple(5, 10))), E::invalid_value},
+        {pack(std::make_tuple(no_bin, 1, 9, nil, std::make_tuple(5))), E::malformed},
+        {pack(std::make_tuple(no_bin, 1, 9, nil, "5..7")), E::wrong_type},
+    };
+    for (const auto& [bytes, code] : bad) {
+        CAPTURE(bytes.size());
+        try {
+            (void)rill::decode_replay_reply(bytes);
+            FAIL("decoded a bad skipped range");
+        } catch (const rill::DecodeError& e) {
+            CHECK(e.code() == code);
+        }
+    }
+}
+
+TEST_CASE("a fetch returns invalid readings and skipped seqs apart, neither counted as lost") {
+    zmq::context_t ctx;
+    rill::RpcServer server(ctx, "tcp://127.0.0.1:0");
+    std::atomic<int> calls{0};
+    // Sensor s: 1, 2 valid, 3 invalid (NaN), 4 valid, 5..7 skipped, 8 valid, 9 gone, 10 valid.
+    server.handle(std::string(rill::replay_method), [&](std::string_view params) {
+        ++calls;
+        const auto req = rill::decode_replay_request(params);
+        std::vector<std::pair<std::uint64_t, double>> rs;
+        for (const auto& [seq, t] : std::vector<std::pair<std::uint64_t, double>>{
+                 {1, 20.0}, {2, 20.5}, {3, nan_value}, {4, 21.0}, {8, 21.5}, {10, 22.0}}) {
+            if (seq >= req.from_seq && rs.size() < req.max_readings) rs.emplace_back(seq, t);
+        }
+        return pack(std::make_tuple(bin_of(payload_of(rs)), 1, 10, msgpack::type::nil_t{},
+                                    std::make_tuple(5, 7)));
+    });
+    server.start();
+    rill::ReplayClient client(ctx, server.last_endpoint());
+    const auto got = client.fetch("s", 1, 20);
+    std::vector<std::uint64_t> seqs;
+    for (const auto& r : got.readings)
+        seqs.push_back(r.seq);
+    CHECK(seqs == std::vector<std::uint64_t>{1, 2, 4, 8, 10});
+    REQUIRE(got.invalid.size() == 1);
+    CHECK(got.invalid[0].seq == 3);
+    CHECK(got.skipped == std::vector<rill::SeqRange>{{5, 7}});
+    CHECK(got.lost == std::vector<rill::SeqRange>{{9, 9}});
+    CHECK(got.newest == 10);
+    CHECK(got.requests == 1);
+    CHECK(calls == 1);
+
+    // In chunks of 2 the same, each invalid reading and skipped seq reported once.
+    rill::ReplayFetchOptions options;
+    options.chunk = 2;
+    const auto chunked = client.fetch("s", 1, 20, options);
+    CHECK(chunked.readings.size() == 5);
+    REQUIRE(chunked.invalid.size() == 1);
+    CHECK(chunked.invalid[0].seq == 3);
+    CHECK(chunked.skipped == std::vector<rill::SeqRange>{{5, 7}});
+    CHECK(chunked.lost == std::vector<rill::SeqRange>{{9, 9}});
 }

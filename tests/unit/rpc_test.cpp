@@ -364,3 +364,62 @@ TEST_CASE("mutated rpc messages decode or throw DecodeError, never anything else
     CHECK(decoded + rejected == 20000);
     CHECK(rejected > 1000);
 }
+
+TEST_CASE("every request whose msgid is readable gets an error answer with that msgid") {
+    zmq::context_t ctx;
+    auto server = make_server(ctx, "tcp://127.0.0.1:0");
+    zmq::socket_t raw(ctx, zmq::socket_type::dealer);
+    raw.set(zmq::sockopt::linger, 0);
+    raw.connect(server->last_endpoint());
+    const auto nil = msgpack::type::nil_t{};
+    const auto no_params = std::vector<int>{};
+    // Requests with a readable msgid, each malformed in another way: all answered.
+    const std::vector<std::pair<std::uint32_t, std::string>> answered{
+        {12, pack(std::make_tuple(0, 12))},                                    // 2 elements
+        {13, pack(std::make_tuple(0, 13, "echo"))},                            // 3 elements
+        {14, pack(std::make_tuple(0, 14, "echo", no_params, nil))},            // 5 elements
+        {15, pack(std::make_tuple(0, 15, "echo", no_params, 1, 2))},           // 6 elements
+        {16, pack(std::make_tuple(0, 16, 5, no_params))},                      // method an int
+        {17, pack(std::make_tuple(0, 17, "echo", "str"))},                     // params a str
+        {18, pack(std::make_tuple(0, 18, "echo", 7))},                         // params an int
+        {19, pack(std::make_tuple(0, 19, "echo", no_params)) + "\x01"},        // trailing byte
+        {20, pack(std::make_tuple(0, 20, "echo", no_params)).substr(0, 5)},    // truncated
+        {0xffffffffu, pack(std::make_tuple(0, 0xffffffffu, nil, no_params))},  // method nil
+    };
+    // Messages whose msgid cannot be read: not answered.
+    const std::vector<std::string> dropped{
+        pack(std::make_tuple(0)),                                     // no msgid
+        pack(std::make_tuple(0, -1, "echo", no_params)),              // negative msgid
+        pack(std::make_tuple(0, 0x100000000ULL, "echo", no_params)),  // over 32 bits
+        pack(std::make_tuple(0, "12", "echo", no_params)),            // msgid a str
+        pack(std::make_tuple(1, 21, nil, nil, 5)),                    // a 5-element response
+        pack(std::make_tuple(2, 22, "echo", no_params)),              // type 2
+        pack(std::make_tuple("0", 23)),                               // type a str
+    };
+    for (const auto& [msgid, bytes] : answered)
+        CHECK(raw.send(zmq::buffer(bytes)));
+    for (const auto& bytes : dropped)
+        CHECK(raw.send(zmq::buffer(bytes)));
+    // A valid request last: its answer comes after every answer to the ones before it.
+    CHECK(raw.send(zmq::buffer(rill::encode_rpc_request({99, "echo", pack(std::make_tuple(1))}))));
+    raw.set(zmq::sockopt::rcvtimeo, 5000);
+    std::vector<std::uint32_t> ids;
+    for (;;) {
+        zmq::message_t reply;
+        REQUIRE(raw.recv(reply));
+        const auto decoded =
+            std::get<rill::RpcResponse>(rill::decode_rpc_message(reply.to_string()));
+        if (decoded.msgid == 99) {
+            CHECK_FALSE(decoded.error);
+            break;
+        }
+        REQUIRE(decoded.error);
+        CHECK(decoded.error->starts_with("invalid request: "));
+        ids.push_back(decoded.msgid);
+    }
+    std::vector<std::uint32_t> want;
+    for (const auto& [msgid, bytes] : answered)
+        want.push_back(msgid);
+    CHECK(ids == want);
+    CHECK(server->stats().malformed == answered.size() + dropped.size());
+}

@@ -68,7 +68,7 @@ struct Heartbeat {
     Timestamp sent_at{};                       ///< when the heartbeat was sent
     std::chrono::milliseconds interval{1000};  ///< the promised heartbeat interval
     std::string replay_endpoint;  ///< where to ask for replays; empty when there is none
-    /// The newest seq published so far for each sensor this publisher owns.
+    /// For every sensor the publisher's outbox holds, the newest seq the outbox has assigned.
     std::vector<std::pair<std::string, std::uint64_t>> newest;
     /// Member-wise equality.
     bool operator==(const Heartbeat&) const = default;
@@ -94,7 +94,18 @@ void encode_batch(std::span<const Reading> batch, std::string& out);
 /// left as it was. Never allocates more than a small multiple of the payload size.
 void decode_batch(std::string_view payload, std::vector<Reading>& out);
 
-/// Decodes a readings payload into a new vector (see the overload above).
+/// Decodes a readings payload, keeping its valid readings (proto/reading_v1.md, "One invalid
+/// reading"): the payload's structure (envelope, sensor id, each reading an array of at least 4
+/// elements whose seq is an unsigned integer in 1..limits::max_seq, strictly increasing, all of
+/// it well-formed msgpack within the limits) must hold, else this throws DecodeError as the
+/// strict overload and leaves `out` and `invalid` as they were. A reading whose other fields
+/// fail (a timestamp, temperature, humidity or extras of the wrong type or outside its domain)
+/// is not appended to `out` but to `invalid`, with its seq and the problem; the others are
+/// appended to `out` in payload order.
+void decode_batch(std::string_view payload, std::vector<Reading>& out,
+                  std::vector<InvalidReading>& invalid);
+
+/// Decodes a readings payload into a new vector (see the strict overload above).
 [[nodiscard]] std::vector<Reading> decode_batch(std::string_view payload);
 
 /// Decodes a heartbeat payload. Throws DecodeError.
@@ -106,5 +117,11 @@ using Message = std::variant<std::vector<Reading>, Heartbeat>;
 /// Decodes a [topic, payload] message and checks that they agree: a readings payload must
 /// travel under its sensor id, a heartbeat under heartbeat_topic. Throws DecodeError.
 [[nodiscard]] Message decode_message(std::string_view topic, std::string_view payload);
+
+/// As decode_message(topic, payload), keeping the valid readings of a readings payload as
+/// decode_batch(payload, out, invalid) does: invalid ones are appended to `invalid` (which is
+/// left as it was when this throws). The batch may then be empty (every reading invalid).
+[[nodiscard]] Message decode_message(std::string_view topic, std::string_view payload,
+                                     std::vector<InvalidReading>& invalid);
 
 }  // namespace rill

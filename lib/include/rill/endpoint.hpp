@@ -32,8 +32,10 @@ struct Endpoint {
 
 /// The endpoint a client should connect to, given the address a server announced and the host
 /// the client reached that server on. A wildcard or unspecified host in `announced`
-/// ("tcp://*:5557", "tcp://0.0.0.0:5557", "tcp://[::]:5557") is replaced by `seen_host`;
-/// anything else is returned unchanged.
+/// ("tcp://*:5557", "tcp://0.0.0.0:5557", "tcp://[::]:5557") is replaced by `seen_host` (as
+/// ZeroMQ's Peer-Address gives it: an IPv6 address gets brackets, "tcp://[::1]:5557", and an
+/// IPv4-mapped one "::ffff:10.0.0.5" becomes the IPv4 address); anything else, "tcp://[::1]:5557"
+/// included, is returned unchanged.
 [[nodiscard]] std::string resolve_announced(std::string_view announced, std::string_view seen_host);
 
 /// The host part of a tcp:// address ("tcp://10.0.0.5:5556" -> "10.0.0.5"), or empty.

@@ -29,8 +29,8 @@ struct Extra {
 struct Reading {
     /// The sensor id: 1 to 64 bytes of clean UTF-8 (see sensor_id_problem()).
     std::string sensor;
-    /// The reading's sequence number for its sensor, >= 1 (assigned by the Outbox when published
-    /// reliably).
+    /// The reading's sequence number for its sensor, 1 to limits::max_seq (assigned by the
+    /// Outbox when published reliably).
     std::uint64_t seq = 0;
     /// When the sensor measured it.
     Timestamp ts{};
@@ -65,17 +65,20 @@ inline constexpr std::int64_t max_ts_us = 253'402'300'799'999'999;
 /// The largest seq: seqs are 1 to 2^63 - 1, so that every store (PostgreSQL bigint, Java long,
 /// ...) holds them as signed 64-bit integers. Decoders reject larger ones.
 inline constexpr std::uint64_t max_seq = 9'223'372'036'854'775'807ULL;
-/// Temperatures below this are rejected (degrees Celsius).
-inline constexpr float min_temperature = -273.15f;
-/// Temperatures above this are rejected (degrees Celsius).
-inline constexpr float max_temperature = 1000.0f;
+/// Temperatures below this are rejected (degrees Celsius). A double, the bound as
+/// proto/reading_v1.md writes it: a decoder compares the number in the precision it arrived in
+/// (a float32 widened exactly to double), so a float64 -273.15 is accepted and -273.16 is not.
+inline constexpr double min_temperature = -273.15;
+/// Temperatures above this are rejected (degrees Celsius); compared as min_temperature.
+inline constexpr double max_temperature = 1000.0;
 }  // namespace limits
 
 /// Returns why `id` is not a valid sensor id (1 to 64 bytes of UTF-8 without control
 /// characters), or nothing when it is valid. Does not throw.
 [[nodiscard]] std::optional<std::string> sensor_id_problem(std::string_view id);
 
-/// Returns why `r` would be rejected by a decoder (bad sensor id, seq 0, timestamp, non-finite
+/// Returns why `r` would be rejected by a decoder (bad sensor id, seq 0 or above
+/// limits::max_seq, timestamp, non-finite
 /// or out-of-range values, bad extras), or nothing when it is valid. Does not throw.
 [[nodiscard]] std::optional<std::string> reading_problem(const Reading& r);
 

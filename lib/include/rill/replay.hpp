@@ -43,6 +43,15 @@ struct ReplayReply {
     /// [from_seq, first_available - 1] when from_seq < first_available: readings the outbox no
     /// longer has (dropped when it was full or too old), for the caller to count as lost.
     std::optional<SeqRange> lost;
+    /// Readings the publisher sent that fail validation (proto/reading_v1.md, "One invalid
+    /// reading"): found by decode_replay_reply, discarded alone, never delivered; their seqs
+    /// interleave with `readings` in one increasing order. Not encoded: encode_replay_reply
+    /// sends `readings` only.
+    std::vector<InvalidReading> invalid;
+    /// The optional 5th element (proto/replay_v1.md): seqs [first, last] the publisher reserved
+    /// before a crash and never used; nothing when the element is absent or nil. Decoded with
+    /// 1 <= first <= last <= newest and no reading in it.
+    std::optional<SeqRange> skipped;
     /// Member-wise equality.
     bool operator==(const ReplayReply&) const = default;
 };
@@ -77,11 +86,15 @@ void set_lost_range(const ReplayRequest& request, ReplayReply& reply);
 /// bytes as encoding the decoded readings. Throws std::invalid_argument when the reply is
 /// inconsistent (a payload that does not match count, or fields as above).
 [[nodiscard]] std::string encode_replay_reply(const ReplayPayloadReply& reply);
-/// Decodes a reply result. Strict and bounded; throws DecodeError.
+/// Decodes a reply result of 4 or more elements (a 5th, `skipped`, is read when present; later
+/// ones are ignored). Bounded; throws DecodeError for anything structurally wrong. Readings that
+/// fail validation on their own are not an error: they land in ReplayReply::invalid, the valid
+/// ones in ReplayReply::readings (decode_batch(payload, out, invalid)).
 [[nodiscard]] ReplayReply decode_replay_reply(std::string_view result);
 
-/// Returns why `reply` is not a valid answer to `request` (readings of another sensor, below
-/// from_seq, not increasing, more than max_readings, a lost range that does not match
+/// Returns why `reply` is not a valid answer to `request` (readings, valid or invalid, of another
+/// sensor, below from_seq, not increasing, more than max_readings, a skipped range that is empty
+/// or holds a reading, a lost range that does not match
 /// first_available, first_available > newest + 1, ...), or nothing when it is valid.
 [[nodiscard]] std::optional<std::string> replay_reply_problem(const ReplayRequest& request,
                                                               const ReplayReply& reply);
@@ -176,7 +189,9 @@ class ReplayClient {
                                       const CallOptions& options = {});
 
     /// Fetches sensor `sensor`'s readings [from, to] (to >= from >= 1) in chunks of
-    /// options.chunk, stopping early when the publisher has nothing newer. Blocks for up to the
+    /// options.chunk, stopping early when the publisher has nothing newer. Invalid readings in
+    /// the answers go to ReplayResult::invalid and skipped ranges (clipped to [from, to]) to
+    /// ReplayResult::skipped; neither is counted in ReplayResult::lost. Blocks for up to the
     /// sum of the requests' timeouts. Throws as request(); readings fetched before a failure are
     /// lost to the caller, who retries from its own position.
     [[nodiscard]] ReplayResult fetch(std::string_view sensor, std::uint64_t from, std::uint64_t to,

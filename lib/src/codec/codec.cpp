@@ -343,48 +343,75 @@ void read_extras(Cursor& c, Reading& r) {
     }
 }
 
-void read_reading(Cursor& c, std::string_view sensor, std::size_t index, Reading& r) {
-    try {
-        const std::uint32_t fields = array_field(c, 3, "reading", 4);
-        r.sensor.assign(sensor);
-        r.seq = uint_field(c, 4, "seq");
-        if (r.seq == 0) fail(DecodeErrc::invalid_value, "seq is 0; sequence numbers start at 1");
-        std::uint64_t ts;
-        if (!c.fast_uint(ts)) {
-            const Value tv = c.next(4);
-            if (tv.type == Type::negative) fail(DecodeErrc::invalid_value, "timestamp is negative");
-            ts = get_uint(tv, "timestamp");
-        }
-        if (ts == 0 || ts > static_cast<std::uint64_t>(limits::max_ts_us)) {
-            fail(DecodeErrc::invalid_value,
-                 "timestamp " + std::to_string(ts) + " us is outside (0, year 9999]");
-        }
-        r.ts = Timestamp{std::chrono::microseconds{static_cast<std::int64_t>(ts)}};
-        const double t = number_field(c, 4, "temperature");
-        if (!std::isfinite(t) || t < limits::min_temperature || t > limits::max_temperature) {
-            fail(DecodeErrc::invalid_value,
-                 "temperature " + std::to_string(t) + " is not in [-273.15, 1000]");
-        }
-        const double h = number_field(c, 4, "humidity");
-        if (!std::isfinite(h) || h < 0 || h > 100) {
-            fail(DecodeErrc::invalid_value,
-                 "humidity " + std::to_string(h) + " is not in [0, 100]");
-        }
-        r.temperature = static_cast<float>(t);
-        r.humidity = static_cast<float>(h);
-        r.extras.clear();
-        if (fields >= 5) read_extras(c, r);
-        for (std::uint32_t k = 5; k < fields; ++k)
-            c.skip(4);
-    } catch (const DecodeError& e) {
-        // Name the reading once, here, so that the checks above stay plain.
-        throw DecodeError(e.code(), "reading " + std::to_string(index) + ": " + e.what());
+// Reads a reading's array header and seq, the part of a reading that is the payload's
+// structure (a bad one voids the whole payload); returns the reading's field count.
+std::uint32_t read_reading_head(Cursor& c, std::string_view sensor, Reading& r) {
+    const std::uint32_t fields = array_field(c, 3, "reading", 4);
+    r.sensor.assign(sensor);
+    r.seq = uint_field(c, 4, "seq");
+    if (r.seq == 0) fail(DecodeErrc::invalid_value, "seq is 0; sequence numbers start at 1");
+    if (r.seq > limits::max_seq) {
+        fail(DecodeErrc::invalid_value,
+             "seq " + std::to_string(r.seq) + " is above 2^63 - 1, the largest seq");
     }
+    return fields;
+}
+
+// Reads the rest of a reading after its seq: its content (timestamp, values, extras and the
+// fields a later version may add).
+void read_reading_body(Cursor& c, std::uint32_t fields, Reading& r) {
+    std::uint64_t ts;
+    if (!c.fast_uint(ts)) {
+        const Value tv = c.next(4);
+        if (tv.type == Type::negative) fail(DecodeErrc::invalid_value, "timestamp is negative");
+        ts = get_uint(tv, "timestamp");
+    }
+    if (ts == 0 || ts > static_cast<std::uint64_t>(limits::max_ts_us)) {
+        fail(DecodeErrc::invalid_value,
+             "timestamp " + std::to_string(ts) + " us is outside (0, year 9999]");
+    }
+    r.ts = Timestamp{std::chrono::microseconds{static_cast<std::int64_t>(ts)}};
+    // The bounds are compared in the precision the number arrived in: a float32 widens to
+    // double exactly, and the bounds are the doubles proto/reading_v1.md writes.
+    const double t = number_field(c, 4, "temperature");
+    if (!std::isfinite(t) || t < limits::min_temperature || t > limits::max_temperature) {
+        fail(DecodeErrc::invalid_value,
+             "temperature " + std::to_string(t) + " is not in [-273.15, 1000]");
+    }
+    const double h = number_field(c, 4, "humidity");
+    if (!std::isfinite(h) || h < 0 || h > 100) {
+        fail(DecodeErrc::invalid_value, "humidity " + std::to_string(h) + " is not in [0, 100]");
+    }
+    r.temperature = static_cast<float>(t);
+    r.humidity = static_cast<float>(h);
+    r.extras.clear();
+    if (fields >= 5) read_extras(c, r);
+    for (std::uint32_t k = 5; k < fields; ++k)
+        c.skip(4);
+}
+
+// Names the reading in an error, once, here, so that the checks stay plain.
+[[noreturn]] void rethrow_for_reading(const DecodeError& e, std::size_t index) {
+    throw DecodeError(e.code(), "reading " + std::to_string(index) + ": " + e.what());
+}
+
+[[noreturn]] void seq_not_increasing(std::size_t index, std::uint64_t seq, std::uint64_t prev) {
+    fail(DecodeErrc::invalid_value,
+         "reading " + std::to_string(index) + ": seq " + std::to_string(seq) + " does not follow " +
+             std::to_string(prev) + " (seq must increase within a batch)");
 }
 
 // Reads the rest of a readings payload after its envelope, appending to `out`; returns the
-// sensor id (pointing into the payload). `out` is left as it was when this throws.
-std::string_view read_readings(Cursor& c, std::uint32_t fields, std::vector<Reading>& out) {
+// sensor id (pointing into the payload). `out` (and `invalid`) are left as they were when this
+// throws.
+//
+// Strict (`invalid` null): any problem voids the payload. Lenient: a reading whose content
+// fails (read_reading_body throws) is discarded alone and appended to `invalid`: the cursor goes
+// back to the reading's first field after its seq and skips its remaining fields, which must
+// still be well-formed msgpack within the parser limits (skip throws otherwise, voiding the
+// payload as in strict mode).
+std::string_view read_readings(Cursor& c, std::uint32_t fields, std::vector<Reading>& out,
+                               std::vector<InvalidReading>* invalid) {
     if (fields < 4) fail(DecodeErrc::malformed, "readings payload has fewer than 4 fields");
     const auto sensor = checked_sensor(c, 2);
     const std::uint32_t n = array_field(c, 2, "readings", 1);
@@ -392,25 +419,50 @@ std::string_view read_readings(Cursor& c, std::uint32_t fields, std::vector<Read
     // found here before anything is allocated for it.
     if (n > c.remaining()) truncated();
     const std::size_t first = out.size();
+    const std::size_t first_invalid = invalid ? invalid->size() : 0;
     try {
         out.resize(first + n);
+        std::size_t kept = 0;
         std::uint64_t prev = 0;
         for (std::uint32_t k = 0; k < n; ++k) {
-            Reading& r = out[first + k];
-            read_reading(c, sensor, k, r);
-            if (r.seq <= prev) {
-                fail(DecodeErrc::invalid_value, "reading " + std::to_string(k) + ": seq " +
-                                                    std::to_string(r.seq) + " does not follow " +
-                                                    std::to_string(prev) +
-                                                    " (seq must increase within a batch)");
+            Reading& r = out[first + kept];
+            if (!invalid) {
+                try {
+                    read_reading_body(c, read_reading_head(c, sensor, r), r);
+                } catch (const DecodeError& e) {
+                    rethrow_for_reading(e, k);
+                }
+                if (r.seq <= prev) seq_not_increasing(k, r.seq, prev);
+                prev = r.seq;
+                ++kept;
+                continue;
             }
+            std::uint32_t reading_fields = 0;
+            try {
+                reading_fields = read_reading_head(c, sensor, r);
+            } catch (const DecodeError& e) {
+                rethrow_for_reading(e, k);
+            }
+            if (r.seq <= prev) seq_not_increasing(k, r.seq, prev);
             prev = r.seq;
+            const Cursor mark = c;
+            try {
+                read_reading_body(c, reading_fields, r);
+                ++kept;
+            } catch (const DecodeError& e) {
+                c = mark;
+                for (std::uint32_t f = 1; f < reading_fields; ++f)
+                    c.skip(4);
+                invalid->push_back(InvalidReading{std::string(sensor), r.seq, e.what()});
+            }
         }
+        out.resize(first + kept);
         for (std::uint32_t k = 4; k < fields; ++k)
             c.skip(2);
         expect_end(c);
     } catch (...) {
         out.resize(first);
+        if (invalid) invalid->resize(first_invalid);
         throw;
     }
     return sensor;
@@ -459,7 +511,16 @@ void decode_batch(std::string_view payload, std::vector<Reading>& out) {
     strict(payload, [&](Cursor& c) {
         const auto e = read_envelope(c);
         expect_kind(e, PayloadKind::readings);
-        (void)read_readings(c, e.size, out);
+        (void)read_readings(c, e.size, out, nullptr);
+    });
+}
+
+void decode_batch(std::string_view payload, std::vector<Reading>& out,
+                  std::vector<InvalidReading>& invalid) {
+    strict(payload, [&](Cursor& c) {
+        const auto e = read_envelope(c);
+        expect_kind(e, PayloadKind::readings);
+        (void)read_readings(c, e.size, out, &invalid);
     });
 }
 
@@ -477,7 +538,10 @@ Heartbeat decode_heartbeat(std::string_view payload) {
     });
 }
 
-Message decode_message(std::string_view topic, std::string_view payload) {
+namespace {
+
+Message decode_message_impl(std::string_view topic, std::string_view payload,
+                            std::vector<InvalidReading>* invalid) {
     return strict(payload, [&](Cursor& c) -> Message {
         const auto e = read_envelope(c);
         if (e.kind == PayloadKind::heartbeat) {
@@ -488,13 +552,26 @@ Message decode_message(std::string_view topic, std::string_view payload) {
             return Message{std::move(hb)};
         }
         std::vector<Reading> batch;
-        const auto sensor = read_readings(c, e.size, batch);
+        const std::size_t first_invalid = invalid ? invalid->size() : 0;
+        const auto sensor = read_readings(c, e.size, batch, invalid);
         if (topic != sensor) {
+            if (invalid) invalid->resize(first_invalid);
             fail(DecodeErrc::topic_mismatch,
                  "readings of sensor '" + std::string(sensor) + "' arrived under another topic");
         }
         return Message{std::move(batch)};
     });
+}
+
+}  // namespace
+
+Message decode_message(std::string_view topic, std::string_view payload) {
+    return decode_message_impl(topic, payload, nullptr);
+}
+
+Message decode_message(std::string_view topic, std::string_view payload,
+                       std::vector<InvalidReading>& invalid) {
+    return decode_message_impl(topic, payload, &invalid);
 }
 
 }  // namespace rill

@@ -16,17 +16,31 @@ void Actor::Context::ready() {
 }
 
 bool Actor::Context::wait(zmq::socket_ref socket) {
+    return wait_for(socket, std::chrono::milliseconds{-1}) == Wake::message;
+}
+
+Actor::Context::Wake Actor::Context::wait_for(zmq::socket_ref socket,
+                                              std::chrono::milliseconds timeout) {
+    const bool limited = timeout.count() >= 0;
+    const auto deadline = std::chrono::steady_clock::now() + (limited ? timeout : timeout.zero());
     for (;;) {
         std::array<zmq::pollitem_t, 2> items{
             {{socket.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, stop_.fd(), ZMQ_POLLIN, 0}}};
+        auto left = std::chrono::milliseconds{-1};
+        if (limited) {
+            left = std::chrono::ceil<std::chrono::milliseconds>(deadline -
+                                                                std::chrono::steady_clock::now());
+            if (left.count() < 0) left = std::chrono::milliseconds{0};
+        }
         try {
-            zmq::poll(items.data(), items.size(), std::chrono::milliseconds{-1});
+            zmq::poll(items.data(), items.size(), left);
         } catch (const zmq::error_t& e) {
             if (e.num() == EINTR) continue;
             throw;
         }
-        if ((items[1].revents & ZMQ_POLLIN) || stop_.requested()) return false;
-        if (items[0].revents & ZMQ_POLLIN) return true;
+        if ((items[1].revents & ZMQ_POLLIN) || stop_.requested()) return Wake::stop;
+        if (items[0].revents & ZMQ_POLLIN) return Wake::message;
+        if (limited && std::chrono::steady_clock::now() >= deadline) return Wake::timeout;
     }
 }
 

@@ -1,6 +1,7 @@
 // Internal: one small actor pattern for the library's own threads (RpcServer, ZapHandler).
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <future>
 #include <string>
@@ -32,6 +33,11 @@ class Actor {
         /// (false; the stop wins when both hold). Retries when a signal interrupts the poll.
         /// Throws zmq::error_t when the poll fails.
         [[nodiscard]] bool wait(zmq::socket_ref socket);
+        /// What wait_for() woke up for.
+        enum class Wake { message, stop, timeout };
+        /// As wait(), returning after `timeout` at the latest (Wake::timeout; a negative
+        /// timeout waits without limit).
+        [[nodiscard]] Wake wait_for(zmq::socket_ref socket, std::chrono::milliseconds timeout);
         /// True once the stop is requested. Does not block.
         [[nodiscard]] bool stop_requested() const noexcept { return stop_.requested(); }
 

@@ -159,4 +159,49 @@ void log(LogLevel level, std::string_view component, std::string_view message_te
     }
 }
 
+RateLimitedLog::RateLimitedLog(std::string component, std::string what, Clock::duration window,
+                               LogLevel level)
+    : component_(std::move(component)), what_(std::move(what)), window_(window), level_(level) {
+    if (window_ <= Clock::duration::zero()) {
+        throw std::invalid_argument("RateLimitedLog: the window must be positive");
+    }
+}
+
+void RateLimitedLog::log(std::string_view message, Clock::time_point now) noexcept {
+    if (logged_ && now - last_ < window_) {
+        ++suppressed_;
+        return;
+    }
+    try {
+        std::string line(message);
+        if (suppressed_ > 0) {
+            line += " (" + std::to_string(suppressed_) + " similar messages not logged)";
+        }
+        rill::log(level_, component_, line);
+    } catch (...) {
+    }
+    logged_ = true;
+    last_ = now;
+    suppressed_ = 0;
+}
+
+void RateLimitedLog::flush(Clock::time_point now) noexcept {
+    if (suppressed_ == 0 || now < flush_due()) return;
+    try {
+        const auto secs = std::chrono::duration<double>(now - last_).count();
+        char t[32];
+        std::snprintf(t, sizeof t, "%.3g", secs);
+        rill::log(
+            level_, component_,
+            std::to_string(suppressed_) + " more " + what_ + " not logged in the last " + t + " s");
+    } catch (...) {
+    }
+    last_ = now;
+    suppressed_ = 0;
+}
+
+RateLimitedLog::Clock::time_point RateLimitedLog::flush_due() const noexcept {
+    return suppressed_ == 0 ? Clock::time_point::max() : last_ + window_;
+}
+
 }  // namespace rill

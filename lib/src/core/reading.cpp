@@ -58,12 +58,16 @@ std::optional<std::string> sensor_id_problem(std::string_view id) {
 std::optional<std::string> reading_problem(const Reading& r) {
     if (auto p = sensor_id_problem(r.sensor)) return p;
     if (r.seq == 0) return std::string("seq is 0; sequence numbers start at 1");
+    if (r.seq > limits::max_seq) {
+        return "seq " + std::to_string(r.seq) + " is above 2^63 - 1, the largest seq";
+    }
     const auto ts = r.ts.time_since_epoch().count();
     if (ts <= 0 || ts > limits::max_ts_us) {
         return "timestamp " + std::to_string(ts) + " us is outside (0, year 9999]";
     }
-    if (!std::isfinite(r.temperature) || r.temperature < limits::min_temperature ||
-        r.temperature > limits::max_temperature) {
+    // Compared as double, as a decoder compares a float32 from the wire (widened exactly).
+    const double t = r.temperature;
+    if (!std::isfinite(t) || t < limits::min_temperature || t > limits::max_temperature) {
         return "temperature " + std::to_string(r.temperature) + " is not in [-273.15, 1000]";
     }
     if (!std::isfinite(r.humidity) || r.humidity < 0 || r.humidity > 100) {

@@ -16,9 +16,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr std::uint64_t max_seq =
-    static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
-
 struct SensorState {
     SeqRanges stored;   // known stored
     SeqRanges pending;  // queued, not yet stored
@@ -257,7 +254,7 @@ SinkWriter& SinkWriter::operator=(SinkWriter&&) noexcept = default;
 
 SinkWriter::AddResult SinkWriter::add(Reading reading) {
     Impl& w = *impl_;
-    if (reading.seq > max_seq || reading_problem(reading)) {
+    if (reading.seq > limits::max_seq || reading_problem(reading)) {
         ++w.stats.invalid_rejected;
         w.metrics.invalid.inc();
         return AddResult::invalid;

@@ -57,20 +57,42 @@ std::optional<SeqRange> lost_range(const ReplayRequest& request, std::uint64_t f
 // Checks what a reply can be checked for without its request.
 std::optional<std::string> reply_shape_problem(const ReplayReply& r) {
     if (auto p = bounds_problem(r.first_available, r.newest, r.lost)) return p;
-    if (r.readings.size() > limits::max_batch_readings) {
-        return std::to_string(r.readings.size()) + " readings, more than " +
+    if (r.readings.size() + r.invalid.size() > limits::max_batch_readings) {
+        return std::to_string(r.readings.size() + r.invalid.size()) + " readings, more than " +
                std::to_string(limits::max_batch_readings);
     }
-    for (std::size_t i = 0; i < r.readings.size(); ++i) {
-        const auto seq = r.readings[i].seq;
+    const auto outside = [&](std::uint64_t seq) -> std::optional<std::string> {
         if (seq < r.first_available || seq > r.newest) {
             return "reading seq " + std::to_string(seq) + " is outside [first_available " +
                    std::to_string(r.first_available) + ", newest " + std::to_string(r.newest) + "]";
         }
+        if (r.skipped && seq >= r.skipped->first && seq <= r.skipped->last) {
+            return "reading seq " + std::to_string(seq) + " is in the skipped range [" +
+                   std::to_string(r.skipped->first) + ", " + std::to_string(r.skipped->last) + "]";
+        }
+        return std::nullopt;
+    };
+    for (std::size_t i = 0; i < r.readings.size(); ++i) {
+        const auto seq = r.readings[i].seq;
+        if (auto p = outside(seq)) return p;
         if (i > 0 &&
             (seq <= r.readings[i - 1].seq || r.readings[i].sensor != r.readings[0].sensor)) {
             return std::string("readings are not of one sensor in increasing seq order");
         }
+    }
+    for (std::size_t i = 0; i < r.invalid.size(); ++i) {
+        if (auto p = outside(r.invalid[i].seq)) return p;
+        if ((i > 0 && r.invalid[i].seq <= r.invalid[i - 1].seq) ||
+            (!r.readings.empty() && r.invalid[i].sensor != r.readings[0].sensor) ||
+            r.invalid[i].sensor != r.invalid[0].sensor) {
+            return std::string("invalid readings are not of one sensor in increasing seq order");
+        }
+    }
+    if (r.skipped && (r.skipped->first == 0 || r.skipped->first > r.skipped->last ||
+                      r.skipped->last > r.newest)) {
+        return "skipped range [" + std::to_string(r.skipped->first) + ", " +
+               std::to_string(r.skipped->last) + "] is empty, starts at 0 or ends above newest " +
+               std::to_string(r.newest);
     }
     return std::nullopt;
 }
@@ -201,12 +223,13 @@ std::string encode_replay_reply(const ReplayPayloadReply& reply) {
 
 ReplayReply decode_replay_reply(std::string_view result) {
     Cursor c(result, detail::rpc_parse_limits, "replay reply");
-    (void)detail::get_array(c.whole(rpc_limits::max_message_bytes), "replay reply", 4);
+    const auto elements =
+        detail::get_array(c.whole(rpc_limits::max_message_bytes), "replay reply", 4);
     ReplayReply r;
     const auto payload = detail::get_bin(c.next(2), "readings", limits::max_payload_bytes);
     if (!payload.empty()) {
         try {
-            decode_batch(payload, r.readings);
+            decode_batch(payload, r.readings, r.invalid);
         } catch (const DecodeError& e) {
             throw DecodeError(e.code(), std::string("replay reply readings: ") + e.what());
         }
@@ -218,6 +241,13 @@ ReplayReply decode_replay_reply(std::string_view result) {
         const auto first = detail::get_uint(c.next(3), "lost.first");
         r.lost = SeqRange{first, detail::get_uint(c.next(3), "lost.last")};
     }
+    if (elements >= 5) {
+        if (const auto skipped = c.next(2); skipped.type != detail::Type::nil) {
+            detail::get_array_exact(skipped, "skipped", 2);
+            const auto first = detail::get_uint(c.next(3), "skipped.first");
+            r.skipped = SeqRange{first, detail::get_uint(c.next(3), "skipped.last")};
+        }
+    }
     if (auto p = reply_shape_problem(r)) fail(DecodeErrc::invalid_value, "replay reply " + *p);
     return r;
 }
@@ -225,18 +255,26 @@ ReplayReply decode_replay_reply(std::string_view result) {
 std::optional<std::string> replay_reply_problem(const ReplayRequest& request,
                                                 const ReplayReply& reply) {
     if (auto p = reply_shape_problem(reply)) return p;
-    if (reply.readings.size() > request.max_readings) {
-        return std::to_string(reply.readings.size()) + " readings, more than the " +
-               std::to_string(request.max_readings) + " asked for";
+    if (reply.readings.size() + reply.invalid.size() > request.max_readings) {
+        return std::to_string(reply.readings.size() + reply.invalid.size()) +
+               " readings, more than the " + std::to_string(request.max_readings) + " asked for";
     }
-    for (const auto& r : reply.readings) {
-        if (r.sensor != request.sensor) {
-            return "a reading of sensor '" + r.sensor + "', expected '" + request.sensor + "'";
+    const auto problem = [&](const std::string& sensor,
+                             std::uint64_t seq) -> std::optional<std::string> {
+        if (sensor != request.sensor) {
+            return "a reading of sensor '" + sensor + "', expected '" + request.sensor + "'";
         }
-        if (r.seq < request.from_seq) {
-            return "reading seq " + std::to_string(r.seq) + " is below from_seq " +
+        if (seq < request.from_seq) {
+            return "reading seq " + std::to_string(seq) + " is below from_seq " +
                    std::to_string(request.from_seq);
         }
+        return std::nullopt;
+    };
+    for (const auto& r : reply.readings) {
+        if (auto p = problem(r.sensor, r.seq)) return p;
+    }
+    for (const auto& r : reply.invalid) {
+        if (auto p = problem(r.sensor, r.seq)) return p;
     }
     if (lost_range(request, reply.first_available) != reply.lost) {
         return std::string("the lost range does not match from_seq and first_available");
@@ -345,16 +383,50 @@ ReplayResult ReplayClient::fetch(std::string_view sensor, std::uint64_t from, st
         ++out.requests;
         out.newest = reply.newest;
         if (reply.lost) add_lost(out.lost, {reply.lost->first, std::min(reply.lost->last, to)});
+        // What the answer accounts for, in seq order: valid and invalid readings and the
+        // skipped range. The seqs between them that it does not account for are holes.
         std::uint64_t expected = std::max(next, reply.first_available);
         bool got = false;
+        const auto account = [&](std::uint64_t first, std::uint64_t last) {
+            // A hole inside the answer: the publisher skipped readings it no longer has.
+            if (first > expected) add_lost(out.lost, {expected, first - 1});
+            expected = std::max(expected, last + 1);
+            got = true;
+        };
+        auto invalid = reply.invalid.begin();
+        // A skipped range after the answer's last reading counts only when the answer is not
+        // cut by max_readings (else the seqs between are still to be asked for).
+        std::uint64_t last_item = 0;
+        if (!reply.readings.empty()) last_item = reply.readings.back().seq;
+        if (!reply.invalid.empty()) last_item = std::max(last_item, reply.invalid.back().seq);
+        const bool full = reply.readings.size() + reply.invalid.size() >= want;
+        const auto skipped_first = reply.skipped ? std::max(reply.skipped->first, next) : 0;
+        bool skipped_pending = reply.skipped && reply.skipped->last >= next &&
+                               (!full || reply.skipped->first < last_item);
+        const auto account_before = [&](std::uint64_t seq) {
+            for (;;) {
+                const std::uint64_t inv =
+                    invalid != reply.invalid.end() ? invalid->seq : UINT64_MAX;
+                const std::uint64_t skp = skipped_pending ? skipped_first : UINT64_MAX;
+                if (std::min(inv, skp) >= seq || std::min(inv, skp) > to) return;
+                if (inv < skp) {
+                    account(inv, inv);
+                    out.invalid.push_back(std::move(*invalid++));
+                } else {
+                    const SeqRange skipped{skp, std::min(reply.skipped->last, to)};
+                    account(skipped.first, skipped.last);
+                    add_lost(out.skipped, skipped);
+                    skipped_pending = false;
+                }
+            }
+        };
         for (auto& r : reply.readings) {
             if (r.seq > to) break;
-            // A hole inside the answer: the publisher skipped readings it no longer has.
-            if (r.seq > expected) add_lost(out.lost, {expected, r.seq - 1});
-            expected = r.seq + 1;
+            account_before(r.seq);
+            account(r.seq, r.seq);
             out.readings.push_back(std::move(r));
-            got = true;
         }
+        account_before(UINT64_MAX);
         const auto end = std::min(reply.newest, to);
         if (!got) {
             if (expected > next && expected <= end) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <map>
 
 #include <zmq_addon.hpp>
@@ -52,11 +53,11 @@ void check_object(std::string_view bytes, bool want_array, const char* what) {
     }
 }
 
-// Reads the header of the outer 4-element array; returns the offset of its first element.
-std::size_t read_envelope_header(std::string_view b) {
+// Reads the header of the outer array; returns the offset of its first element and sets
+// `count` to its element count.
+std::size_t read_array_header(std::string_view b, std::uint64_t& count) {
     if (b.empty()) fail(DecodeErrc::malformed, "RPC message is empty");
     const auto c = static_cast<unsigned char>(b[0]);
-    std::uint64_t count = 0;
     std::size_t header = 1;
     if ((c & 0xf0u) == 0x90u) {
         count = c & 0x0fu;
@@ -73,6 +74,13 @@ std::size_t read_envelope_header(std::string_view b) {
     } else {
         fail(DecodeErrc::wrong_type, "RPC message is not an array");
     }
+    return header;
+}
+
+// Reads the header of the outer 4-element array; returns the offset of its first element.
+std::size_t read_envelope_header(std::string_view b) {
+    std::uint64_t count = 0;
+    const auto header = read_array_header(b, count);
     if (count != 4) {
         fail(DecodeErrc::malformed,
              "RPC message has " + std::to_string(count) + " elements, expected 4");
@@ -94,10 +102,15 @@ Cursor envelope_elements(std::string_view b) {
     return Cursor(b.substr(read_envelope_header(b)), detail::rpc_parse_limits, "RPC message");
 }
 
-// The msgid of `b` when it starts like a request ([0, msgid, ...]), whatever follows.
+// The msgid of `b` when it starts like a request: an array of at least 2 elements whose first
+// is the integer 0 and whose second an integer in [0, 2^32 - 1], whatever follows (its element
+// count, the types of method and params, truncation, trailing bytes).
 std::optional<std::uint32_t> peek_request_msgid(std::string_view b) noexcept {
     try {
-        auto c = envelope_elements(b);
+        std::uint64_t count = 0;
+        const auto header = read_array_header(b, count);
+        if (count < 2) return std::nullopt;
+        Cursor c(b.substr(header), detail::rpc_parse_limits, "RPC message");
         if (detail::get_uint(c.next_whole("type"), "type") != type_request) return std::nullopt;
         const auto id = detail::get_uint(c.next_whole("msgid"), "msgid");
         if (id > 0xffffffffu) return std::nullopt;
@@ -294,6 +307,8 @@ struct RpcServer::Impl {
     std::atomic<std::uint64_t> requests{0};
     std::atomic<std::uint64_t> errors{0};
     std::atomic<std::uint64_t> malformed{0};
+    // The server thread's: at most one line per 10 s, the rest counted and reported.
+    RateLimitedLog malformed_log{"rpc", "malformed requests"};
 };
 
 RpcServer::RpcServer(zmq::context_t& ctx, std::string_view endpoints, const SocketOptions& options)
@@ -350,13 +365,11 @@ RpcStats RpcServer::stats() const noexcept {
 
 void RpcServer::Impl::count_malformed(std::string_view why) noexcept {
     const auto n = ++malformed;
-    // Log the first few, then every power of two, so a flood cannot flood the log.
-    if (n <= 10 || (n & (n - 1)) == 0) {
-        try {
-            log_warn("rpc", "dropped a malformed request (" + std::to_string(n) +
-                                " so far): " + std::string(why));
-        } catch (...) {
-        }
+    // A flood cannot flood the log; what is held back is reported (run() flushes).
+    try {
+        malformed_log.log("dropped a malformed request (" + std::to_string(n) +
+                          " so far): " + std::string(why));
+    } catch (...) {
     }
 }
 
@@ -364,7 +377,18 @@ void RpcServer::Impl::run(detail::Actor::Context& thread) noexcept {
     std::vector<zmq::message_t> frames;
     for (;;) {
         try {
-            if (!thread.wait(socket.raw())) return;
+            // Wakes up to report malformed requests held back once their window has passed.
+            const auto now = RateLimitedLog::Clock::now();
+            malformed_log.flush(now);
+            const auto due = malformed_log.flush_due();
+            const auto timeout =
+                due == RateLimitedLog::Clock::time_point::max()
+                    ? std::chrono::milliseconds{-1}
+                    : std::max(std::chrono::milliseconds{0},
+                               std::chrono::ceil<std::chrono::milliseconds>(due - now));
+            const auto wake = thread.wait_for(socket.raw(), timeout);
+            if (wake == detail::Actor::Context::Wake::stop) return;
+            if (wake == detail::Actor::Context::Wake::timeout) continue;
         } catch (const zmq::error_t& e) {
             log_error("rpc", std::string("server poll failed, stopping: ") + e.what());
             return;

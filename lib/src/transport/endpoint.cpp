@@ -73,6 +73,18 @@ std::string resolve_announced(std::string_view announced, std::string_view seen_
         return std::string(announced);
     }
     const auto port = announced.substr(std::string_view("tcp://").size() + host.size());
+    // ZeroMQ reports a peer's address without brackets: "10.0.0.5", "::1", or an IPv4 peer of a
+    // dual-stack socket as "::ffff:10.0.0.5". The first and last connect as they are, an IPv6
+    // address needs its brackets in an endpoint ("tcp://[::1]:5557").
+    constexpr std::string_view mapped = "::ffff:";
+    if (seen_host.starts_with(mapped) &&
+        seen_host.find(':', mapped.size()) == std::string_view::npos &&
+        seen_host.find('.', mapped.size()) != std::string_view::npos) {
+        seen_host.remove_prefix(mapped.size());
+    }
+    if (seen_host.find(':') != std::string_view::npos && !seen_host.starts_with('[')) {
+        return "tcp://[" + std::string(seen_host) + "]" + std::string(port);
+    }
     return "tcp://" + std::string(seen_host) + std::string(port);
 }
 

@@ -37,6 +37,7 @@ struct ReceiveMetrics {
     Counter& silent;
     Counter& sensors_evicted;
     Counter& publishers_evicted;
+    Counter& invalid;
     std::array<Counter*, decode_errc_count> malformed{};
 };
 
@@ -57,6 +58,10 @@ ReceiveMetrics receive_metrics(MetricsRegistry& reg, const std::string& kind) {
                     "Sensors forgotten because the subscriber tracked max_sensors", l),
         reg.counter("rill_stream_publishers_evicted_total",
                     "Publishers forgotten because the subscriber tracked max_publishers", l),
+        reg.counter("rill_stream_invalid_readings_total",
+                    "Readings discarded alone as invalid (NaN, out of range, ...); the rest of "
+                    "their batch was kept",
+                    l),
     };
     for (std::size_t i = 0; i < decode_errc_count; ++i) {
         m.malformed[i] = &reg.counter(
@@ -68,36 +73,14 @@ ReceiveMetrics receive_metrics(MetricsRegistry& reg, const std::string& kind) {
 
 // --- receiving ------------------------------------------------------------------------------
 
-// Logs rejected messages at most once per period, with the count of those not logged.
-class RateLimitedLog {
-  public:
-    void log(std::string_view component, const std::string& message) {
-        const auto now = Clock::now();
-        if (logged_ && now - last_ < std::chrono::seconds(10)) {
-            ++suppressed_;
-            return;
-        }
-        std::string line = message;
-        if (suppressed_ > 0) {
-            line += " (" + std::to_string(suppressed_) + " similar messages not logged)";
-        }
-        log_warn(component, line);
-        logged_ = true;
-        last_ = now;
-        suppressed_ = 0;
-    }
-
-  private:
-    bool logged_ = false;
-    Clock::time_point last_{};
-    std::uint64_t suppressed_ = 0;
-};
-
 // Receives whole messages from a socket and decodes them, counting the bad ones.
 class MessageReader {
   public:
     MessageReader(zmq::socket_t& socket, ReceiveMetrics metrics, std::string component)
-        : socket_(&socket), metrics_(metrics), component_(std::move(component)) {}
+        : socket_(&socket),
+          metrics_(metrics),
+          log_(component, "rejected messages"),
+          invalid_log_(component, "invalid readings") {}
 
     enum class Result { none, message, rejected };
 
@@ -132,11 +115,13 @@ class MessageReader {
             return Result::rejected;
         }
         try {
-            out = decode_message(topic.to_string_view(), payload.to_string_view());
+            invalid_.clear();
+            out = decode_message(topic.to_string_view(), payload.to_string_view(), invalid_);
         } catch (const DecodeError& e) {
             reject(e.code(), e.what());
             return Result::rejected;
         }
+        if (!invalid_.empty()) discard(invalid_);
         if (std::holds_alternative<Heartbeat>(out)) {
             peer.clear();
             try {
@@ -169,19 +154,38 @@ class MessageReader {
 
     ReceiveMetrics& metrics() noexcept { return metrics_; }
 
+    // Reports the log lines held back once their window has passed; returns when it next may
+    // have to (the longest a receive loop may wait).
+    Clock::time_point flush_logs(Clock::time_point now) noexcept {
+        log_.flush(now);
+        invalid_log_.flush(now);
+        return std::min(log_.flush_due(), invalid_log_.flush_due());
+    }
+
   private:
     void reject(DecodeErrc code, const std::string& what) {
         const auto i = static_cast<std::size_t>(code);
         ++local_malformed_[i];
         metrics_.malformed[i]->inc();
-        log_.log(component_, "rejected message (" + std::string(to_string(code)) + "): " + what);
+        log_.log("rejected message (" + std::string(to_string(code)) + "): " + what);
+    }
+
+    // Counts and logs readings discarded alone (proto/reading_v1.md, "One invalid reading");
+    // the rest of their batch goes on, and the seqs left out show up as gaps.
+    void discard(const std::vector<InvalidReading>& invalid) {
+        metrics_.invalid.inc(invalid.size());
+        for (const auto& r : invalid) {
+            invalid_log_.log("discarded invalid reading " + r.sensor + "/" + std::to_string(r.seq) +
+                             ": " + r.problem);
+        }
     }
 
     zmq::socket_t* socket_;
     ReceiveMetrics metrics_;
-    std::string component_;
     std::array<std::uint64_t, decode_errc_count> local_malformed_{};
     RateLimitedLog log_;
+    RateLimitedLog invalid_log_;
+    std::vector<InvalidReading> invalid_;
 };
 
 constexpr milliseconds max_liveness_interval = std::chrono::hours(24);
@@ -531,10 +535,16 @@ struct Subscriber::Impl {
                 const bool check = ++since_silence_check >= silence_check_every;
                 if (result == MessageReader::Result::message) {
                     if (auto* readings = std::get_if<std::vector<Reading>>(&msg)) {
-                        auto batch = on_readings(std::move(*readings));
-                        // The common case: no gap to report before it, no check due.
-                        if (events.empty() && !check) return batch;
-                        events.emplace_back(std::move(batch));
+                        if (readings->empty()) {
+                            // Every reading of the batch was invalid: nothing to deliver; their
+                            // seqs show up as a gap with the next batch or heartbeat.
+                            reader.metrics().frames.inc();
+                        } else {
+                            auto batch = on_readings(std::move(*readings));
+                            // The common case: no gap to report before it, no check due.
+                            if (events.empty() && !check) return batch;
+                            events.emplace_back(std::move(batch));
+                        }
                     } else {
                         on_heartbeat(std::get<Heartbeat>(std::move(msg)), std::move(peer),
                                      Clock::now());
@@ -544,7 +554,8 @@ struct Subscriber::Impl {
             }
             since_silence_check = 0;
             const auto now = Clock::now();
-            const auto next_duty = std::min(check_silence(now), reconnector.service(now));
+            const auto next_duty =
+                std::min({check_silence(now), reconnector.service(now), reader.flush_logs(now)});
             if (!events.empty() || result != MessageReader::Result::none) continue;
             if (!deadline) deadline = now + timeout;
             if (now >= *deadline) return std::nullopt;
@@ -638,6 +649,7 @@ std::optional<std::vector<Reading>> Puller::receive(std::chrono::milliseconds ti
                 auto& m = impl_->reader.metrics();
                 m.frames.inc();
                 m.readings.inc(readings->size());
+                if (readings->empty()) continue;  // every reading was invalid
                 return std::move(*readings);
             }
             impl_->reader.metrics().heartbeats.inc();
@@ -645,9 +657,10 @@ std::optional<std::vector<Reading>> Puller::receive(std::chrono::milliseconds ti
         }
         if (result == MessageReader::Result::rejected) continue;
         const auto now = Clock::now();
+        const auto next_flush = impl_->reader.flush_logs(now);
         if (!deadline) deadline = now + timeout;
         if (now >= *deadline) return std::nullopt;
-        if (!impl_->reader.wait(until(*deadline, now))) return std::nullopt;
+        if (!impl_->reader.wait(until(std::min(*deadline, next_flush), now))) return std::nullopt;
     }
 }
 
