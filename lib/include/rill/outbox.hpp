@@ -2,9 +2,11 @@
 //
 // Every reading is appended here before it is published. The outbox assigns the sequence
 // numbers (it is the source of truth for seq: seq of a sensor starts at 1 and grows by one per
-// reading, across restarts), keeps readings on disk until a size or age bound, drops whole
-// oldest segments when a bound is hit (counted, logged and reported, never silently), and
-// answers "sensor S from seq N, at most K" for the replay service.
+// reading, across restarts; a seq is never handed out twice, even across a power cut, because
+// the outbox durably reserves seqs ahead of use and skips what a crash left reserved), keeps
+// readings on disk until a size or age bound, drops whole oldest segments when a bound is hit
+// (counted, logged and reported, never silently), and answers "sensor S from seq N, at most K" for
+// the replay service.
 #pragma once
 
 #include <chrono>
@@ -12,6 +14,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -27,10 +30,12 @@ namespace rill {
 /// When appended records are forced to stable storage (fdatasync).
 enum class FsyncPolicy {
     always,  ///< before append() returns: nothing acknowledged is lost, even on power cut
-    batch,   ///< group commit: a background thread fdatasyncs the active segment once per
-             ///< fsync_interval when something was appended; also on sync() and close(). A
-             ///< power cut loses at most about fsync_interval of readings
-    never,   ///< left to the kernel; survives kill -9, not a power cut
+    batch,   ///< group commit: a background thread fdatasyncs the active segment at most once
+             ///< per fsync_interval, within fsync_interval of an append (it sleeps while nothing
+             ///< is unsynced); also on sync() and close(). A power cut loses at most about
+             ///< fsync_interval of readings; their seqs are skipped, never reused
+    never,   ///< left to the kernel until close(); survives kill -9; a power cut loses what the
+             ///< kernel had not written, and their seqs are skipped, never reused
 };
 
 /// Why readings left the outbox.
@@ -99,6 +104,12 @@ struct OutboxMetrics {
     std::uint64_t segments = 0;           ///< gauge: segment files
     std::uint64_t disk_bytes = 0;         ///< gauge: bytes of segment and index files
     std::uint64_t sensors = 0;            ///< gauge: sensors with a sequence number
+    /// Seqs skipped at open: reserved before an unclean shutdown and not in the outbox.
+    std::uint64_t skipped_seqs = 0;
+    /// Seq reservations made durable (one fdatasync of a reservation file each).
+    std::uint64_t reservations = 0;
+    /// Times the FsyncPolicy::batch thread woke up (it sleeps while nothing is unsynced).
+    std::uint64_t flusher_wakeups = 0;
 };
 
 /// What read() returns.
@@ -111,6 +122,11 @@ struct OutboxRead {
     std::uint64_t first_available = 1;
     /// The newest seq ever appended for the sensor (surviving restarts); 0 for an unknown one.
     std::uint64_t newest = 0;
+    /// Seqs the outbox skipped (see Outbox::skipped): the first skipped range at or after
+    /// max(from_seq, first_available), starting at from_seq or later, reported only when every
+    /// reading the outbox holds in [from_seq, skipped->first - 1] is in `readings` (which then
+    /// all lie below skipped->first). The caller continues from skipped->last + 1.
+    std::optional<SeqRange> skipped;
 };
 
 /// What read_payload() returns: the readings read() would return, as the bytes they are stored
@@ -127,6 +143,8 @@ struct OutboxPayload {
     std::uint64_t first_available = 1;
     /// The newest seq ever appended for the sensor (surviving restarts); 0 for an unknown one.
     std::uint64_t newest = 0;
+    /// As OutboxRead::skipped, for the readings in `payload`.
+    std::optional<SeqRange> skipped;
 };
 
 /// A directory of segment files holding the readings of any number of sensors.
@@ -152,7 +170,7 @@ class Outbox {
     /// options, std::system_error when the directory cannot be created, locked or written.
     /// Damaged files never make it throw.
     explicit Outbox(std::filesystem::path dir, OutboxOptions options = {});
-    /// Closes: syncs (unless FsyncPolicy::never) and releases the directory. Never throws.
+    /// Closes as close() does. Never throws.
     ~Outbox();
     /// Moving transfers the open outbox; a moved-from Outbox may only be destroyed or assigned.
     Outbox(Outbox&&) noexcept;
@@ -164,12 +182,16 @@ class Outbox {
     /// Appends one batch of readings of one sensor as one record. The outbox assigns the seqs:
     /// batch[i].seq is overwritten with newest + 1 + i (whatever it held), so the caller fills
     /// sensor, ts and values and publishes the readings once this returns. Blocks for the
-    /// write, and for fdatasync under FsyncPolicy::always.
+    /// write, for fdatasync under FsyncPolicy::always, and under batch or never, when the
+    /// seqs pass the sensor's durable reservation, for writing a new reservation (one
+    /// fdatasync of a small file per block of seqs; the block doubles while blocks last less
+    /// than 10 s, from 64 up to 2^20 seqs).
     /// May delete oldest segments to stay within the bounds (see OutboxOptions::on_drop).
     /// Throws std::invalid_argument when the batch is empty, larger than
     /// limits::max_batch_readings, mixes sensors or holds an invalid reading (the seqs are then
-    /// left unspecified and nothing is appended); std::system_error when the write fails (disk
-    /// full: the partial record is cut off again and nothing is appended; a failed fdatasync
+    /// left unspecified and nothing is appended); std::system_error when the write fails (the seq
+    /// reservation cannot be written, or disk full: the partial record is cut off again and
+    /// nothing is appended; a failed fdatasync
     /// under FsyncPolicy::always: the record stays, its seqs are used, its durability is
     /// unknown); std::logic_error
     /// after close().
@@ -187,8 +209,10 @@ class Outbox {
     /// Throws std::system_error.
     void sync();
 
-    /// Syncs (unless FsyncPolicy::never) and releases
-    /// the directory; later appends throw, reads return nothing. Throws std::system_error.
+    /// Syncs the segments written since open (under every policy, FsyncPolicy::never
+    /// included: once, so that the unused seq reservations can be released and a clean restart
+    /// skips no seq), releases the reservations and the directory; later appends throw, reads
+    /// return nothing. Throws std::system_error.
     void close();
 
     /// Returns up to `max_count` readings of `sensor` from `from_seq` on (see OutboxRead), with
@@ -214,6 +238,13 @@ class Outbox {
     [[nodiscard]] std::uint64_t newest(std::string_view sensor) const;
     /// The oldest seq still held for `sensor`; newest(sensor) + 1 when none is.
     [[nodiscard]] std::uint64_t first_available(std::string_view sensor) const;
+    /// Ranges of seqs of `sensor` the outbox skipped, in order: after an unclean shutdown
+    /// (kill -9, crash, power cut) under FsyncPolicy::batch or never, the seqs between the
+    /// newest one it durably held and its durable reservation. They may have been handed out
+    /// and published before the shutdown; the outbox does not hold them and never hands them
+    /// out again. Kept across restarts; ranges below first_available(sensor) are forgotten
+    /// (a replay reports those as lost), and at most the newest 64 ranges are kept.
+    [[nodiscard]] std::vector<SeqRange> skipped(std::string_view sensor) const;
     /// Every known sensor with its newest seq, sorted by sensor (the content of a heartbeat).
     [[nodiscard]] std::vector<std::pair<std::string, std::uint64_t>> newest_all() const;
     /// Readings of `sensor` dropped or lost since this outbox was opened.

@@ -354,4 +354,85 @@ bool load_index(const fs::path& path, Segment& seg) {
     return true;
 }
 
+std::string encode_reservations(std::uint64_t generation, const SeqStates& states) {
+    std::string out(reservation_magic);
+    put_u64(out, generation);
+    put_u32(out, static_cast<std::uint32_t>(states.size()));
+    for (const auto& [sensor, st] : states) {
+        put_u8(out, static_cast<std::uint8_t>(sensor.size()));
+        out.append(sensor);
+        put_u64(out, st.reserved);
+        put_u32(out, static_cast<std::uint32_t>(st.skipped.size()));
+        for (const auto& r : st.skipped) {
+            put_u64(out, r.first);
+            put_u64(out, r.last);
+        }
+    }
+    put_u32(out, crc32c(out));
+    return out;
+}
+
+std::optional<std::pair<std::uint64_t, SeqStates>> decode_reservations(std::string_view data) {
+    constexpr std::size_t fixed = 8 + 8 + 4;
+    if (data.size() < fixed + 4 || data.substr(0, 8) != reservation_magic) return std::nullopt;
+    if (crc32c(data.substr(0, data.size() - 4)) != get_u32(data.data() + data.size() - 4)) {
+        return std::nullopt;
+    }
+    const std::uint64_t generation = get_u64(data.data() + 8);
+    const std::uint32_t n = get_u32(data.data() + 16);
+    std::string_view rest = data.substr(fixed, data.size() - fixed - 4);
+    SeqStates states;
+    for (std::uint32_t i = 0; i < n; ++i) {
+        if (rest.empty()) return std::nullopt;
+        const std::size_t len = static_cast<unsigned char>(rest[0]);
+        if (len == 0 || rest.size() < 1 + len + 12) return std::nullopt;
+        std::string sensor(rest.substr(1, len));
+        SeqState st;
+        st.reserved = get_u64(rest.data() + 1 + len);
+        const std::uint32_t k = get_u32(rest.data() + 1 + len + 8);
+        rest.remove_prefix(1 + len + 12);
+        if (k > max_skipped_ranges || rest.size() / 16 < k) return std::nullopt;
+        for (std::uint32_t j = 0; j < k; ++j) {
+            const SeqRange r{get_u64(rest.data()), get_u64(rest.data() + 8)};
+            rest.remove_prefix(16);
+            if (r.first == 0 || r.first > r.last || r.last > limits::max_seq ||
+                (!st.skipped.empty() && r.first <= st.skipped.back().last + 1)) {
+                return std::nullopt;
+            }
+            st.skipped.push_back(r);
+        }
+        if (st.reserved > limits::max_seq) return std::nullopt;
+        states.emplace(std::move(sensor), std::move(st));
+    }
+    if (!rest.empty()) return std::nullopt;
+    return std::pair{generation, std::move(states)};
+}
+
+void add_range(std::vector<SeqRange>& ranges, SeqRange r) {
+    auto it =
+        std::lower_bound(ranges.begin(), ranges.end(), r,
+                         [](const SeqRange& a, const SeqRange& b) { return a.last + 1 < b.first; });
+    // `it` is the first range that touches or follows r; merge every range touching r.
+    while (it != ranges.end() && it->first <= r.last + 1) {
+        r.first = std::min(r.first, it->first);
+        r.last = std::max(r.last, it->last);
+        it = ranges.erase(it);
+    }
+    ranges.insert(it, r);
+}
+
+std::vector<SeqRange> subtract_ranges(SeqRange r, const std::vector<SeqRange>& ranges) {
+    std::vector<SeqRange> out;
+    std::uint64_t next = r.first;
+    for (const auto& s : ranges) {
+        if (s.last < next) continue;
+        if (s.first > r.last) break;
+        if (s.first > next) out.push_back({next, s.first - 1});
+        if (s.last >= r.last) return out;
+        next = s.last + 1;
+    }
+    if (next <= r.last) out.push_back({next, r.last});
+    return out;
+}
+
 }  // namespace rill::outbox_format
