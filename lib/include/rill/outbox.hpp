@@ -242,8 +242,9 @@ class Outbox {
     /// (kill -9, crash, power cut) under FsyncPolicy::batch or never, the seqs between the
     /// newest one it durably held and its durable reservation. They may have been handed out
     /// and published before the shutdown; the outbox does not hold them and never hands them
-    /// out again. Kept across restarts; ranges below first_available(sensor) are forgotten
-    /// (a replay reports those as lost), and at most the newest 64 ranges are kept.
+    /// out again. Kept across restarts: at most the newest 64 ranges; those below
+    /// first_available(sensor) are forgotten at open except the newest one (a replay reports
+    /// them as lost).
     [[nodiscard]] std::vector<SeqRange> skipped(std::string_view sensor) const;
     /// Every known sensor with its newest seq, sorted by sensor (the content of a heartbeat).
     [[nodiscard]] std::vector<std::pair<std::string, std::uint64_t>> newest_all() const;
