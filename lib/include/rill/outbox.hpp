@@ -185,7 +185,7 @@ class Outbox {
     /// write, for fdatasync under FsyncPolicy::always, and under batch or never, when the
     /// seqs pass the sensor's durable reservation, for writing a new reservation (one
     /// fdatasync of a small file per block of seqs; the block doubles while blocks last less
-    /// than 10 s, from 64 up to 2^20 seqs).
+    /// than 10 s, from 64 up to 2^24 seqs).
     /// May delete oldest segments to stay within the bounds (see OutboxOptions::on_drop).
     /// Throws std::invalid_argument when the batch is empty, larger than
     /// limits::max_batch_readings, mixes sensors or holds an invalid reading (the seqs are then

@@ -48,7 +48,7 @@ constexpr std::string_view component = "outbox";
 // Seq reservations: a block starts at min_block seqs and doubles while blocks last less than
 // block_fast, halves when one lasted longer than block_slow.
 constexpr std::uint64_t min_block = 64;
-constexpr std::uint64_t max_block = 1ULL << 20;
+constexpr std::uint64_t max_block = 1ULL << 24;
 constexpr auto block_fast = std::chrono::seconds(10);
 constexpr auto block_slow = std::chrono::minutes(10);
 
@@ -357,12 +357,20 @@ void Outbox::Impl::reserve(SensorState& st, std::uint64_t need) {
             st.block = std::max(st.block / 2, min_block);
         }
     }
-    const std::uint64_t before = st.reserved;
+    // The write costs one fdatasync whatever it holds: it also tops up every other sensor that
+    // has used half its block, so that many slow sensors share their reservation writes.
+    std::vector<std::pair<SensorState*, std::uint64_t>> before{{&st, st.reserved}};
+    for (auto& [sensor, other] : sensors) {
+        if (&other == &st || other.reserved - other.newest >= other.block / 2) continue;
+        before.emplace_back(&other, other.reserved);
+        other.reserved = std::min(other.newest + other.block, limits::max_seq);
+    }
     st.reserved = std::max(need, std::min(need + st.block, limits::max_seq));
     try {
         write_reservations();
     } catch (...) {
-        st.reserved = before;
+        for (const auto& [state, reserved] : before)
+            state->reserved = reserved;
         st.block = block;
         throw;
     }
