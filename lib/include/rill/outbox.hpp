@@ -114,9 +114,10 @@ struct OutboxMetrics {
 
 /// What read() returns.
 struct OutboxRead {
-    /// Readings of the sensor with seq >= from_seq, in increasing seq order, at most max_count.
-    /// Seqs missing between from_seq and the last one returned are gone for good (dropped or
-    /// corrupt); they are below first_available or were reported as corrupt.
+    /// Readings of the sensor with seq >= from_seq, in increasing seq order, at most max_count,
+    /// all below the first skipped range at or after from_seq (a read stops there; see
+    /// `skipped`). Seqs missing between from_seq and the last one returned are gone for good
+    /// (dropped or corrupt); they are below first_available or were reported as corrupt.
     std::vector<Reading> readings;
     /// The oldest seq the outbox still holds for the sensor; newest + 1 when it holds none.
     std::uint64_t first_available = 1;
@@ -216,10 +217,10 @@ class Outbox {
     void close();
 
     /// Returns up to `max_count` readings of `sensor` from `from_seq` on (see OutboxRead), with
-    /// first_available and newest. Blocks for the file reads (about the size of the readings
-    /// returned, plus up to 64 KiB to find the first). Never throws for damaged data: a record
-    /// that fails its checksum is logged, counted and skipped. Throws std::system_error when a
-    /// file cannot be read.
+    /// first_available, newest and the next skipped range. Blocks for the file reads (about the
+    /// size of the readings returned, plus up to 64 KiB to find the first). Never throws for
+    /// damaged data: a record that fails its checksum is logged, counted and skipped. Throws
+    /// std::system_error when a file cannot be read.
     [[nodiscard]] OutboxRead read(std::string_view sensor, std::uint64_t from_seq,
                                   std::size_t max_count) const;
 
