@@ -511,10 +511,13 @@ std::map<std::string, std::uint64_t> check_after_kill(const fs::path& dir, int s
         }
         CHECK(next == newest[id] + 1);
         CHECK(ranges == outbox.skipped(id).size());
+        // Killed within this boot: every seq handed out was written, nothing is skipped.
+        CHECK(ranges == 0);
         Reading r = make(id, 0);
         CHECK(outbox.append(r).first == newest[id] + 1);  // resumes right after the last intact
         newest[id] += 1;
     }
+    CHECK(outbox.metrics().skipped_seqs == 0);
     return newest;
 }
 
@@ -843,6 +846,14 @@ void copy_as_after_power_cut(const fs::path& from, const fs::path& to, const fs:
     fs::resize_file(to / segment.filename(), durable);
 }
 
+// `o` as after a reboot: the boot id is read from a file in `dir` holding another id than this
+// boot's.
+OutboxOptions rebooted(OutboxOptions o, const fs::path& dir) {
+    o.boot_id_path = dir / "other-boot-id";
+    std::ofstream(o.boot_id_path) << "00000000-1111-4222-8333-444444444444\n";
+    return o;
+}
+
 OutboxOptions rarely_synced() {
     OutboxOptions o;
     o.fsync = FsyncPolicy::batch;
@@ -874,7 +885,7 @@ TEST_CASE("outbox resumes past every seq handed out before a power cut and repor
     }
     std::uint64_t newest = 0;
     {
-        Outbox outbox(cut, rarely_synced());
+        Outbox outbox(cut, rebooted(rarely_synced(), dir.path()));
         newest = outbox.newest("kitchen");
         CHECK(newest >= 310);
         CHECK(outbox.newest("garage") >= 5);
@@ -906,6 +917,99 @@ TEST_CASE("outbox resumes past every seq handed out before a power cut and repor
     CHECK(outbox.metrics().lost_readings == 0);
     CHECK(outbox.skipped("kitchen") == std::vector{SeqRange{11, newest}});
     CHECK(outbox.read_payload("kitchen", 1, 100).skipped == SeqRange{11, newest});
+}
+
+TEST_CASE(
+    "outbox killed with SIGKILL within one boot skips nothing and reuses no seq it handed out") {
+    for (const std::string policy : {"never", "batch"}) {
+        CAPTURE(policy);
+        test::TempDir dir("outbox");
+        const fs::path box = dir.path() / "box";
+        const fs::path acks = dir.path() / "acks";
+        test::Process writer(
+            {test::bin("outbox-writer"), box.string(), policy, "2", "1", acks.string()},
+            {.stderr_path = (dir.path() / "writer.log").string()});
+        REQUIRE(test::wait_until(
+            [&] {
+                const std::string text = test::read_file(acks);
+                return std::count(text.begin(), text.end(), '\n') > 2000;
+            },
+            30s));
+        writer.signal(SIGKILL);
+        REQUIRE(writer.wait_for(10s) == 128 + SIGKILL);
+
+        // Every seq the writer got back from append (and so could have published).
+        std::map<std::string, std::uint64_t> acked;
+        std::istringstream lines(test::read_file(acks));
+        std::string sensor;
+        std::uint64_t seq = 0;
+        while (lines >> sensor >> seq)
+            acked[sensor] = seq;
+        REQUIRE(acked.size() == 2);
+
+        OutboxOptions o;
+        o.segment_bytes = 64 * 1024;
+        o.max_age = 0s;
+        Outbox outbox(box, o);
+        CHECK(outbox.metrics().skipped_seqs == 0);
+        CHECK(outbox.metrics().lost_readings == 0);
+        for (const auto& [id, last] : acked) {
+            CAPTURE(id);
+            const std::uint64_t newest = outbox.newest(id);
+            CHECK(outbox.skipped(id).empty());
+            // Every acknowledged seq was written, at most the one in flight beyond it.
+            CHECK(newest >= last);
+            CHECK(newest <= last + 1);
+            check_consecutive(outbox.read(id, 1, 10'000'000).readings, id, 1, newest);
+            Reading r = make(id, 0);
+            CHECK(outbox.append(r).first == newest + 1);  // no acknowledged seq is used again
+        }
+    }
+}
+
+TEST_CASE(
+    "an unclean shutdown's unused reservation is released in the same boot, skipped after a "
+    "reboot or with an unknown boot id") {
+    test::TempDir dir("outbox");
+    const fs::path live = dir.path() / "live";
+    std::uint64_t written = 0;
+    {
+        Outbox outbox(live, rarely_synced());
+        written = append_n(outbox, "kitchen", 310);
+        REQUIRE(written == 310);
+        // As a kill -9 leaves it: every write() in the page cache, the reservation above.
+        const auto seg = files_with(live, ".seg").at(0);
+        for (const std::string copy : {"same", "reboot", "unknown"}) {
+            copy_as_after_power_cut(live, dir.path() / copy, seg, fs::file_size(seg));
+        }
+    }
+    {
+        Outbox outbox(dir.path() / "same", rarely_synced());
+        CHECK(outbox.newest("kitchen") == written);
+        CHECK(outbox.skipped("kitchen").empty());
+        CHECK(outbox.metrics().skipped_seqs == 0);
+        CHECK(outbox.metrics().reservations == 1);  // released
+        CHECK(append_n(outbox, "kitchen", 1) == written + 1);
+        check_consecutive(outbox.read("kitchen", 1, 1000).readings, "kitchen", 1, written + 1);
+    }
+    {
+        // Closed cleanly since: a later reboot skips nothing either.
+        Outbox outbox(dir.path() / "same", rebooted(rarely_synced(), dir.path()));
+        CHECK(outbox.newest("kitchen") == written + 1);
+        CHECK(outbox.skipped("kitchen").empty());
+    }
+    auto unknown = rarely_synced();
+    unknown.boot_id_path = dir.path() / "no-such-boot-id";
+    for (const auto& [copy, options] : {std::pair{"reboot", rebooted(rarely_synced(), dir.path())},
+                                        std::pair{"unknown", unknown}}) {
+        CAPTURE(copy);
+        Outbox outbox(dir.path() / copy, options);
+        const std::uint64_t newest = outbox.newest("kitchen");
+        CHECK(newest > written);
+        CHECK(outbox.skipped("kitchen") == std::vector{SeqRange{written + 1, newest}});
+        CHECK(outbox.metrics().skipped_seqs == newest - written);
+        CHECK(append_n(outbox, "kitchen", 1) == newest + 1);
+    }
 }
 
 TEST_CASE("outbox reserves seqs in growing blocks, not one fsync per reading") {
@@ -947,7 +1051,7 @@ TEST_CASE("a replay server says which seqs the outbox skipped in the reply's fif
         append_n(outbox, "kitchen", 20);
         copy_as_after_power_cut(live, cut, seg, durable);
     }
-    Outbox outbox(cut, rarely_synced());
+    Outbox outbox(cut, rebooted(rarely_synced(), dir.path()));
     const std::uint64_t newest = outbox.newest("kitchen");
     REQUIRE(newest >= 30);
     append_n(outbox, "kitchen", 2);

@@ -88,6 +88,12 @@ struct OutboxOptions {
     /// every change) and rill_outbox_max_bytes (gauge, max_bytes). One outbox per registry keeps
     /// the gauges meaningful. nullptr = default_registry().
     MetricsRegistry* metrics = nullptr;
+    /// The file holding this boot's id, read once at open and kept in the seq reservations.
+    /// After an unclean shutdown within the same boot (kill -9, a crash of the process) the
+    /// page cache kept every record written, so nothing is skipped; after a reboot (power cut,
+    /// kernel crash), or when either boot id is unknown (the file cannot be read), the
+    /// unused reservation is skipped. Tests point it elsewhere to simulate a reboot.
+    std::filesystem::path boot_id_path = "/proc/sys/kernel/random/boot_id";
 };
 
 /// Counters since the outbox was opened, and gauges of its current state. A plain snapshot.
@@ -239,9 +245,11 @@ class Outbox {
     [[nodiscard]] std::uint64_t newest(std::string_view sensor) const;
     /// The oldest seq still held for `sensor`; newest(sensor) + 1 when none is.
     [[nodiscard]] std::uint64_t first_available(std::string_view sensor) const;
-    /// Ranges of seqs of `sensor` the outbox skipped, in order: after an unclean shutdown
-    /// (kill -9, crash, power cut) under FsyncPolicy::batch or never, the seqs between the
-    /// newest one it durably held and its durable reservation. They may have been handed out
+    /// Ranges of seqs of `sensor` the outbox skipped, in order: after a reboot that followed an
+    /// unclean shutdown (power cut, kernel crash) under FsyncPolicy::batch or never, the seqs
+    /// between the newest one it durably held and its durable reservation (a kill -9 or crash
+    /// of the process within one boot skips nothing: see OutboxOptions::boot_id_path); after a
+    /// clean close, seqs missing since (damaged files). They may have been handed out
     /// and published before the shutdown; the outbox does not hold them and never hands them
     /// out again. Kept across restarts: at most the newest 64 ranges; those below
     /// first_available(sensor) are forgotten at open except the newest one (a replay reports

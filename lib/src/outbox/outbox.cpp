@@ -88,6 +88,10 @@ struct Outbox::Impl {
     // The seq reservation files, written in turn (format.hpp), and the last generation written.
     std::unique_ptr<File> rsv_files[2];
     std::uint64_t rsv_generation = 0;
+    // The newest reservation file was written by close(): every reservation was released.
+    bool rsv_released = false;
+    // This boot's id (OutboxOptions::boot_id_path, read at open); empty when unknown.
+    std::string boot_id;
     // The number of the active segment at open: segments from it on were written by this
     // outbox (close() syncs them under FsyncPolicy::never).
     std::uint64_t first_written_segment = 0;
@@ -111,8 +115,8 @@ struct Outbox::Impl {
     void register_series(MetricsRegistry& reg);
     // The active segment holds records not yet fdatasynced.
     bool dirty() const { return !closed && !segments.empty() && segments.back().end != synced_end; }
-    SeqStates load_reservations();
-    void write_reservations();
+    Reservations load_reservations();
+    void write_reservations(bool released = false);
     void reserve(SensorState& st, std::uint64_t need);
     void count_fsync() {
         m.fsyncs += 1;
@@ -291,11 +295,11 @@ void Outbox::Impl::flush_loop() {
     }
 }
 
-// Reads both reservation files (creating them when missing) and returns the state of the valid
-// one with the higher generation; nothing when neither is valid.
-SeqStates Outbox::Impl::load_reservations() {
+// Reads both reservation files (creating them when missing) and returns the valid one with the
+// higher generation; an empty one when neither is valid.
+Reservations Outbox::Impl::load_reservations() {
     bool created = false;
-    std::optional<std::pair<std::uint64_t, SeqStates>> best;
+    std::optional<Reservations> best;
     bool damaged = false;
     for (int i = 0; i < 2; ++i) {
         const fs::path path = dir / reservation_files[i];
@@ -311,7 +315,7 @@ SeqStates Outbox::Impl::load_reservations() {
             damaged = true;
             continue;
         }
-        if (!best || got->first > best->first) best = std::move(got);
+        if (!best || got->generation > best->generation) best = std::move(got);
     }
     if (created) sync_directory(dir);
     if (!best) {
@@ -325,23 +329,26 @@ SeqStates Outbox::Impl::load_reservations() {
         }
         return {};
     }
-    rsv_generation = best->first;
-    return std::move(best->second);
+    rsv_generation = best->generation;
+    rsv_released = best->released;
+    return std::move(*best);
 }
 
-// Writes every sensor's reservation and skipped ranges to the older of the two files and
-// fdatasyncs it: when this returns, the reservations are durable.
-void Outbox::Impl::write_reservations() {
-    SeqStates states;
+// Writes every sensor's reservation and skipped ranges, with this boot's id, to the older of the
+// two files and fdatasyncs it: when this returns, the reservations are durable. `released`:
+// written by close(), every reservation is the newest seq handed out.
+void Outbox::Impl::write_reservations(bool released) {
+    Reservations r{rsv_generation + 1, released, boot_id, {}};
     for (const auto& [sensor, st] : sensors) {
-        states.emplace(sensor, SeqState{std::max(st.reserved, st.newest), st.skipped});
+        r.states.emplace(sensor, SeqState{std::max(st.reserved, st.newest), st.skipped});
     }
-    const std::string data = encode_reservations(rsv_generation + 1, states);
+    const std::string data = encode_reservations(r);
     const File& f = *rsv_files[(rsv_generation + 1) % 2];
     f.write_at(data, 0);
     f.truncate(data.size());
     f.datasync();
     rsv_generation += 1;
+    rsv_released = released;
     m.reservations += 1;
     series.reservations->inc();
 }
@@ -542,7 +549,9 @@ void Outbox::Impl::open(std::vector<OutboxDrop>& drops) {
         disk_bytes += seg.disk_bytes();
 
     // What was reserved and skipped before: the skipped ranges are not gaps.
-    const SeqStates saved = load_reservations();
+    boot_id = read_boot_id(options.boot_id_path);
+    const Reservations loaded = load_reservations();
+    const SeqStates& saved = loaded.states;
     for (const auto& [sensor, ss] : saved)
         sensors[sensor].skipped = ss.skipped;
     // Newest seq per sensor: the largest snapshot value or record seq of any segment.
@@ -583,11 +592,24 @@ void Outbox::Impl::open(std::vector<OutboxDrop>& drops) {
         sensors[d.sensor].dropped += d.to_seq - d.from_seq + 1;
     }
     // Seqs reserved before an unclean shutdown and not held: they may have been handed out, so
-    // they are skipped, never handed out again.
+    // they are skipped, never handed out again. Unless the shutdown was a kill -9 or crash of
+    // the process within this boot: the page cache then kept every record whose write()
+    // completed, and a seq is handed out only after its record was written, so none above the
+    // newest held was ever handed out. Only a reboot (power cut, kernel crash) loses written
+    // records. After a clean close (released) the reservation is exactly the newest seq handed
+    // out: seqs missing below it went missing after the close and are skipped on any boot.
+    const bool same_boot = !loaded.released && !boot_id.empty() && loaded.boot_id == boot_id;
     bool skipped_any = false;
+    std::size_t released = 0;
+    std::uint64_t released_seqs = 0;
     for (const auto& [sensor, ss] : saved) {
         SensorState& st = sensors[sensor];
         if (ss.reserved <= st.newest) continue;
+        if (same_boot) {
+            released += 1;
+            released_seqs += ss.reserved - st.newest;
+            continue;
+        }
         const SeqRange r{st.newest + 1, ss.reserved};
         log_warn(component, "skipping " + range_text(sensor, r.first, r.last) +
                                 ": reserved before an unclean shutdown and not in the outbox; "
@@ -654,7 +676,14 @@ void Outbox::Impl::open(std::vector<OutboxDrop>& drops) {
         }
         pruned = pruned || st.skipped.size() != before;
     }
-    if (skipped_any || pruned) write_reservations();
+    if (released > 0) {
+        log_info(component, "unclean shutdown within this boot (boot id " + boot_id +
+                                "): released the unused seq reservations of " +
+                                std::to_string(released) + " sensors (" +
+                                std::to_string(released_seqs) +
+                                " seqs never handed out); nothing skipped");
+    }
+    if (skipped_any || pruned || released > 0) write_reservations();
     std::uint64_t readings = 0;
     for (const auto& seg : segments) {
         for (const auto& [s, e] : seg.sensors)
@@ -842,12 +871,16 @@ void Outbox::close() {
     d.sync_active(true);
     // Everything handed out is durable: release what was reserved beyond it, so that a clean
     // restart skips nothing.
+    // Written as released: at the next open a seq missing below a reservation went missing
+    // after this close and is skipped, whatever the boot.
     bool reserved = false;
     for (auto& [sensor, st] : d.sensors) {
         reserved = reserved || st.reserved > st.newest;
         st.reserved = st.newest;
     }
-    if (reserved) d.write_reservations();
+    if (reserved || (d.options.fsync != FsyncPolicy::always && !d.rsv_released)) {
+        d.write_reservations(true);
+    }
     d.lock.reset();
     d.segments.clear();
 }
