@@ -539,17 +539,22 @@ TEST_CASE("outbox survives kill -9 during heavy writing without repeating a seq"
     }
 }
 
-TEST_CASE("outbox with fsync always keeps every acknowledged reading across kill -9") {
-    test::TempDir dir("outbox");
-    const fs::path box = dir.path() / "box";
-    const fs::path acks = dir.path() / "acks";
+namespace {
+
+// Runs outbox-writer on `box` (2 sensors, one reading per append, fsync `policy`) until it has
+// acknowledged more than `acks_wanted` appends, kills it with SIGKILL and returns the last seq
+// acknowledged per sensor: every seq it got back from append (and so could have published).
+std::map<std::string, std::uint64_t> kill_writer(const fs::path& dir, const fs::path& box,
+                                                 const std::string& policy,
+                                                 std::ptrdiff_t acks_wanted) {
+    const fs::path acks = dir / "acks";
     test::Process writer(
-        {test::bin("outbox-writer"), box.string(), "always", "2", "1", acks.string()},
-        {.stderr_path = (dir.path() / "writer.log").string()});
+        {test::bin("outbox-writer"), box.string(), policy, "2", "1", acks.string()},
+        {.stderr_path = (dir / "writer.log").string()});
     REQUIRE(test::wait_until(
         [&] {
             const std::string text = test::read_file(acks);
-            return std::count(text.begin(), text.end(), '\n') > 300;
+            return std::count(text.begin(), text.end(), '\n') > acks_wanted;
         },
         30s));
     writer.signal(SIGKILL);
@@ -564,6 +569,15 @@ TEST_CASE("outbox with fsync always keeps every acknowledged reading across kill
         acked[sensor] = seq;
     }
     REQUIRE(acked.size() == 2);
+    return acked;
+}
+
+}  // namespace
+
+TEST_CASE("outbox with fsync always keeps every acknowledged reading across kill -9") {
+    test::TempDir dir("outbox");
+    const fs::path box = dir.path() / "box";
+    const auto acked = kill_writer(dir.path(), box, "always", 300);
     const auto newest = check_after_kill(box, 2);  // appends one more to each sensor
     for (const auto& [s, last] : acked) {
         // Every acknowledged reading is there; at most the one in flight beyond it.
@@ -925,27 +939,7 @@ TEST_CASE(
         CAPTURE(policy);
         test::TempDir dir("outbox");
         const fs::path box = dir.path() / "box";
-        const fs::path acks = dir.path() / "acks";
-        test::Process writer(
-            {test::bin("outbox-writer"), box.string(), policy, "2", "1", acks.string()},
-            {.stderr_path = (dir.path() / "writer.log").string()});
-        REQUIRE(test::wait_until(
-            [&] {
-                const std::string text = test::read_file(acks);
-                return std::count(text.begin(), text.end(), '\n') > 2000;
-            },
-            30s));
-        writer.signal(SIGKILL);
-        REQUIRE(writer.wait_for(10s) == 128 + SIGKILL);
-
-        // Every seq the writer got back from append (and so could have published).
-        std::map<std::string, std::uint64_t> acked;
-        std::istringstream lines(test::read_file(acks));
-        std::string sensor;
-        std::uint64_t seq = 0;
-        while (lines >> sensor >> seq)
-            acked[sensor] = seq;
-        REQUIRE(acked.size() == 2);
+        const auto acked = kill_writer(dir.path(), box, policy, 2000);
 
         OutboxOptions o;
         o.segment_bytes = 64 * 1024;
