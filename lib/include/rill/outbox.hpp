@@ -2,9 +2,11 @@
 //
 // Every reading is appended here before it is published. The outbox assigns the sequence
 // numbers (it is the source of truth for seq: seq of a sensor starts at 1 and grows by one per
-// reading, across restarts), keeps readings on disk until a size or age bound, drops whole
-// oldest segments when a bound is hit (counted, logged and reported, never silently), and
-// answers "sensor S from seq N, at most K" for the replay service.
+// reading, across restarts; a seq is never handed out twice, even across a power cut, because
+// the outbox durably reserves seqs ahead of use and skips what a crash left reserved), keeps
+// readings on disk until a size or age bound, drops whole oldest segments when a bound is hit
+// (counted, logged and reported, never silently), and answers "sensor S from seq N, at most K" for
+// the replay service.
 #pragma once
 
 #include <chrono>
@@ -12,6 +14,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -27,10 +30,12 @@ namespace rill {
 /// When appended records are forced to stable storage (fdatasync).
 enum class FsyncPolicy {
     always,  ///< before append() returns: nothing acknowledged is lost, even on power cut
-    batch,   ///< group commit: a background thread fdatasyncs the active segment once per
-             ///< fsync_interval when something was appended; also on sync() and close(). A
-             ///< power cut loses at most about fsync_interval of readings
-    never,   ///< left to the kernel; survives kill -9, not a power cut
+    batch,   ///< group commit: a background thread fdatasyncs the active segment at most once
+             ///< per fsync_interval, within fsync_interval of an append (it sleeps while nothing
+             ///< is unsynced); also on sync() and close(). A power cut loses at most about
+             ///< fsync_interval of readings; their seqs are skipped, never reused
+    never,   ///< left to the kernel until close(); survives kill -9; a power cut loses what the
+             ///< kernel had not written, and their seqs are skipped, never reused
 };
 
 /// Why readings left the outbox.
@@ -83,6 +88,12 @@ struct OutboxOptions {
     /// every change) and rill_outbox_max_bytes (gauge, max_bytes). One outbox per registry keeps
     /// the gauges meaningful. nullptr = default_registry().
     MetricsRegistry* metrics = nullptr;
+    /// The file holding this boot's id, read once at open and kept in the seq reservations.
+    /// After an unclean shutdown within the same boot (kill -9, a crash of the process) the
+    /// page cache kept every record written, so nothing is skipped; after a reboot (power cut,
+    /// kernel crash), or when either boot id is unknown (the file cannot be read), the
+    /// unused reservation is skipped. Tests point it elsewhere to simulate a reboot.
+    std::filesystem::path boot_id_path = "/proc/sys/kernel/random/boot_id";
 };
 
 /// Counters since the outbox was opened, and gauges of its current state. A plain snapshot.
@@ -99,18 +110,30 @@ struct OutboxMetrics {
     std::uint64_t segments = 0;           ///< gauge: segment files
     std::uint64_t disk_bytes = 0;         ///< gauge: bytes of segment and index files
     std::uint64_t sensors = 0;            ///< gauge: sensors with a sequence number
+    /// Seqs skipped at open: reserved before an unclean shutdown and not in the outbox.
+    std::uint64_t skipped_seqs = 0;
+    /// Seq reservations made durable (one fdatasync of a reservation file each).
+    std::uint64_t reservations = 0;
+    /// Times the FsyncPolicy::batch thread woke up (it sleeps while nothing is unsynced).
+    std::uint64_t flusher_wakeups = 0;
 };
 
 /// What read() returns.
 struct OutboxRead {
-    /// Readings of the sensor with seq >= from_seq, in increasing seq order, at most max_count.
-    /// Seqs missing between from_seq and the last one returned are gone for good (dropped or
-    /// corrupt); they are below first_available or were reported as corrupt.
+    /// Readings of the sensor with seq >= from_seq, in increasing seq order, at most max_count,
+    /// all below the first skipped range at or after from_seq (a read stops there; see
+    /// `skipped`). Seqs missing between from_seq and the last one returned are gone for good
+    /// (dropped or corrupt); they are below first_available or were reported as corrupt.
     std::vector<Reading> readings;
     /// The oldest seq the outbox still holds for the sensor; newest + 1 when it holds none.
     std::uint64_t first_available = 1;
     /// The newest seq ever appended for the sensor (surviving restarts); 0 for an unknown one.
     std::uint64_t newest = 0;
+    /// Seqs the outbox skipped (see Outbox::skipped): the first skipped range at or after
+    /// max(from_seq, first_available), starting at from_seq or later, reported only when every
+    /// reading the outbox holds in [from_seq, skipped->first - 1] is in `readings` (which then
+    /// all lie below skipped->first). The caller continues from skipped->last + 1.
+    std::optional<SeqRange> skipped;
 };
 
 /// What read_payload() returns: the readings read() would return, as the bytes they are stored
@@ -127,6 +150,8 @@ struct OutboxPayload {
     std::uint64_t first_available = 1;
     /// The newest seq ever appended for the sensor (surviving restarts); 0 for an unknown one.
     std::uint64_t newest = 0;
+    /// As OutboxRead::skipped, for the readings in `payload`.
+    std::optional<SeqRange> skipped;
 };
 
 /// A directory of segment files holding the readings of any number of sensors.
@@ -152,7 +177,7 @@ class Outbox {
     /// options, std::system_error when the directory cannot be created, locked or written.
     /// Damaged files never make it throw.
     explicit Outbox(std::filesystem::path dir, OutboxOptions options = {});
-    /// Closes: syncs (unless FsyncPolicy::never) and releases the directory. Never throws.
+    /// Closes as close() does. Never throws.
     ~Outbox();
     /// Moving transfers the open outbox; a moved-from Outbox may only be destroyed or assigned.
     Outbox(Outbox&&) noexcept;
@@ -164,12 +189,16 @@ class Outbox {
     /// Appends one batch of readings of one sensor as one record. The outbox assigns the seqs:
     /// batch[i].seq is overwritten with newest + 1 + i (whatever it held), so the caller fills
     /// sensor, ts and values and publishes the readings once this returns. Blocks for the
-    /// write, and for fdatasync under FsyncPolicy::always.
+    /// write, for fdatasync under FsyncPolicy::always, and under batch or never, when the
+    /// seqs pass the sensor's durable reservation, for writing a new reservation (one
+    /// fdatasync of a small file per block of seqs; the block doubles while blocks last less
+    /// than 10 s, from 64 up to 2^24 seqs).
     /// May delete oldest segments to stay within the bounds (see OutboxOptions::on_drop).
     /// Throws std::invalid_argument when the batch is empty, larger than
     /// limits::max_batch_readings, mixes sensors or holds an invalid reading (the seqs are then
-    /// left unspecified and nothing is appended); std::system_error when the write fails (disk
-    /// full: the partial record is cut off again and nothing is appended; a failed fdatasync
+    /// left unspecified and nothing is appended); std::system_error when the write fails (the seq
+    /// reservation cannot be written, or disk full: the partial record is cut off again and
+    /// nothing is appended; a failed fdatasync
     /// under FsyncPolicy::always: the record stays, its seqs are used, its durability is
     /// unknown); std::logic_error
     /// after close().
@@ -187,15 +216,17 @@ class Outbox {
     /// Throws std::system_error.
     void sync();
 
-    /// Syncs (unless FsyncPolicy::never) and releases
-    /// the directory; later appends throw, reads return nothing. Throws std::system_error.
+    /// Syncs the segments written since open (under every policy, FsyncPolicy::never
+    /// included: once, so that the unused seq reservations can be released and a clean restart
+    /// skips no seq), releases the reservations and the directory; later appends throw, reads
+    /// return nothing. Throws std::system_error.
     void close();
 
     /// Returns up to `max_count` readings of `sensor` from `from_seq` on (see OutboxRead), with
-    /// first_available and newest. Blocks for the file reads (about the size of the readings
-    /// returned, plus up to 64 KiB to find the first). Never throws for damaged data: a record
-    /// that fails its checksum is logged, counted and skipped. Throws std::system_error when a
-    /// file cannot be read.
+    /// first_available, newest and the next skipped range. Blocks for the file reads (about the
+    /// size of the readings returned, plus up to 64 KiB to find the first). Never throws for
+    /// damaged data: a record that fails its checksum is logged, counted and skipped. Throws
+    /// std::system_error when a file cannot be read.
     [[nodiscard]] OutboxRead read(std::string_view sensor, std::uint64_t from_seq,
                                   std::size_t max_count) const;
 
@@ -214,6 +245,16 @@ class Outbox {
     [[nodiscard]] std::uint64_t newest(std::string_view sensor) const;
     /// The oldest seq still held for `sensor`; newest(sensor) + 1 when none is.
     [[nodiscard]] std::uint64_t first_available(std::string_view sensor) const;
+    /// Ranges of seqs of `sensor` the outbox skipped, in order: after a reboot that followed an
+    /// unclean shutdown (power cut, kernel crash) under FsyncPolicy::batch or never, the seqs
+    /// between the newest one it durably held and its durable reservation (a kill -9 or crash
+    /// of the process within one boot skips nothing: see OutboxOptions::boot_id_path); after a
+    /// clean close, seqs missing since (damaged files). They may have been handed out
+    /// and published before the shutdown; the outbox does not hold them and never hands them
+    /// out again. Kept across restarts: at most the newest 64 ranges; those below
+    /// first_available(sensor) are forgotten at open except the newest one (a replay reports
+    /// them as lost).
+    [[nodiscard]] std::vector<SeqRange> skipped(std::string_view sensor) const;
     /// Every known sensor with its newest seq, sorted by sensor (the content of a heartbeat).
     [[nodiscard]] std::vector<std::pair<std::string, std::uint64_t>> newest_all() const;
     /// Readings of `sensor` dropped or lost since this outbox was opened.

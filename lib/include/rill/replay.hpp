@@ -48,9 +48,11 @@ struct ReplayReply {
     /// interleave with `readings` in one increasing order. Not encoded: encode_replay_reply
     /// sends `readings` only.
     std::vector<InvalidReading> invalid;
-    /// The optional 5th element (proto/replay_v1.md): seqs [first, last] the publisher reserved
-    /// before a crash and never used; nothing when the element is absent or nil. Decoded with
-    /// 1 <= first <= last <= newest and no reading in it.
+    /// Seqs the publisher skipped (reserved before a crash, never durably written; see
+    /// Outbox::skipped), sent as the reply's optional 5th element: within [max(from_seq,
+    /// first_available), newest], above every reading of the reply, and only when every
+    /// reading the publisher holds below it is in the reply. The caller counts them as skipped
+    /// and continues from last + 1. Empty: none (the reply has 4 elements).
     std::optional<SeqRange> skipped;
     /// Member-wise equality.
     bool operator==(const ReplayReply&) const = default;
@@ -58,7 +60,8 @@ struct ReplayReply {
 
 /// A reply whose readings are already one encoded readings payload, the outbox's stored bytes
 /// (Outbox::read_payload): sent as it is, without decoding and re-encoding the readings. On
-/// the wire the same as a ReplayReply of the same readings. A callback answers with
+/// the wire the same as a ReplayReply of the same readings; `stored.skipped` is sent as
+/// ReplayReply::skipped. A callback answers with
 /// `ReplayPayloadReply{outbox.read_payload(req.sensor, req.from_seq, req.max_readings)}`.
 struct ReplayPayloadReply {
     /// The readings (payload: empty, or a readings payload of the requested sensor holding
@@ -79,7 +82,8 @@ void set_lost_range(const ReplayRequest& request, ReplayReply& reply);
 /// Decodes request params. Strict and bounded; throws DecodeError.
 [[nodiscard]] ReplayRequest decode_replay_request(std::string_view params);
 
-/// Returns the msgpack result of a reply: [readings, first_available, newest, lost]. Throws
+/// Returns the msgpack result of a reply: [readings, first_available, newest, lost], and
+/// skipped as a 5th element when there is one. Throws
 /// std::invalid_argument when the reply is inconsistent (see check_replay_reply).
 [[nodiscard]] std::string encode_replay_reply(const ReplayReply& reply);
 /// As encode_replay_reply(ReplayReply), with the readings payload put in as it is: the same
@@ -109,10 +113,12 @@ void set_lost_range(const ReplayRequest& request, ReplayReply& reply);
 ///
 /// The callback runs on the server thread, one request at a time; it receives a validated
 /// request and returns the reply; the server fills in `lost` from first_available (the callback
-/// may leave it empty). Invalid requests are answered with an error without calling
-/// it; an exception from it, or a reply that fails replay_reply_problem, becomes an error
-/// response. Lifetime and threading as RpcServer: serving starts in the constructor and stops in
-/// stop() or the destructor, after which the callback is never called again.
+/// may leave it empty). A Callback's readings that would make a payload larger than
+/// limits::max_payload_bytes are cut at the last reading that fits (and `skipped` is then
+/// left out): the caller asks again from the next seq. Invalid requests are answered with an error
+/// without calling it; an exception from it, or a reply that fails replay_reply_problem, becomes an
+/// error response. Lifetime and threading as RpcServer: serving starts in the constructor and stops
+/// in stop() or the destructor, after which the callback is never called again.
 class ReplayServer {
   public:
     /// Answers one request; see the class comment.

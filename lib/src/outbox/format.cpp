@@ -1,9 +1,11 @@
 // The outbox's on-disk format: see format.hpp and docs/outbox.md.
 #include "outbox/format.hpp"
 
+#include <cctype>
 #include <charconv>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 
 #include "codec/frame.hpp"
 #include "rill/codec.hpp"
@@ -352,6 +354,108 @@ bool load_index(const fs::path& path, Segment& seg) {
     seg.has_snapshot = s.has_snapshot;
     seg.sensors = std::move(s.sensors);
     return true;
+}
+
+std::string encode_reservations(const Reservations& r) {
+    std::string out(reservation_magic);
+    put_u64(out, r.generation);
+    put_u8(out, r.released ? 1 : 0);
+    const std::string_view boot = std::string_view(r.boot_id).substr(0, max_boot_id_bytes);
+    put_u8(out, static_cast<std::uint8_t>(boot.size()));
+    out.append(boot);
+    put_u32(out, static_cast<std::uint32_t>(r.states.size()));
+    for (const auto& [sensor, st] : r.states) {
+        put_u8(out, static_cast<std::uint8_t>(sensor.size()));
+        out.append(sensor);
+        put_u64(out, st.reserved);
+        put_u32(out, static_cast<std::uint32_t>(st.skipped.size()));
+        for (const auto& range : st.skipped) {
+            put_u64(out, range.first);
+            put_u64(out, range.last);
+        }
+    }
+    put_u32(out, crc32c(out));
+    return out;
+}
+
+std::optional<Reservations> decode_reservations(std::string_view data) {
+    constexpr std::size_t head = 8 + 8 + 1 + 1;
+    if (data.size() < head + 4 + 4 || data.substr(0, 8) != reservation_magic) return std::nullopt;
+    if (crc32c(data.substr(0, data.size() - 4)) != get_u32(data.data() + data.size() - 4)) {
+        return std::nullopt;
+    }
+    Reservations out;
+    out.generation = get_u64(data.data() + 8);
+    const auto flags = static_cast<unsigned char>(data[16]);
+    if (flags > 1) return std::nullopt;
+    out.released = flags == 1;
+    const std::size_t boot_len = static_cast<unsigned char>(data[17]);
+    if (boot_len > max_boot_id_bytes || data.size() < head + boot_len + 4 + 4) return std::nullopt;
+    out.boot_id = std::string(data.substr(head, boot_len));
+    const std::uint32_t n = get_u32(data.data() + head + boot_len);
+    const std::size_t fixed = head + boot_len + 4;
+    std::string_view rest = data.substr(fixed, data.size() - fixed - 4);
+    for (std::uint32_t i = 0; i < n; ++i) {
+        if (rest.empty()) return std::nullopt;
+        const std::size_t len = static_cast<unsigned char>(rest[0]);
+        if (len == 0 || rest.size() < 1 + len + 12) return std::nullopt;
+        std::string sensor(rest.substr(1, len));
+        SeqState st;
+        st.reserved = get_u64(rest.data() + 1 + len);
+        const std::uint32_t k = get_u32(rest.data() + 1 + len + 8);
+        rest.remove_prefix(1 + len + 12);
+        if (k > max_skipped_ranges || rest.size() / 16 < k) return std::nullopt;
+        for (std::uint32_t j = 0; j < k; ++j) {
+            const SeqRange r{get_u64(rest.data()), get_u64(rest.data() + 8)};
+            rest.remove_prefix(16);
+            if (r.first == 0 || r.first > r.last || r.last > limits::max_seq ||
+                (!st.skipped.empty() && r.first <= st.skipped.back().last + 1)) {
+                return std::nullopt;
+            }
+            st.skipped.push_back(r);
+        }
+        if (st.reserved > limits::max_seq) return std::nullopt;
+        out.states.emplace(std::move(sensor), std::move(st));
+    }
+    if (!rest.empty()) return std::nullopt;
+    return out;
+}
+
+std::string read_boot_id(const fs::path& path) {
+    std::ifstream in(path);
+    std::string line;
+    if (!in || !std::getline(in, line)) return {};
+    while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back())))
+        line.pop_back();
+    if (line.size() > max_boot_id_bytes) return {};
+    return line;
+}
+
+void add_range(std::vector<SeqRange>& ranges, SeqRange r) {
+    auto it =
+        std::lower_bound(ranges.begin(), ranges.end(), r,
+                         [](const SeqRange& a, const SeqRange& b) { return a.last + 1 < b.first; });
+    // `it` is the first range that touches or follows r; merge every range touching r.
+    while (it != ranges.end() && it->first <= r.last + 1) {
+        r.first = std::min(r.first, it->first);
+        r.last = std::max(r.last, it->last);
+        it = ranges.erase(it);
+    }
+    ranges.insert(it, r);
+}
+
+std::vector<SeqRange> subtract_ranges(SeqRange r, const std::vector<SeqRange>& ranges) {
+    std::vector<SeqRange> out;
+    std::uint64_t next = r.first;
+    for (const auto& s : ranges) {
+        if (s.last < next) continue;
+        if (s.first > r.last) break;
+        if (s.first > next) out.push_back({next, s.first - 1});
+        if (s.last >= r.last) return out;
+        next = s.last + 1;
+    }
+    if (next <= r.last) out.push_back({next, r.last});
+    return out;
 }
 
 }  // namespace rill::outbox_format

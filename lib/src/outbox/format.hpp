@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "rill/reading.hpp"
+#include "rill/seq_ranges.hpp"
 
 namespace rill::outbox_format {
 
@@ -252,5 +253,43 @@ std::string encode_index(const Segment& seg);
 // Loads an index file into `seg` (path, number and file_size already set). False when the
 // index is missing, damaged or describes another version of the segment.
 bool load_index(const fs::path& path, Segment& seg);
+
+// --- seq reservations (docs/outbox.md, "Seq reservations") ------------------------------------
+// Two files, written in turn; the valid one with the higher generation holds the state.
+constexpr std::string_view reservation_magic = "RILLORS1";
+constexpr std::string_view reservation_files[2] = {"seqs-0.rsv", "seqs-1.rsv"};
+// Skipped ranges kept per sensor; beyond it the oldest is forgotten (then replayed as lost).
+constexpr std::size_t max_skipped_ranges = 64;
+// A boot id is a 36-character UUID; longer text is not one.
+constexpr std::size_t max_boot_id_bytes = 64;
+
+// What the reservation files say of one sensor.
+struct SeqState {
+    std::uint64_t reserved = 0;     // no seq above this was handed out
+    std::vector<SeqRange> skipped;  // seqs reserved before a crash and never durably written
+    bool operator==(const SeqState&) const = default;
+};
+using SeqStates = std::map<std::string, SeqState, std::less<>>;
+
+// A reservation file's content.
+struct Reservations {
+    std::uint64_t generation = 0;  // grows by one per write
+    // Written by close(): every reservation equals the newest seq handed out.
+    bool released = false;
+    // The boot id (/proc/sys/kernel/random/boot_id) of the writer's boot; empty when unknown.
+    std::string boot_id;
+    SeqStates states;
+};
+
+std::string encode_reservations(const Reservations& r);
+// A reservation file's content; nothing when its bytes are damaged.
+std::optional<Reservations> decode_reservations(std::string_view data);
+// The boot id in the file at `path` (its first line, at most 64 bytes); empty when it cannot be
+// read.
+std::string read_boot_id(const fs::path& path);
+// Adds [first, last] to `ranges` (sorted, disjoint), merging overlapping and adjacent ranges.
+void add_range(std::vector<SeqRange>& ranges, SeqRange r);
+// The parts of [first, last] not covered by `ranges` (sorted, disjoint).
+std::vector<SeqRange> subtract_ranges(SeqRange r, const std::vector<SeqRange>& ranges);
 
 }  // namespace rill::outbox_format

@@ -45,9 +45,21 @@ namespace {
 using namespace outbox_format;
 constexpr std::string_view component = "outbox";
 
+// Seq reservations: a block starts at min_block seqs and doubles while blocks last less than
+// block_fast, halves when one lasted longer than block_slow.
+constexpr std::uint64_t min_block = 64;
+constexpr std::uint64_t max_block = 1ULL << 24;
+constexpr auto block_fast = std::chrono::seconds(10);
+constexpr auto block_slow = std::chrono::minutes(10);
+
 struct SensorState {
     std::uint64_t newest = 0;
     std::uint64_t dropped = 0;
+    // No seq above this was handed out; made durable before any is (FsyncPolicy batch, never).
+    std::uint64_t reserved = 0;
+    std::uint64_t block = min_block;
+    std::chrono::steady_clock::time_point reserved_at{};
+    std::vector<SeqRange> skipped;  // sorted, disjoint
 };
 
 std::string range_text(const std::string& sensor, std::uint64_t from, std::uint64_t to) {
@@ -73,6 +85,16 @@ struct Outbox::Impl {
     std::thread flusher;
     std::condition_variable flusher_cv;
     bool flusher_stop = false;
+    // The seq reservation files, written in turn (format.hpp), and the last generation written.
+    std::unique_ptr<File> rsv_files[2];
+    std::uint64_t rsv_generation = 0;
+    // The newest reservation file was written by close(): every reservation was released.
+    bool rsv_released = false;
+    // This boot's id (OutboxOptions::boot_id_path, read at open); empty when unknown.
+    std::string boot_id;
+    // The number of the active segment at open: segments from it on were written by this
+    // outbox (close() syncs them under FsyncPolicy::never).
+    std::uint64_t first_written_segment = 0;
 
     ~Impl() { stop_flusher(); }
     void flush_loop();
@@ -87,8 +109,15 @@ struct Outbox::Impl {
         Counter* fsyncs = nullptr;
         Gauge* disk_bytes = nullptr;
         Gauge* segments = nullptr;
+        Counter* skipped = nullptr;
+        Counter* reservations = nullptr;
     } series;
     void register_series(MetricsRegistry& reg);
+    // The active segment holds records not yet fdatasynced.
+    bool dirty() const { return !closed && !segments.empty() && segments.back().end != synced_end; }
+    Reservations load_reservations();
+    void write_reservations(bool released = false);
+    void reserve(SensorState& st, std::uint64_t need);
     void count_fsync() {
         m.fsyncs += 1;
         series.fsyncs->inc();
@@ -132,9 +161,11 @@ struct Outbox::Impl {
     // The part of a read shared by read() and read_payload(): plans under the lock which records
     // to read (an in-memory index), then reads them without it. Sets first_available and newest
     // (left as they are for an unknown sensor).
+    // Sets `skipped` to the first skipped range at or after max(from_seq, first_available),
+    // clipped to start at from_seq or later, and then visits only records below it.
     void scan(std::string_view sensor, std::uint64_t from_seq, std::size_t max_count,
               std::uint64_t& first_available, std::uint64_t& newest,
-              const RecordVisitor& visit) const;
+              std::optional<SeqRange>& skipped, const RecordVisitor& visit) const;
 };
 
 void Outbox::Impl::register_series(MetricsRegistry& reg) {
@@ -148,6 +179,11 @@ void Outbox::Impl::register_series(MetricsRegistry& reg) {
     series.fsyncs = &reg.counter("rill_outbox_fsyncs_total", "fdatasync calls on outbox segments");
     series.disk_bytes = &reg.gauge("rill_outbox_disk_bytes", "Bytes of outbox files on disk");
     series.segments = &reg.gauge("rill_outbox_segments", "Outbox segment files");
+    series.skipped = &reg.counter(
+        "rill_outbox_skipped_seqs_total",
+        "Seqs skipped at open: reserved before an unclean shutdown and not in the outbox");
+    series.reservations = &reg.counter("rill_outbox_seq_reservations_total",
+                                       "Seq reservations made durable (one fdatasync each)");
     reg.gauge("rill_outbox_max_bytes", "The outbox size bound (--outbox-max-bytes)")
         .set(static_cast<double>(options.max_bytes));
 }
@@ -227,16 +263,21 @@ void Outbox::Impl::rotate() {
     segments[segments.size() - 2].file.reset();
 }
 
-// Every fsync_interval, fdatasyncs the active segment if anything was appended since the last
-// fsync. The fdatasync runs without the mutex, so appends and reads go on meanwhile.
+// Sleeps until something is appended that is not synced, waits one fsync_interval for more
+// (group commit), then fdatasyncs the active segment. Idle, it never wakes. The fdatasync runs
+// without the mutex, so appends and reads go on meanwhile.
 void Outbox::Impl::flush_loop() {
     const auto interval = std::max(options.fsync_interval, std::chrono::milliseconds(1));
     std::unique_lock lk(mu);
     while (!flusher_stop) {
-        flusher_cv.wait_for(lk, interval);
-        if (flusher_stop || closed || segments.empty()) continue;
+        flusher_cv.wait(lk, [&] { return flusher_stop || dirty(); });
+        m.flusher_wakeups += 1;
+        if (flusher_stop) break;
+        flusher_cv.wait_until(lk, std::chrono::steady_clock::now() + interval,
+                              [&] { return flusher_stop; });
+        m.flusher_wakeups += 1;
+        if (flusher_stop || !dirty()) continue;
         Segment& seg = active();
-        if (seg.end == synced_end) continue;
         const std::shared_ptr<File> file = seg.file;
         const std::uint64_t end = seg.end;
         lk.unlock();
@@ -252,6 +293,95 @@ void Outbox::Impl::flush_loop() {
         count_fsync();
         if (!segments.empty() && active().file == file) synced_end = std::max(synced_end, end);
     }
+}
+
+// Reads both reservation files (creating them when missing) and returns the valid one with the
+// higher generation; an empty one when neither is valid.
+Reservations Outbox::Impl::load_reservations() {
+    bool created = false;
+    std::optional<Reservations> best;
+    bool damaged = false;
+    for (int i = 0; i < 2; ++i) {
+        const fs::path path = dir / reservation_files[i];
+        created = created || !fs::exists(path);
+        rsv_files[i] = std::make_unique<File>(path, O_RDWR | O_CREAT);
+        const auto size = rsv_files[i]->size();
+        if (size == 0) continue;
+        std::string data(static_cast<std::size_t>(std::min<std::uint64_t>(size, 64ULL << 20)),
+                         '\0');
+        data.resize(rsv_files[i]->read_at(data.data(), data.size(), 0));
+        auto got = decode_reservations(data);
+        if (!got) {
+            damaged = true;
+            continue;
+        }
+        if (!best || got->generation > best->generation) best = std::move(got);
+    }
+    if (created) sync_directory(dir);
+    if (!best) {
+        if (damaged) {
+            // Both copies damaged: what was reserved is unknown. Written in turn, with an
+            // fdatasync between, this takes damage beyond a power cut.
+            log_error(component, "cannot read the seq reservations in " + dir.string() +
+                                     ": seqs handed out before an unclean shutdown may be used "
+                                     "again");
+            count_corrupt();
+        }
+        return {};
+    }
+    rsv_generation = best->generation;
+    rsv_released = best->released;
+    return std::move(*best);
+}
+
+// Writes every sensor's reservation and skipped ranges, with this boot's id, to the older of the
+// two files and fdatasyncs it: when this returns, the reservations are durable. `released`:
+// written by close(), every reservation is the newest seq handed out.
+void Outbox::Impl::write_reservations(bool released) {
+    Reservations r{rsv_generation + 1, released, boot_id, {}};
+    for (const auto& [sensor, st] : sensors) {
+        r.states.emplace(sensor, SeqState{std::max(st.reserved, st.newest), st.skipped});
+    }
+    const std::string data = encode_reservations(r);
+    const File& f = *rsv_files[(rsv_generation + 1) % 2];
+    f.write_at(data, 0);
+    f.truncate(data.size());
+    f.datasync();
+    rsv_generation += 1;
+    rsv_released = released;
+    m.reservations += 1;
+    series.reservations->inc();
+}
+
+// Reserves seqs up to at least `need` for `st` (durably) before they are handed out.
+void Outbox::Impl::reserve(SensorState& st, std::uint64_t need) {
+    const auto now = std::chrono::steady_clock::now();
+    const std::uint64_t block = st.block;
+    if (st.reserved_at != std::chrono::steady_clock::time_point{}) {
+        if (now - st.reserved_at < block_fast) {
+            st.block = std::min(st.block * 2, max_block);
+        } else if (now - st.reserved_at > block_slow) {
+            st.block = std::max(st.block / 2, min_block);
+        }
+    }
+    // The write costs one fdatasync whatever it holds: it also tops up every other sensor that
+    // has used half its block, so that many slow sensors share their reservation writes.
+    std::vector<std::pair<SensorState*, std::uint64_t>> before{{&st, st.reserved}};
+    for (auto& [sensor, other] : sensors) {
+        if (&other == &st || other.reserved - other.newest >= other.block / 2) continue;
+        before.emplace_back(&other, other.reserved);
+        other.reserved = std::min(other.newest + other.block, limits::max_seq);
+    }
+    st.reserved = std::max(need, std::min(need + st.block, limits::max_seq));
+    try {
+        write_reservations();
+    } catch (...) {
+        for (const auto& [state, reserved] : before)
+            state->reserved = reserved;
+        st.block = block;
+        throw;
+    }
+    st.reserved_at = now;
 }
 
 void Outbox::Impl::stop_flusher() noexcept {
@@ -418,12 +548,22 @@ void Outbox::Impl::open(std::vector<OutboxDrop>& drops) {
     for (const auto& seg : segments)
         disk_bytes += seg.disk_bytes();
 
+    // What was reserved and skipped before: the skipped ranges are not gaps.
+    boot_id = read_boot_id(options.boot_id_path);
+    const Reservations loaded = load_reservations();
+    const SeqStates& saved = loaded.states;
+    for (const auto& [sensor, ss] : saved)
+        sensors[sensor].skipped = ss.skipped;
     // Newest seq per sensor: the largest snapshot value or record seq of any segment.
     for (const auto& seg : segments) {
         for (const auto& [sensor, e] : seg.sensors) {
             auto& st = sensors[sensor];
             st.newest = std::max({st.newest, e.snapshot_newest, e.readings > 0 ? e.last : 0});
         }
+    }
+    // A skipped range is durable in the reservation files: its seqs were used up.
+    for (auto& [sensor, st] : sensors) {
+        if (!st.skipped.empty()) st.newest = std::max(st.newest, st.skipped.back().last);
     }
     // Readings that should be here and are not: gaps between segments and a missing tail.
     for (const auto& [sensor, st] : sensors) {
@@ -432,12 +572,17 @@ void Outbox::Impl::open(std::vector<OutboxDrop>& drops) {
             const auto it = seg.sensors.find(sensor);
             if (it == seg.sensors.end() || it->second.readings == 0) continue;
             if (prev_last != 0 && it->second.first > prev_last + 1) {
-                drops.push_back({sensor, prev_last + 1, it->second.first - 1, DropReason::corrupt});
+                for (const SeqRange& r :
+                     subtract_ranges({prev_last + 1, it->second.first - 1}, st.skipped)) {
+                    drops.push_back({sensor, r.first, r.last, DropReason::corrupt});
+                }
             }
             prev_last = it->second.last;
         }
         if (prev_last != 0 && prev_last < st.newest) {
-            drops.push_back({sensor, prev_last + 1, st.newest, DropReason::corrupt});
+            for (const SeqRange& r : subtract_ranges({prev_last + 1, st.newest}, st.skipped)) {
+                drops.push_back({sensor, r.first, r.last, DropReason::corrupt});
+            }
         }
     }
     for (const auto& d : drops) {
@@ -445,6 +590,35 @@ void Outbox::Impl::open(std::vector<OutboxDrop>& drops) {
                                 ": their records are damaged");
         m.lost_readings += d.to_seq - d.from_seq + 1;
         sensors[d.sensor].dropped += d.to_seq - d.from_seq + 1;
+    }
+    // Seqs reserved before an unclean shutdown and not held: they may have been handed out, so
+    // they are skipped, never handed out again. Unless the shutdown was a kill -9 or crash of
+    // the process within this boot: the page cache then kept every record whose write()
+    // completed, and a seq is handed out only after its record was written, so none above the
+    // newest held was ever handed out. Only a reboot (power cut, kernel crash) loses written
+    // records. After a clean close (released) the reservation is exactly the newest seq handed
+    // out: seqs missing below it went missing after the close and are skipped on any boot.
+    const bool same_boot = !loaded.released && !boot_id.empty() && loaded.boot_id == boot_id;
+    bool skipped_any = false;
+    std::size_t released = 0;
+    std::uint64_t released_seqs = 0;
+    for (const auto& [sensor, ss] : saved) {
+        SensorState& st = sensors[sensor];
+        if (ss.reserved <= st.newest) continue;
+        if (same_boot) {
+            released += 1;
+            released_seqs += ss.reserved - st.newest;
+            continue;
+        }
+        const SeqRange r{st.newest + 1, ss.reserved};
+        log_warn(component, "skipping " + range_text(sensor, r.first, r.last) +
+                                ": reserved before an unclean shutdown and not in the outbox; "
+                                "they are never used again and replays report them skipped");
+        m.skipped_seqs += r.size();
+        series.skipped->inc(r.size());
+        add_range(st.skipped, r);
+        st.newest = ss.reserved;
+        skipped_any = true;
     }
 
     // The active segment: the newest one when it is intact and has room, else a new one.
@@ -468,7 +642,9 @@ void Outbox::Impl::open(std::vector<OutboxDrop>& drops) {
     }
     if (reuse) {
         synced_end = 0;
-        if (segments.back().end >= options.segment_bytes) rotate();
+        // After a skip the next record would not follow the segment's last one (which open
+        // takes for damage): records after the skip go to a new segment.
+        if (segments.back().end >= options.segment_bytes || skipped_any) rotate();
     } else {
         std::uint64_t number = 1;
         if (!segments.empty()) {
@@ -483,6 +659,31 @@ void Outbox::Impl::open(std::vector<OutboxDrop>& drops) {
     std::vector<OutboxDrop> bounded;
     enforce_bounds(0, bounded);
     drops.insert(drops.end(), bounded.begin(), bounded.end());
+    first_written_segment = active().number;
+    bool pruned = false;
+    for (auto& [sensor, st] : sensors) {
+        st.reserved = st.newest;
+        const std::size_t before = st.skipped.size();
+        // Ranges below first_available are not reported (a replay counts them in `lost`), but
+        // the newest one is kept: it is what says the sensor's seqs got that far.
+        const std::uint64_t first = first_available_locked(sensor);
+        const std::uint64_t kept = st.skipped.empty() ? 0 : st.skipped.back().last;
+        std::erase_if(st.skipped,
+                      [&](const SeqRange& r) { return r.last < first && r.last != kept; });
+        if (st.skipped.size() > max_skipped_ranges) {
+            st.skipped.erase(st.skipped.begin(),
+                             st.skipped.end() - static_cast<std::ptrdiff_t>(max_skipped_ranges));
+        }
+        pruned = pruned || st.skipped.size() != before;
+    }
+    if (released > 0) {
+        log_info(component, "unclean shutdown within this boot (boot id " + boot_id +
+                                "): released the unused seq reservations of " +
+                                std::to_string(released) + " sensors (" +
+                                std::to_string(released_seqs) +
+                                " seqs never handed out); nothing skipped");
+    }
+    if (skipped_any || pruned || released > 0) write_reservations();
     std::uint64_t readings = 0;
     for (const auto& seg : segments) {
         for (const auto& [s, e] : seg.sensors)
@@ -580,6 +781,20 @@ SeqRange Outbox::append_record(std::span<Reading> batch, std::string* payload) {
         encode_batch(batch, d.record);  // validates: one sensor, valid readings
         finish_record(d.record);
         const std::uint64_t size = d.record.size();
+        if (d.options.fsync != FsyncPolicy::always) {
+            // The seqs must be durably reserved before they are handed out (a power cut must
+            // not let them be used again).
+            const bool known = it != d.sensors.end();
+            SensorState& st = known ? it->second : d.sensors[sensor];
+            if (newest + batch.size() > st.reserved) {
+                try {
+                    d.reserve(st, newest + batch.size());
+                } catch (...) {
+                    if (!known) d.sensors.erase(sensor);
+                    throw;
+                }
+            }
+        }
 
         if (d.active().end + size > d.options.segment_bytes && d.active().has_readings) {
             d.rotate();
@@ -599,6 +814,7 @@ SeqRange Outbox::append_record(std::span<Reading> batch, std::string* payload) {
             throw;
         }
         const std::uint64_t offset = seg.end;
+        const bool was_synced = seg.end == d.synced_end;
         seg.end += size;
         seg.file_size = seg.end;
         d.disk_bytes += size;
@@ -614,6 +830,7 @@ SeqRange Outbox::append_record(std::span<Reading> batch, std::string* payload) {
             payload->append(std::string_view(d.record).substr(record_header_bytes + sensor.size()));
         }
         if (d.options.fsync == FsyncPolicy::always) d.sync_active(true);
+        if (d.options.fsync == FsyncPolicy::batch && was_synced) d.flusher_cv.notify_one();
         return {newest + 1, newest + batch.size()};
     };
     SeqRange range;
@@ -642,14 +859,35 @@ void Outbox::close() {
     const std::lock_guard lock(d.mu);
     if (d.closed) return;
     d.closed = true;
-    d.sync_active(d.options.fsync != FsyncPolicy::never);
+    if (d.options.fsync == FsyncPolicy::never) {
+        // Once, so that the reservations can be released: the segments written since open.
+        for (const auto& seg : d.segments) {
+            if (seg.number < d.first_written_segment || seg.file) continue;
+            const File f(seg.path, O_RDONLY);
+            f.datasync();
+            d.count_fsync();
+        }
+    }
+    d.sync_active(true);
+    // Everything handed out is durable: release what was reserved beyond it, so that a clean
+    // restart skips nothing.
+    // Written as released: at the next open a seq missing below a reservation went missing
+    // after this close and is skipped, whatever the boot.
+    bool reserved = false;
+    for (auto& [sensor, st] : d.sensors) {
+        reserved = reserved || st.reserved > st.newest;
+        st.reserved = st.newest;
+    }
+    if (reserved || (d.options.fsync != FsyncPolicy::always && !d.rsv_released)) {
+        d.write_reservations(true);
+    }
     d.lock.reset();
     d.segments.clear();
 }
 
 void Outbox::Impl::scan(std::string_view sensor, std::uint64_t from_seq, std::size_t max_count,
                         std::uint64_t& first_available, std::uint64_t& newest,
-                        const RecordVisitor& visit) const {
+                        std::optional<SeqRange>& skipped, const RecordVisitor& visit) const {
     struct Step {
         std::shared_ptr<File> file;  // the active segment's; null for a closed one
         fs::path path;
@@ -665,6 +903,14 @@ void Outbox::Impl::scan(std::string_view sensor, std::uint64_t from_seq, std::si
         newest = st->second.newest;
         first_available = first_available_locked(sensor);
         from_seq = std::max<std::uint64_t>(from_seq, 1);
+        // Records are read only below the first skipped range at or after the start.
+        std::uint64_t limit = newest;
+        for (const SeqRange& r : st->second.skipped) {
+            if (r.last < std::max(from_seq, first_available)) continue;
+            skipped = SeqRange{std::max(r.first, from_seq), r.last};
+            limit = r.first - 1;
+            break;
+        }
         std::uint64_t want = max_count;
         for (const auto& seg : segments) {
             if (want == 0) break;
@@ -673,12 +919,14 @@ void Outbox::Impl::scan(std::string_view sensor, std::uint64_t from_seq, std::si
             const Extent& e = it->second;
             if (e.last < from_seq) continue;
             const std::uint64_t start = std::max(from_seq, e.first);
+            if (start > limit) break;
             auto cp =
                 std::upper_bound(e.checkpoints.begin(), e.checkpoints.end(), start,
                                  [](std::uint64_t s, const Checkpoint& c) { return s < c.seq; });
             if (cp != e.checkpoints.begin()) --cp;
-            plan.push_back({seg.file, seg.path, cp->offset, seg.end, e.last});
-            want -= std::min<std::uint64_t>(want, e.last - start + 1);
+            const std::uint64_t last = std::min(e.last, limit);
+            plan.push_back({seg.file, seg.path, cp->offset, seg.end, last});
+            want -= std::min<std::uint64_t>(want, last - start + 1);
         }
     }
     if (max_count == 0) return;
@@ -731,22 +979,31 @@ OutboxRead Outbox::read(std::string_view sensor, std::uint64_t from_seq,
                         std::size_t max_count) const {
     OutboxRead out;
     std::uint64_t next = std::max<std::uint64_t>(from_seq, 1);
-    impl_->scan(sensor, from_seq, max_count, out.first_available, out.newest, [&](const Record& r) {
-        std::vector<Reading> batch;
-        decode_batch(r.payload, batch);
-        // The checksum only shows the record is as written; its payload must also
-        // agree with its header, or a record could hand out readings of another
-        // sensor or seq.
-        if (const std::string why = payload_mismatch(r, batch); !why.empty()) {
-            throw DecodeError(DecodeErrc::invalid_value, why);
-        }
-        for (auto& reading : batch) {
-            if (out.readings.size() >= max_count) break;
-            if (reading.seq >= next) out.readings.push_back(std::move(reading));
-        }
-        if (!out.readings.empty()) next = out.readings.back().seq + 1;
-        return out.readings.size() >= max_count;
-    });
+    impl_->scan(sensor, from_seq, max_count, out.first_available, out.newest, out.skipped,
+                [&](const Record& r) {
+                    std::vector<Reading> batch;
+                    decode_batch(r.payload, batch);
+                    // The checksum only shows the record is as written; its payload must also
+                    // agree with its header, or a record could hand out readings of another
+                    // sensor or seq.
+                    if (const std::string why = payload_mismatch(r, batch); !why.empty()) {
+                        throw DecodeError(DecodeErrc::invalid_value, why);
+                    }
+                    for (auto& reading : batch) {
+                        if (out.readings.size() >= max_count ||
+                            (out.skipped && reading.seq >= out.skipped->first)) {
+                            break;
+                        }
+                        if (reading.seq >= next) out.readings.push_back(std::move(reading));
+                    }
+                    if (!out.readings.empty()) next = out.readings.back().seq + 1;
+                    return out.readings.size() >= max_count;
+                });
+    // A skipped range is reported only when every held reading before it was returned.
+    if (out.skipped && out.readings.size() >= max_count &&
+        (out.readings.empty() || out.readings.back().seq + 1 != out.skipped->first)) {
+        out.skipped.reset();
+    }
     return out;
 }
 
@@ -756,27 +1013,35 @@ OutboxPayload Outbox::read_payload(std::string_view sensor, std::uint64_t from_s
     std::string body;  // the encoded readings taken, back to back
     std::uint64_t next = std::max<std::uint64_t>(from_seq, 1);
     bool full = false;
-    impl_->scan(sensor, from_seq, max_count, out.first_available, out.newest, [&](const Record& r) {
-        // Framed, not decoded: the record's readings are taken as the bytes they
-        // are. Every reading of the record is framed first, so that a record whose
-        // content disagrees with its header gives nothing (as read() refuses it).
-        const std::vector<RecordReading> framed = frame_record(r);
-        for (const RecordReading& f : framed) {
-            if (out.count >= max_count) break;
-            if (f.seq < next) continue;
-            if (detail::batch_header_bytes(sensor, out.count + 1) + body.size() + f.bytes.size() >
-                max_bytes) {
-                full = true;
-                break;
-            }
-            if (out.count == 0) out.first_seq = f.seq;
-            out.last_seq = f.seq;
-            ++out.count;
-            body.append(f.bytes);
-        }
-        if (out.count > 0) next = out.last_seq + 1;
-        return full || out.count >= max_count;
-    });
+    impl_->scan(sensor, from_seq, max_count, out.first_available, out.newest, out.skipped,
+                [&](const Record& r) {
+                    // Framed, not decoded: the record's readings are taken as the bytes they
+                    // are. Every reading of the record is framed first, so that a record whose
+                    // content disagrees with its header gives nothing (as read() refuses it).
+                    const std::vector<RecordReading> framed = frame_record(r);
+                    for (const RecordReading& f : framed) {
+                        if (out.count >= max_count || (out.skipped && f.seq >= out.skipped->first))
+                            break;
+                        if (f.seq < next) continue;
+                        if (detail::batch_header_bytes(sensor, out.count + 1) + body.size() +
+                                f.bytes.size() >
+                            max_bytes) {
+                            full = true;
+                            break;
+                        }
+                        if (out.count == 0) out.first_seq = f.seq;
+                        out.last_seq = f.seq;
+                        ++out.count;
+                        body.append(f.bytes);
+                    }
+                    if (out.count > 0) next = out.last_seq + 1;
+                    return full || out.count >= max_count;
+                });
+    // A skipped range is reported only when every held reading before it is in the payload.
+    if (out.skipped && (full || out.count >= max_count) &&
+        (out.count == 0 || out.last_seq + 1 != out.skipped->first)) {
+        out.skipped.reset();
+    }
     if (out.count > 0) {
         out.payload.reserve(detail::batch_header_bytes(sensor, out.count) + body.size());
         detail::append_batch_header(out.payload, sensor, out.count);
@@ -799,9 +1064,16 @@ std::uint64_t Outbox::first_available(std::string_view sensor) const {
 std::vector<std::pair<std::string, std::uint64_t>> Outbox::newest_all() const {
     const std::lock_guard lock(impl_->mu);
     std::vector<std::pair<std::string, std::uint64_t>> out;
-    for (const auto& [sensor, st] : impl_->sensors)
-        out.emplace_back(sensor, st.newest);
+    for (const auto& [sensor, st] : impl_->sensors) {
+        if (st.newest > 0) out.emplace_back(sensor, st.newest);
+    }
     return out;
+}
+
+std::vector<SeqRange> Outbox::skipped(std::string_view sensor) const {
+    const std::lock_guard lock(impl_->mu);
+    const auto it = impl_->sensors.find(sensor);
+    return it == impl_->sensors.end() ? std::vector<SeqRange>{} : it->second.skipped;
 }
 
 std::uint64_t Outbox::dropped(std::string_view sensor) const {

@@ -106,14 +106,63 @@ void add_lost(std::vector<SeqRange>& lost, SeqRange r) {
     lost.push_back(r);
 }
 
+// Why `skipped` is not a valid skipped range of a reply whose readings end at `last_reading`
+// (0: none), against `request` when there is one.
+std::optional<std::string> skipped_problem(const std::optional<SeqRange>& skipped,
+                                           std::uint64_t first_available, std::uint64_t newest,
+                                           std::uint64_t last_reading,
+                                           const ReplayRequest* request) {
+    if (!skipped) return std::nullopt;
+    const std::string range = "skipped range [" + std::to_string(skipped->first) + ", " +
+                              std::to_string(skipped->last) + "]";
+    if (skipped->first == 0 || skipped->first > skipped->last)
+        return range + " is empty or starts at 0";
+    if (skipped->first < first_available || skipped->last > newest) {
+        return range + " is outside [first_available " + std::to_string(first_available) +
+               ", newest " + std::to_string(newest) + "]";
+    }
+    if (last_reading >= skipped->first) {
+        return range + " is not above the reply's last reading " + std::to_string(last_reading);
+    }
+    if (request != nullptr && skipped->first < request->from_seq) {
+        return range + " starts below from_seq " + std::to_string(request->from_seq);
+    }
+    return std::nullopt;
+}
+
+// Cuts a reply's readings at the last one that keeps the payload within
+// limits::max_payload_bytes; a cut reply says nothing of skipped seqs above it.
+void cut_to_payload_limit(ReplayReply& reply) {
+    if (reply.readings.empty()) return;
+    const std::string payload = encode_batch(reply.readings);
+    if (payload.size() <= limits::max_payload_bytes) return;
+    const auto parts = detail::split_batch(payload);
+    std::string_view rest = parts.readings;
+    std::size_t body = 0;
+    std::size_t keep = 0;
+    while (keep < reply.readings.size()) {
+        const std::size_t n = detail::object_bytes(rest);
+        if (detail::batch_header_bytes(parts.sensor, keep + 1) + body + n >
+            limits::max_payload_bytes) {
+            break;
+        }
+        body += n;
+        rest.remove_prefix(n);
+        ++keep;
+    }
+    reply.readings.resize(keep);
+    reply.skipped.reset();
+}
+
 // The result array around a readings payload (empty: none).
 std::string encode_reply(std::string_view payload, std::uint64_t first_available,
-                         std::uint64_t newest, const std::optional<SeqRange>& lost) {
+                         std::uint64_t newest, const std::optional<SeqRange>& lost,
+                         const std::optional<SeqRange>& skipped) {
     std::string out;
-    out.reserve(payload.size() + 32);
+    out.reserve(payload.size() + 48);
     StringSink sink{out};
     Packer pk(sink);
-    pk.pack_array(4);
+    pk.pack_array(skipped ? 5 : 4);
     detail::pack_bin(pk, payload);
     pk.pack_uint64(first_available);
     pk.pack_uint64(newest);
@@ -123,6 +172,11 @@ std::string encode_reply(std::string_view payload, std::uint64_t first_available
         pk.pack_uint64(lost->last);
     } else {
         pk.pack_nil();
+    }
+    if (skipped) {
+        pk.pack_array(2);
+        pk.pack_uint64(skipped->first);
+        pk.pack_uint64(skipped->last);
     }
     return out;
 }
@@ -206,9 +260,14 @@ std::string encode_replay_reply(const ReplayReply& reply) {
     if (auto p = reply_shape_problem(reply)) {
         throw std::invalid_argument("cannot encode replay reply: " + *p);
     }
+    const std::uint64_t last = reply.readings.empty() ? 0 : reply.readings.back().seq;
+    if (auto p =
+            skipped_problem(reply.skipped, reply.first_available, reply.newest, last, nullptr)) {
+        throw std::invalid_argument("cannot encode replay reply: " + *p);
+    }
     const std::string payload =
         reply.readings.empty() ? std::string() : encode_batch(reply.readings);
-    return encode_reply(payload, reply.first_available, reply.newest, reply.lost);
+    return encode_reply(payload, reply.first_available, reply.newest, reply.lost, reply.skipped);
 }
 
 std::string encode_replay_reply(const ReplayPayloadReply& reply) {
@@ -218,7 +277,10 @@ std::string encode_replay_reply(const ReplayPayloadReply& reply) {
     }
     if (auto p = payload_problem(r))
         throw std::invalid_argument("cannot encode replay reply: " + *p);
-    return encode_reply(r.payload, r.first_available, r.newest, reply.lost);
+    if (auto p = skipped_problem(r.skipped, r.first_available, r.newest, r.last_seq, nullptr)) {
+        throw std::invalid_argument("cannot encode replay reply: " + *p);
+    }
+    return encode_reply(r.payload, r.first_available, r.newest, reply.lost, r.skipped);
 }
 
 ReplayReply decode_replay_reply(std::string_view result) {
@@ -314,8 +376,14 @@ ReplayServer::ReplayServer(zmq::context_t& ctx, std::string_view endpoints, Call
     : server_(ctx, endpoints, options) {
     serve([cb = std::move(callback)](const ReplayRequest& request) {
         auto reply = cb(request);
+        cut_to_payload_limit(reply);
         set_lost_range(request, reply);
         if (auto p = replay_reply_problem(request, reply)) refuse_reply(request, *p);
+        const std::uint64_t last = reply.readings.empty() ? 0 : reply.readings.back().seq;
+        if (auto p = skipped_problem(reply.skipped, reply.first_available, reply.newest, last,
+                                     &request)) {
+            refuse_reply(request, *p);
+        }
         return encode_replay_reply(reply);
     });
 }
@@ -327,6 +395,11 @@ ReplayServer::ReplayServer(zmq::context_t& ctx, std::string_view endpoints,
         auto reply = cb(request);
         reply.lost = lost_range(request, reply.stored.first_available);
         if (auto p = replay_reply_problem(request, reply)) refuse_reply(request, *p);
+        const OutboxPayload& r = reply.stored;
+        if (auto p =
+                skipped_problem(r.skipped, r.first_available, r.newest, r.last_seq, &request)) {
+            refuse_reply(request, *p);
+        }
         return encode_replay_reply(reply);
     });
 }
