@@ -7,9 +7,11 @@
 
 #include "rill/codec.hpp"
 #include "rill/metrics.hpp"
+#include "rill/reliable.hpp"
 #include "rill/rpc.hpp"
 #include "rill/stream.hpp"
 #include "support/process.hpp"
+#include "support/publisher.hpp"
 #include "support/readings.hpp"
 
 using namespace std::chrono_literals;
@@ -97,6 +99,139 @@ struct PingServer {
         }
     }
 };
+
+// Publishes `reading(seq)` on `pub` until `sub` receives one from it (see exchange).
+bool reaches(rill::Socket& pub, const std::string& topic, rill::Socket& sub,
+             std::chrono::milliseconds timeout) {
+    const auto payload = rill::encode(rill::test::reading(topic, 1));
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+        (void)pub.raw().send(zmq::buffer(topic), zmq::send_flags::sndmore);
+        (void)pub.raw().send(zmq::buffer(payload), zmq::send_flags::none);
+        std::array<zmq::pollitem_t, 1> items{{{sub.raw().handle(), 0, ZMQ_POLLIN, 0}}};
+        zmq::poll(items.data(), 1, 20ms);
+        while (items[0].revents & ZMQ_POLLIN) {
+            zmq::message_t t;
+            zmq::message_t body;
+            REQUIRE(sub.raw().recv(t));
+            REQUIRE(sub.raw().recv(body));
+            if (t.to_string_view() == topic) return true;
+            items[0].revents = 0;
+            zmq::poll(items.data(), 1, 0ms);
+        }
+    }
+    return false;
+}
+
+// Two groups of publishers, each a CURVE server with its own key pair, and one client whose
+// default server key (`wrong`) is neither: it reaches a server only through a per-endpoint key.
+struct TwoServerKeys : Keys {
+    rill::KeyFiles other =
+        rill::write_key_files(rill::generate_curve_keypair(), dir.path(), "other");
+    rill::KeyFiles wrong =
+        rill::write_key_files(rill::generate_curve_keypair(), dir.path(), "wrong");
+    [[nodiscard]] rill::SocketOptions other_server_options() const {
+        rill::SocketOptions o;
+        o.curve_server = rill::curve_server_keys(other.secret_file);
+        return o;
+    }
+    // The good client trusting `wrong` by default and the listed key for each endpoint.
+    [[nodiscard]] rill::CurveClientKeys client(
+        const std::map<std::string, const rill::KeyFiles*>& per_endpoint) const {
+        auto c = rill::curve_client_keys(good.secret_file, wrong.public_file);
+        for (const auto& [endpoint, files] : per_endpoint) {
+            c.server_public_key_for[endpoint] = rill::read_key_file(files->public_file).public_key;
+        }
+        return c;
+    }
+};
+
+std::vector<rill::Reading> sensor_batch(const std::string& sensor, std::size_t n) {
+    std::vector<rill::Reading> b;
+    for (std::size_t i = 0; i < n; ++i)
+        b.push_back(rill::test::reading(sensor, i + 1));
+    return b;
+}
+
+// One ReliableSubscriber, two ReliablePublishers with different CURVE server keys bound on
+// `host_a` and `host_b`: each publishes 5 readings before the subscriber starts (so only the
+// replay service can deliver them), then live ones. True when the subscriber got all 5 of each
+// by replay and a live one of each. `list_replay`: also give the key of each announced replay
+// endpoint, else the subscriber derives it from the stream endpoint on the same host.
+bool two_curve_publishers_reach_one_subscriber(const std::string& host_a, const std::string& host_b,
+                                               bool list_replay) {
+    TwoServerKeys keys;
+    zmq::context_t ctx;
+    rill::ZapHandler zap(ctx, keys.allowed);
+    rill::test::TempDir dir_a("rill-curve-a");
+    rill::test::TempDir dir_b("rill-curve-b");
+    auto oa = rill::test::loopback_publisher(dir_a, "group-a");
+    auto ob = rill::test::loopback_publisher(dir_b, "group-b");
+    oa.publish_endpoints = "@tcp://" + host_a + ":0";
+    oa.replay_endpoints = "@tcp://" + host_a + ":0";
+    ob.publish_endpoints = "@tcp://" + host_b + ":0";
+    ob.replay_endpoints = "@tcp://" + host_b + ":0";
+    oa.publisher.socket = oa.replay_socket = keys.server_options();
+    ob.publisher.socket = ob.replay_socket = keys.other_server_options();
+    oa.context = ob.context = &ctx;
+    rill::ReliablePublisher pa(oa);
+    rill::ReliablePublisher pb(ob);
+    auto ba = sensor_batch("group-a-1", 5);
+    auto bb = sensor_batch("group-b-1", 5);
+    REQUIRE(pa.publish(ba) == rill::SeqRange{1, 5});
+    REQUIRE(pb.publish(bb) == rill::SeqRange{1, 5});
+    pa.flush();
+    pb.flush();
+
+    const auto stream_a = pa.publisher().bound().front();
+    const auto stream_b = pb.publisher().bound().front();
+    std::map<std::string, const rill::KeyFiles*> per_endpoint{{stream_a, &keys.server},
+                                                              {stream_b, &keys.other}};
+    if (list_replay) {
+        per_endpoint[pa.replay_endpoint()] = &keys.server;
+        per_endpoint[pb.replay_endpoint()] = &keys.other;
+    }
+    rill::ReliableSubscriberOptions so;
+    so.endpoints = stream_a + "," + stream_b;
+    so.subscriber.context = &ctx;
+    so.subscriber.socket.curve_client = keys.client(per_endpoint);
+    so.replay_socket.curve_client = so.subscriber.socket.curve_client;
+    so.replay_call = {500ms, 0};
+    so.replay_backoff = 100ms;
+    std::map<std::string, std::set<std::uint64_t>> replayed;
+    std::map<std::string, bool> live;
+    rill::ReliableSubscriber rs(so, [&](const std::string& sensor) {
+        rill::SeqRanges stored;
+        for (auto seq : replayed[sensor])
+            stored.insert(seq);
+        return stored;
+    });
+    const std::set<std::uint64_t> first_five{1, 2, 3, 4, 5};
+    auto next_live = std::chrono::steady_clock::now();
+    return rill::test::wait_until(
+        [&] {
+            if (std::chrono::steady_clock::now() >= next_live) {
+                auto la = sensor_batch("group-a-1", 1);
+                auto lb = sensor_batch("group-b-1", 1);
+                (void)pa.publish(la);
+                (void)pb.publish(lb);
+                next_live += 100ms;
+            }
+            (void)pa.service();
+            (void)pb.service();
+            while (auto ev = rs.receive(10ms)) {
+                if (auto* d = std::get_if<rill::Delivery>(&*ev)) {
+                    for (const auto& r : d->readings) {
+                        if (d->replayed && r.seq <= 5) replayed[r.sensor].insert(r.seq);
+                        if (!d->replayed) live[r.sensor] = true;
+                    }
+                }
+            }
+            return replayed["group-a-1"] == first_five && replayed["group-b-1"] == first_five &&
+                   live["group-a-1"] && live["group-b-1"];
+        },
+        20s);
+}
 
 }  // namespace
 
@@ -339,4 +474,32 @@ TEST_CASE("a refused subscriber knocks again and gets readings once its key is a
         },
         15s));
     CHECK(zap.accepted() >= 1);
+}
+
+TEST_CASE("one subscriber socket trusts a different curve server key per endpoint") {
+    TwoServerKeys keys;
+    zmq::context_t ctx;
+    rill::ZapHandler zap(ctx, keys.allowed);
+    rill::Socket pub_a(ctx, zmq::socket_type::pub, keys.server_options());
+    pub_a.attach("@tcp://127.0.0.1:0", rill::Attach::bind);
+    rill::Socket pub_b(ctx, zmq::socket_type::pub, keys.other_server_options());
+    pub_b.attach("@tcp://127.0.0.1:0", rill::Attach::bind);
+    rill::SocketOptions o;
+    o.curve_client =
+        keys.client({{pub_a.last_endpoint(), &keys.server}, {pub_b.last_endpoint(), &keys.other}});
+    rill::Socket sub(ctx, zmq::socket_type::sub, o);
+    sub.raw().set(zmq::sockopt::subscribe, "");
+    sub.attach(">" + pub_a.last_endpoint() + ",>" + pub_b.last_endpoint(), rill::Attach::connect);
+    CHECK(reaches(pub_a, "group-a-1", sub, 10s));
+    CHECK(reaches(pub_b, "group-b-1", sub, 10s));
+    CHECK(zap.rejected() == 0);
+}
+
+TEST_CASE("a reliable subscriber gets the stream and replays of two publishers with own keys") {
+    // Both on one host: each announced replay endpoint's key is listed.
+    CHECK(two_curve_publishers_reach_one_subscriber("127.0.0.1", "127.0.0.1", true));
+}
+
+TEST_CASE("a replay endpoint without a key of its own takes its stream host's key") {
+    CHECK(two_curve_publishers_reach_one_subscriber("127.0.0.1", "127.0.0.2", false));
 }

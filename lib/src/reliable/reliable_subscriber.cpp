@@ -5,6 +5,7 @@
 #include <mutex>
 #include <thread>
 
+#include "replay_keys.hpp"
 #include "rill/log.hpp"
 #include "rill/reliable.hpp"
 
@@ -307,8 +308,9 @@ struct ReliableSubscriber::Impl {
             try {
                 auto& client = clients[job.endpoint];
                 if (!client) {
-                    client =
-                        std::make_unique<ReplayClient>(ctx, job.endpoint, options.replay_socket);
+                    client = std::make_unique<ReplayClient>(
+                        ctx, job.endpoint,
+                        reliable_detail::replay_socket_options(options, job.endpoint));
                 }
                 while (pos <= job.range.last) {
                     {
