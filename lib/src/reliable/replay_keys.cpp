@@ -14,7 +14,8 @@ SocketOptions replay_socket_options(const ReliableSubscriberOptions& options,
     const auto& stream = options.subscriber.socket.curve_client;
     // The key given for exactly `address`, if any.
     auto given = [&](const std::string& address) -> std::optional<std::string> {
-        for (const auto* keys : {&*out.curve_client, stream ? &*stream : nullptr}) {
+        const CurveClientKeys* replay = &*out.curve_client;
+        for (const CurveClientKeys* keys : {replay, stream ? &*stream : nullptr}) {
             if (keys == nullptr) continue;
             if (auto it = keys->server_public_key_for.find(address);
                 it != keys->server_public_key_for.end()) {
