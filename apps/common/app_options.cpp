@@ -72,17 +72,16 @@ std::vector<std::pair<std::string, std::string>> parse_curve_server_for(
             if (entry.empty()) continue;
             const auto eq = entry.find('=');
             if (eq == std::string::npos || eq == 0 || eq + 1 == entry.size()) {
-                throw std::invalid_argument("--curve-server-for: '" + entry +
-                                            "' is not ENDPOINT=FILE");
+                throw std::invalid_argument("'" + entry + "' is not ENDPOINT=FILE");
             }
             std::vector<Endpoint> endpoint;
             try {
                 endpoint = parse_endpoints(entry.substr(0, eq), Attach::connect);
             } catch (const std::invalid_argument& e) {
-                throw std::invalid_argument("--curve-server-for: '" + entry + "': " + e.what());
+                throw std::invalid_argument("'" + entry + "': " + e.what());
             }
             if (endpoint.size() != 1 || endpoint.front().attach != Attach::connect) {
-                throw std::invalid_argument("--curve-server-for: '" + entry +
+                throw std::invalid_argument("'" + entry +
                                             "' does not name one endpoint to connect to");
             }
             out.emplace_back(endpoint.front().address, entry.substr(eq + 1));
@@ -96,7 +95,7 @@ std::optional<CurveClientKeys> CurveClientOptions::keys() const {
     try {
         per_endpoint = parse_curve_server_for(server_for);
     } catch (const std::invalid_argument& e) {
-        throw UsageError(e.what());
+        throw UsageError(std::string("--curve-server-for: ") + e.what());
     }
     if (secret.empty()) {
         if (!per_endpoint.empty()) throw UsageError("--curve-server-for needs --curve-secret");
@@ -115,8 +114,9 @@ std::optional<CurveClientKeys> CurveClientOptions::keys() const {
 }
 
 void add_curve_client_options(CLI::App& app, CurveClientOptions& o) {
-    app.add_option("--curve-secret", o.secret, "CURVE: this client's secret key file")
-        ->envname("RILL_CURVE_SECRET");
+    auto* secret =
+        app.add_option("--curve-secret", o.secret, "CURVE: this client's secret key file")
+            ->envname("RILL_CURVE_SECRET");
     app.add_option("--curve-server", o.server,
                    "CURVE: the publishers' public key file (NAME.key); the default for endpoints "
                    "without --curve-server-for")
@@ -126,6 +126,7 @@ void add_curve_client_options(CLI::App& app, CurveClientOptions& o) {
                    "--connect endpoint or an announced replay endpoint); repeatable, the "
                    "variable takes entries separated by commas or spaces")
         ->envname("RILL_CURVE_SERVER_FOR")
+        ->needs(secret)
         ->check(parsed_by("ENDPOINT=FILE",
                           [](const std::string& t) { return parse_curve_server_for({t}); }));
 }

@@ -58,7 +58,7 @@ struct CurveClientOptions {
 /// The (endpoint address, key file) pairs of --curve-server-for values: each value is split at
 /// commas and whitespace; each entry is ENDPOINT=FILE, ENDPOINT a connect endpoint ("tcp://h:p"
 /// or ">tcp://h:p"; the address is returned without the prefix). Throws std::invalid_argument
-/// naming the first malformed entry.
+/// naming the first malformed entry ("'x' is not ENDPOINT=FILE").
 [[nodiscard]] std::vector<std::pair<std::string, std::string>> parse_curve_server_for(
     const std::vector<std::string>& values);
 
