@@ -481,3 +481,44 @@ TEST_CASE("a reliable subscriber gets the stream and replays of two publishers w
 TEST_CASE("a replay endpoint without a key of its own takes its stream host's key") {
     CHECK(two_curve_publishers_reach_one_subscriber("127.0.0.1", "127.0.0.2", false));
 }
+
+TEST_CASE("a refused subscriber knocks again with the server key of that endpoint") {
+    TwoServerKeys keys;
+    // Group a admits nobody at first; group b admits the subscriber. The subscriber connects a
+    // then b, so the key it set last is b's: knocking again at a must set a's key again.
+    zmq::context_t ctx_a;
+    rill::ZapHandler zap_a(ctx_a, std::set<std::string>{});
+    zmq::context_t ctx;
+    rill::ZapHandler zap(ctx, keys.allowed);
+    rill::Publisher pub_a(
+        "@tcp://127.0.0.1:0",
+        {.socket = keys.server_options(), .identity = "group-a", .context = &ctx_a});
+    rill::Publisher pub_b(
+        "@tcp://127.0.0.1:0",
+        {.socket = keys.other_server_options(), .identity = "group-b", .context = &ctx});
+    const auto a = pub_a.bound().front();
+    const auto b = pub_b.bound().front();
+    rill::SocketOptions o;
+    o.curve_client = keys.client({{a, &keys.server}, {b, &keys.other}});
+    rill::Subscriber sub(a + "," + b, {.socket = o, .context = &ctx});
+    CHECK(rill::test::wait_until(
+        [&] {
+            (void)sub.receive(50ms);
+            return zap_a.rejected() >= 2;
+        },
+        10s));
+    zap_a.allow(rill::read_key_file(keys.good.public_file).public_key);
+    std::uint64_t seq = 0;
+    bool got = false;
+    CHECK(rill::test::wait_until(
+        [&] {
+            pub_a.publish(rill::test::reading("group-a-1", ++seq));
+            pub_a.flush();
+            while (auto e = sub.receive(20ms)) {
+                got = got || std::holds_alternative<rill::ReadingBatch>(*e);
+            }
+            return got;
+        },
+        15s));
+    CHECK(zap_a.accepted() >= 1);
+}
