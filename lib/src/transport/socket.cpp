@@ -46,6 +46,7 @@ Socket::Socket(zmq::context_t& ctx, zmq::socket_type type, const SocketOptions& 
     }
     if (o.curve_client) {
         curve_client_ = o.curve_client;
+        curve_client_->secret_key.clear();  // only the server keys are needed later
         socket_.set(opt::curve_serverkey, o.curve_client->server_public_key);
         socket_.set(opt::curve_publickey, o.curve_client->public_key);
         socket_.set(opt::curve_secretkey, o.curve_client->secret_key);
