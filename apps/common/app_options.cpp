@@ -4,6 +4,7 @@
 #include <exception>
 #include <iostream>
 
+#include "rill/endpoint.hpp"
 #include "rill/log.hpp"
 #include "rill/metrics.hpp"
 #include "rill/security.hpp"
@@ -59,16 +60,75 @@ void add_common_options(CLI::App& app, CommonOptions& o, const std::string& metr
         ->envname("RILL_METRICS");
 }
 
+std::vector<std::pair<std::string, std::string>> parse_curve_server_for(
+    const std::vector<std::string>& values) {
+    std::vector<std::pair<std::string, std::string>> out;
+    for (const auto& value : values) {
+        std::size_t pos = 0;
+        while (pos < value.size()) {
+            const auto end = value.find_first_of(", \t\n", pos);
+            const auto entry = value.substr(pos, end == std::string::npos ? end : end - pos);
+            pos = end == std::string::npos ? value.size() : end + 1;
+            if (entry.empty()) continue;
+            const auto eq = entry.find('=');
+            if (eq == std::string::npos || eq == 0 || eq + 1 == entry.size()) {
+                throw std::invalid_argument("'" + entry + "' is not ENDPOINT=FILE");
+            }
+            std::vector<Endpoint> endpoint;
+            try {
+                endpoint = parse_endpoints(entry.substr(0, eq), Attach::connect);
+            } catch (const std::invalid_argument& e) {
+                throw std::invalid_argument("'" + entry + "': " + e.what());
+            }
+            if (endpoint.size() != 1 || endpoint.front().attach != Attach::connect) {
+                throw std::invalid_argument("'" + entry +
+                                            "' does not name one endpoint to connect to");
+            }
+            out.emplace_back(endpoint.front().address, entry.substr(eq + 1));
+        }
+    }
+    return out;
+}
+
 std::optional<CurveClientKeys> CurveClientOptions::keys() const {
-    if (secret.empty()) return std::nullopt;
-    return curve_client_keys(secret, server);
+    std::vector<std::pair<std::string, std::string>> per_endpoint;
+    try {
+        per_endpoint = parse_curve_server_for(server_for);
+    } catch (const std::invalid_argument& e) {
+        throw UsageError(std::string("--curve-server-for: ") + e.what());
+    }
+    if (secret.empty()) {
+        if (!per_endpoint.empty()) throw UsageError("--curve-server-for needs --curve-secret");
+        return std::nullopt;
+    }
+    auto keys = curve_client_keys(secret, server);
+    for (const auto& [address, file] : per_endpoint) {
+        try {
+            keys.server_public_key_for[address] = read_key_file(file).public_key;
+        } catch (const std::exception& e) {
+            throw std::runtime_error("--curve-server-for " + address + "=" + file + ": " +
+                                     e.what());
+        }
+    }
+    return keys;
 }
 
 void add_curve_client_options(CLI::App& app, CurveClientOptions& o) {
-    app.add_option("--curve-secret", o.secret, "CURVE: this client's secret key file")
-        ->envname("RILL_CURVE_SECRET");
-    app.add_option("--curve-server", o.server, "CURVE: the publishers' public key file (NAME.key)")
+    auto* secret =
+        app.add_option("--curve-secret", o.secret, "CURVE: this client's secret key file")
+            ->envname("RILL_CURVE_SECRET");
+    app.add_option("--curve-server", o.server,
+                   "CURVE: the publishers' public key file (NAME.key); the default for endpoints "
+                   "without --curve-server-for")
         ->envname("RILL_CURVE_SERVER");
+    app.add_option("--curve-server-for", o.server_for,
+                   "CURVE: ENDPOINT=FILE, the public key file of the publisher at ENDPOINT (a "
+                   "--connect endpoint or an announced replay endpoint); repeatable, the "
+                   "variable takes entries separated by commas or spaces")
+        ->envname("RILL_CURVE_SERVER_FOR")
+        ->needs(secret)
+        ->check(parsed_by("ENDPOINT=FILE",
+                          [](const std::string& t) { return parse_curve_server_for({t}); }));
 }
 
 CLI::Option* add_duration_option(CLI::App& app, const std::string& name,

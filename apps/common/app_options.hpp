@@ -12,6 +12,8 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "rill/socket.hpp"
 
@@ -38,16 +40,30 @@ struct CommonOptions {
 /// RILL_METRICS twins) to `app`.
 void add_common_options(CLI::App& app, CommonOptions& options, const std::string& metrics_example);
 
-/// A subscriber's CURVE settings: its secret key file and the publishers' public key file.
+/// A subscriber's CURVE settings: its secret key file, the publishers' public key file (the
+/// default server key) and per-endpoint server key files.
 struct CurveClientOptions {
     std::string secret;
     std::string server;
-    /// The keys read from both files; nothing without a secret key file (CURVE off). Throws
-    /// like rill::curve_client_keys when a file cannot be read or holds no valid key.
+    /// --curve-server-for values: ENDPOINT=FILE entries, several per value separated by commas
+    /// or whitespace (RILL_CURVE_SERVER_FOR).
+    std::vector<std::string> server_for;
+    /// The keys read from the files; nothing without a secret key file (CURVE off). Throws
+    /// UsageError naming the entry for a malformed --curve-server-for entry or one given without
+    /// --curve-secret, and like rill::curve_client_keys (naming the entry) when a file cannot be
+    /// read or holds no valid key.
     [[nodiscard]] std::optional<CurveClientKeys> keys() const;
 };
 
-/// Adds --curve-secret and --curve-server (RILL_CURVE_SECRET, RILL_CURVE_SERVER) to `app`.
+/// The (endpoint address, key file) pairs of --curve-server-for values: each value is split at
+/// commas and whitespace; each entry is ENDPOINT=FILE, ENDPOINT a connect endpoint ("tcp://h:p"
+/// or ">tcp://h:p"; the address is returned without the prefix). Throws std::invalid_argument
+/// naming the first malformed entry ("'x' is not ENDPOINT=FILE").
+[[nodiscard]] std::vector<std::pair<std::string, std::string>> parse_curve_server_for(
+    const std::vector<std::string>& values);
+
+/// Adds --curve-secret, --curve-server and the repeatable --curve-server-for (RILL_CURVE_SECRET,
+/// RILL_CURVE_SERVER, RILL_CURVE_SERVER_FOR) to `app`.
 void add_curve_client_options(CLI::App& app, CurveClientOptions& options);
 
 /// Adds a duration flag to `app`. Its value is read with rill::parse_duration, the one syntax of

@@ -91,6 +91,7 @@ int run(const Options& o) {
     }
     if (o.check_rollups) return check_rollups(o);
     if (o.connect.empty()) throw std::invalid_argument("--connect is required");
+    auto ingest = ingest_options(o);  // reads the key files: fails before the database is opened
     auto& shutdown = rill::app::Shutdown::install();
     // Readiness (docs/operations.md): READY=1 once subscribed with the database open, or, when
     // the database does not answer at start, after the first failed attempt (IngestHooks::ready).
@@ -104,7 +105,7 @@ int run(const Options& o) {
 
     rill::store::PostgresSink sink(o.db);
     if (const auto m = o.retention.maintenance()) sink.enable_maintenance(*m);
-    rill::IngestLoop loop(ingest_options(o), sink, std::move(hooks));
+    rill::IngestLoop loop(std::move(ingest), sink, std::move(hooks));
     std::optional<rill::app::HttpAdmin> admin;
     if (!o.common.metrics.empty()) {
         admin.emplace(

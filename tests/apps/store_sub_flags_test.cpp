@@ -4,6 +4,8 @@
 
 #include <chrono>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "support/process.hpp"
 
@@ -36,4 +38,48 @@ TEST_CASE("store-sub refuses a retention flag that is not a duration, naming the
             CHECK_MESSAGE(out.find(flag) != std::string::npos, flag, " ", bad, ": ", out);
         }
     }
+}
+
+TEST_CASE("store-sub refuses a malformed --curve-server-for entry with exit 64, naming it") {
+    const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+        {{"--curve-secret", "x.key_secret", "--curve-server-for", "tcp://pub-a:5556"},
+         "'tcp://pub-a:5556' is not ENDPOINT=FILE"},
+        {{"--curve-secret", "x.key_secret", "--curve-server-for",
+          "tcp://a:1=a.key,@tcp://*:5=b.key"},
+         "'@tcp://*:5=b.key'"},
+        {{"--curve-secret", "x.key_secret", "--curve-server-for", "pub-a:5556=a.key"},
+         "'pub-a:5556=a.key'"},
+        {{"--curve-server-for", "tcp://pub-a:5556=a.key"}, "requires --curve-secret"},
+    };
+    for (const auto& [flags, expected] : cases) {
+        std::vector<std::string> argv{bin("store-sub"), "--connect", "tcp://127.0.0.1:1", "--db",
+                                      "dbname=nowhere"};
+        argv.insert(argv.end(), flags.begin(), flags.end());
+        std::string out;
+        CHECK(run_command(argv, 20s, &out) == 64);
+        CHECK_MESSAGE(out.find(expected) != std::string::npos, expected, " missing in: ", out);
+    }
+    // The environment twin takes several entries separated by spaces or commas.
+    std::string out;
+    CHECK(run_command({"env", "RILL_CURVE_SERVER_FOR=tcp://a:1=a.key bad,tcp://b:2=b.key",
+                       bin("store-sub"), "--connect", "tcp://127.0.0.1:1", "--db", "dbname=nowhere",
+                       "--curve-secret", "x.key_secret"},
+                      20s, &out) == 64);
+    CHECK_MESSAGE(out.find("'bad' is not ENDPOINT=FILE") != std::string::npos, out);
+}
+
+TEST_CASE("store-sub names the --curve-server-for entry whose key file it cannot read") {
+    rill::test::TempDir dir("rill-curve-flags");
+    std::string out;
+    REQUIRE(run_command({bin("rill-keygen"), "store", "--dir", dir.path().string()}, 20s, &out) ==
+            0);
+    const auto secret = (dir.path() / "store.key_secret").string();
+    const auto server = (dir.path() / "store.key").string();
+    const auto missing = (dir.path() / "missing.key").string();
+    CHECK(run_command({bin("store-sub"), "--connect", "tcp://127.0.0.1:1", "--db", "dbname=nowhere",
+                       "--curve-secret", secret, "--curve-server", server, "--curve-server-for",
+                       "tcp://127.0.0.1:1=" + missing},
+                      20s, &out) == 1);
+    CHECK_MESSAGE(out.find("--curve-server-for tcp://127.0.0.1:1=" + missing) != std::string::npos,
+                  out);
 }

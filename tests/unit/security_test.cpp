@@ -7,9 +7,11 @@
 
 #include "rill/codec.hpp"
 #include "rill/metrics.hpp"
+#include "rill/reliable.hpp"
 #include "rill/rpc.hpp"
 #include "rill/stream.hpp"
 #include "support/process.hpp"
+#include "support/publisher.hpp"
 #include "support/readings.hpp"
 
 using namespace std::chrono_literals;
@@ -27,25 +29,26 @@ rill::Reading reading(std::uint64_t seq) {
     return rill::test::reading("greenhouse-07", seq);
 }
 
-// Publishes `reading(seq)` every 20 ms (for slow joiners) until the subscriber gets one or
-// `timeout` passes; returns what the subscriber decoded.
+// Publishes a reading of `topic` every 20 ms (for slow joiners) until the subscriber gets one of
+// that topic or `timeout` passes; returns what the subscriber decoded (other topics are skipped).
 std::vector<rill::Reading> exchange(rill::Socket& pub, rill::Socket& sub,
-                                    std::chrono::milliseconds timeout) {
-    const auto payload = rill::encode(reading(5));
+                                    std::chrono::milliseconds timeout,
+                                    const std::string& topic = "greenhouse-07") {
+    const auto payload = rill::encode(rill::test::reading(topic, 5));
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < deadline) {
-        (void)pub.raw().send(zmq::buffer(std::string_view("greenhouse-07")),
-                             zmq::send_flags::sndmore);
+        (void)pub.raw().send(zmq::buffer(topic), zmq::send_flags::sndmore);
         (void)pub.raw().send(zmq::buffer(payload), zmq::send_flags::none);
         std::array<zmq::pollitem_t, 1> items{{{sub.raw().handle(), 0, ZMQ_POLLIN, 0}}};
         zmq::poll(items.data(), 1, 20ms);
-        if (items[0].revents & ZMQ_POLLIN) {
-            zmq::message_t topic;
-            zmq::message_t body;
-            REQUIRE(sub.raw().recv(topic));
+        zmq::message_t got;
+        zmq::message_t body;
+        while ((items[0].revents & ZMQ_POLLIN) && sub.raw().recv(got, zmq::recv_flags::dontwait)) {
             REQUIRE(sub.raw().recv(body));
-            return std::get<std::vector<rill::Reading>>(
-                rill::decode_message(topic.to_string_view(), body.to_string_view()));
+            if (got.to_string_view() == topic) {
+                return std::get<std::vector<rill::Reading>>(
+                    rill::decode_message(got.to_string_view(), body.to_string_view()));
+            }
         }
     }
     return {};
@@ -97,6 +100,149 @@ struct PingServer {
         }
     }
 };
+
+// `sub` is refused by `zap` (an empty allow-list) and knocks again: once `zap` saw two refusals
+// the good key is allowed, and readings of `sensor` are published on `pub` until `sub` receives
+// one. True when each step happened in time and `zap` admitted the subscriber.
+bool knocks_until_admitted(rill::ZapHandler& zap, const Keys& keys, rill::Publisher& pub,
+                           rill::Subscriber& sub, const std::string& sensor) {
+    // libzmq 4.3 does not retry a connection ZAP refused; the Subscriber does.
+    const bool refused = rill::test::wait_until(
+        [&] {
+            (void)sub.receive(50ms);
+            return zap.rejected() >= 2;
+        },
+        10s);
+    zap.allow(rill::read_key_file(keys.good.public_file).public_key);
+    std::uint64_t seq = 0;
+    bool got = false;
+    const bool admitted = rill::test::wait_until(
+        [&] {
+            pub.publish(rill::test::reading(sensor, ++seq));
+            pub.flush();
+            while (auto e = sub.receive(20ms)) {
+                got = got || std::holds_alternative<rill::ReadingBatch>(*e);
+            }
+            return got;
+        },
+        15s);
+    return refused && admitted && zap.accepted() >= 1;
+}
+
+// Two groups of publishers, each a CURVE server with its own key pair, and one client whose
+// default server key (`wrong`) is neither: it reaches a server only through a per-endpoint key.
+struct TwoServerKeys : Keys {
+    rill::KeyFiles other =
+        rill::write_key_files(rill::generate_curve_keypair(), dir.path(), "other");
+    rill::KeyFiles wrong =
+        rill::write_key_files(rill::generate_curve_keypair(), dir.path(), "wrong");
+    [[nodiscard]] rill::SocketOptions other_server_options() const {
+        rill::SocketOptions o;
+        o.curve_server = rill::curve_server_keys(other.secret_file);
+        return o;
+    }
+    // The good client trusting `wrong` by default and the listed key for each endpoint.
+    [[nodiscard]] rill::CurveClientKeys client(
+        const std::map<std::string, const rill::KeyFiles*>& per_endpoint) const {
+        auto c = rill::curve_client_keys(good.secret_file, wrong.public_file);
+        for (const auto& [endpoint, files] : per_endpoint) {
+            c.server_public_key_for[endpoint] = rill::read_key_file(files->public_file).public_key;
+        }
+        return c;
+    }
+};
+
+std::vector<rill::Reading> sensor_batch(const std::string& sensor, std::size_t n) {
+    std::vector<rill::Reading> b;
+    for (std::size_t i = 0; i < n; ++i)
+        b.push_back(rill::test::reading(sensor, i + 1));
+    return b;
+}
+
+// One ReliableSubscriber, two ReliablePublishers with different CURVE server keys bound on
+// `host_a` and `host_b`: each publishes 5 readings before the subscriber starts (so only the
+// replay service can deliver them), then live ones. True when the subscriber got all 5 of each
+// by replay and a live one of each. `list_replay`: also give the key of each announced replay
+// endpoint, else the subscriber derives it from the stream endpoint on the same host.
+bool two_curve_publishers_reach_one_subscriber(const std::string& host_a, const std::string& host_b,
+                                               bool list_replay) {
+    TwoServerKeys keys;
+    zmq::context_t ctx;
+    rill::ZapHandler zap(ctx, keys.allowed);
+    rill::test::TempDir dir_a("rill-curve-a");
+    rill::test::TempDir dir_b("rill-curve-b");
+    auto oa = rill::test::loopback_publisher(dir_a, "group-a");
+    auto ob = rill::test::loopback_publisher(dir_b, "group-b");
+    oa.publish_endpoints = "@tcp://" + host_a + ":0";
+    oa.replay_endpoints = "@tcp://" + host_a + ":0";
+    ob.publish_endpoints = "@tcp://" + host_b + ":0";
+    ob.replay_endpoints = "@tcp://" + host_b + ":0";
+    oa.publisher.socket = oa.replay_socket = keys.server_options();
+    ob.publisher.socket = ob.replay_socket = keys.other_server_options();
+    oa.context = ob.context = &ctx;
+    rill::ReliablePublisher pa(oa);
+    rill::ReliablePublisher pb(ob);
+    auto ba = sensor_batch("group-a-1", 5);
+    auto bb = sensor_batch("group-b-1", 5);
+    REQUIRE(pa.publish(ba) == rill::SeqRange{1, 5});
+    REQUIRE(pb.publish(bb) == rill::SeqRange{1, 5});
+    pa.flush();
+    pb.flush();
+
+    const auto stream_a = pa.publisher().bound().front();
+    // Group b's stream is configured by name when it is on 127.0.0.1: its announced replay
+    // endpoint (numeric) then matches it only by address.
+    auto stream_b = pb.publisher().bound().front();
+    if (host_b == "127.0.0.1" && !list_replay) {
+        stream_b.replace(stream_b.find("127.0.0.1"), 9, "localhost");
+    }
+    std::map<std::string, const rill::KeyFiles*> per_endpoint{{stream_a, &keys.server},
+                                                              {stream_b, &keys.other}};
+    if (list_replay) {
+        per_endpoint[pa.replay_endpoint()] = &keys.server;
+        per_endpoint[pb.replay_endpoint()] = &keys.other;
+    }
+    rill::ReliableSubscriberOptions so;
+    so.endpoints = stream_a + "," + stream_b;
+    so.subscriber.context = &ctx;
+    so.subscriber.socket.curve_client = keys.client(per_endpoint);
+    so.replay_socket.curve_client = so.subscriber.socket.curve_client;
+    so.replay_call = {500ms, 0};
+    so.replay_backoff = 100ms;
+    std::map<std::string, std::set<std::uint64_t>> replayed;
+    std::map<std::string, bool> live;
+    rill::ReliableSubscriber rs(so, [&](const std::string& sensor) {
+        rill::SeqRanges stored;
+        for (auto seq : replayed[sensor])
+            stored.insert(seq);
+        return stored;
+    });
+    const std::set<std::uint64_t> first_five{1, 2, 3, 4, 5};
+    auto next_live = std::chrono::steady_clock::now();
+    return rill::test::wait_until(
+        [&] {
+            if (std::chrono::steady_clock::now() >= next_live) {
+                auto la = sensor_batch("group-a-1", 1);
+                auto lb = sensor_batch("group-b-1", 1);
+                (void)pa.publish(la);
+                (void)pb.publish(lb);
+                next_live += 100ms;
+            }
+            (void)pa.service();
+            (void)pb.service();
+            while (auto ev = rs.receive(10ms)) {
+                if (auto* d = std::get_if<rill::Delivery>(&*ev)) {
+                    for (const auto& r : d->readings) {
+                        if (d->replayed && r.seq <= 5) replayed[r.sensor].insert(r.seq);
+                        if (!d->replayed) live[r.sensor] = true;
+                    }
+                }
+            }
+            return replayed["group-a-1"] == first_five && replayed["group-b-1"] == first_five &&
+                   live["group-a-1"] && live["group-b-1"];
+        },
+        20s);
+}
 
 }  // namespace
 
@@ -318,25 +464,55 @@ TEST_CASE("a refused subscriber knocks again and gets readings once its key is a
         {.socket = keys.server_options(), .identity = "curve-pub", .context = &ctx});
     rill::Subscriber sub(pub.bound().front(),
                          {.socket = keys.client_options(keys.good), .context = &ctx});
-    // libzmq 4.3 does not retry a connection ZAP refused; the Subscriber does.
-    CHECK(rill::test::wait_until(
-        [&] {
-            (void)sub.receive(50ms);
-            return zap.rejected() >= 2;
-        },
-        10s));
-    zap.allow(rill::read_key_file(keys.good.public_file).public_key);
-    std::uint64_t seq = 0;
-    bool got = false;
-    CHECK(rill::test::wait_until(
-        [&] {
-            pub.publish(reading(++seq));
-            pub.flush();
-            while (auto e = sub.receive(20ms)) {
-                got = got || std::holds_alternative<rill::ReadingBatch>(*e);
-            }
-            return got;
-        },
-        15s));
-    CHECK(zap.accepted() >= 1);
+    CHECK(knocks_until_admitted(zap, keys, pub, sub, "greenhouse-07"));
+}
+
+TEST_CASE("one subscriber socket trusts a different curve server key per endpoint") {
+    TwoServerKeys keys;
+    zmq::context_t ctx;
+    rill::ZapHandler zap(ctx, keys.allowed);
+    rill::Socket pub_a(ctx, zmq::socket_type::pub, keys.server_options());
+    pub_a.attach("@tcp://127.0.0.1:0", rill::Attach::bind);
+    rill::Socket pub_b(ctx, zmq::socket_type::pub, keys.other_server_options());
+    pub_b.attach("@tcp://127.0.0.1:0", rill::Attach::bind);
+    rill::SocketOptions o;
+    o.curve_client =
+        keys.client({{pub_a.last_endpoint(), &keys.server}, {pub_b.last_endpoint(), &keys.other}});
+    rill::Socket sub(ctx, zmq::socket_type::sub, o);
+    sub.raw().set(zmq::sockopt::subscribe, "");
+    sub.attach(">" + pub_a.last_endpoint() + ",>" + pub_b.last_endpoint(), rill::Attach::connect);
+    CHECK(exchange(pub_a, sub, 10s, "group-a-1").size() == 1);
+    CHECK(exchange(pub_b, sub, 10s, "group-b-1").size() == 1);
+    CHECK(zap.rejected() == 0);
+}
+
+TEST_CASE("a reliable subscriber gets the stream and replays of two publishers with own keys") {
+    // Both on one host: each announced replay endpoint's key is listed.
+    CHECK(two_curve_publishers_reach_one_subscriber("127.0.0.1", "127.0.0.1", true));
+}
+
+TEST_CASE("a replay endpoint without a key of its own takes its stream host's key") {
+    CHECK(two_curve_publishers_reach_one_subscriber("127.0.0.2", "127.0.0.1", false));
+}
+
+TEST_CASE("a refused subscriber knocks again with the server key of that endpoint") {
+    TwoServerKeys keys;
+    // Group a admits nobody at first; group b admits the subscriber. The subscriber connects a
+    // then b, so the key it set last is b's: knocking again at a must set a's key again.
+    zmq::context_t ctx_a;
+    rill::ZapHandler zap_a(ctx_a, std::set<std::string>{});
+    zmq::context_t ctx;
+    rill::ZapHandler zap(ctx, keys.allowed);
+    rill::Publisher pub_a(
+        "@tcp://127.0.0.1:0",
+        {.socket = keys.server_options(), .identity = "group-a", .context = &ctx_a});
+    rill::Publisher pub_b(
+        "@tcp://127.0.0.1:0",
+        {.socket = keys.other_server_options(), .identity = "group-b", .context = &ctx});
+    const auto a = pub_a.bound().front();
+    const auto b = pub_b.bound().front();
+    rill::SocketOptions o;
+    o.curve_client = keys.client({{a, &keys.server}, {b, &keys.other}});
+    rill::Subscriber sub(a + "," + b, {.socket = o, .context = &ctx});
+    CHECK(knocks_until_admitted(zap_a, keys, pub_a, sub, "group-a-1"));
 }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -35,7 +36,15 @@ struct CurveClientKeys {
     std::string public_key;  ///< this client's key pair
     /// This client's secret key.
     std::string secret_key;
-    std::string server_public_key;  ///< the server it trusts
+    std::string server_public_key;  ///< the server it trusts (the default key)
+    /// Per-endpoint server keys: a connect to an address listed here ("tcp://10.0.0.5:5556",
+    /// exactly as connected, without the '>' prefix) trusts that Z85 public key instead of
+    /// server_public_key. libzmq copies the key into each connection at connect time, so one
+    /// socket can connect to servers with different keys.
+    std::map<std::string, std::string> server_public_key_for;
+    /// The server key a connect to `address` trusts: its server_public_key_for entry, else
+    /// server_public_key.
+    [[nodiscard]] const std::string& server_key_for(const std::string& address) const;
 };
 
 /// Typed socket options; unset optionals keep zmq's defaults.
@@ -80,6 +89,10 @@ class Socket {
     void attach(const std::vector<Endpoint>& endpoints);
     /// Parses `spec` (see parse_endpoints) with `fallback` and attaches each endpoint.
     void attach(std::string_view spec, Attach fallback);
+    /// Connects to `address` ("tcp://host:5556", no prefix); a CURVE client socket first sets
+    /// the server key CurveClientKeys::server_key_for(address). Used by attach for every
+    /// connect, and to connect an endpoint again. Throws zmq::error_t.
+    void connect(const std::string& address);
     /// The address of the last bind or connect, with wildcards and port 0 resolved by zmq
     /// ("tcp://127.0.0.1:41234"); what tests read back after binding port 0.
     [[nodiscard]] std::string last_endpoint() const;
@@ -98,6 +111,7 @@ class Socket {
   private:
     zmq::socket_t socket_;
     std::vector<std::string> bound_;
+    std::optional<CurveClientKeys> curve_client_;  // for the server key of each connect
 };
 
 }  // namespace rill

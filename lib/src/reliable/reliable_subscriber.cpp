@@ -6,6 +6,7 @@
 #include <set>
 #include <thread>
 
+#include "replay_keys.hpp"
 #include "rill/log.hpp"
 #include "rill/reliable.hpp"
 
@@ -571,7 +572,9 @@ struct ReliableSubscriber::Impl {
         end.done = true;
         try {
             if (!client) {
-                client = std::make_unique<ReplayClient>(ctx, job.endpoint, options.replay_socket);
+                client = std::make_unique<ReplayClient>(
+                    ctx, job.endpoint,
+                    reliable_detail::replay_socket_options(options, job.endpoint));
             }
             while (pos <= job.range.last) {
                 if (abandon(job.id)) break;

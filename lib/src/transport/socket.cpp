@@ -45,6 +45,8 @@ Socket::Socket(zmq::context_t& ctx, zmq::socket_type type, const SocketOptions& 
         socket_.set(opt::curve_secretkey, o.curve_server->secret_key);
     }
     if (o.curve_client) {
+        curve_client_ = o.curve_client;
+        curve_client_->secret_key.clear();  // only the server keys are needed later
         socket_.set(opt::curve_serverkey, o.curve_client->server_public_key);
         socket_.set(opt::curve_publickey, o.curve_client->public_key);
         socket_.set(opt::curve_secretkey, o.curve_client->secret_key);
@@ -75,7 +77,7 @@ void Socket::attach(const std::vector<Endpoint>& endpoints) {
                 socket_.bind(e.address);
                 bound_.push_back(last_endpoint());
             } else {
-                socket_.connect(e.address);
+                connect(e.address);
             }
         } catch (const zmq::error_t& err) {
             throw std::runtime_error(std::string("cannot ") +
@@ -87,6 +89,20 @@ void Socket::attach(const std::vector<Endpoint>& endpoints) {
 
 void Socket::attach(std::string_view spec, Attach fallback) {
     attach(parse_endpoints(spec, fallback));
+}
+
+void Socket::connect(const std::string& address) {
+    // libzmq copies the socket's options into a connection when connect() starts it (and reuses
+    // that copy for its reconnects), so setting the key just before is per connection.
+    if (curve_client_) {
+        socket_.set(zmq::sockopt::curve_serverkey, curve_client_->server_key_for(address));
+    }
+    socket_.connect(address);
+}
+
+const std::string& CurveClientKeys::server_key_for(const std::string& address) const {
+    const auto it = server_public_key_for.find(address);
+    return it == server_public_key_for.end() ? server_public_key : it->second;
 }
 
 std::string Socket::last_endpoint() const {

@@ -220,7 +220,7 @@ class Reconnector {
     static constexpr milliseconds grace{1000};
     static constexpr milliseconds max_wait{60'000};
 
-    Reconnector(zmq::context_t& ctx, zmq::socket_t& socket, std::string_view endpoints)
+    Reconnector(zmq::context_t& ctx, Socket& socket, std::string_view endpoints)
         : socket_(&socket) {
         for (auto& e : parse_endpoints(endpoints, Attach::connect)) {
             if (e.attach == Attach::connect) connected_.push_back(std::move(e.address));
@@ -228,7 +228,7 @@ class Reconnector {
         if (connected_.empty()) return;
         static std::atomic<std::uint64_t> next_id{0};
         const auto address = "inproc://rill-subscriber-monitor-" + std::to_string(++next_id);
-        if (zmq_socket_monitor(socket.handle(), address.c_str(),
+        if (zmq_socket_monitor(socket.raw().handle(), address.c_str(),
                                ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CONNECT_RETRIED) != 0) {
             throw zmq::error_t();
         }
@@ -239,8 +239,8 @@ class Reconnector {
     Reconnector(const Reconnector&) = delete;
     Reconnector& operator=(const Reconnector&) = delete;
     ~Reconnector() {
-        if (monitor_.handle() != nullptr && socket_->handle() != nullptr) {
-            (void)zmq_socket_monitor(socket_->handle(), nullptr, 0);
+        if (monitor_.handle() != nullptr && *socket_) {
+            (void)zmq_socket_monitor(socket_->raw().handle(), nullptr, 0);
         }
     }
 
@@ -277,11 +277,11 @@ class Reconnector {
                                    " again: libzmq dropped it without retrying (a protocol "
                                    "error, e.g. a frame above the size limit, or a refused key)");
             try {
-                socket_->disconnect(it->first);
+                socket_->raw().disconnect(it->first);
             } catch (const zmq::error_t&) {
                 // Already gone from the socket's endpoints: connect is what matters.
             }
-            socket_->connect(it->first);
+            socket_->connect(it->first);  // with this endpoint's CURVE server key
             it = pending_.erase(it);
         }
         return next;
@@ -319,7 +319,7 @@ class Reconnector {
         return out;
     }
 
-    zmq::socket_t* socket_;
+    Socket* socket_;
     zmq::socket_t monitor_;
     std::vector<std::string> connected_;
     std::map<std::string, Clock::time_point> pending_;
@@ -336,7 +336,7 @@ struct Subscriber::Impl {
         : options(std::move(o)),
           socket(context_of(options.context), zmq::socket_type::sub, options.socket),
           reader(socket.raw(), receive_metrics(registry_of(options.metrics), "sub"), "stream"),
-          reconnector(context_of(options.context), socket.raw(), endpoints) {
+          reconnector(context_of(options.context), socket, endpoints) {
         socket.raw().set(zmq::sockopt::maxmsgsize, max_frame_bytes);
         if (options.silent_after_missed < 1) {
             throw std::invalid_argument("silent_after_missed must be at least 1");
