@@ -890,52 +890,51 @@ TEST_CASE("a subscriber reconnects to a peer it dropped for an oversized frame")
     }
     REQUIRE(got.has_value());
     CHECK(got->readings.front().sensor == "s1");
+}
 
-    TEST_CASE(
-        "a batch with an invalid middle reading delivers the others and reports its seq as a gap") {
-        MetricsRegistry metrics;
-        RawPublisher raw;
-        Subscriber sub(raw.endpoint, {.metrics = &metrics});
-        raw.join(sub);
-        rill::test::StderrCapture log;
-        const double nan = std::numeric_limits<double>::quiet_NaN();
-        raw.send(
-            {"kitchen", rill::test::readings_payload("kitchen", {{1, 20.0}, {2, nan}, {3, 21.0}})});
-        raw.send({"kitchen", rill::test::readings_payload("kitchen", {{4, nan}})});  // all invalid
-        raw.send({"kitchen", encode(reading("kitchen", 5))});
-        const auto events = receive_until(sub, has_readings(3));
-        const auto text = log.finish();
-        const auto got = readings_of(events);
-        REQUIRE(got.size() == 3);
-        CHECK(got[0].seq == 1);
-        CHECK(got[1].seq == 3);
-        CHECK(got[2].seq == 5);
-        CHECK(gaps_of(events) == std::vector<Gap>{{"kitchen", 2, 2}, {"kitchen", 4, 4}});
-        CHECK(metrics.value("rill_stream_invalid_readings_total", {{"socket", "sub"}}) == 2.0);
-        CHECK(metrics.value("rill_stream_readings_received_total", {{"socket", "sub"}}) == 3.0);
-        CHECK(sub.malformed(DecodeErrc::invalid_value) == 0);
-        CHECK(text.find("discarded invalid reading kitchen/2: ") != std::string::npos);
-        CHECK(text.find("temperature") != std::string::npos);
-    }
+TEST_CASE(
+    "a batch with an invalid middle reading delivers the others and reports its seq as a gap") {
+    MetricsRegistry metrics;
+    RawPublisher raw;
+    Subscriber sub(raw.endpoint, {.metrics = &metrics});
+    raw.join(sub);
+    rill::test::StderrCapture log;
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    raw.send(
+        {"kitchen", rill::test::readings_payload("kitchen", {{1, 20.0}, {2, nan}, {3, 21.0}})});
+    raw.send({"kitchen", rill::test::readings_payload("kitchen", {{4, nan}})});  // all invalid
+    raw.send({"kitchen", encode(reading("kitchen", 5))});
+    const auto events = receive_until(sub, has_readings(3));
+    const auto text = log.finish();
+    const auto got = readings_of(events);
+    REQUIRE(got.size() == 3);
+    CHECK(got[0].seq == 1);
+    CHECK(got[1].seq == 3);
+    CHECK(got[2].seq == 5);
+    CHECK(gaps_of(events) == std::vector<Gap>{{"kitchen", 2, 2}, {"kitchen", 4, 4}});
+    CHECK(metrics.value("rill_stream_invalid_readings_total", {{"socket", "sub"}}) == 2.0);
+    CHECK(metrics.value("rill_stream_readings_received_total", {{"socket", "sub"}}) == 3.0);
+    CHECK(sub.malformed(DecodeErrc::invalid_value) == 0);
+    CHECK(text.find("discarded invalid reading kitchen/2: ") != std::string::npos);
+    CHECK(text.find("temperature") != std::string::npos);
+}
 
-    TEST_CASE(
-        "a frame with seq 2^63 is counted malformed as invalid_value, logged, never delivered") {
-        MetricsRegistry metrics;
-        RawPublisher raw;
-        Subscriber sub(raw.endpoint, {.metrics = &metrics});
-        raw.join(sub);
-        rill::test::StderrCapture log;
-        raw.send(
-            {"kitchen", rill::test::readings_payload("kitchen", {{limits::max_seq + 1, 20.0}})});
-        raw.send({"kitchen", rill::test::readings_payload("kitchen", {{7, 20.0}})});
-        const auto events = receive_until(sub, has_readings(1));
-        const auto text = log.finish();
-        const auto got = readings_of(events);
-        REQUIRE(got.size() == 1);
-        CHECK(got[0].seq == 7);
-        CHECK(sub.malformed(DecodeErrc::invalid_value) == 1);
-        CHECK(metrics.value("rill_stream_malformed_frames_total",
-                            {{"socket", "sub"}, {"reason", "invalid_value"}}) == 1.0);
-        CHECK(text.find("rejected message (invalid_value): reading 0: seq 9223372036854775808 is "
-                        "above 2^63 - 1") != std::string::npos);
-    }
+TEST_CASE("a frame with seq 2^63 is counted malformed as invalid_value, logged, never delivered") {
+    MetricsRegistry metrics;
+    RawPublisher raw;
+    Subscriber sub(raw.endpoint, {.metrics = &metrics});
+    raw.join(sub);
+    rill::test::StderrCapture log;
+    raw.send({"kitchen", rill::test::readings_payload("kitchen", {{limits::max_seq + 1, 20.0}})});
+    raw.send({"kitchen", rill::test::readings_payload("kitchen", {{7, 20.0}})});
+    const auto events = receive_until(sub, has_readings(1));
+    const auto text = log.finish();
+    const auto got = readings_of(events);
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].seq == 7);
+    CHECK(sub.malformed(DecodeErrc::invalid_value) == 1);
+    CHECK(metrics.value("rill_stream_malformed_frames_total",
+                        {{"socket", "sub"}, {"reason", "invalid_value"}}) == 1.0);
+    CHECK(text.find("rejected message (invalid_value): reading 0: seq 9223372036854775808 is "
+                    "above 2^63 - 1") != std::string::npos);
+}

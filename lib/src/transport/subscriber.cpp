@@ -250,7 +250,8 @@ class Reconnector {
     // Reads the monitor's events and connects again the endpoints libzmq gave up on. Returns
     // when the next one is due (max when none).
     Clock::time_point service(Clock::time_point now) {
-        if (monitor_.handle() == nullptr) return Clock::time_point::max();
+        log_.flush(now);
+        if (monitor_.handle() == nullptr) return log_.flush_due();
         zmq::message_t head;
         zmq::message_t address;
         while (monitor_.recv(head, zmq::recv_flags::dontwait)) {
@@ -273,9 +274,9 @@ class Reconnector {
             auto& f = forced_[it->first];
             ++f.count;
             f.last = now;
-            log_.log("stream", "connecting " + it->first +
-                                   " again: libzmq dropped it without retrying (a protocol "
-                                   "error, e.g. a frame above the size limit, or a refused key)");
+            log_.log("connecting " + it->first +
+                     " again: libzmq dropped it without retrying (a protocol "
+                     "error, e.g. a frame above the size limit, or a refused key)");
             try {
                 socket_->raw().disconnect(it->first);
             } catch (const zmq::error_t&) {
@@ -284,7 +285,7 @@ class Reconnector {
             socket_->connect(it->first);  // with this endpoint's CURVE server key
             it = pending_.erase(it);
         }
-        return next;
+        return std::min(next, log_.flush_due());
     }
 
   private:
@@ -324,7 +325,7 @@ class Reconnector {
     std::vector<std::string> connected_;
     std::map<std::string, Clock::time_point> pending_;
     std::map<std::string, Forced> forced_;
-    RateLimitedLog log_;
+    RateLimitedLog log_{"stream", "reconnect notices"};
 };
 
 }  // namespace
@@ -384,9 +385,9 @@ struct Subscriber::Impl {
             auto& victim = sensors.back();
             if (last_sensor == &victim) last_sensor = nullptr;
             reader.metrics().sensors_evicted.inc();
-            evictions_log.log("stream", "tracking " + std::to_string(sensors.size()) +
-                                            " sensors (max_sensors): forgot " + victim.sensor +
-                                            ", seen least recently");
+            evictions_log.log("tracking " + std::to_string(sensors.size()) +
+                              " sensors (max_sensors): forgot " + victim.sensor +
+                              ", seen least recently");
             sensor_index.erase(victim.sensor);
             sensors.pop_back();
         }
@@ -411,9 +412,9 @@ struct Subscriber::Impl {
                 if (i->second.last_seen < oldest->second.last_seen) oldest = i;
             }
             reader.metrics().publishers_evicted.inc();
-            evictions_log.log("stream", "tracking " + std::to_string(publishers.size()) +
-                                            " publishers (max_publishers): forgot " +
-                                            oldest->first + ", heard from least recently");
+            evictions_log.log("tracking " + std::to_string(publishers.size()) +
+                              " publishers (max_publishers): forgot " + oldest->first +
+                              ", heard from least recently");
             publishers.erase(oldest);
         }
     }
@@ -554,8 +555,9 @@ struct Subscriber::Impl {
             }
             since_silence_check = 0;
             const auto now = Clock::now();
-            const auto next_duty =
-                std::min({check_silence(now), reconnector.service(now), reader.flush_logs(now)});
+            evictions_log.flush(now);
+            const auto next_duty = std::min({check_silence(now), reconnector.service(now),
+                                             reader.flush_logs(now), evictions_log.flush_due()});
             if (!events.empty() || result != MessageReader::Result::none) continue;
             if (!deadline) deadline = now + timeout;
             if (now >= *deadline) return std::nullopt;
@@ -579,7 +581,7 @@ struct Subscriber::Impl {
     // eviction reset it.
     SensorSeq* last_sensor = nullptr;
     std::map<std::string, PublisherState> publishers;  // at most max_publishers
-    RateLimitedLog evictions_log;
+    RateLimitedLog evictions_log{"stream", "table eviction notices"};
     static constexpr auto silence_window = std::chrono::minutes(1);
     Clock::time_point silence_window_start = Clock::now();
     unsigned silences_reported = 0;
