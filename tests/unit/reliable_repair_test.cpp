@@ -462,3 +462,38 @@ TEST_CASE("destroying a subscriber while its replay request waits for an answer 
     rs.reset();
     CHECK(Clock::now() - t0 < 1s);  // the call: 10 s timeout, twice
 }
+
+TEST_CASE(
+    "a flood of invented sensors keeps the replay side at max_sensors with counted evictions, "
+    "and a forgotten real sensor's gap is still repaired") {
+    FakePublisher fp;
+    GoodReplay good;
+    Owner owner;
+    MetricsRegistry metrics;
+    auto o = options_for(fp);
+    o.subscriber.metrics = &metrics;
+    o.subscriber.max_sensors = 8;
+    // The owner holds 1..3 of every invented sensor, so each is idle once reconciled.
+    ReliableSubscriber rs(o, [&](const std::string& s) {
+        if (s == "real") return owner.stored(s);
+        SeqRanges held;
+        held.insert(SeqRange{1, 3});
+        return held;
+    });
+    start(fp, rs, owner, {"real"});
+    good.hold("real", 3);
+    announce(fp, rs, owner, "pub", good.server.last_endpoint(), {"real"});
+
+    std::vector<std::string> invented;
+    for (int i = 0; i < 40; ++i)
+        invented.push_back("fake-" + std::to_string(i));
+    announce(fp, rs, owner, "flood", good.server.last_endpoint(), invented);
+    // 41 sensors against a cap of 8: at least 33 forgotten, each counted.
+    CHECK(metrics.value("rill_reliable_sensors_evicted_total") >= 33.0);
+
+    good.hold("real", 7);
+    gap(fp, "pub", "real");
+    REQUIRE(pump(
+        fp, rs, owner, [&] { return owner.has("real", 4, 7); }, 10s));
+    CHECK(owner.lost.empty());
+}

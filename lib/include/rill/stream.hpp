@@ -333,6 +333,12 @@ class Subscriber {
     [[nodiscard]] std::optional<std::uint64_t> expected(std::string_view sensor) const;
     /// Stops tracking `sensor`.
     void forget(std::string_view sensor);
+    /// The sensors forgotten because the subscriber tracked max_sensors, since the last call,
+    /// oldest first; for an owner that keeps per-sensor state of its own (a sensor tracked
+    /// again from a later reading reports no gap for what it missed meanwhile: such an owner
+    /// reconciles it). Holds at most max_sensors + limits::max_heartbeat_sensors names; older
+    /// ones are dropped beyond that (they are counted in the metric all the same).
+    [[nodiscard]] std::vector<std::string> take_forgotten();
 
     /// Malformed messages counted so far by this subscriber, per reason.
     [[nodiscard]] std::uint64_t malformed(DecodeErrc reason) const noexcept;

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -5,6 +6,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <vector>
 
 #include "replay_keys.hpp"
 #include "rill/log.hpp"
@@ -89,6 +91,7 @@ struct ReliableSubscriber::Impl {
         // Consecutive invalid answers to requests starting at invalid_from.
         unsigned invalid_answers = 0;
         std::uint64_t invalid_from = 0;
+        Clock::time_point seen{};  // last listed by a heartbeat or seen in a gap or reading
     };
 
     // One replay endpoint's worker: its jobs run one at a time on its own thread, so a slow or
@@ -115,6 +118,8 @@ struct ReliableSubscriber::Impl {
     Counter& m_replayed;
     Counter& m_lost;
     Counter& m_skipped;
+    Counter& m_evicted;
+    RateLimitedLog evictions_log{"replay", "sensor eviction notices"};
     Gauge& m_wanted;
 
     // Replay sockets live in a context of their own: the destructor shuts it down, which
@@ -152,7 +157,11 @@ struct ReliableSubscriber::Impl {
               "no heartbeat announced their sensor")),
           m_skipped(registry_of(options).counter(
               "rill_readings_skipped_total",
-              "Seqs the publisher reserved before a crash and never used (no reading is lost)")),
+              "Seqs the publisher reserved and did not hold after a power cut: never used, or "
+              "readings the power cut took back before they were synced")),
+          m_evicted(registry_of(options).counter(
+              "rill_reliable_sensors_evicted_total",
+              "Idle sensors the replay side forgot because it tracked max_sensors")),
           m_wanted(registry_of(options).gauge("rill_replay_wanted_readings",
                                               "Readings known missing and not yet replayed")) {
         if (options.replay_chunk == 0 || options.replay_chunk > limits::max_batch_readings) {
@@ -195,10 +204,45 @@ struct ReliableSubscriber::Impl {
         s.await_heartbeat = true;
     }
 
+    // The sensor's state, made when new; marks it seen now. At more than max_sensors sensors,
+    // idle ones (nothing wanted, no job, not waiting for a heartbeat) seen least recently are
+    // forgotten, a sixteenth of the cap at a time so that a flood of invented ids costs one
+    // scan per many new ids. A forgotten real sensor is set up again by its next heartbeat and
+    // reconciled against the store, so nothing it misses goes unasked.
+    SensorState& touch(const std::string& sensor) {
+        const auto now = Clock::now();
+        auto [it, added] = sensors.try_emplace(sensor);
+        it->second.seen = now;
+        const std::size_t cap = options.subscriber.max_sensors;
+        if (!added || sensors.size() <= cap) return it->second;
+        std::vector<std::pair<Clock::time_point, const std::string*>> idle;
+        for (const auto& [name, st_] : sensors) {
+            if (name != sensor && st_.job == 0 && st_.wanted.empty() && !st_.await_heartbeat) {
+                idle.emplace_back(st_.seen, &name);
+            }
+        }
+        const std::size_t want = sensors.size() - cap + std::max<std::size_t>(1, cap / 16);
+        const std::size_t n = std::min(want, idle.size());
+        std::nth_element(idle.begin(), idle.begin() + static_cast<std::ptrdiff_t>(n), idle.end());
+        std::vector<std::string> victims;
+        for (std::size_t i = 0; i < n; ++i)
+            victims.push_back(*idle[i].second);
+        for (const auto& v : victims)
+            sensors.erase(v);
+        m_evicted.inc(n);
+        if (n > 0) {
+            evictions_log.log("tracking more than " + std::to_string(cap) +
+                              " sensors (max_sensors): forgot " + std::to_string(n) +
+                              " idle ones seen least recently, e.g. " + victims.front());
+        }
+        return it->second;
+    }
+
     void on_stream(StreamEvent&& ev) {
         if (auto* b = std::get_if<ReadingBatch>(&ev)) {
             if (b->readings.empty()) return;
             auto it = sensors.find(b->readings.front().sensor);
+            if (it != sensors.end()) it->second.seen = Clock::now();
             if (it != sensors.end() && !it->second.wanted.empty()) {
                 for (const auto& r : b->readings)
                     it->second.wanted.erase(r.seq);
@@ -206,7 +250,7 @@ struct ReliableSubscriber::Impl {
             ready.emplace_back(Delivery{std::move(b->readings), false});
         } else if (auto* g = std::get_if<Gap>(&ev)) {
             ++st.gaps;
-            auto& s = sensors[g->sensor];
+            auto& s = touch(g->sensor);
             for (const auto& r : s.reported.missing_in(SeqRange{g->from, g->to}))
                 s.wanted.insert(r);
             await(s);
@@ -215,7 +259,7 @@ struct ReliableSubscriber::Impl {
             longest_interval = std::max(longest_interval, h->heartbeat.interval);
             for (const auto& [sensor, newest] : h->heartbeat.newest) {
                 if (!matches(options.subscriber.prefixes, sensor)) continue;
-                auto& s = sensors[sensor];
+                auto& s = touch(sensor);
                 if (s.endpoint != h->replay_endpoint) moved(sensor, s, h->replay_endpoint);
                 s.await_heartbeat = false;
                 if (!s.announced) {
@@ -500,6 +544,7 @@ struct ReliableSubscriber::Impl {
 
     std::optional<ReliableEvent> receive(milliseconds timeout) {
         if (auto ev = pop()) return ev;
+        evictions_log.flush();
         take_fetched();
         const auto due = schedule();
         if (auto ev = pop()) return ev;
@@ -511,6 +556,11 @@ struct ReliableSubscriber::Impl {
             wait = std::clamp(until, milliseconds::zero(), wait);
         }
         if (auto ev = sub.receive(wait)) on_stream(std::move(*ev));
+        // A sensor the stream forgot (max_sensors) is tracked again from its next reading,
+        // without a gap for what it missed: reconcile it with the owner at its next heartbeat.
+        for (const auto& name : sub.take_forgotten()) {
+            if (auto it = sensors.find(name); it != sensors.end()) it->second.announced = false;
+        }
         if (ready.empty()) take_fetched();
         return pop();
     }

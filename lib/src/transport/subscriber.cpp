@@ -389,12 +389,18 @@ struct Subscriber::Impl {
                               " sensors (max_sensors): forgot " + victim.sensor +
                               ", seen least recently");
             sensor_index.erase(victim.sensor);
+            if (forgotten.size() >= options.max_sensors + limits::max_heartbeat_sensors) {
+                forgotten.pop_front();
+            }
+            forgotten.push_back(std::move(victim.sensor));
             sensors.pop_back();
         }
         sensors.push_front(SensorSeq{sensor, expected});
         sensor_index.emplace(sensor, sensors.begin());
         return sensors.front();
     }
+
+    std::deque<std::string> forgotten;  // evicted sensors, for take_forgotten()
 
     void untrack_sensor(const std::string& sensor) {
         const auto it = sensor_index.find(sensor);
@@ -608,6 +614,13 @@ std::optional<std::uint64_t> Subscriber::expected(std::string_view sensor) const
     const auto it = impl_->sensor_index.find(std::string(sensor));
     if (it == impl_->sensor_index.end()) return std::nullopt;
     return it->second->expected;
+}
+
+std::vector<std::string> Subscriber::take_forgotten() {
+    std::vector<std::string> out(std::make_move_iterator(impl_->forgotten.begin()),
+                                 std::make_move_iterator(impl_->forgotten.end()));
+    impl_->forgotten.clear();
+    return out;
 }
 
 void Subscriber::forget(std::string_view sensor) {
