@@ -57,8 +57,16 @@ void replay_reply(std::string_view bytes) {
     for (const auto& r : reply.readings) {
         if (rill::reading_problem(r)) rill::fuzz::fail("a replayed reading is invalid");
     }
-    auto again = rill::decode_replay_reply(rill::encode_replay_reply(reply));
+    // A decoder takes a skipped range anywhere outside the readings (a foreign publisher may
+    // send one below a later reading); rill's encoder writes it only above every reading and at
+    // or above first_available (proto/replay_v1.md). Round-trip what the encoder would write.
     auto expected = reply;
+    if (expected.skipped &&
+        ((!expected.readings.empty() && expected.readings.back().seq >= expected.skipped->first) ||
+         expected.skipped->first < expected.first_available)) {
+        expected.skipped.reset();
+    }
+    auto again = rill::decode_replay_reply(rill::encode_replay_reply(expected));
     expected.invalid.clear();
     if (!again.skipped) expected.skipped.reset();
     if (again != expected) rill::fuzz::fail("replay reply round trip");
