@@ -1,0 +1,37 @@
+# Cross toolchain for Debian arm64 (Raspberry Pi OS 64-bit): Debian 12's
+# crossbuild-essential-arm64 and the :arm64 -dev packages (./run cross arm64 installs them).
+# Foreign test programs run under qemu-user through CMAKE_CROSSCOMPILING_EMULATOR, so ctest works
+# in build-arm64 as it does natively.
+set(CMAKE_SYSTEM_NAME Linux)
+set(CMAKE_SYSTEM_PROCESSOR aarch64)
+set(RILL_DEB_ARCH arm64)
+set(RILL_TRIPLET aarch64-linux-gnu)
+
+set(CMAKE_C_COMPILER ${RILL_TRIPLET}-gcc)
+set(CMAKE_CXX_COMPILER ${RILL_TRIPLET}-g++)
+set(CMAKE_LIBRARY_ARCHITECTURE ${RILL_TRIPLET})
+
+# Headers and libraries of the target only; programs (protoc-like tools, pkg-config) of the host.
+set(CMAKE_FIND_ROOT_PATH /usr/${RILL_TRIPLET} /usr/lib/${RILL_TRIPLET})
+set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
+set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
+set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE BOTH)
+set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE BOTH)
+
+# pkg-config answers for the target: its .pc files, never the host's.
+set(ENV{PKG_CONFIG_LIBDIR} /usr/lib/${RILL_TRIPLET}/pkgconfig:/usr/share/pkgconfig)
+set(ENV{PKG_CONFIG_PATH} "")
+
+set(CMAKE_CROSSCOMPILING_EMULATOR qemu-aarch64-static;-L;/usr/${RILL_TRIPLET})
+
+# libpq-dev is not Multi-Arch: same (installing libpq-dev:ARCH removes the build machine's), so
+# ./run cross unpacks the target's libpq-dev into a private folder, RILL_CROSS_SYSROOT, and the
+# target's libpq5 (which is Multi-Arch: same) is installed as usual.
+if(DEFINED ENV{RILL_CROSS_SYSROOT} AND NOT RILL_CROSS_SYSROOT)
+  set(RILL_CROSS_SYSROOT $ENV{RILL_CROSS_SYSROOT})
+endif()
+if(RILL_CROSS_SYSROOT)
+  set(PostgreSQL_INCLUDE_DIR ${RILL_CROSS_SYSROOT}/usr/include/postgresql CACHE PATH "")
+  set(PostgreSQL_TYPE_INCLUDE_DIR ${RILL_CROSS_SYSROOT}/usr/include/postgresql CACHE PATH "")
+  set(PostgreSQL_LIBRARY /usr/lib/${RILL_TRIPLET}/libpq.so.5 CACHE FILEPATH "")
+endif()
