@@ -2,8 +2,10 @@
 #pragma once
 
 #include <chrono>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -13,6 +15,16 @@ namespace rill {
 
 /// Microseconds since the Unix epoch, UTC, taken at the sensor.
 using Timestamp = std::chrono::sys_time<std::chrono::microseconds>;
+
+/// A quantity the sensor did not measure (a temperature-only DS18B20's humidity, an ESPHome
+/// humidity topic's temperature): a quiet NaN in memory, nil on the wire (proto/reading_v1.md),
+/// NULL in PostgreSQL. A reading measures at least one of temperature and humidity.
+inline constexpr float not_measured = std::numeric_limits<float>::quiet_NaN();
+
+/// True when `value` holds a measurement, false when it is `not_measured`.
+[[nodiscard]] inline bool is_measured(float value) noexcept {
+    return !std::isnan(value);
+}
 
 /// One extra named value a sensor may attach to a reading (pressure, battery voltage, ...).
 struct Extra {
