@@ -305,8 +305,8 @@ def bucket_us(ts_us, w_us):
 
 def expected_series(cur, sensors, lo_us, hi_us, w_us):
     """Per (bucket, sensor): avg temperature, avg humidity, readings/s: from raw rows, here."""
-    cur.execute("SELECT sensor, (extract(epoch FROM ts) * 1000000)::bigint, temperature, "
-                "humidity FROM readings WHERE sensor = ANY(%s) AND ts >= to_timestamp(%s) "
+    cur.execute("SELECT sensor, (extract(epoch FROM ts) * 1000000)::bigint, temperature::float8, "
+                "humidity::float8 FROM readings WHERE sensor = ANY(%s) AND ts >= to_timestamp(%s) "
                 "AND ts < to_timestamp(%s)", (sensors, lo_us / 1e6, hi_us / 1e6))
     acc = {}
     for sensor, ts, t, h in cur.fetchall():
