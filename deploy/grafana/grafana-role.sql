@@ -1,6 +1,6 @@
--- The role Grafana's rill data source logs in as (deploy/grafana/provisioning/datasources/rill.yml):
--- it can read readings and their rollups and nothing else, every transaction it runs is read
--- only, and a query that runs away (a year of raw readings asked for by hand) is cancelled.
+-- The role Grafana's rill data source logs in as (provisioning/datasources/rill.yml): it can
+-- read readings and their rollups and nothing else, every transaction it runs is read only, and
+-- a query that runs away (a year of raw readings asked for by hand) is cancelled.
 -- Run as a superuser or the owner of rill's tables (store-sub's role), then give it a password:
 --   psql -d rill -f grafana-role.sql && psql -d rill -c '\password rill_grafana'
 CREATE ROLE rill_grafana LOGIN;

@@ -432,7 +432,8 @@ def main():
         datasources = yaml.safe_load(f)["datasources"]
     with open(os.path.join(GRAFANA, "provisioning", "dashboards", "rill.yml")) as f:
         providers = yaml.safe_load(f)["providers"]
-    if not providers or providers[0].get("type") != "file" or not providers[0]["options"].get("path"):
+    if (not providers or providers[0].get("type") != "file"
+            or not providers[0]["options"].get("path")):
         fail("the dashboard provider is not a file provider with a path")
     check_structure(dash, datasources)
     check_promql(dash)
@@ -460,22 +461,22 @@ def main():
         check_panels(cur, dash, pg, variables, {"sensor": selection}, selection, args.now_ms,
                      ranges)
 
-    # Retention dropped the oldest day of raw readings: an hour of that day is drawn from the
-    # 1-minute rollups (the 5 s interval rounded up to 1 min), as Reader::series does, and still
-    # equals the raw readings (computed before the drop).
+    # Retention dropped the oldest day of raw readings: its last hour is drawn from the 1-minute
+    # rollups (the 5 s interval rounded up to 1 min), as Reader::series does, and still equals
+    # the raw readings (computed before the drop). The readings start 72 h before now, so that
+    # hour always holds some.
     owner = psycopg2.connect(args.owner_dsn)
     owner.autocommit = True
     ocur = owner.cursor()
-    ocur.execute("SELECT part::text, extract(epoch FROM lo)::bigint FROM "
+    ocur.execute("SELECT part::text, extract(epoch FROM hi)::bigint FROM "
                  "rill_partitions('readings') ORDER BY lo LIMIT 1")
-    oldest, oldest_lo = ocur.fetchone()
-    hour_end_ms = (oldest_lo + 13 * hour) * 1000
-    expected_cur = owner.cursor()
+    oldest, oldest_hi = ocur.fetchone()
+    hour_end_ms = oldest_hi * 1000
     snapshot = {}
     for sensor in options:
-        snapshot[sensor] = expected_series(expected_cur, [sensor], hour_end_ms * 1000 - hour * 10**6,
-                                           hour_end_ms * 1000, 60_000_000)
-    if not any(snapshot.values()):
+        snapshot[sensor] = expected_series(owner.cursor(), [sensor], (oldest_hi - hour) * 10**6,
+                                           oldest_hi * 10**6, 60_000_000)
+    if not all(snapshot.values()):
         fail("no raw readings in the oldest day %s: the retention case proves nothing" % oldest)
     ocur.execute("DROP TABLE %s" % oldest)
     for p, t in sql_panels(dash):
