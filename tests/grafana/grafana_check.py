@@ -198,6 +198,11 @@ def check_structure(dash, datasources):
             elif ds["type"] == "prometheus":
                 if not t.get("expr"):
                     fail("panel %s: a Prometheus target needs expr" % p["id"])
+    # The history panels choose their level with one text: a fix in one is a fix in all.
+    levels = {t["rawSql"].split(", r AS (")[0] for p in dash["panels"] for t in p["targets"]
+              if ", r AS (" in (t.get("rawSql") or "")}
+    if len(levels) != 1:
+        fail("the history panels choose their level with %d different texts" % len(levels))
     names = {v["name"] for v in dash["templating"]["list"]}
     builtin = {"__interval", "__interval_ms", "__rate_interval", "__timeFrom", "__timeTo"}
     texts = [t.get("rawSql") or t.get("expr") or "" for p in dash["panels"] for t in p["targets"]]
