@@ -204,6 +204,11 @@ def check_structure(dash, datasources):
     if len(levels) != 1:
         fail("the history panels choose their level with %d different texts" % len(levels))
     names = {v["name"] for v in dash["templating"]["list"]}
+    for v in dash["templating"]["list"]:
+        ref = v.get("datasource") or {}
+        provisioned = by_uid.get(ref.get("uid"), {})
+        if v.get("type") == "query" and provisioned.get("type") != ref.get("type"):
+            fail("variable %s: data source %s is not provisioned" % (v["name"], ref))
     builtin = {"__interval", "__interval_ms", "__rate_interval", "__timeFrom", "__timeTo"}
     texts = [t.get("rawSql") or t.get("expr") or "" for p in dash["panels"] for t in p["targets"]]
     texts += [v.get("query") or "" for v in dash["templating"]["list"]]
