@@ -5,7 +5,10 @@
 // would (see its docstring).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <span>
+#include <string>
 #include <vector>
 
 #include "rill/store.hpp"
