@@ -109,10 +109,10 @@ TEST_CASE("topic rules parse from their flag form and reject what they cannot us
                          doctest::Contains("unknown placeholder"), std::invalid_argument);
     CHECK_THROWS_WITH_AS((void)parse_topic_rule("a/+={1"), doctest::Contains("without"),
                          std::invalid_argument);
-    CHECK_THROWS_WITH_AS(MessageParser(std::vector<TopicRule>{{"a/+", "{0}"}}), doctest::Contains("{0}"),
-                         std::invalid_argument);
-    CHECK_THROWS_WITH_AS(MessageParser(std::vector<TopicRule>{{"a/+", ""}}), doctest::Contains("rule 1"),
-                         std::invalid_argument);
+    CHECK_THROWS_WITH_AS(MessageParser(std::vector<TopicRule>{{"a/+", "{0}"}}),
+                         doctest::Contains("{0}"), std::invalid_argument);
+    CHECK_THROWS_WITH_AS(MessageParser(std::vector<TopicRule>{{"a/+", ""}}),
+                         doctest::Contains("rule 1"), std::invalid_argument);
 }
 
 TEST_CASE("a parser subscribes to its rules' filters in rule order") {
@@ -240,6 +240,10 @@ TEST_CASE("Tasmota Fahrenheit temperatures and dew points are converted to Celsi
         received));
     CHECK(r.temperature == doctest::Approx(20.5556).epsilon(1e-4));
     CHECK(r.humidity == 28.0f);  // humidity has no unit to convert
+    // Two names giving one extra name keep the first in JSON order, so extras stay unique.
+    const auto twice = only(defaults().parse(
+        "tele/x/SENSOR", R"({"AM2301":{"Temperature":1,"DewPoint":2,"dew_point":3}})", received));
+    CHECK(twice.extras == std::vector<Extra>{{"dew_point", 2}});
     REQUIRE(extra(r, "dew_point"));
     CHECK(extra(r, "dew_point")->value == doctest::Approx(1.1111).epsilon(1e-4));
 }
@@ -449,6 +453,10 @@ TEST_CASE("Zigbee2MQTT extras are bounded to 16, the first by name") {
     REQUIRE(r.extras.size() == limits::max_extras);
     CHECK(r.extras.front().name == "a_value");
     CHECK(r.extras.back().name == "p_value");
+    // A rule naming one device in full reads it too.
+    const MessageParser one({{"zigbee2mqtt/kitchen", "kitchen", PayloadFormat::zigbee2mqtt}});
+    CHECK(only(one.parse("zigbee2mqtt/kitchen", R"({"temperature":20})", received)).sensor ==
+          "kitchen");
     // Names that are no valid extra name (over 32 bytes) are left out.
     const auto longname = only(defaults().parse(
         "zigbee2mqtt/x", R"({"temperature":20,")" + std::string(33, 'n') + R"(":1,"ok":2})",

@@ -355,6 +355,11 @@ bool collect_extras(const Json& object, std::initializer_list<std::string_view> 
         if (std::find(skip.begin(), skip.end(), key) != skip.end()) continue;
         std::string name = rename(key);
         if (extra_name_problem(name)) continue;
+        // Two JSON names may give one extra name ("DewPoint" and "dew_point"): the first stays.
+        if (std::any_of(extras.begin(), extras.end(),
+                        [&](const Extra& e) { return e.name == name; })) {
+            continue;
+        }
         const double v = it->get<double>();
         if (!std::isfinite(v)) {
             error = where + "." + key + " is not a finite number";
@@ -464,7 +469,9 @@ Outcome parse_tasmota(const std::vector<std::string_view>& levels, std::string_v
 // bridge's own, <name>/availability, <name>/set, <name>/get are not states.
 Outcome parse_zigbee2mqtt(const std::vector<std::string_view>& levels, std::size_t base_levels,
                           std::string_view payload) {
-    if (base_levels == 0) base_levels = 1;  // a filter starting with a wildcard: `zigbee2mqtt/`
+    // A filter starting with a wildcard, or naming one device in full: the base topic is the
+    // first level (`zigbee2mqtt/`).
+    if (base_levels == 0 || base_levels >= levels.size()) base_levels = 1;
     if (levels.size() <= base_levels) {
         return ignored_outcome("zigbee2mqtt base topic without a device");
     }
@@ -502,7 +509,7 @@ Outcome parse_zigbee2mqtt(const std::vector<std::string_view>& levels, std::size
             o.ts = parse_time(seen->get_ref<const std::string&>());
         } else if (seen->is_number_integer() || seen->is_number_unsigned()) {
             const double ms = seen->get<double>();  // epoch milliseconds
-            if (ms > 0 && ms < 1e17) {
+            if (ms > 0 && ms <= static_cast<double>(limits::max_ts_us / 1000)) {
                 o.ts = Timestamp{std::chrono::microseconds{static_cast<std::int64_t>(ms) * 1000}};
             }
         }
