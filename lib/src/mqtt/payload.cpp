@@ -130,7 +130,7 @@ std::string number_text(double v) {
 std::optional<double> parse_bare_number(std::string_view text, std::string& error) {
     const std::string_view s = trim(text);
     if (s.empty()) {
-        error = "payload is empty or whitespace, expected a number";
+        error = "is empty or whitespace, expected a number";
         return std::nullopt;
     }
     std::size_t i = 0;
@@ -154,13 +154,13 @@ std::optional<double> parse_bare_number(std::string_view text, std::string& erro
         ok = i > exp_start;
     }
     if (!ok || i != s.size()) {
-        error = "payload " + quote(s) + " is not a number";
+        error = quote(s) + " is not a number";
         return std::nullopt;
     }
     double v = 0;
     const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
     if (ec != std::errc() || end != s.data() + s.size() || !std::isfinite(v)) {
-        error = "payload " + quote(s) + " is not a finite number";
+        error = quote(s) + " is not a finite number";
         return std::nullopt;
     }
     return v;
@@ -255,7 +255,7 @@ Outcome single_number(std::string_view quantity_level, std::string_view payload,
                       const char* format) {
     std::string why;
     const auto value = parse_bare_number(payload, why);
-    if (!value) return error_outcome(std::string(format) + ": " + why);
+    if (!value) return error_outcome(std::string(format) + " payload " + why);
     Outcome o;
     o.device = std::move(device);
     Item item;
@@ -858,7 +858,7 @@ ParseResult MessageParser::parse(std::string_view topic, std::string_view payloa
         }
     }
     if (!rule) {
-        result.error = "topic " + quote(topic) + " matches no rule";
+        result.error = "topic matches no rule";  // the bridge logs the topic with it
         return result;
     }
     if (payload.size() > max_payload_bytes) {
