@@ -14,6 +14,7 @@
 
 #include "support/pipeline.hpp"
 #include "support/prometheus.hpp"
+#include "text.hpp"
 
 using namespace rill::test;
 using namespace std::chrono_literals;
@@ -145,7 +146,7 @@ class PrometheusServer {
     }
     // The value of a query that returns one sample; nothing when it returns none.
     [[nodiscard]] std::optional<double> scalar(const std::string& query) const {
-        const auto data = api("/api/v1/query?query=" + url_encode(query));
+        const auto data = api("/api/v1/query?query=" + rill::web::url_encode(query));
         if (!data || (*data)["result"].size() != 1) return std::nullopt;
         return std::stod((*data)["result"][0]["value"][1].get<std::string>());
     }

@@ -1,5 +1,5 @@
-// Test helpers for the Prometheus side: promtool on a /metrics text, a free loopback port for a
-// Prometheus server, and query strings for its HTTP API.
+// Test helpers for the Prometheus side: promtool on a /metrics text, and a free loopback port for
+// a Prometheus server.
 #pragma once
 
 #include <string>
@@ -21,8 +21,5 @@ struct PromtoolResult {
 /// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, read back, closed), for
 /// a server that cannot be told to pick its own.
 [[nodiscard]] int free_loopback_port();
-
-/// `s` percent-encoded for a URL's query string (everything but A-Z a-z 0-9 - _ . ~).
-[[nodiscard]] std::string url_encode(const std::string& s);
 
 }  // namespace rill::test

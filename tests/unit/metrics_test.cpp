@@ -140,6 +140,7 @@ TEST_CASE("a gauge collector's samples are rendered at each scrape, sorted and e
         "rill_test_m_celsius{sensor=\"a \\\"quoted\\\" \\\\ one\"} 1\n"
         "rill_test_m_celsius{sensor=\"b\"} 2.5\n";
     CHECK(text.find(family) != std::string::npos);
+    CHECK(text.find("} 99\n") == std::string::npos);  // the duplicate is not rendered
     // In name order among the other families.
     CHECK(text.find("rill_test_a_total") < text.find("rill_test_m_celsius"));
     CHECK(text.find("rill_test_m_celsius") < text.find("rill_test_z_total"));
