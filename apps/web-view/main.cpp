@@ -11,6 +11,7 @@
 #include "common/systemd_notify.hpp"
 #include "live_feed.hpp"
 #include "rill/log.hpp"
+#include "sensor_gauges.hpp"
 #include "server.hpp"
 #include "supervisor.hpp"
 
@@ -28,6 +29,7 @@ struct Options {
     std::size_t db_connections = 8;
     std::size_t max_sse = 64;
     std::size_t max_live_sensors = 4096;
+    std::size_t max_sensor_gauges = 4096;
     std::chrono::nanoseconds cache_ttl = 1s;
     rill::app::CurveClientOptions curve;
     rill::app::CommonOptions common;
@@ -58,7 +60,16 @@ rill::web::ServerOptions server_options(const Options& o) {
     return options;
 }
 
-std::unique_ptr<rill::web::LiveFeed> start_feed(const Options& o, rill::web::Server& server) {
+// The live readings as gauges on /metrics: none without a live feed or with
+// --max-sensor-gauges 0.
+std::unique_ptr<rill::web::SensorGauges> sensor_gauges(const Options& o) {
+    if (o.connect.empty() || o.max_sensor_gauges == 0) return nullptr;
+    return std::make_unique<rill::web::SensorGauges>(
+        rill::web::SensorGaugesOptions{.max_sensors = o.max_sensor_gauges});
+}
+
+std::unique_ptr<rill::web::LiveFeed> start_feed(const Options& o, rill::web::Server& server,
+                                                rill::web::SensorGauges* gauges) {
     if (o.connect.empty()) {
         rill::log_info(component, "no --connect: the page shows stored data without live updates");
         return nullptr;
@@ -68,7 +79,11 @@ std::unique_ptr<rill::web::LiveFeed> start_feed(const Options& o, rill::web::Ser
     feed_options.curve = o.curve.keys();
     feed_options.max_sensors = o.max_live_sensors;
     auto feed = std::make_unique<rill::web::LiveFeed>(
-        feed_options, [&server](const rill::Reading& r) { server.publish(r); },
+        feed_options,
+        [&server, gauges](const rill::Reading& r) {
+            server.publish(r);
+            if (gauges != nullptr) gauges->observe(r);
+        },
         [&server](const rill::web::PublisherStatus& s) { server.publish(s); });
     for (const auto& e : o.connect)
         rill::log_info(component, "live feed from " + e);
@@ -85,7 +100,8 @@ int run(const Options& o) {
     const auto options = server_options(o);
     rill::web::Server server(options);
     const int port = server.bind();
-    const auto feed = start_feed(o, server);
+    const auto gauges = sensor_gauges(o);  // outlives the feed that updates it
+    const auto feed = start_feed(o, server, gauges.get());
 
     const std::string host =
         options.host.find(':') != std::string::npos ? "[" + options.host + "]" : options.host;
@@ -146,6 +162,13 @@ void add_options(CLI::App& app, Options& o) {
                    "forgotten first, counted in rill_web_live_evicted_total)")
         ->envname("RILL_WEB_MAX_LIVE_SENSORS")
         ->check(CLI::Range(std::size_t{1}, std::size_t{1'000'000}))
+        ->capture_default_str();
+    app.add_option("--max-sensor-gauges", o.max_sensor_gauges,
+                   "sensors whose newest live reading /metrics shows as rill_sensor_* gauges at "
+                   "most (3 series each; the one heard from least recently is forgotten first; "
+                   "0: none)")
+        ->envname("RILL_WEB_MAX_SENSOR_GAUGES")
+        ->check(CLI::Range(std::size_t{0}, std::size_t{1'000'000}))
         ->capture_default_str();
     rill::app::add_duration_option(app, "--cache-ttl", o.cache_ttl,
                                    "how long the page, /api/sensors and first pages of "

@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include <atomic>
+#include <chrono>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -120,4 +122,115 @@ TEST_CASE("labelled histograms put le after their own labels") {
 
 TEST_CASE("the default registry is one object for the whole process") {
     CHECK(&default_registry() == &default_registry());
+}
+
+TEST_CASE("a gauge collector's samples are rendered at each scrape, sorted and escaped") {
+    MetricsRegistry reg;
+    (void)reg.counter("rill_test_a_total", "before");
+    (void)reg.counter("rill_test_z_total", "after");
+    std::vector<Sample> now = {{{{"sensor", "b"}}, 2.5},
+                               {{{"sensor", R"(a "quoted" \ one)"}}, 1},
+                               {{{"sensor", "b"}}, 99}};  // a duplicate: the first is kept
+    auto handle = reg.collect_gauges("rill_test_m_celsius", "Collected", [&] { return now; });
+    CHECK(static_cast<bool>(handle));
+    const std::string text = reg.render_prometheus();
+    const std::string family =
+        "# HELP rill_test_m_celsius Collected\n"
+        "# TYPE rill_test_m_celsius gauge\n"
+        "rill_test_m_celsius{sensor=\"a \\\"quoted\\\" \\\\ one\"} 1\n"
+        "rill_test_m_celsius{sensor=\"b\"} 2.5\n";
+    CHECK(text.find(family) != std::string::npos);
+    CHECK(text.find("} 99\n") == std::string::npos);  // the duplicate is not rendered
+    // In name order among the other families.
+    CHECK(text.find("rill_test_a_total") < text.find("rill_test_m_celsius"));
+    CHECK(text.find("rill_test_m_celsius") < text.find("rill_test_z_total"));
+    // The next scrape shows what the collector returns then: a sample gone is gone.
+    now = {{{{"sensor", "c"}}, -4}};
+    const std::string later = reg.render_prometheus();
+    CHECK(later.find("rill_test_m_celsius{sensor=\"c\"} -4\n") != std::string::npos);
+    CHECK(later.find("sensor=\"b\"") == std::string::npos);
+}
+
+TEST_CASE("a collected family is gone once its handle is reset, and its name can be reused") {
+    MetricsRegistry reg;
+    int calls = 0;
+    auto handle = reg.collect_gauges("rill_test_g", "x", [&] {
+        ++calls;
+        return std::vector<Sample>{{{}, 7}};
+    });
+    CHECK(reg.render_prometheus().find("rill_test_g 7\n") != std::string::npos);
+    CHECK(calls == 1);
+    CollectorHandle moved = std::move(handle);
+    CHECK_FALSE(static_cast<bool>(handle));
+    handle.reset();  // empty: does nothing
+    CHECK(reg.render_prometheus().find("rill_test_g 7\n") != std::string::npos);
+    moved.reset();
+    CHECK(reg.render_prometheus().find("rill_test_g") == std::string::npos);
+    CHECK(calls == 2);
+    auto again = reg.collect_gauges("rill_test_g", "y", [] { return std::vector<Sample>{}; });
+    CHECK(reg.render_prometheus().find("# HELP rill_test_g y\n") != std::string::npos);
+}
+
+TEST_CASE(
+    "a collector's name cannot be taken twice, and bad labels or a throwing one are skipped") {
+    MetricsRegistry reg;
+    (void)reg.gauge("rill_test_taken", "x");
+    CHECK_THROWS_AS(
+        (void)reg.collect_gauges("rill_test_taken", "x", [] { return std::vector<Sample>{}; }),
+        std::invalid_argument);
+    CHECK_THROWS_AS((void)reg.collect_gauges("bad name", "x", [] { return std::vector<Sample>{}; }),
+                    std::invalid_argument);
+    CHECK_THROWS_AS((void)reg.collect_gauges("rill_test_empty", "x", GaugeCollector{}),
+                    std::invalid_argument);
+    auto handle = reg.collect_gauges("rill_test_c", "x", [] {
+        return std::vector<Sample>{
+            {{{"bad-name", "v"}}, 1}, {{{"le", "1"}}, 2}, {{{"ok", "v"}}, 3}};
+    });
+    CHECK_THROWS_AS(
+        (void)reg.collect_gauges("rill_test_c", "x", [] { return std::vector<Sample>{}; }),
+        std::invalid_argument);
+    CHECK_THROWS_AS((void)reg.gauge("rill_test_c", "x"), std::invalid_argument);
+    const std::string text = reg.render_prometheus();
+    CHECK(text.find("rill_test_c{ok=\"v\"} 3\n") != std::string::npos);
+    CHECK(text.find("bad-name") == std::string::npos);
+    CHECK(text.find("le=") == std::string::npos);
+    auto throwing = reg.collect_gauges("rill_test_t", "x", []() -> std::vector<Sample> {
+        throw std::runtime_error("table gone");
+    });
+    const std::string with_throw = reg.render_prometheus();
+    CHECK(with_throw.find("# TYPE rill_test_t gauge\n") != std::string::npos);
+    CHECK(with_throw.find("rill_test_c{ok=\"v\"} 3\n") != std::string::npos);
+}
+
+TEST_CASE("a collector may use its registry, and reset waits for a render running it") {
+    MetricsRegistry reg;
+    std::atomic<bool> inside{false};
+    std::atomic<bool> release{false};
+    std::atomic<bool> ran_after_reset{false};
+    std::atomic<bool> reset_done{false};
+    auto handle = reg.collect_gauges("rill_test_slow", "x", [&] {
+        if (reset_done) ran_after_reset = true;
+        reg.counter("rill_test_calls_total", "x").inc();  // no deadlock: mutex not held
+        inside = true;
+        for (int i = 0; i < 5000 && !release; ++i)
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        return std::vector<Sample>{{{}, 1}};
+    });
+    std::thread render([&] { (void)reg.render_prometheus(); });
+    for (int i = 0; i < 5000 && !inside; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    REQUIRE(inside.load());
+    std::thread resetter([&] {
+        handle.reset();
+        reset_done = true;
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    CHECK_FALSE(reset_done.load());  // the callback still runs: reset waits for it
+    release = true;
+    render.join();
+    resetter.join();
+    CHECK(reset_done.load());
+    CHECK(reg.render_prometheus().find("rill_test_slow") == std::string::npos);
+    CHECK_FALSE(ran_after_reset.load());
+    CHECK(reg.value("rill_test_calls_total") == 1.0);
 }

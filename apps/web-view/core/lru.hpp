@@ -47,6 +47,13 @@ class LruMap {
         return order_.front().second;
     }
 
+    /// Calls `f(key, value)` for every entry, most recently used first, without marking any.
+    template <typename F>
+    void for_each(F&& f) const {
+        for (const auto& [key, value] : order_)
+            f(key, value);
+    }
+
     /// Entries held now (at most the capacity).
     [[nodiscard]] std::size_t size() const noexcept { return order_.size(); }
     /// Entries forgotten to make room so far.

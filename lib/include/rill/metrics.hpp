@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -88,6 +89,54 @@ class Histogram {
 /// Bucket bounds for latencies in seconds: 100 µs to about 10 s, in steps of about x2.5.
 [[nodiscard]] std::vector<double> latency_buckets();
 
+/// One sample of a collected gauge family (MetricsRegistry::collect_gauges): its labels and its
+/// value.
+struct Sample {
+    /// The sample's labels; names as for the registry's accessors, values any text (escaped
+    /// when rendered).
+    Labels labels;
+    /// The value; NaN and infinities render as `NaN`, `+Inf`, `-Inf`.
+    double value = 0;
+};
+
+/// Returns a collected family's samples at render time (MetricsRegistry::collect_gauges).
+using GaugeCollector = std::function<std::vector<Sample>()>;
+
+class MetricsRegistry;
+
+namespace detail {
+struct CollectorEntry;
+}  // namespace detail
+
+/// Keeps a collector registered with MetricsRegistry::collect_gauges; unregisters it when
+/// destroyed or reset. Move-only; moving out empties the source. The registry must outlive it.
+class CollectorHandle {
+  public:
+    /// A handle that holds no collector.
+    CollectorHandle() noexcept;
+    /// Takes `other`'s collector; `other` holds none afterwards.
+    CollectorHandle(CollectorHandle&& other) noexcept;
+    /// Unregisters the collector held, then takes `other`'s.
+    CollectorHandle& operator=(CollectorHandle&& other) noexcept;
+    CollectorHandle(const CollectorHandle&) = delete;
+    CollectorHandle& operator=(const CollectorHandle&) = delete;
+    /// Unregisters the collector held (see reset()).
+    ~CollectorHandle();
+
+    /// Unregisters the collector: its family is gone from later renders, and once reset()
+    /// returns the callback is not running and never runs again (a render calling it now is
+    /// waited for). The name can then be registered again. Idempotent.
+    void reset() noexcept;
+    /// Whether the handle holds a registered collector.
+    [[nodiscard]] explicit operator bool() const noexcept { return entry_ != nullptr; }
+
+  private:
+    friend class MetricsRegistry;
+    CollectorHandle(MetricsRegistry* registry, std::shared_ptr<detail::CollectorEntry> entry);
+    MetricsRegistry* registry_ = nullptr;
+    std::shared_ptr<detail::CollectorEntry> entry_;
+};
+
 /// Owns metrics by name and labels and renders them all as Prometheus text.
 ///
 /// The accessors register a metric on first use and return the same object for the same name
@@ -118,11 +167,32 @@ class MetricsRegistry {
     [[nodiscard]] std::optional<double> value(std::string_view name,
                                               const Labels& labels = {}) const;
 
+    /// Registers the gauge family `name` whose samples `collect` returns at each render: for
+    /// values that live elsewhere and come and go (the newest reading of each sensor a table
+    /// holds, say), where children registered with gauge() could never be removed.
+    ///
+    /// `collect` runs on the rendering thread, once per render_prometheus(), without the
+    /// registry's mutex held (so it may call the registry's accessors, and may take its own
+    /// locks); it must not reset a CollectorHandle, and it keeps the family bounded: every
+    /// sample it returns is rendered. Samples are rendered sorted by labels; one with an
+    /// invalid label name (or `le`) is skipped, and of several with the same labels the first
+    /// is kept. A render during which `collect` throws shows the family with no samples. The
+    /// family is rendered, with `# HELP` and `# TYPE gauge`, until the returned handle is reset
+    /// or destroyed; value() does not see it.
+    ///
+    /// Throws std::invalid_argument when `name` is invalid, already registered (by an accessor
+    /// or another collector), or `collect` is empty.
+    [[nodiscard]] CollectorHandle collect_gauges(std::string_view name, std::string_view help,
+                                                 GaugeCollector collect);
+
     /// Every metric in Prometheus text exposition format 0.0.4: families sorted by name, each
-    /// with `# HELP` and `# TYPE`, histograms as `_bucket{le=...}`, `_sum` and `_count`.
+    /// with `# HELP` and `# TYPE`, histograms as `_bucket{le=...}`, `_sum` and `_count`, and
+    /// the samples collected now for each family of collect_gauges().
     [[nodiscard]] std::string render_prometheus() const;
 
   private:
+    friend class CollectorHandle;
+    void remove_collector(detail::CollectorEntry& entry) noexcept;
     struct Family;
     mutable std::mutex mutex_;
     std::map<std::string, std::unique_ptr<Family>, std::less<>> families_;

@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cmath>
 #include <stdexcept>
+#include <utility>
 #include <variant>
 
 namespace rill {
@@ -151,12 +152,25 @@ std::vector<double> latency_buckets() {
 
 enum class MetricKind { counter, gauge, histogram };
 
+namespace detail {
+
+// A collector of collect_gauges(): shared by its family (while registered) and its handle.
+// `call` is held while `fn` runs, so that unregistering waits for a render calling it.
+struct CollectorEntry {
+    std::string name;
+    std::mutex call;
+    GaugeCollector fn;
+};
+
+}  // namespace detail
+
 struct MetricsRegistry::Family {
     MetricKind kind;
     std::string help;
     std::map<Labels, std::variant<std::unique_ptr<Counter>, std::unique_ptr<Gauge>,
                                   std::unique_ptr<Histogram>>>
         members;
+    std::shared_ptr<detail::CollectorEntry> collector;  // set: a collected gauge family
 };
 
 namespace {
@@ -191,6 +205,9 @@ auto& family_for(Families& families, std::string_view name, std::string_view hel
         using FamilyPtr = typename Families::mapped_type;
         auto family = FamilyPtr(new typename FamilyPtr::element_type{kind, std::string(help), {}});
         it = families.emplace(std::string(name), std::move(family)).first;
+    } else if (it->second->collector) {
+        throw std::invalid_argument("metric \"" + std::string(name) +
+                                    "\" is already registered by a collector");
     } else if (it->second->kind != kind) {
         throw std::invalid_argument("metric \"" + std::string(name) + "\" is already a " +
                                     std::string(kind_name(it->second->kind)) + ", not a " +
@@ -250,7 +267,92 @@ std::optional<double> MetricsRegistry::value(std::string_view name, const Labels
         mit->second);
 }
 
+namespace {
+
+// Labels sorted by name when every name is valid (and not `le`) and unique; else nothing.
+std::optional<Labels> checked_labels(Labels labels) {
+    std::sort(labels.begin(), labels.end());
+    for (std::size_t i = 0; i < labels.size(); ++i) {
+        if (!valid_name(labels[i].first, false) || labels[i].first == "le") return std::nullopt;
+        if (i > 0 && labels[i].first == labels[i - 1].first) return std::nullopt;
+    }
+    return labels;
+}
+
+// What a collector returns now, ready to render: valid samples sorted by labels, the first of
+// each label set kept. Nothing from a collector that threw.
+std::vector<Sample> collect_now(detail::CollectorEntry& entry) {
+    std::vector<Sample> samples;
+    {
+        const std::lock_guard call(entry.call);
+        if (!entry.fn) return samples;
+        try {
+            samples = entry.fn();
+        } catch (...) {
+            return {};
+        }
+    }
+    std::vector<Sample> valid;
+    valid.reserve(samples.size());
+    for (auto& s : samples) {
+        if (auto labels = checked_labels(std::move(s.labels))) {
+            valid.push_back(Sample{std::move(*labels), s.value});
+        }
+    }
+    const auto by_labels = [](const Sample& a, const Sample& b) { return a.labels < b.labels; };
+    std::stable_sort(valid.begin(), valid.end(), by_labels);
+    valid.erase(std::unique(valid.begin(), valid.end(),
+                            [](const Sample& a, const Sample& b) { return a.labels == b.labels; }),
+                valid.end());
+    return valid;
+}
+
+}  // namespace
+
+CollectorHandle MetricsRegistry::collect_gauges(std::string_view name, std::string_view help,
+                                                GaugeCollector collect) {
+    if (!collect) {
+        throw std::invalid_argument("metric \"" + std::string(name) + "\" needs a collector");
+    }
+    if (!valid_name(name, true)) {
+        throw std::invalid_argument("invalid metric name \"" + std::string(name) + "\"");
+    }
+    auto entry = std::make_shared<detail::CollectorEntry>();
+    entry->name = std::string(name);
+    entry->fn = std::move(collect);
+    const std::lock_guard lock(mutex_);
+    if (families_.find(name) != families_.end()) {
+        throw std::invalid_argument("metric \"" + std::string(name) + "\" is already registered");
+    }
+    auto family =
+        std::unique_ptr<Family>(new Family{MetricKind::gauge, std::string(help), {}, entry});
+    families_.emplace(std::string(name), std::move(family));
+    return CollectorHandle(this, std::move(entry));
+}
+
+void MetricsRegistry::remove_collector(detail::CollectorEntry& entry) noexcept {
+    {
+        const std::lock_guard lock(mutex_);
+        const auto it = families_.find(entry.name);
+        if (it != families_.end() && it->second->collector.get() == &entry) families_.erase(it);
+    }
+    const std::lock_guard call(entry.call);  // waits for a render running the callback
+    entry.fn = nullptr;
+}
+
 std::string MetricsRegistry::render_prometheus() const {
+    // Collectors run first, without mutex_ held: they may use this registry or their own locks.
+    std::vector<std::shared_ptr<detail::CollectorEntry>> entries;
+    {
+        const std::lock_guard lock(mutex_);
+        for (const auto& [name, family] : families_) {
+            if (family->collector) entries.push_back(family->collector);
+        }
+    }
+    std::map<const detail::CollectorEntry*, std::vector<Sample>> collected;
+    for (const auto& e : entries)
+        collected.emplace(e.get(), collect_now(*e));
+
     std::string out;
     const std::lock_guard lock(mutex_);
     for (const auto& [name, family] : families_) {
@@ -263,6 +365,19 @@ std::string MetricsRegistry::render_prometheus() const {
         out += ' ';
         out += kind_name(family->kind);
         out += '\n';
+        if (family->collector) {
+            // Registered after the collectors ran: no samples this time.
+            const auto it = collected.find(family->collector.get());
+            if (it == collected.end()) continue;
+            for (const auto& s : it->second) {
+                out += name;
+                append_labels(out, s.labels);
+                out += ' ';
+                append_number(out, s.value);
+                out += '\n';
+            }
+            continue;
+        }
         for (const auto& [labels, member] : family->members) {
             if (const auto* c = std::get_if<std::unique_ptr<Counter>>(&member)) {
                 out += name;
@@ -308,6 +423,37 @@ std::string MetricsRegistry::render_prometheus() const {
         }
     }
     return out;
+}
+
+// --- CollectorHandle ------------------------------------------------------------------------
+
+CollectorHandle::CollectorHandle() noexcept = default;
+
+CollectorHandle::CollectorHandle(MetricsRegistry* registry,
+                                 std::shared_ptr<detail::CollectorEntry> entry)
+    : registry_(registry), entry_(std::move(entry)) {}
+
+CollectorHandle::CollectorHandle(CollectorHandle&& other) noexcept
+    : registry_(std::exchange(other.registry_, nullptr)), entry_(std::move(other.entry_)) {}
+
+CollectorHandle& CollectorHandle::operator=(CollectorHandle&& other) noexcept {
+    if (this != &other) {
+        reset();
+        registry_ = std::exchange(other.registry_, nullptr);
+        entry_ = std::move(other.entry_);
+    }
+    return *this;
+}
+
+CollectorHandle::~CollectorHandle() {
+    reset();
+}
+
+void CollectorHandle::reset() noexcept {
+    if (!entry_) return;
+    registry_->remove_collector(*entry_);
+    entry_.reset();
+    registry_ = nullptr;
 }
 
 MetricsRegistry& default_registry() {
