@@ -251,7 +251,7 @@ void load_history(const std::string& conninfo, const Options& o, Timestamp end) 
         // One row per sensor and minute: 60 readings of the wave, min/max half a degree apart.
         (void)conn.exec(
             "INSERT INTO readings_1m SELECT 'bench-' || lpad(k::text, 3, '0'), b, 60, "
-            "60 * t, t - 0.25, t + 0.25, 60 * h, h - 0.5, h + 0.5 "
+            "60 * t, t - 0.25, t + 0.25, 60 * h, h - 0.5, h + 0.5, 60, 60 "
             "FROM generate_series(0, " +
                 std::to_string(o.sensors - 1) + ") k CROSS JOIN generate_series(" +
                 quoted(hist_lo) + ", " + quoted(raw_lo) +
@@ -261,8 +261,8 @@ void load_history(const std::string& conninfo, const Options& o, Timestamp end) 
             "load the 1-minute rollups");
         (void)conn.exec(
             "INSERT INTO readings_1h SELECT sensor, date_trunc('hour', bucket, 'UTC'), sum(n), "
-            "sum(t_sum), min(t_min), max(t_max), sum(h_sum), min(h_min), max(h_max) "
-            "FROM readings_1m WHERE bucket < " +
+            "sum(t_sum), min(t_min), max(t_max), sum(h_sum), min(h_min), max(h_max), sum(t_n), "
+            "sum(h_n) FROM readings_1m WHERE bucket < " +
                 quoted(raw_lo) + " GROUP BY 1, 2",
             "load the 1-hour rollups");
         // The 6-hour bucket that holds raw_lo gets the rest of its hours from the writer below,
@@ -270,7 +270,7 @@ void load_history(const std::string& conninfo, const Options& o, Timestamp end) 
         (void)conn.exec(
             "INSERT INTO readings_6h SELECT sensor, date_bin('6 hours', bucket, timestamptz "
             "'1970-01-01Z'), sum(n), sum(t_sum), min(t_min), max(t_max), sum(h_sum), min(h_min), "
-            "max(h_max) FROM readings_1h GROUP BY 1, 2",
+            "max(h_max), sum(t_n), sum(h_n) FROM readings_1h GROUP BY 1, 2",
             "load the 6-hour rollups");
     }
     const double sql_s = seconds(Clock::now() - t0);

@@ -46,9 +46,11 @@ SELECT 'sensor-' || (n % 4), n / 4 + 1, now() - (($ROWS - n) / 4) * interval '1 
 FROM generate_series(0, $ROWS - 1) n;
 INSERT INTO readings_1m SELECT sensor, date_trunc('minute', ts, 'UTC'), count(*),
        sum(temperature::float8), min(temperature), max(temperature), sum(humidity::float8),
-       min(humidity), max(humidity) FROM readings GROUP BY 1, 2;
+       min(humidity), max(humidity), count(temperature), count(humidity) FROM readings
+       GROUP BY 1, 2;
 INSERT INTO readings_1h SELECT sensor, date_trunc('hour', bucket, 'UTC'), sum(n), sum(t_sum),
-       min(t_min), max(t_max), sum(h_sum), min(h_min), max(h_max) FROM readings_1m GROUP BY 1, 2;
+       min(t_min), max(t_max), sum(h_sum), min(h_min), max(h_max), sum(t_n), sum(h_n)
+       FROM readings_1m GROUP BY 1, 2;
 ANALYZE;
 SQL
 

@@ -85,6 +85,16 @@ void codec_corpus(const fs::path& dir) {
                                            reading("kitchen", 2, t0, 12.5f, 40.0f),
                                            reading("kitchen", 3, t0, 21.0f, 40.0f)};
     write(dir, "invalid_middle", frames("kitchen", with_nan_for(rill::encode_batch(three), 12.5f)));
+    // proto/reading_v1.md 6.4 and quantities not measured (nil): humidity, temperature, both
+    // with an extra.
+    write(dir, "reading_v1_6.4",
+          frames("kitchen", rill::encode(reading("kitchen", 1, t0, 21.5f, rill::not_measured))));
+    const std::vector<rill::Reading> partial{
+        reading("pond", 1, t0, 14.5f, rill::not_measured),
+        reading("pond", 2, t0, rill::not_measured, 61.0f),
+        reading("pond", 3, t0, rill::not_measured, rill::not_measured,
+                {{"pressure_hpa", 1013.25}})};
+    write(dir, "not_measured", frames("pond", rill::encode_batch(partial)));
 
     std::vector<rill::Reading> many;
     for (std::uint64_t i = 0; i < 20; ++i) {

@@ -193,14 +193,14 @@ void roll_up(const TempPostgres& pg) {
         "TRUNCATE readings_1m, readings_1h, readings_6h; "
         "INSERT INTO readings_1m SELECT sensor, date_trunc('minute', ts, 'UTC'), count(*), "
         "coalesce(sum(temperature::float8), 0), min(temperature), max(temperature), "
-        "coalesce(sum(humidity::float8), 0), min(humidity), max(humidity) FROM readings "
-        "GROUP BY 1, 2; "
+        "coalesce(sum(humidity::float8), 0), min(humidity), max(humidity), count(temperature), "
+        "count(humidity) FROM readings GROUP BY 1, 2; "
         "INSERT INTO readings_1h SELECT sensor, date_trunc('hour', bucket, 'UTC'), sum(n), "
-        "sum(t_sum), min(t_min), max(t_max), sum(h_sum), min(h_min), max(h_max) FROM "
-        "readings_1m GROUP BY 1, 2; "
+        "sum(t_sum), min(t_min), max(t_max), sum(h_sum), min(h_min), max(h_max), sum(t_n), "
+        "sum(h_n) FROM readings_1m GROUP BY 1, 2; "
         "INSERT INTO readings_6h SELECT sensor, date_bin('6 hours', bucket, timestamptz "
         "'1970-01-01 00:00:00+00'), sum(n), sum(t_sum), min(t_min), max(t_max), sum(h_sum), "
-        "min(h_min), max(h_max) FROM readings_1h GROUP BY 1, 2");
+        "min(h_min), max(h_max), sum(t_n), sum(h_n) FROM readings_1h GROUP BY 1, 2");
 }
 
 }  // namespace rill::test

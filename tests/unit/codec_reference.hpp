@@ -202,18 +202,22 @@ inline void decode_reading(const msgpack::object& o, std::string_view sensor, st
                  "timestamp " + std::to_string(ts) + " us is outside (0, year 9999]");
         }
         r.ts = Timestamp{std::chrono::microseconds{static_cast<std::int64_t>(ts)}};
-        const double t = get_number(f.ptr[2], "temperature");
-        if (!std::isfinite(t) || t < limits::min_temperature || t > limits::max_temperature) {
+        // nil is "not measured"; a number, a float NaN included, must be in range.
+        const bool t_measured = f.ptr[2].type != msgpack::type::NIL;
+        const double t = t_measured ? get_number(f.ptr[2], "temperature") : 0;
+        if (t_measured &&
+            (!std::isfinite(t) || t < limits::min_temperature || t > limits::max_temperature)) {
             fail(DecodeErrc::invalid_value,
                  "temperature " + std::to_string(t) + " is not in [-273.15, 1000]");
         }
-        const double h = get_number(f.ptr[3], "humidity");
-        if (!std::isfinite(h) || h < 0 || h > 100) {
+        const bool h_measured = f.ptr[3].type != msgpack::type::NIL;
+        const double h = h_measured ? get_number(f.ptr[3], "humidity") : 0;
+        if (h_measured && (!std::isfinite(h) || h < 0 || h > 100)) {
             fail(DecodeErrc::invalid_value,
                  "humidity " + std::to_string(h) + " is not in [0, 100]");
         }
-        r.temperature = static_cast<float>(t);
-        r.humidity = static_cast<float>(h);
+        r.temperature = t_measured ? static_cast<float>(t) : not_measured;
+        r.humidity = h_measured ? static_cast<float>(h) : not_measured;
         r.extras.clear();
         if (f.size >= 5 && f.ptr[4].type != msgpack::type::NIL) {
             expect_type(f.ptr[4], msgpack::type::MAP, "extras");
@@ -242,6 +246,10 @@ inline void decode_reading(const msgpack::object& o, std::string_view sensor, st
                 }
                 r.extras.push_back(Extra{std::string(name), v});
             }
+        }
+        if (!t_measured && !h_measured && r.extras.empty()) {
+            fail(DecodeErrc::invalid_value,
+                 "reading measures nothing: no temperature, humidity or extra");
         }
     } catch (const DecodeError& e) {
         // Name the reading once, here, so that the checks above stay plain.

@@ -25,6 +25,8 @@ using test::pack_array;
 using test::packed;
 using test::Packer;
 
+constexpr long long valid_ts = 1'700'000'000'000'000LL;
+
 // A readings payload whose single reading is the array given.
 template <typename... T>
 std::string payload_with_reading(const T&... fields) {
@@ -114,14 +116,89 @@ TEST_CASE("a multibyte UTF-8 sensor id round trips") {
 
 TEST_CASE("the encoder refuses readings a decoder would reject") {
     CHECK_THROWS_AS((void)encode(sample(0)), std::invalid_argument);
-    Reading nan = sample();
-    nan.temperature = std::nanf("");
-    CHECK_THROWS_AS((void)encode(nan), std::invalid_argument);
+    Reading inf = sample();
+    inf.temperature = std::numeric_limits<float>::infinity();
+    CHECK_THROWS_AS((void)encode(inf), std::invalid_argument);
+    Reading nothing = sample();
+    nothing.temperature = not_measured;
+    nothing.humidity = not_measured;
+    CHECK_THROWS_AS((void)encode(nothing), std::invalid_argument);
     std::vector<Reading> mixed{sample(1, "a"), sample(2, "b")};
     CHECK_THROWS_AS((void)encode_batch(mixed), std::invalid_argument);
     std::vector<Reading> backwards{sample(2), sample(1)};
     CHECK_THROWS_AS((void)encode_batch(backwards), std::invalid_argument);
     CHECK_THROWS_AS((void)encode_batch(std::vector<Reading>{}), std::invalid_argument);
+}
+
+TEST_CASE("a quantity not measured is nil on the wire and round trips as not measured") {
+    Reading dry = sample(1);
+    dry.humidity = not_measured;
+    Reading cold = sample(2);
+    cold.temperature = not_measured;
+    Reading only_extra = sample(3);
+    only_extra.temperature = not_measured;
+    only_extra.humidity = not_measured;
+    only_extra.extras = {{"pressure_hpa", 1013.25}};
+    const std::vector<Reading> batch{dry, cold, only_extra};
+    const auto bytes = encode_batch(batch);
+    const auto out = decode_batch(bytes);
+    REQUIRE(out.size() == 3);
+    CHECK(out == batch);
+    CHECK(out[0].temperature == 21.5f);
+    CHECK_FALSE(is_measured(out[0].humidity));
+    CHECK_FALSE(is_measured(out[1].temperature));
+    CHECK(out[1].humidity == 40.25f);
+    CHECK_FALSE(is_measured(out[2].temperature));
+    CHECK_FALSE(is_measured(out[2].humidity));
+    // The wire holds nil (0xc0) where a value is not measured, never a float NaN.
+    const auto oh = msgpack::unpack(bytes.data(), bytes.size());
+    const auto& readings = oh.get().via.array.ptr[3].via.array;
+    CHECK(readings.ptr[0].via.array.ptr[2].type == msgpack::type::FLOAT32);
+    CHECK(readings.ptr[0].via.array.ptr[3].type == msgpack::type::NIL);
+    CHECK(readings.ptr[1].via.array.ptr[2].type == msgpack::type::NIL);
+    CHECK(readings.ptr[2].via.array.ptr[2].type == msgpack::type::NIL);
+    CHECK(readings.ptr[2].via.array.ptr[3].type == msgpack::type::NIL);
+    // A reading without humidity is the 33-byte example of proto/reading_v1.md less 4 bytes.
+    Reading kitchen = sample(1);
+    kitchen.ts = Timestamp{1'763'719'200'000'000us};
+    kitchen.humidity = not_measured;
+    CHECK(encode(kitchen).size() == 29);
+    CHECK(encode(kitchen).back() == '\xc0');
+}
+
+TEST_CASE("nil is decoded as not measured, a float NaN on the wire is still invalid") {
+    const auto nan = std::numeric_limits<double>::quiet_NaN();
+    const auto nanf = std::numeric_limits<float>::quiet_NaN();
+    const msgpack::type::nil_t nil;
+    const auto t_only = decode_batch(payload_with_reading(1, valid_ts, 1.5, nil));
+    REQUIRE(t_only.size() == 1);
+    CHECK(t_only[0].temperature == 1.5f);
+    CHECK_FALSE(is_measured(t_only[0].humidity));
+    const auto h_only = decode_batch(payload_with_reading(1, valid_ts, nil, 55));
+    REQUIRE(h_only.size() == 1);
+    CHECK_FALSE(is_measured(h_only[0].temperature));
+    CHECK(h_only[0].humidity == 55.0f);
+    CHECK(decode_error_of(payload_with_reading(1, valid_ts, nan, 2.0)) ==
+          DecodeErrc::invalid_value);
+    CHECK(decode_error_of(payload_with_reading(1, valid_ts, nanf, 2.0)) ==
+          DecodeErrc::invalid_value);
+    CHECK(decode_error_of(payload_with_reading(1, valid_ts, 1.0, nanf)) ==
+          DecodeErrc::invalid_value);
+    CHECK(decode_error_of(payload_with_reading(1, valid_ts, nil, nan)) ==
+          DecodeErrc::invalid_value);
+    // Nothing measured: valid with an extra (empty extras or nil count as none), invalid
+    // without.
+    CHECK(decode_error_of(payload_with_reading(1, valid_ts, nil, nil)) ==
+          DecodeErrc::invalid_value);
+    CHECK(decode_error_of(payload_with_reading(1, valid_ts, nil, nil, nil)) ==
+          DecodeErrc::invalid_value);
+    CHECK(decode_error_of(
+              payload_with_reading(1, valid_ts, nil, nil, std::map<std::string, double>{})) ==
+          DecodeErrc::invalid_value);
+    const auto extra_only = decode_batch(
+        payload_with_reading(1, valid_ts, nil, nil, std::map<std::string, double>{{"v", 3.5}}));
+    REQUIRE(extra_only.size() == 1);
+    CHECK(extra_only[0].extras == std::vector<Extra>{{"v", 3.5}});
 }
 
 TEST_CASE("a heartbeat survives a round trip") {
@@ -357,13 +434,15 @@ TEST_CASE("the encoder writes the exact bytes of the examples in proto/reading_v
     CHECK(encode_heartbeat(hb) ==
           unhex("97 01 01 a9 70 69 2d 67 61 72 64 65 6e cf 00 06 44 17 e0 c1 d5 80 cd 03 e8 ac 74 "
                 "63 70 3a 2f 2f 2a 3a 35 35 35 37 81 a6 67 61 72 64 65 6e 2a"));
+    // Section 6.4
+    const Reading dry{"kitchen", 1, Timestamp{1'763'719'200'000'000us}, 21.5f, not_measured, {}};
+    CHECK(encode(dry) == unhex("94 01 00 a7 6b 69 74 63 68 65 6e 91 94 01 cf 00 06 44 17 e0 66 "
+                               "48 00 ca 41 ac 00 00 c0"));
 }
 
 // --- the bounds as reading_v1 writes them -----------------------------------------------------
 
 namespace {
-
-constexpr long long valid_ts = 1'700'000'000'000'000LL;
 
 // Whether a one-reading payload with this temperature (packed in the type given: msgpack-c
 // writes a float as float32, a double as float64, an integer as an integer) is accepted.
@@ -491,6 +570,22 @@ TEST_CASE("a batch with NaN in its middle reading keeps the first and the last")
     REQUIRE(std::holds_alternative<std::vector<Reading>>(m));
     CHECK(std::get<std::vector<Reading>>(m).size() == 2);
     CHECK(via_message == invalid);
+}
+
+TEST_CASE("a reading measuring nothing in a batch is discarded alone, naming why") {
+    const msgpack::type::nil_t nil;
+    const auto p =
+        batch_of(reading_fields(1, valid_ts, 1.0f, nil), reading_fields(2, valid_ts, nil, nil),
+                 reading_fields(3, valid_ts, nil, 50.0f));
+    std::vector<Reading> out;
+    std::vector<InvalidReading> invalid;
+    decode_batch(p, out, invalid);
+    REQUIRE(out.size() == 2);
+    CHECK_FALSE(is_measured(out[0].humidity));
+    CHECK_FALSE(is_measured(out[1].temperature));
+    REQUIRE(invalid.size() == 1);
+    CHECK(invalid[0].seq == 2);
+    CHECK(invalid[0].problem == "reading measures nothing: no temperature, humidity or extra");
 }
 
 TEST_CASE("every kind of bad content in a reading discards that reading alone") {

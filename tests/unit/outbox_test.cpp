@@ -721,6 +721,30 @@ TEST_CASE("outbox read_payload gives the stored bytes, the same as encoding what
     CHECK(outbox.read_payload("nobody", 1, 10).newest == 0);
 }
 
+TEST_CASE("outbox keeps a quantity not measured through append, read and read_payload") {
+    test::TempDir dir("outbox");
+    Outbox outbox(dir.path(), small_segments());
+    std::vector<Reading> batch;
+    for (int i = 0; i < 12; ++i) {
+        Reading r = make("pond", static_cast<std::uint64_t>(i));
+        if (i % 3 == 0) r.humidity = not_measured;
+        if (i % 3 == 1) r.temperature = not_measured;
+        batch.push_back(r);
+    }
+    (void)outbox.append(batch);
+    const auto read = outbox.read("pond", 1, 100).readings;
+    REQUIRE(read.size() == 12);
+    CHECK(read == batch);  // not_measured equals not_measured
+    CHECK_FALSE(is_measured(read[0].humidity));
+    CHECK(is_measured(read[0].temperature));
+    CHECK_FALSE(is_measured(read[1].temperature));
+    // Spliced from inside the record, nil fields included: what the encoder writes.
+    const auto bytes = outbox.read_payload("pond", 2, 7);
+    REQUIRE(bytes.count == 7);
+    CHECK(bytes.payload == encode_batch(std::span(read).subspan(1, 7)));
+    CHECK(decode_batch(bytes.payload) == std::vector<Reading>(read.begin() + 1, read.begin() + 8));
+}
+
 TEST_CASE("outbox read_payload stops at a reading boundary before max_bytes") {
     test::TempDir dir("outbox");
     Outbox outbox(dir.path(), small_segments());

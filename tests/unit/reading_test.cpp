@@ -1,5 +1,8 @@
 #include <doctest/doctest.h>
 
+#include <cmath>
+#include <limits>
+
 #include "rill/reading.hpp"
 
 using namespace rill;
@@ -41,6 +44,44 @@ TEST_CASE("clean UTF-8 excludes control characters, overlongs and surrogates") {
     CHECK_FALSE(is_clean_utf8("\xe0\x80\xaf"));      // overlong '/'
     CHECK_FALSE(is_clean_utf8("\xf4\x90\x80\x80"));  // past U+10FFFF
     CHECK_FALSE(is_clean_utf8("\xe2\x82"));          // truncated
+}
+
+TEST_CASE("reading_problem accepts a quantity not measured and rejects infinities and nothing") {
+    const float inf = std::numeric_limits<float>::infinity();
+    Reading r{"s", 1, Timestamp{1s}, 20, not_measured, {}};
+    CHECK_FALSE(reading_problem(r).has_value());  // a DS18B20: no humidity
+    r = {"s", 1, Timestamp{1s}, not_measured, 55, {}};
+    CHECK_FALSE(reading_problem(r).has_value());  // an ESPHome humidity topic
+    r.temperature = std::nanf("");                // any NaN is "not measured"
+    CHECK_FALSE(reading_problem(r).has_value());
+    r.humidity = not_measured;
+    CHECK(reading_problem(r) == "reading measures nothing: no temperature, humidity or extra");
+    r.extras = {{"pressure_hpa", 1013.25}};
+    CHECK_FALSE(reading_problem(r).has_value());  // an extra is a value
+    r = {"s", 1, Timestamp{1s}, inf, 50, {}};
+    CHECK(reading_problem(r)->find("temperature") != std::string::npos);
+    r = {"s", 1, Timestamp{1s}, -inf, not_measured, {}};
+    CHECK(reading_problem(r)->find("temperature") != std::string::npos);
+    r = {"s", 1, Timestamp{1s}, not_measured, inf, {}};
+    CHECK(reading_problem(r)->find("humidity") != std::string::npos);
+    r = {"s", 1, Timestamp{1s}, not_measured, 100.5f, {}};
+    CHECK(reading_problem(r)->find("humidity") != std::string::npos);
+    r = {"s", 1, Timestamp{1s}, -300, not_measured, {}};
+    CHECK(reading_problem(r)->find("temperature") != std::string::npos);
+}
+
+TEST_CASE("readings compare equal when the same quantities are not measured") {
+    const Reading a{"s", 1, Timestamp{1s}, 20, not_measured, {}};
+    Reading b = a;
+    CHECK(a == b);
+    b.humidity = std::nanf("");
+    CHECK(a == b);
+    b.humidity = 0;
+    CHECK_FALSE(a == b);
+    CHECK_FALSE(b == a);
+    b.humidity = not_measured;
+    b.temperature = not_measured;
+    CHECK_FALSE(a == b);
 }
 
 TEST_CASE("reading_problem names what is wrong") {

@@ -12,12 +12,13 @@ using rill::test::TempPostgres;
 TEST_CASE("migrations create the schema once, record their versions and are idempotent") {
     TempPostgres pg;
     auto conn = Connection::open(pg.conninfo());
-    CHECK(rill::store::migrate(conn) == std::vector<int>{1, 2, 3});
+    CHECK(rill::store::migrate(conn) == std::vector<int>{1, 2, 3, 4});
     CHECK(rill::store::migrate(conn).empty());
     CHECK(pg.column("SELECT version || ' ' || name FROM schema_migrations ORDER BY version") ==
           std::vector<std::string>{"1 readings table", "2 time partitions and rollups",
-                                   "3 6-hour rollups"});
-    CHECK(pg.value("SELECT count(*) FROM schema_migrations WHERE applied_at <= now()") == "3");
+                                   "3 6-hour rollups",
+                                   "4 counts of measured values in the rollups"});
+    CHECK(pg.value("SELECT count(*) FROM schema_migrations WHERE applied_at <= now()") == "4");
     // Version 3: readings_6h, as readings_1h, partitioned by bucket with a default partition.
     CHECK(pg.value("SELECT partstrat FROM pg_partitioned_table "
                    "WHERE partrelid = 'readings_6h'::regclass") == "r");
@@ -64,8 +65,8 @@ TEST_CASE("migrations started together from two connections apply each version o
     }
     CHECK(errors[0] == "");
     CHECK(errors[1] == "");
-    CHECK(applied[0].size() + applied[1].size() == 3);
-    CHECK(pg.value("SELECT count(*) FROM schema_migrations") == "3");
+    CHECK(applied[0].size() + applied[1].size() == 4);
+    CHECK(pg.value("SELECT count(*) FROM schema_migrations") == "4");
 }
 
 TEST_CASE("migrations adopt an existing readings table and keep its rows") {
@@ -76,9 +77,9 @@ TEST_CASE("migrations adopt an existing readings table and keep its rows") {
         "INSERT INTO readings VALUES ('a', 1, now(), 20, 50, NULL), ('a', 2, now(), 21, 51, "
         "NULL)");
     auto conn = Connection::open(pg.conninfo());
-    CHECK(rill::store::migrate(conn) == std::vector<int>{1, 2, 3});
+    CHECK(rill::store::migrate(conn) == std::vector<int>{1, 2, 3, 4});
     CHECK(pg.value("SELECT count(*) FROM readings") == "2");
-    CHECK(pg.value("SELECT count(*) FROM schema_migrations") == "3");
+    CHECK(pg.value("SELECT count(*) FROM schema_migrations") == "4");
     // The old table is now the partition of everything before tomorrow, and rolled up.
     CHECK(pg.value("SELECT count(*) FROM readings_upgraded") == "2");
     CHECK(pg.value("SELECT sum(n) FROM readings_1m") == "2");
@@ -109,8 +110,8 @@ TEST_CASE("a version-2 database upgrades in place, its 6-hour rollups computed f
     REQUIRE(pg.value("SELECT sum(n) FROM readings_1h WHERE sensor <> 'old'") == "216000");
     auto conn = Connection::open(pg.conninfo());
     const auto t0 = std::chrono::steady_clock::now();
-    CHECK(rill::store::migrate(conn) == std::vector<int>{3});
-    MESSAGE("upgrade of a version-2 database of 216,000 rows to version 3 took "
+    CHECK(rill::store::migrate(conn) == std::vector<int>{3, 4});
+    MESSAGE("upgrade of a version-2 database of 216,000 rows to version 4 took "
             << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()
             << " s");
     CHECK(pg.value("SELECT sum(n) FROM readings_6h") == pg.value("SELECT sum(n) FROM readings_1h"));
@@ -119,6 +120,14 @@ TEST_CASE("a version-2 database upgrades in place, its 6-hour rollups computed f
                     "ORDER BY bucket") ==
           std::vector<std::string>{"2024-01-01 00:00:00 360 900 -1 6 3600",
                                    "2024-01-01 06:00:00 360 3060 5 12 3600"});
+    // Migration 4: rows from before it measured everything, so their counts of measured values
+    // are n.
+    for (const char* table : {"readings_1m", "readings_1h", "readings_6h"}) {
+        CHECK(
+            pg.value(std::string("SELECT count(*) FROM ") + table + " WHERE t_n = n AND h_n = n") ==
+            pg.value(std::string("SELECT count(*) FROM ") + table));
+    }
+    CHECK(pg.value("SELECT count(*) FROM readings_1h") != "0");
     CHECK(pg.value("SELECT count(*) FROM rill_partitions('readings_6h') WHERE part::text = "
                    "'readings_6h_2024'") == "1");
     // Every 6-hour bucket of the raw rows is exact, and the writer keeps it so.

@@ -497,14 +497,14 @@ void hourly_history(const TempPostgres& pg) {
     pg.execute(R"sql(
 SELECT rill_ensure_partitions('readings_1h', '2025-10-01Z', '2026-12-01Z');
 INSERT INTO readings_1h
-SELECT s, b, 3600, 3600 * w.t, w.t - 1, w.t + 1, 3600 * 50, 45 - w.t / 10, 55
+SELECT s, b, 3600, 3600 * w.t, w.t - 1, w.t + 1, 3600 * 50, 45 - w.t / 10, 55, 3600, 3600
 FROM unnest(array['a', 'b']) s,
      generate_series(timestamptz '2025-10-01Z', '2026-11-30 23:00Z', interval '1 hour') b,
      LATERAL (SELECT (20 + 5 * sin(extract(epoch FROM b) / 40000))::real AS t) w;
 SELECT rill_ensure_partitions('readings_6h', '2025-10-01Z', '2026-12-01Z');
 INSERT INTO readings_6h
 SELECT sensor, date_bin('6 hours', bucket, timestamptz '1970-01-01Z'), sum(n), sum(t_sum),
-       min(t_min), max(t_max), sum(h_sum), min(h_min), max(h_max)
+       min(t_min), max(t_max), sum(h_sum), min(h_min), max(h_max), sum(t_n), sum(h_n)
 FROM readings_1h GROUP BY 1, 2;
 )sql");
 }

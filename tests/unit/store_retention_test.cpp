@@ -58,15 +58,15 @@ INSERT INTO readings (sensor, seq, ts, temperature, humidity) VALUES
     ('c', 1, '2025-01-01Z', 1, 1), ('c', 2, '2027-06-01Z', 1, 1);
 SELECT rill_ensure_partitions('readings_1m', '2025-10-01Z', '2026-04-01Z');
 INSERT INTO readings_1m
-SELECT 'a', m, 1, 20, 20, 20, 40, 40, 40
+SELECT 'a', m, 1, 20, 20, 20, 40, 40, 40, 1, 1
 FROM generate_series(timestamptz '2025-10-01Z', '2026-03-01Z', interval '1 month') m;
 SELECT rill_ensure_partitions('readings_1h', '2019-01-01Z', '2027-01-01Z');
 INSERT INTO readings_1h
-SELECT 'a', y, 1, 20, 20, 20, 40, 40, 40
+SELECT 'a', y, 1, 20, 20, 20, 40, 40, 40, 1, 1
 FROM generate_series(timestamptz '2019-01-01Z', '2026-01-01Z', interval '1 year') y;
 SELECT rill_ensure_partitions('readings_6h', '2015-01-01Z', '2027-01-01Z');
 INSERT INTO readings_6h
-SELECT 'a', y, 1, 20, 20, 20, 40, 40, 40
+SELECT 'a', y, 1, 20, 20, 20, 40, 40, 40, 1, 1
 FROM generate_series(timestamptz '2015-01-01Z', '2026-01-01Z', interval '1 year') y;
 )sql");
 }

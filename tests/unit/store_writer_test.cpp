@@ -284,18 +284,22 @@ TEST_CASE("invalid readings are refused without poisoning a batch") {
     TempPostgres pg;
     BatchWriter w(options(pg));
     auto zero = reading("s", 0);
-    auto nan = reading("s", 2);
-    nan.temperature = std::nanf("");
+    auto nothing = reading("s", 2);  // measures nothing (not_measured is valid, but not twice)
+    nothing.temperature = rill::not_measured;
+    nothing.humidity = rill::not_measured;
+    auto inf = reading("s", 4);
+    inf.humidity = std::numeric_limits<float>::infinity();
     auto huge = reading("s", 3);
     huge.seq = open_end;
     auto nul = reading(std::string("bad\0id", 6), 1);
     CHECK(w.add(zero) == BatchWriter::AddResult::invalid);
-    CHECK(w.add(nan) == BatchWriter::AddResult::invalid);
+    CHECK(w.add(nothing) == BatchWriter::AddResult::invalid);
+    CHECK(w.add(inf) == BatchWriter::AddResult::invalid);
     CHECK(w.add(huge) == BatchWriter::AddResult::invalid);
     CHECK(w.add(nul) == BatchWriter::AddResult::invalid);
     CHECK(w.add(reading("s", 1)) == BatchWriter::AddResult::accepted);
     CHECK(w.flush() == 1);
-    CHECK(w.stats().invalid_rejected == 4);
+    CHECK(w.stats().invalid_rejected == 5);
     CHECK(count(pg) == "1");
 }
 

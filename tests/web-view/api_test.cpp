@@ -259,6 +259,10 @@ TEST_CASE("series buckets from the rollups match a direct computation over the r
         "SELECT s, n, timestamptz '2026-11-20 00:00:00Z' + n * interval '1 minute', "
         "20 + 5 * sin(n / 30.0) + length(s), 50 + 20 * cos(n / 45.0) "
         "FROM unnest(array['a', 'bb']) s, generate_series(0, 1439) n");
+    // Some values not measured: an average divides by the values measured, not by the rows.
+    pg.execute(
+        "UPDATE readings SET humidity = NULL WHERE seq % 7 = 0;"
+        "UPDATE readings SET temperature = NULL WHERE seq % 11 = 0");
     roll_up(pg);
     WebView w(pg.conninfo());
     // 1 day in 50 points: 28.8 min, so 30 min buckets of the 1-minute rollups.
@@ -402,6 +406,80 @@ TEST_CASE("a reading shows the same number text in JSON, CSV, the page data and 
     CHECK(event.find(ts_ms + ",") != std::string::npos);
     CHECK(rill::web::format_value(64.278f) == "64.278");
     CHECK(rill::web::format_value(static_cast<double>(64.278f)) == "64.278");
+}
+
+TEST_CASE("a sensor without humidity shows null in JSON, an empty CSV field and a dash") {
+    TempPostgres pg;
+    create_readings_table(pg);
+    // Half past the last whole hour but one: both rows in one hour whenever the test runs.
+    const auto now = std::chrono::floor<std::chrono::hours>(rill::now()) - 30min;
+    insert_row(pg, "garden", 1, now - 3s, 21.5, 40);
+    // A DS18B20: temperature only.
+    pg.execute(
+        "INSERT INTO readings (sensor, seq, ts, temperature, humidity) VALUES ('pond', 1, '" +
+        rill::to_iso8601(now - 2s) + "', 14.5, NULL), ('pond', 2, '" + rill::to_iso8601(now - 1s) +
+        "', 14.25, NULL)");
+    roll_up(pg);
+    WebView w(pg.conninfo());
+
+    const auto sensors = get_json(w, "/api/sensors")["sensors"];
+    REQUIRE(sensors.size() == 2);
+    CHECK(sensors[1]["sensor"] == "pond");
+    CHECK(sensors[1]["temperature"].get<double>() == 14.25);
+    CHECK(sensors[1]["humidity"].is_null());
+    const auto page = get_json(w, "/api/readings?sensor=pond");
+    REQUIRE(page["readings"].size() == 2);
+    CHECK(page["readings"][0]["humidity"].is_null());
+    CHECK(page["readings"][0]["temperature"].get<double>() == 14.25);
+    const auto csv = get(w, "/api/readings.csv?sensor=pond")->body;
+    CHECK(csv.find(",pond,2,14.25,\r\n") != std::string::npos);
+    CHECK(csv.find(",pond,1,14.5,\r\n") != std::string::npos);
+
+    // The series from the raw rows and from the 1-minute rollups: humidity null, count 2.
+    const auto from = rill::to_iso8601(now - 1h);
+    const auto to = rill::to_iso8601(now + 1h);
+    for (const char* points : {"720", "2"}) {
+        const auto j =
+            get_json(w, "/api/series?sensor=pond&from=" + from + "&to=" + to + "&points=" + points);
+        INFO(j.dump());
+        CHECK((j["source"] == "raw") == (std::string(points) == "720"));
+        REQUIRE(j["series"].size() == 1);
+        long long rows = 0;
+        for (const auto& b : j["series"][0]["buckets"]) {
+            CHECK(b[1].is_number());  // t_avg
+            CHECK(b[4].is_null());    // h_avg
+            CHECK(b[5].is_null());    // h_min
+            CHECK(b[6].is_null());    // h_max
+            rows += b[7].get<long long>();
+        }
+        CHECK(rows == 2);
+    }
+    const auto series_csv =
+        get(w, "/api/series.csv?sensor=pond&from=" + from + "&to=" + to + "&points=2")->body;
+    CHECK(series_csv.find(",14.375,14.25,14.5,,,,2\r\n") != std::string::npos);
+
+    // The page: a dash on the card and in the table, where the unit is left out.
+    const auto html = get(w, "/")->body;
+    const auto card = html.find("<article class=\"card\" data-sensor=\"pond\"");
+    REQUIRE(card != std::string::npos);
+    const auto card_end = html.find("</article>", card);
+    const auto pond_card = html.substr(card, card_end - card);
+    CHECK(pond_card.find("<div class=\"value hum\"><span class=\"num\">—</span>") !=
+          std::string::npos);
+    CHECK(pond_card.find("<span class=\"num\">14.3</span>") != std::string::npos);
+    CHECK(html.find("<td class=\"sensor\">pond</td><td class=\"num\">14.3 °C</td><td "
+                    "class=\"num\">—</td>") != std::string::npos);
+
+    // A live reading without humidity, as /events sends it.
+    rill::Reading live{.sensor = "pond",
+                       .seq = 3,
+                       .ts = now,
+                       .temperature = 14.0f,
+                       .humidity = rill::not_measured,
+                       .extras = {}};
+    const auto event = json::parse(rill::web::reading_event_json(live));
+    CHECK(event["humidity"].is_null());
+    CHECK(event["temperature"] == 14.0);
 }
 
 TEST_CASE("within the cache TTL the latest-value views answer without the database") {

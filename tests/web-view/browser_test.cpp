@@ -220,6 +220,18 @@ TEST_CASE("a headless browser shows the readings and applies live ones without r
     CHECK(
         browser.eval("[...document.querySelectorAll('#chart-sensor option')].some(o => o.value "
                      "=== 'balcony')"));
+    // A sensor without humidity (a DS18B20): a dash on its card and in its table row.
+    publish(pub, live_reading("pond", 1, 14.5f, rill::not_measured));
+    CHECK(browser.wait_for("document.querySelector('.card[data-sensor=\"pond\"]') !== null", 20s));
+    CHECK(browser.eval("document.querySelector('.card[data-sensor=\"pond\"] .hum .num')"
+                       ".textContent") == "—");
+    CHECK(browser.eval("document.querySelector('.card[data-sensor=\"pond\"] .temp .num')"
+                       ".textContent") == "14.5");
+    CHECK(browser.eval("document.querySelector('#readings tbody tr').dataset.key") == "pond/1");
+    CHECK(browser.eval("document.querySelector('#readings tbody tr td:nth-child(4)')"
+                       ".textContent") == "—");
+    CHECK(browser.eval("document.querySelector('#readings tbody tr td:nth-child(3)')"
+                       ".textContent") == "14.5 °C");
 
     const std::filesystem::path artifacts = RILL_WEB_ARTIFACTS;
     std::filesystem::create_directories(artifacts);

@@ -246,5 +246,5 @@ TEST_CASE("the page's one decimal is what the browser's toFixed(1) shows for the
     CHECK(format_fixed1(-0.05f) == "-0.1");
     CHECK(format_fixed1(99.95f) == "100.0");
     CHECK(format_fixed1(21.15f) == "21.1");
-    CHECK(format_fixed1(std::nan("")) == "–");
+    CHECK(format_fixed1(std::nan("")) == "—");
 }

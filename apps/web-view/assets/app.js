@@ -22,10 +22,21 @@
   function now() { return Date.now() - clockSkew; }
   // One decimal, as the server renders it (format_fixed1 in core/text.cpp): "-0.0" is "0.0".
   function fixed1(v) {
-    if (v === null || v === undefined || !isFinite(v)) return "–";
+    if (v === null || v === undefined || !isFinite(v)) return "\u2014"; // not measured: an em dash
     var s = Number(v).toFixed(1);
     return s === "-0.0" ? "0.0" : s;
   }
+  // A table cell's value with its unit; the dash alone for a value not measured.
+  function withUnit(v, unit) {
+    var t = fixed1(v);
+    return t === "\u2014" ? t : t + " " + unit;
+  }
+
+  // A dygraphs custom bar [low, value, high], or null (a gap in the line) when not measured.
+  function bar(lo, mid, hi) {
+    return mid === null || mid === undefined ? null : [lo, mid, hi];
+  }
+
   function ago(ms) {
     var s = Math.floor(ms / 1000);
     if (s < 2) return "just now";
@@ -71,7 +82,7 @@
     var values = el("div", "values");
     [["temp", "°C", "temperature"], ["hum", "%", "humidity"]].forEach(function (v) {
       var d = el("div", "value " + v[0]);
-      d.appendChild(el("span", "num", "–"));
+      d.appendChild(el("span", "num", "\u2014"));
       d.appendChild(el("span", "unit", v[1]));
       d.appendChild(el("span", "label", v[2]));
       values.appendChild(d);
@@ -256,7 +267,7 @@
       (j.series || []).forEach(function (s) {
         if (s.sensor !== chartState.sensor) return;
         s.buckets.forEach(function (k) {
-          rows.push([new Date(k[0]), [k[2], k[1], k[3]], [k[5], k[4], k[6]]]);
+          rows.push([new Date(k[0]), bar(k[2], k[1], k[3]), bar(k[5], k[4], k[6])]);
         });
       });
       drawChart();
@@ -271,7 +282,7 @@
     if (r.sensor !== chartState.sensor || chartState.range === "custom") return;
     var d = new Date(r.ts_ms);
     if (rows.length && rows[rows.length - 1][0] >= d) return;
-    rows.push([d, [r.temperature, r.temperature, r.temperature], [r.humidity, r.humidity, r.humidity]]);
+    rows.push([d, bar(r.temperature, r.temperature, r.temperature), bar(r.humidity, r.humidity, r.humidity)]);
     var start = now() - RANGES[chartState.range] * 1000;
     while (rows.length && rows[0][0].getTime() < start) rows.shift();
     drawChart();
@@ -398,8 +409,8 @@
     td.appendChild(t);
     tr.appendChild(td);
     tr.appendChild(el("td", "sensor", r.sensor));
-    tr.appendChild(el("td", "num", fixed1(r.temperature) + " °C"));
-    tr.appendChild(el("td", "num", fixed1(r.humidity) + " %"));
+    tr.appendChild(el("td", "num", withUnit(r.temperature, "°C")));
+    tr.appendChild(el("td", "num", withUnit(r.humidity, "%")));
     // Newest first: insert before the first row that is older.
     var trs = tbody.querySelectorAll("tr");
     var before = null;

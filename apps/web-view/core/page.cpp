@@ -12,6 +12,12 @@ std::string fixed1(double v) {
     return format_fixed1(v);
 }
 
+// A table cell's value with its unit; "—" alone for a value not measured.
+std::string with_unit(double v, const char* unit) {
+    const auto text = format_fixed1(v);
+    return text == "—" ? text : text + " " + unit;
+}
+
 void esc(std::string& out, std::string_view s) {
     append_html_escaped(out, s);
 }
@@ -208,8 +214,8 @@ void render_table_panel(std::string& out, const PageModel& m) {
                when.substr(0, 10) + "</span> <span class=\"t\">" + when.substr(11) +
                "</span></time></td><td class=\"sensor\">";
         esc(out, r.sensor);
-        out += "</td><td class=\"num\">" + fixed1(r.temperature) + " °C</td><td class=\"num\">" +
-               fixed1(r.humidity) + " %</td></tr>\n";
+        out += "</td><td class=\"num\">" + with_unit(r.temperature, "°C") +
+               "</td><td class=\"num\">" + with_unit(r.humidity, "%") + "</td></tr>\n";
     }
     out += "</tbody></table></div>\n";
     if (m.table.rows.empty()) out += "<p class=\"empty\">No readings to show.</p>\n";

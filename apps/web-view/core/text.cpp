@@ -85,7 +85,7 @@ std::string format_value(double v) {
 
 std::string format_fixed1(double v) {
     const auto text = format_value(v);
-    if (text.empty()) return "–";
+    if (text.empty()) return "—";
     const double d = std::strtod(text.c_str(), nullptr);  // what the browser's JSON.parse reads
     // glibc prints the exact decimal expansion; 80 places are far more than a value of a
     // reading needs to decide the rounding of its first decimal.

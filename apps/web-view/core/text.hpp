@@ -31,8 +31,8 @@ void append_csv_cell(std::string& out, std::string_view cell);
 /// A reading's value as the page shows it, one decimal: exactly what the page's script shows for
 /// the same value from the JSON API (`Number(format_value(v)).toFixed(1)`, i.e. the double the
 /// browser parses, rounded half away from zero on its exact decimal value), so that a card
-/// rendered by the server and one updated live never disagree. "-0.0" is shown as "0.0"; "–"
-/// for NaN or infinity.
+/// rendered by the server and one updated live never disagree. "-0.0" is shown as "0.0"; "—"
+/// (an em dash) for a value not measured (NaN, NULL in the table) or infinite.
 [[nodiscard]] std::string format_fixed1(double v);
 
 /// Appends format_value(v), or `null` when `v` is not finite: a JSON number.

@@ -18,7 +18,9 @@ using Timestamp = std::chrono::sys_time<std::chrono::microseconds>;
 
 /// A quantity the sensor did not measure (a temperature-only DS18B20's humidity, an ESPHome
 /// humidity topic's temperature): a quiet NaN in memory, nil on the wire (proto/reading_v1.md),
-/// NULL in PostgreSQL. A reading measures at least one of temperature and humidity.
+/// NULL in PostgreSQL, `null` in JSON and an empty field in CSV. Any NaN in Reading::temperature
+/// or Reading::humidity means "not measured"; infinities are never valid. A reading carries at
+/// least one value: a measured temperature, a measured humidity or an extra (reading_problem()).
 inline constexpr float not_measured = std::numeric_limits<float>::quiet_NaN();
 
 /// True when `value` holds a measurement, false when it is `not_measured`.
@@ -46,12 +48,22 @@ struct Reading {
     std::uint64_t seq = 0;
     /// When the sensor measured it.
     Timestamp ts{};
-    float temperature = 0;  ///< degrees Celsius
-    float humidity = 0;     ///< percent relative humidity, 0 to 100
+    /// Degrees Celsius, -273.15 to 1000, or not_measured.
+    float temperature = 0;
+    /// Percent relative humidity, 0 to 100, or not_measured.
+    float humidity = 0;
     /// Up to 16 extra named values.
     std::vector<Extra> extras;
-    /// Member-wise equality.
-    bool operator==(const Reading&) const = default;
+    /// Member-wise equality, where a not-measured quantity equals a not-measured one (NaN ==
+    /// NaN here, unlike for floats) and differs from every measured value.
+    [[nodiscard]] friend bool operator==(const Reading& a, const Reading& b) noexcept {
+        const auto same = [](float x, float y) noexcept {
+            return is_measured(x) ? x == y : !is_measured(y);
+        };
+        return a.sensor == b.sensor && a.seq == b.seq && a.ts == b.ts &&
+               same(a.temperature, b.temperature) && same(a.humidity, b.humidity) &&
+               a.extras == b.extras;
+    }
 };
 
 /// Bounds every decoder enforces; they are part of the wire contract (proto/reading_v1.md).
@@ -90,8 +102,10 @@ inline constexpr double max_temperature = 1000.0;
 [[nodiscard]] std::optional<std::string> sensor_id_problem(std::string_view id);
 
 /// Returns why `r` would be rejected by a decoder (bad sensor id, seq 0 or above
-/// limits::max_seq, timestamp, non-finite
-/// or out-of-range values, bad extras), or nothing when it is valid. Does not throw.
+/// limits::max_seq, timestamp, an infinite or out-of-range temperature or humidity, nothing
+/// measured and no extras, bad extras), or nothing when it is valid. A NaN temperature or
+/// humidity is not_measured, which is valid as long as the reading carries another value.
+/// Does not throw.
 [[nodiscard]] std::optional<std::string> reading_problem(const Reading& r);
 
 /// True when `s` is well-formed UTF-8 with no C0 control characters and no DEL.

@@ -191,7 +191,7 @@ struct SeriesBucket {
     double h_avg = 0;        ///< mean humidity
     double h_min = 0;        ///< lowest humidity
     double h_max = 0;        ///< highest humidity
-    std::int64_t count = 0;  ///< rows in the bucket
+    std::int64_t count = 0;  ///< rows in the bucket, whether they measured a quantity or not
 };
 
 /// What Reader::series answers: the buckets and how they were made.
@@ -236,7 +236,9 @@ class Reader {
     ///  - the width is series_bucket_width(to - from, points); `from` is aligned down and `to`
     ///    up to a multiple of it (since the Unix epoch, UTC), so every bucket is whole and every
     ///    rollup row falls in exactly one bucket: counts, min and max are exact, and an average
-    ///    is sum / count of the rows (the same as over the raw rows, which hold no NULL value);
+    ///    is the sum over the count of the values measured (the rollups' t_n and h_n: a NULL,
+    ///    not-measured, value counts in `count` but not in an average), the same as over the raw
+    ///    rows; a quantity with no value measured in a bucket has NaN average, min and max;
     ///  - the source is `readings_6h` when the width is a multiple of 6 hours (a year in 1000
     ///    points: 12 h), `readings_1h` when whole hours, `readings_1m` when whole minutes, the
     ///    raw rows otherwise;

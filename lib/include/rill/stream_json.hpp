@@ -13,7 +13,8 @@ namespace rill {
 ///    "humidity":40.2,"extras":{"pressure":1013.25}}
 /// "extras" appears only when the reading has extras. Temperature and humidity use the
 /// shortest text that reads back as the same float (21.5, not 21.500000); extras the shortest
-/// for a double. Non-finite numbers (which valid readings never hold) are written as null.
+/// for a double. A quantity not measured (rill::not_measured) is written as null, as is any other
+/// non-finite number (which valid readings never hold).
 void append_json(std::string& out, const Reading& r);
 
 /// {"event":"gap","sensor":"kitchen","from":7,"to":8}

@@ -43,12 +43,21 @@ using detail::pack_str;
 using detail::Packer;
 using detail::StringSink;
 
+// A measured quantity as float32, a not-measured one (NaN) as nil.
+void pack_quantity(Packer& pk, StringSink& sink, float v) {
+    if (is_measured(v)) {
+        pack_f32(sink, v);
+    } else {
+        pk.pack_nil();
+    }
+}
+
 void pack_reading(Packer& pk, StringSink& sink, const Reading& r) {
     pk.pack_array(r.extras.empty() ? 4 : 5);
     pk.pack_uint64(r.seq);
     pk.pack_int64(r.ts.time_since_epoch().count());
-    pack_f32(sink, r.temperature);
-    pack_f32(sink, r.humidity);
+    pack_quantity(pk, sink, r.temperature);
+    pack_quantity(pk, sink, r.humidity);
     if (!r.extras.empty()) {
         pk.pack_map(static_cast<std::uint32_t>(r.extras.size()));
         for (const auto& e : r.extras) {
@@ -238,6 +247,20 @@ double number_field(Cursor& c, int level, const char* field) {
     return c.fast_float(f) ? f : get_number(c.next(level), field);
 }
 
+// A number or nil (not measured, returned as NaN). A float NaN on the wire is returned as it is,
+// for the caller's range check to reject: only nil means "not measured".
+double quantity_field(Cursor& c, int level, const char* field, bool& measured) {
+    double f;
+    measured = true;
+    if (c.fast_float(f)) return f;
+    const Value v = c.next(level);
+    if (v.type == Type::nil) {
+        measured = false;
+        return not_measured;
+    }
+    return get_number(v, field);
+}
+
 std::string_view str_field(Cursor& c, int level, const char* field, std::size_t max_bytes) {
     std::string_view s;
     if (!c.fast_fixstr(s)) return get_str(c.next(level), field, max_bytes);
@@ -373,19 +396,27 @@ void read_reading_body(Cursor& c, std::uint32_t fields, Reading& r) {
     r.ts = Timestamp{std::chrono::microseconds{static_cast<std::int64_t>(ts)}};
     // The bounds are compared in the precision the number arrived in: a float32 widens to
     // double exactly, and the bounds are the doubles proto/reading_v1.md writes.
-    const double t = number_field(c, 4, "temperature");
-    if (!std::isfinite(t) || t < limits::min_temperature || t > limits::max_temperature) {
+    // nil is "not measured"; any number, a float NaN included, goes through the range check.
+    bool t_measured;
+    const double t = quantity_field(c, 4, "temperature", t_measured);
+    if (t_measured &&
+        (!std::isfinite(t) || t < limits::min_temperature || t > limits::max_temperature)) {
         fail(DecodeErrc::invalid_value,
              "temperature " + std::to_string(t) + " is not in [-273.15, 1000]");
     }
-    const double h = number_field(c, 4, "humidity");
-    if (!std::isfinite(h) || h < 0 || h > 100) {
+    bool h_measured;
+    const double h = quantity_field(c, 4, "humidity", h_measured);
+    if (h_measured && (!std::isfinite(h) || h < 0 || h > 100)) {
         fail(DecodeErrc::invalid_value, "humidity " + std::to_string(h) + " is not in [0, 100]");
     }
-    r.temperature = static_cast<float>(t);
-    r.humidity = static_cast<float>(h);
+    r.temperature = t_measured ? static_cast<float>(t) : not_measured;
+    r.humidity = h_measured ? static_cast<float>(h) : not_measured;
     r.extras.clear();
     if (fields >= 5) read_extras(c, r);
+    if (!t_measured && !h_measured && r.extras.empty()) {
+        fail(DecodeErrc::invalid_value,
+             "reading measures nothing: no temperature, humidity or extra");
+    }
     for (std::uint32_t k = 5; k < fields; ++k)
         c.skip(4);
 }

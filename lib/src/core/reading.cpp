@@ -65,13 +65,19 @@ std::optional<std::string> reading_problem(const Reading& r) {
     if (ts <= 0 || ts > limits::max_ts_us) {
         return "timestamp " + std::to_string(ts) + " us is outside (0, year 9999]";
     }
-    // Compared as double, as a decoder compares a float32 from the wire (widened exactly).
+    // Compared as double, as a decoder compares a float32 from the wire (widened exactly). A NaN
+    // is not_measured; an infinity fails the range check.
     const double t = r.temperature;
-    if (!std::isfinite(t) || t < limits::min_temperature || t > limits::max_temperature) {
+    if (is_measured(r.temperature) &&
+        (!std::isfinite(t) || t < limits::min_temperature || t > limits::max_temperature)) {
         return "temperature " + std::to_string(r.temperature) + " is not in [-273.15, 1000]";
     }
-    if (!std::isfinite(r.humidity) || r.humidity < 0 || r.humidity > 100) {
+    if (is_measured(r.humidity) &&
+        (!std::isfinite(r.humidity) || r.humidity < 0 || r.humidity > 100)) {
         return "humidity " + std::to_string(r.humidity) + " is not in [0, 100]";
+    }
+    if (!is_measured(r.temperature) && !is_measured(r.humidity) && r.extras.empty()) {
+        return std::string("reading measures nothing: no temperature, humidity or extra");
     }
     if (r.extras.size() > limits::max_extras) {
         return "reading has " + std::to_string(r.extras.size()) + " extras, more than " +

@@ -35,7 +35,12 @@ void put_be(std::string& out, T value) {
     out.append(bytes, sizeof(T));
 }
 
+// A real, or NULL (length -1) for a quantity not measured.
 void put_float4(std::string& out, float f) {
+    if (!is_measured(f)) {
+        put_be<std::int32_t>(out, -1);
+        return;
+    }
     put_be<std::int32_t>(out, 4);
     put_be(out, std::bit_cast<std::uint32_t>(f));
 }

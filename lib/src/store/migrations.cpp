@@ -28,7 +28,7 @@ constexpr long long migration_lock_key = 0x72696c6c6d696772LL;
 //    ts would be a third full-size index maintained by every COPY, and COPY speed is what the
 //    store is measured on. If readings ever arrive badly out of order (huge backfills), add a
 //    btree in a later migration.
-constexpr std::array<Migration, 3> all_migrations = {{
+constexpr std::array<Migration, 4> all_migrations = {{
     {1, "readings table",
      R"sql(
 CREATE TABLE IF NOT EXISTS readings (
@@ -259,6 +259,25 @@ BEGIN
     FROM readings_1h GROUP BY 1, 2;
 END
 $do$;
+)sql"},
+    // Version 4 (issue 16): readings may leave temperature or humidity NULL (not measured: a
+    // DS18B20 has no humidity), so an average is a sum over the count of the values measured,
+    // not over n. t_n and h_n count the non-NULL temperatures and humidities of each rollup row.
+    // Until this version every writer refused a reading without both values, so existing rows
+    // measured everything: their counts are n. NOT NULL without a default: a writer of an older
+    // version, which does not know the columns, fails loudly instead of adding rows it does not
+    // count.
+    {4, "counts of measured values in the rollups",
+     R"sql(
+ALTER TABLE readings_1m ADD COLUMN t_n bigint, ADD COLUMN h_n bigint;
+ALTER TABLE readings_1h ADD COLUMN t_n bigint, ADD COLUMN h_n bigint;
+ALTER TABLE readings_6h ADD COLUMN t_n bigint, ADD COLUMN h_n bigint;
+UPDATE readings_1m SET t_n = n, h_n = n;
+UPDATE readings_1h SET t_n = n, h_n = n;
+UPDATE readings_6h SET t_n = n, h_n = n;
+ALTER TABLE readings_1m ALTER COLUMN t_n SET NOT NULL, ALTER COLUMN h_n SET NOT NULL;
+ALTER TABLE readings_1h ALTER COLUMN t_n SET NOT NULL, ALTER COLUMN h_n SET NOT NULL;
+ALTER TABLE readings_6h ALTER COLUMN t_n SET NOT NULL, ALTER COLUMN h_n SET NOT NULL;
 )sql"},
 }};
 

@@ -314,12 +314,12 @@ Series Reader::series(const SeriesQuery& q) {
             q.sensor ? "WITH s(sensor) AS (SELECT " + param(params, *q.sensor) + "::text) "
                      : all_sensors;
         sql = sensors +
-              "SELECT s.sensor, (extract(epoch FROM g.b) * 1000000)::bigint, g.t_sum / g.n, "
-              "g.t_min, g.t_max, g.h_sum / g.n, g.h_min, g.h_max, g.n FROM s CROSS JOIN "
-              "LATERAL (SELECT date_bin($1::interval, r.bucket, $2::timestamptz) AS b, "
-              "sum(r.n)::bigint AS n, sum(r.t_sum) AS t_sum, min(r.t_min) AS t_min, "
-              "max(r.t_max) AS t_max, sum(r.h_sum) AS h_sum, min(r.h_min) AS h_min, "
-              "max(r.h_max) AS h_max FROM " +
+              "SELECT s.sensor, (extract(epoch FROM g.b) * 1000000)::bigint, g.t_sum / "
+              "nullif(g.t_n, 0), g.t_min, g.t_max, g.h_sum / nullif(g.h_n, 0), g.h_min, g.h_max, "
+              "g.n FROM s CROSS JOIN LATERAL (SELECT date_bin($1::interval, r.bucket, "
+              "$2::timestamptz) AS b, sum(r.n)::bigint AS n, sum(r.t_sum) AS t_sum, sum(r.t_n) "
+              "AS t_n, min(r.t_min) AS t_min, max(r.t_max) AS t_max, sum(r.h_sum) AS h_sum, "
+              "sum(r.h_n) AS h_n, min(r.h_min) AS h_min, max(r.h_max) AS h_max FROM " +
               table_of(out.source) +
               " r WHERE r.sensor = s.sensor AND r.bucket >= $2::timestamptz AND r.bucket < "
               "$3::timestamptz GROUP BY 1) g WHERE s.sensor IS NOT NULL AND g.n > 0 ORDER BY "

@@ -19,14 +19,17 @@ namespace {
 constexpr std::int64_t minute_us = 60'000'000;
 constexpr std::int64_t day_us = 86'400'000'000;
 
-// The rollup columns, in table order.
+// The rollup columns, in table order (t_n and h_n, the counts of measured values, came with
+// migration 4).
 constexpr std::string_view rollup_columns =
-    "sensor, bucket, n, t_sum, t_min, t_max, h_sum, h_min, h_max";
+    "sensor, bucket, n, t_sum, t_min, t_max, h_sum, h_min, h_max, t_n, h_n";
 
-// How an existing rollup row absorbs new readings: counts and sums add, extremes widen.
+// How an existing rollup row absorbs new readings: counts and sums add, extremes widen (least
+// and greatest skip NULL, the extreme of a bucket with nothing measured).
 std::string upsert_tail(std::string_view table) {
     std::string t(table);
-    return "ON CONFLICT (sensor, bucket) DO UPDATE SET n = " + t + ".n + EXCLUDED.n, t_sum = " + t +
+    return "ON CONFLICT (sensor, bucket) DO UPDATE SET n = " + t + ".n + EXCLUDED.n, t_n = " + t +
+           ".t_n + EXCLUDED.t_n, h_n = " + t + ".h_n + EXCLUDED.h_n, t_sum = " + t +
            ".t_sum + EXCLUDED.t_sum, t_min = least(" + t +
            ".t_min, EXCLUDED.t_min), t_max = greatest(" + t +
            ".t_max, EXCLUDED.t_max), h_sum = " + t + ".h_sum + EXCLUDED.h_sum, h_min = least(" + t +
@@ -39,12 +42,25 @@ std::int64_t floor_div(std::int64_t a, std::int64_t b) noexcept {
     return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
 }
 
+// One quantity's aggregate within a minute: the count, sum, min and max of its measured values.
+struct Quantity {
+    std::uint64_t n = 0;
+    double sum = 0;
+    float min = 0, max = 0;
+    void add(float v) noexcept {
+        if (!is_measured(v)) return;
+        min = n == 0 ? v : std::min(min, v);
+        max = n == 0 ? v : std::max(max, v);
+        sum += static_cast<double>(v);
+        ++n;
+    }
+};
+
 struct Minute {
     std::string_view sensor;
     std::int64_t bucket_s = 0;  // Unix seconds of the minute's start
     std::uint64_t n = 0;
-    double t_sum = 0, h_sum = 0;
-    float t_min = 0, t_max = 0, h_min = 0, h_max = 0;
+    Quantity t, h;
 };
 
 struct MinuteKey {
@@ -67,6 +83,15 @@ void append_number(std::string& out, T v) {
     char buf[32];
     const auto res = std::to_chars(buf, buf + sizeof buf, v);
     out.append(buf, res.ptr);
+}
+
+// An extreme of `q` as an array element: NULL when nothing was measured.
+void append_extreme(std::string& out, const Quantity& q, float v) {
+    if (q.n == 0) {
+        out += "NULL";
+    } else {
+        append_number(out, v);
+    }
 }
 
 void append_array_text(std::string& out, std::string_view s) {
@@ -93,7 +118,7 @@ std::string aggregate_raw(std::string_view width) {
            " AS bucket, count(*) AS n, coalesce(sum(temperature::float8), 0) AS "
            "t_sum, min(temperature) AS t_min, max(temperature) AS t_max, "
            "coalesce(sum(humidity::float8), 0) AS h_sum, min(humidity) AS h_min, max(humidity) "
-           "AS h_max";
+           "AS h_max, count(temperature) AS t_n, count(humidity) AS h_n";
 }
 
 std::string rollup_statement(std::string_view ctes, std::string_view mins_select,
@@ -106,12 +131,13 @@ std::string rollup_statement(std::string_view ctes, std::string_view mins_select
            " FROM mins ORDER BY sensor, bucket " + upsert_tail("readings_1m") + "),\n";
     sql += "h AS (INSERT INTO readings_1h AS readings_1h (" + cols +
            ") SELECT sensor, date_trunc('hour', bucket, 'UTC'), sum(n), sum(t_sum), min(t_min), "
-           "max(t_max), sum(h_sum), min(h_min), max(h_max) FROM mins GROUP BY 1, 2 ORDER BY 1, 2 " +
+           "max(t_max), sum(h_sum), min(h_min), max(h_max), sum(t_n), sum(h_n) FROM mins GROUP "
+           "BY 1, 2 ORDER BY 1, 2 " +
            upsert_tail("readings_1h") + "),\n";
     sql += "q AS (INSERT INTO readings_6h AS readings_6h (" + cols + ") SELECT sensor, " +
            bucket_sql("6 hours", "bucket") +
-           ", sum(n), sum(t_sum), min(t_min), max(t_max), sum(h_sum), min(h_min), max(h_max) "
-           "FROM mins GROUP BY 1, 2 ORDER BY 1, 2 " +
+           ", sum(n), sum(t_sum), min(t_min), max(t_max), sum(h_sum), min(h_min), max(h_max), "
+           "sum(t_n), sum(h_n) FROM mins GROUP BY 1, 2 ORDER BY 1, 2 " +
            upsert_tail("readings_6h") + ")\n";
     sql += final_select;
     return sql;
@@ -121,9 +147,10 @@ const std::string& upsert_minutes_sql() {
     static const std::string sql = rollup_statement(
         "",
         "SELECT u.sensor, to_timestamp(u.b) AS bucket, u.n, u.t_sum, u.t_min, u.t_max, u.h_sum, "
-        "u.h_min, u.h_max FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::float8[], "
-        "$5::real[], $6::real[], $7::float8[], $8::real[], $9::real[]) AS u(sensor, b, n, t_sum, "
-        "t_min, t_max, h_sum, h_min, h_max)",
+        "u.h_min, u.h_max, u.t_n, u.h_n FROM unnest($1::text[], $2::bigint[], $3::bigint[], "
+        "$4::float8[], $5::real[], $6::real[], $7::float8[], $8::real[], $9::real[], "
+        "$10::bigint[], $11::bigint[]) AS u(sensor, b, n, t_sum, t_min, t_max, h_sum, h_min, "
+        "h_max, t_n, h_n)",
         "SELECT count(*) FROM mins");
     return sql;
 }
@@ -145,23 +172,16 @@ std::vector<std::string> minute_rollup_params(std::span<const Reading> batch) {
     for (const Reading& r : batch) {
         const std::int64_t minute = floor_div(r.ts.time_since_epoch().count(), minute_us);
         const auto [it, fresh] = index.try_emplace(MinuteKey{r.sensor, minute}, mins.size());
-        if (fresh) {
-            mins.push_back(Minute{r.sensor, minute * 60, 0, 0, 0, r.temperature, r.temperature,
-                                  r.humidity, r.humidity});
-        }
+        if (fresh) mins.push_back(Minute{r.sensor, minute * 60, 0, {}, {}});
         Minute& m = mins[it->second];
         ++m.n;
-        m.t_sum += static_cast<double>(r.temperature);
-        m.h_sum += static_cast<double>(r.humidity);
-        m.t_min = std::min(m.t_min, r.temperature);
-        m.t_max = std::max(m.t_max, r.temperature);
-        m.h_min = std::min(m.h_min, r.humidity);
-        m.h_max = std::max(m.h_max, r.humidity);
+        m.t.add(r.temperature);
+        m.h.add(r.humidity);
     }
     std::sort(mins.begin(), mins.end(), [](const Minute& a, const Minute& b) {
         return a.sensor != b.sensor ? a.sensor < b.sensor : a.bucket_s < b.bucket_s;
     });
-    std::vector<std::string> params(9, "{");
+    std::vector<std::string> params(11, "{");
     for (std::size_t i = 0; i < mins.size(); ++i) {
         const Minute& m = mins[i];
         if (i > 0) {
@@ -171,12 +191,14 @@ std::vector<std::string> minute_rollup_params(std::span<const Reading> batch) {
         append_array_text(params[0], m.sensor);
         append_number(params[1], m.bucket_s);
         append_number(params[2], m.n);
-        append_number(params[3], m.t_sum);
-        append_number(params[4], m.t_min);
-        append_number(params[5], m.t_max);
-        append_number(params[6], m.h_sum);
-        append_number(params[7], m.h_min);
-        append_number(params[8], m.h_max);
+        append_number(params[3], m.t.sum);
+        append_extreme(params[4], m.t, m.t.min);
+        append_extreme(params[5], m.t, m.t.max);
+        append_number(params[6], m.h.sum);
+        append_extreme(params[7], m.h, m.h.min);
+        append_extreme(params[8], m.h, m.h.max);
+        append_number(params[9], m.t.n);
+        append_number(params[10], m.h.n);
     }
     for (auto& p : params)
         p += '}';
@@ -340,6 +362,11 @@ std::string check_sql(std::string_view table, std::string_view width, std::strin
                "), abs(roll." + c + "), 1) THEN format('" + c + " raw %s rollup %s', raw." + c +
                ", roll." + c + ") END";
     };
+    auto count_differs = [](const std::string& c) {
+        return "CASE WHEN coalesce(raw." + c + ", 0) <> coalesce(roll." + c + ", 0) THEN format('" +
+               c + " raw %s rollup %s', coalesce(raw." + c + ", 0), coalesce(roll." + c +
+               ", 0)) END";
+    };
     auto differs = [](const std::string& c) {
         return "CASE WHEN raw." + c + " IS DISTINCT FROM roll." + c + " THEN format('" + c +
                " raw %s rollup %s', raw." + c + ", roll." + c + ") END";
@@ -369,7 +396,8 @@ cmp AS (
                     THEN format('n raw %s rollup %s', coalesce(raw.n, 0), coalesce(roll.n, 0))
                END, )sql" +
            sum_differs("t_sum") + ", " + differs("t_min") + ", " + differs("t_max") + ", " +
-           sum_differs("h_sum") + ", " + differs("h_min") + ", " + differs("h_max") + R"sql(
+           sum_differs("h_sum") + ", " + differs("h_min") + ", " + differs("h_max") + ", " +
+           count_differs("t_n") + ", " + count_differs("h_n") + R"sql(
            ) AS detail
     FROM raw FULL JOIN roll ON raw.sensor = roll.sensor AND raw.bucket = roll.bucket
     WHERE raw.sensor IS NOT NULL

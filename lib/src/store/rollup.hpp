@@ -21,13 +21,15 @@ namespace rill::store::detail {
 /// midnight too).
 [[nodiscard]] std::string bucket_sql(std::string_view width, std::string_view column);
 
-/// `SELECT sensor, bucket, n, t_sum, t_min, t_max, h_sum, h_min, h_max` of raw rows (columns
-/// sensor, ts, temperature, humidity) per sensor and `width` (as bucket_sql): the one
-/// definition of a rollup row from raw rows; the caller adds FROM and GROUP BY 1, 2.
+/// `SELECT sensor, bucket, n, t_sum, t_min, t_max, h_sum, h_min, h_max, t_n, h_n` of raw rows
+/// (columns sensor, ts, temperature, humidity) per sensor and `width` (as bucket_sql): the one
+/// definition of a rollup row from raw rows; the caller adds FROM and GROUP BY 1, 2. n counts
+/// rows, t_n and h_n the non-NULL (measured) values; sums, minima and maxima skip NULL.
 [[nodiscard]] std::string aggregate_raw(std::string_view width);
 
 /// The statement that upserts the 1-minute, 1-hour and 6-hour rollups of the minute aggregates
-/// a CTE named `mins` (sensor, bucket, n, t_sum, t_min, t_max, h_sum, h_min, h_max) yields:
+/// a CTE named `mins` (sensor, bucket, n, t_sum, t_min, t_max, h_sum, h_min, h_max, t_n, h_n)
+/// yields:
 /// `WITH <ctes>, mins AS (<mins_select>), m AS (INSERT INTO readings_1m ... ON CONFLICT DO
 /// UPDATE adding), h AS (the same into readings_1h, grouped by hour), q AS (the same into
 /// readings_6h, grouped by 6 hours) <final_select>`: one statement, so every level counts
@@ -37,8 +39,9 @@ namespace rill::store::detail {
 [[nodiscard]] std::string rollup_statement(std::string_view ctes, std::string_view mins_select,
                                            std::string_view final_select);
 
-/// The hot path's statement over the client-side minute aggregates, as parameters $1..$9
-/// (arrays of sensor, bucket as Unix seconds, n, t_sum, t_min, t_max, h_sum, h_min, h_max).
+/// The hot path's statement over the client-side minute aggregates, as parameters $1..$11
+/// (arrays of sensor, bucket as Unix seconds, n, t_sum, t_min, t_max, h_sum, h_min, h_max, t_n,
+/// h_n).
 [[nodiscard]] const std::string& upsert_minutes_sql();
 
 /// The fallback path's statement: inserts rill_staging into readings ON CONFLICT DO NOTHING and
@@ -46,7 +49,9 @@ namespace rill::store::detail {
 [[nodiscard]] const std::string& insert_staged_sql();
 
 /// The minute aggregates of `batch` (every reading counted: the batch was inserted whole), as
-/// the nine text array parameters of upsert_minutes_sql(), sorted by (sensor, bucket).
+/// the eleven text array parameters of upsert_minutes_sql(), sorted by (sensor, bucket). A
+/// not-measured value counts in n only; a minute with no measured temperature (humidity) has
+/// t_sum 0 and NULL t_min and t_max (h_...).
 [[nodiscard]] std::vector<std::string> minute_rollup_params(std::span<const Reading> batch);
 
 /// What partitions of readings, readings_1m, readings_1h and readings_6h exist, as loaded from
