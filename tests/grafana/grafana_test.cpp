@@ -25,9 +25,11 @@ using rill::test::TempPostgres;
 namespace {
 
 // `sensor` every `step` over the `span` that ends at `last`, values varying smoothly with time
-// (and by sensor, through `offset`).
+// (and by sensor, through `offset`). With `sparse_humidity`, every other reading measures no
+// humidity (rill::not_measured), so a bucket's humidity count differs from its row count.
 std::vector<Reading> history(const std::string& sensor, Timestamp last, std::chrono::seconds span,
-                             std::chrono::seconds step, float offset) {
+                             std::chrono::seconds step, float offset,
+                             bool sparse_humidity = false) {
     std::vector<Reading> out;
     std::uint64_t seq = 1;
     for (auto ts = last - span; ts <= last; ts += step) {
@@ -37,7 +39,9 @@ std::vector<Reading> history(const std::string& sensor, Timestamp last, std::chr
         r.seq = seq++;
         r.ts = ts;
         r.temperature = offset + static_cast<float>(5.0 * std::sin(x / 3.0));
-        r.humidity = 50.0f + static_cast<float>(20.0 * std::cos(x / 5.0));
+        r.humidity = sparse_humidity && r.seq % 2 == 0
+                         ? rill::not_measured
+                         : 50.0f + static_cast<float>(20.0 * std::cos(x / 5.0));
         out.push_back(std::move(r));
     }
     return out;
@@ -67,8 +71,9 @@ TEST_CASE(
         store(sink, history("garden", last, 72h, 20s, 15.0f));
         // A quote in a sensor id: Grafana's quoting of a selected value must hold.
         store(sink, history("shed's", last, 72h, 20s, 10.0f));
-        // Silent for the last 2 hours: its newest reading is older than the others'.
-        store(sink, history("cellar", Timestamp{last - 2h}, 70h, 60s, 12.0f));
+        // Silent for the last 2 hours: its newest reading is older than the others'. Half its
+        // readings measure no humidity: averages must divide by the values measured (t_n, h_n).
+        store(sink, history("cellar", Timestamp{last - 2h}, 70h, 60s, 12.0f, true));
     }
     // A database that has run for over a year: the rollups' partitions reach back that far
     // (store-sub's maintenance makes them ahead of time; these hold no rows).
