@@ -4,6 +4,10 @@
 #include <cstdio>
 #include <ctime>
 
+// to_iso8601 and now() go through time_t: it must hold dates past 2038 (lib/CMakeLists.txt sets
+// _TIME_BITS=64 on 32-bit targets).
+static_assert(sizeof(std::time_t) == 8, "rill needs a 64-bit time_t: build with _TIME_BITS=64");
+
 namespace rill {
 
 bool is_clean_utf8(std::string_view s) noexcept {
