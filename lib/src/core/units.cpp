@@ -14,12 +14,9 @@ namespace {
     throw std::invalid_argument("'" + std::string(text) + "' is not a " + std::string(what));
 }
 
-// Reads a non-negative decimal number at s[pos]; advances pos.
-bool number(std::string_view s, std::size_t& pos, double& out) {
-    const std::size_t start = pos;
+// Reads an optional fraction (".25") at s[pos] as a number below 1; advances pos.
+double fraction(std::string_view s, std::size_t& pos) {
     double v = 0;
-    while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9')
-        v = v * 10 + (s[pos++] - '0');
     if (pos < s.size() && s[pos] == '.') {
         ++pos;
         double scale = 0.1;
@@ -28,7 +25,16 @@ bool number(std::string_view s, std::size_t& pos, double& out) {
             scale /= 10;
         }
     }
-    out = v;
+    return v;
+}
+
+// Reads a non-negative decimal number at s[pos]; advances pos.
+bool number(std::string_view s, std::size_t& pos, double& out) {
+    const std::size_t start = pos;
+    double v = 0;
+    while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9')
+        v = v * 10 + (s[pos++] - '0');
+    out = v + fraction(s, pos);
     return pos > start && !(pos == start + 1 && s[start] == '.');
 }
 
@@ -79,15 +85,7 @@ std::uint64_t parse_size(std::string_view text) {
         whole = overflow ? 0 : whole * 10 + digit;
     }
     const std::size_t whole_end = pos;
-    double fraction = 0;
-    if (pos < text.size() && text[pos] == '.') {
-        ++pos;
-        double scale = 0.1;
-        while (pos < text.size() && text[pos] >= '0' && text[pos] <= '9') {
-            fraction += (text[pos++] - '0') * scale;
-            scale /= 10;
-        }
-    }
+    const double part_of_unit = fraction(text, pos);
     if (pos == 0 || (pos == 1 && whole_end == 0)) bad("size (use e.g. 256MiB, 1G, 4096)", text);
     const auto unit = text.substr(pos);
     unsigned shift = 0;
@@ -115,7 +113,7 @@ std::uint64_t parse_size(std::string_view text) {
     if (overflow || whole > (max >> shift)) bad("size in range (at most 2^64 - 1 bytes)", text);
     const std::uint64_t bytes = whole << shift;
     const auto part =
-        static_cast<std::uint64_t>(std::llround(std::ldexp(fraction, static_cast<int>(shift))));
+        static_cast<std::uint64_t>(std::llround(std::ldexp(part_of_unit, static_cast<int>(shift))));
     if (part > max - bytes) bad("size in range (at most 2^64 - 1 bytes)", text);
     return bytes + part;
 }
