@@ -37,7 +37,12 @@ if(POINTER_BYTES EQUAL 4)
   foreach(library ${libraries})
     get_filename_component(name ${library} NAME)
     if(NOT EXISTS ${library})
-      string(APPEND problems "  ${name}: not built (build unit-tests first)\n")
+      # librill is what unit-tests links first; the optional parts may not be built.
+      if(name MATCHES "^(lib)?rill\\.")
+        string(APPEND problems "  ${name}: not built (build unit-tests first)\n")
+      else()
+        message(STATUS "${name}: not built, not checked")
+      endif()
       continue()
     endif()
     execute_process(COMMAND ${NM} -u ${library} OUTPUT_VARIABLE undefined
