@@ -4,6 +4,10 @@
 #include <cstdio>
 #include <ctime>
 
+// to_iso8601 and now() go through time_t: it must hold dates past 2038 (lib/CMakeLists.txt sets
+// _TIME_BITS=64 on 32-bit targets).
+static_assert(sizeof(std::time_t) == 8, "rill needs a 64-bit time_t: build with _TIME_BITS=64");
+
 namespace rill {
 
 bool is_clean_utf8(std::string_view s) noexcept {
@@ -98,8 +102,13 @@ std::optional<std::string> reading_problem(const Reading& r) {
 }
 
 Timestamp now() noexcept {
-    return std::chrono::time_point_cast<std::chrono::microseconds>(
-        std::chrono::system_clock::now());
+    // Not std::chrono::system_clock::now(): Debian 12's armhf libstdc++ reads the clock into a
+    // 32-bit time_t, which goes back to 1901 in 2038. Compiled here, clock_gettime is glibc's
+    // 64-bit one on every target (_TIME_BITS=64 on 32-bit ones: docs/raspberry-pi-time64.md).
+    timespec ts{};
+    ::clock_gettime(CLOCK_REALTIME, &ts);
+    return Timestamp{std::chrono::seconds{ts.tv_sec} +
+                     std::chrono::microseconds{ts.tv_nsec / 1000}};
 }
 
 std::string to_iso8601(Timestamp ts) {

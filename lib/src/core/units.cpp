@@ -1,6 +1,8 @@
 #include "rill/units.hpp"
 
 #include <cmath>
+#include <cstdint>
+#include <limits>
 #include <stdexcept>
 #include <utility>
 
@@ -12,12 +14,9 @@ namespace {
     throw std::invalid_argument("'" + std::string(text) + "' is not a " + std::string(what));
 }
 
-// Reads a non-negative decimal number at s[pos]; advances pos.
-bool number(std::string_view s, std::size_t& pos, double& out) {
-    const std::size_t start = pos;
+// Reads an optional fraction (".25") at s[pos] as a number below 1; advances pos.
+double fraction(std::string_view s, std::size_t& pos) {
     double v = 0;
-    while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9')
-        v = v * 10 + (s[pos++] - '0');
     if (pos < s.size() && s[pos] == '.') {
         ++pos;
         double scale = 0.1;
@@ -26,7 +25,16 @@ bool number(std::string_view s, std::size_t& pos, double& out) {
             scale /= 10;
         }
     }
-    out = v;
+    return v;
+}
+
+// Reads a non-negative decimal number at s[pos]; advances pos.
+bool number(std::string_view s, std::size_t& pos, double& out) {
+    const std::size_t start = pos;
+    double v = 0;
+    while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9')
+        v = v * 10 + (s[pos++] - '0');
+    out = v + fraction(s, pos);
     return pos > start && !(pos == start + 1 && s[start] == '.');
 }
 
@@ -64,38 +72,50 @@ std::chrono::nanoseconds parse_duration(std::string_view text) {
 }
 
 std::uint64_t parse_size(std::string_view text) {
+    // Exact integer arithmetic in 64 bits on every target (size_t and long are 32 bits on
+    // armhf): the integer part is read digit by digit with an overflow check, and only a
+    // fraction goes through a double (less than one unit: below 2^40, exact to the byte).
+    constexpr std::uint64_t max = std::numeric_limits<std::uint64_t>::max();
     std::size_t pos = 0;
-    double v;
-    if (!number(text, pos, v)) bad("size (use e.g. 256MiB, 1G, 4096)", text);
-    auto unit = text.substr(pos);
-    double scale = 1;
-    if (unit.empty() || unit == "B") {
-        scale = 1;
-    } else {
-        const char u = unit[0];
+    std::uint64_t whole = 0;
+    bool overflow = false;
+    while (pos < text.size() && text[pos] >= '0' && text[pos] <= '9') {
+        const auto digit = static_cast<std::uint64_t>(text[pos++] - '0');
+        if (whole > (max - digit) / 10) overflow = true;
+        whole = overflow ? 0 : whole * 10 + digit;
+    }
+    const std::size_t whole_end = pos;
+    const double part_of_unit = fraction(text, pos);
+    if (pos == 0 || (pos == 1 && whole_end == 0)) bad("size (use e.g. 256MiB, 1G, 4096)", text);
+    const auto unit = text.substr(pos);
+    unsigned shift = 0;
+    if (!(unit.empty() || unit == "B")) {
         const auto rest = unit.substr(1);
         if (!(rest.empty() || rest == "B" || rest == "iB")) bad("size", text);
-        switch (u) {
+        switch (unit[0]) {
             case 'K':
             case 'k':
-                scale = 1024.0;
+                shift = 10;
                 break;
             case 'M':
-                scale = 1024.0 * 1024;
+                shift = 20;
                 break;
             case 'G':
-                scale = 1024.0 * 1024 * 1024;
+                shift = 30;
                 break;
             case 'T':
-                scale = 1024.0 * 1024 * 1024 * 1024;
+                shift = 40;
                 break;
             default:
                 bad("size (units: B, KiB, MiB, GiB, TiB)", text);
         }
     }
-    const double bytes = v * scale;
-    if (!std::isfinite(bytes) || bytes > 1.8e19) bad("size in range", text);
-    return static_cast<std::uint64_t>(std::llround(bytes));
+    if (overflow || whole > (max >> shift)) bad("size in range (at most 2^64 - 1 bytes)", text);
+    const std::uint64_t bytes = whole << shift;
+    const auto part =
+        static_cast<std::uint64_t>(std::llround(std::ldexp(part_of_unit, static_cast<int>(shift))));
+    if (part > max - bytes) bad("size in range (at most 2^64 - 1 bytes)", text);
+    return bytes + part;
 }
 
 std::string format_duration(std::chrono::nanoseconds d) {

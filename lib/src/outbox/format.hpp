@@ -27,6 +27,11 @@ namespace rill::outbox_format {
 
 namespace fs = std::filesystem;
 
+// Segments pass 4 GiB with large segment_bytes: file positions must reach pread/pwrite/ftruncate
+// whole (lib/CMakeLists.txt sets _FILE_OFFSET_BITS=64 on 32-bit targets).
+static_assert(sizeof(off_t) == 8,
+              "the outbox needs a 64-bit off_t: build with _FILE_OFFSET_BITS=64");
+
 // --- on-disk constants (docs/outbox.md) ------------------------------------------------------
 constexpr std::string_view segment_magic = "RILLOBX1";
 constexpr std::string_view index_magic = "RILLOIX1";

@@ -71,8 +71,10 @@ struct MinuteKey {
 
 struct MinuteKeyHash {
     std::size_t operator()(const MinuteKey& k) const noexcept {
+        // The product is 64-bit; a 32-bit size_t keeps its low half (a hash may).
         return std::hash<std::string_view>{}(k.sensor) ^
-               (std::hash<std::int64_t>{}(k.minute) * 0x9E3779B97F4A7C15ULL);
+               static_cast<std::size_t>(std::hash<std::int64_t>{}(k.minute) *
+                                        0x9E3779B97F4A7C15ULL);
     }
 };
 
