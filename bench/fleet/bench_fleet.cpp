@@ -1,0 +1,379 @@
+// bench-fleet: one publisher carrying a fleet of sensors, as mqtt-bridge does, into the real
+// store-sub and a throwaway PostgreSQL (fsync off, as in bench-e2e).
+//
+//   bench-fleet [SENSORS] [SECONDS]          (defaults: 1000 sensors, 20 s)
+//
+// The publisher is this program again (`bench-fleet --publisher ...`, a process of its own so
+// that its CPU and memory are its own): a rill::ReliablePublisher (outbox with the default
+// FsyncPolicy::batch, heartbeats every second) fed one reading per sensor per second, each
+// published alone as it comes due, spread evenly over the second (sensor i at i/N s), which is
+// what a bridge relaying one MQTT message per device per second does.
+//
+// Phases:
+// 1. Steady state: after a 5 s warm-up, over SECONDS: readings committed per second (rows of
+//    `readings`), heartbeat bytes per second on the wire (topic + payload of every heartbeat
+//    message, counted on a plain SUB socket subscribed to "\0hb"), the CPU time of the
+//    publisher and of store-sub over that window as a fraction of one core (utime + stime
+//    from /proc), and their peak RSS (VmHWM).
+// 2. Restart: store-sub is killed with SIGKILL while readings flow, stays down 2 s, and is
+//    started again at T0. The target is, per sensor, the newest seq announced by the first
+//    heartbeat round that began after T0 (a round lists every sensor, in one message or, beyond
+//    4096 sensors, several). "Caught up" is the first poll (every 100 ms) that finds every seq
+//    1..target of every sensor in `readings`:
+//        SELECT count(*) FROM readings r JOIN target t USING (sensor) WHERE r.seq <= t.newest
+//    equal to the sum of the targets. Printed: T0 -> "subscribed to" in store-sub's log
+//    (database open, stored ranges loaded), T0 -> caught up, and the duration of one poll
+//    query (the resolution of the figure).
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "rill/codec.hpp"
+#include "rill/reliable.hpp"
+#include "rill/socket.hpp"
+#include "rill/store.hpp"
+#include "support/postgres.hpp"
+#include "support/process.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using rill::store::Connection;
+using rill::test::Process;
+using rill::test::read_file;
+
+std::atomic<bool> stop_publisher{false};
+
+std::string sensor_name(std::size_t i) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "fleet-%05zu", i);
+    return buf;
+}
+
+// --- the publisher process ----------------------------------------------------------------
+
+int run_publisher(std::size_t sensors, const std::string& pub, const std::string& replay,
+                  const std::string& outbox) {
+    std::signal(SIGTERM, [](int) { stop_publisher = true; });
+    std::signal(SIGINT, [](int) { stop_publisher = true; });
+    rill::ReliablePublisherOptions o;
+    o.outbox_dir = outbox;
+    o.publish_endpoints = pub;
+    o.replay_endpoints = replay;
+    o.publisher.identity = "bench-fleet";
+    rill::ReliablePublisher rp(std::move(o));
+    std::vector<std::string> names;
+    for (std::size_t i = 0; i < sensors; ++i)
+        names.push_back(sensor_name(i));
+    const auto period = std::chrono::duration_cast<Clock::duration>(1s) / sensors;
+    const auto start = Clock::now();
+    std::uint64_t k = 0;  // readings published so far; reading k is due at start + k * period
+    rill::Reading r;
+    while (!stop_publisher) {
+        const auto now = Clock::now();
+        while (start + static_cast<std::int64_t>(k) * period <= now) {
+            r.sensor = names[k % sensors];
+            r.ts = rill::now();
+            r.temperature = 15.0f + static_cast<float>(k % 200) * 0.05f;
+            r.humidity = 40.0f + static_cast<float>(k % 100) * 0.1f;
+            (void)rp.publish(std::span<rill::Reading>(&r, 1));
+            ++k;
+        }
+        (void)rp.service();
+        const auto next = start + static_cast<std::int64_t>(k) * period;
+        const auto wait = std::chrono::ceil<std::chrono::milliseconds>(next - Clock::now());
+        rp.poll_once(std::clamp(wait, 1ms, 100ms));
+    }
+    rp.close();
+    std::fprintf(stderr, "bench-fleet publisher: published %llu readings\n",
+                 static_cast<unsigned long long>(k));
+    return 0;
+}
+
+// --- measuring ----------------------------------------------------------------------------
+
+int free_port() {
+    zmq::socket_t s(rill::default_context(), zmq::socket_type::pub);
+    s.bind("tcp://127.0.0.1:0");
+    const auto endpoint = s.get(zmq::sockopt::last_endpoint);
+    return std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
+}
+
+struct ProcStat {
+    long hwm_kb = 0;
+    long rss_kb = 0;
+    double cpu_s = 0;
+};
+
+ProcStat proc_stat(pid_t pid) {
+    ProcStat s;
+    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(status, line)) {
+        std::istringstream in(line);
+        std::string key;
+        in >> key;
+        if (key == "VmRSS:") in >> s.rss_kb;
+        if (key == "VmHWM:") in >> s.hwm_kb;
+    }
+    const auto stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+    std::istringstream in(stat.substr(stat.rfind(')') + 2));
+    std::string field;
+    unsigned long utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && in >> field; ++i) {
+        if (i == 14) utime = std::stoul(field);
+        if (i == 15) stime = std::stoul(field);
+    }
+    s.cpu_s = static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+    return s;
+}
+
+// Counts heartbeat bytes and keeps the newest seq each heartbeat announced, per round: a round
+// starts with a heartbeat listing the first sensor of the fleet (heartbeats list sensors in
+// order, split beyond 4096 per message).
+class HeartbeatWatch {
+  public:
+    explicit HeartbeatWatch(const std::string& endpoint)
+        : sub_(rill::default_context(), zmq::socket_type::sub) {
+        sub_.set(zmq::sockopt::subscribe, std::string("\0hb", 3));
+        sub_.set(zmq::sockopt::linger, 0);
+        sub_.connect(endpoint);
+        thread_ = std::thread([this] { loop(); });
+    }
+    ~HeartbeatWatch() {
+        stop_ = true;
+        thread_.join();
+    }
+    [[nodiscard]] std::uint64_t bytes() const { return bytes_; }
+    [[nodiscard]] std::uint64_t messages() const { return messages_; }
+    // The newest seqs of the first complete round that began after `after`, waiting up to
+    // `timeout`.
+    std::optional<std::map<std::string, std::uint64_t>> round_after(Clock::time_point after,
+                                                                    std::size_t sensors,
+                                                                    std::chrono::seconds timeout) {
+        const auto deadline = Clock::now() + timeout;
+        while (Clock::now() < deadline) {
+            {
+                std::lock_guard lock(mutex_);
+                for (const auto& r : rounds_) {
+                    if (r.started > after && r.newest.size() >= sensors) return r.newest;
+                }
+            }
+            std::this_thread::sleep_for(20ms);
+        }
+        return std::nullopt;
+    }
+
+  private:
+    struct Round {
+        Clock::time_point started;
+        std::map<std::string, std::uint64_t> newest;
+    };
+    void loop() {
+        const std::string first = sensor_name(0);
+        while (!stop_) {
+            zmq::pollitem_t item{sub_.handle(), 0, ZMQ_POLLIN, 0};
+            zmq::poll(&item, 1, 100ms);
+            if (!(item.revents & ZMQ_POLLIN)) continue;
+            zmq::message_t topic, payload;
+            (void)sub_.recv(topic);
+            (void)sub_.recv(payload);
+            bytes_ += topic.size() + payload.size();
+            messages_ += 1;
+            try {
+                const auto hb = rill::decode_heartbeat(payload.to_string_view());
+                std::lock_guard lock(mutex_);
+                if (!hb.newest.empty() && hb.newest.front().first == first) {
+                    rounds_.push_back(Round{Clock::now(), {}});
+                    if (rounds_.size() > 8) rounds_.erase(rounds_.begin());
+                }
+                if (rounds_.empty()) continue;
+                for (const auto& [sensor, seq] : hb.newest)
+                    rounds_.back().newest[sensor] = seq;
+            } catch (const std::exception& e) {
+                std::fprintf(stderr, "bench-fleet: undecodable heartbeat: %s\n", e.what());
+            }
+        }
+    }
+    zmq::socket_t sub_;
+    std::atomic<bool> stop_{false};
+    std::atomic<std::uint64_t> bytes_{0};
+    std::atomic<std::uint64_t> messages_{0};
+    std::mutex mutex_;
+    std::vector<Round> rounds_;
+    std::thread thread_;
+};
+
+std::uint64_t count(Connection& db, const std::string& sql) {
+    return std::stoull(std::string(db.exec(sql, "count").value(0, 0)));
+}
+
+double seconds(Clock::duration d) {
+    return std::chrono::duration<double>(d).count();
+}
+
+int run_bench(std::size_t sensors, int window) {
+    rill::test::TempDir dir("rill-bench-fleet");
+    std::fprintf(stderr, "starting a throwaway PostgreSQL (fsync off)...\n");
+    rill::test::TempPostgres pg;
+    auto db = Connection::open(pg.conninfo());
+    (void)rill::store::migrate(db);
+
+    const auto stream = std::to_string(free_port());
+    const auto replay = std::to_string(free_port());
+    const auto pub_log = (dir.path() / "publisher.log").string();
+    Process publisher(
+        {"/proc/self/exe", "--publisher", std::to_string(sensors), "@tcp://127.0.0.1:" + stream,
+         "@tcp://127.0.0.1:" + replay, (dir.path() / "outbox").string()},
+        {.stderr_path = pub_log});
+    HeartbeatWatch heartbeats("tcp://127.0.0.1:" + stream);
+
+    int run = 0;
+    std::string sub_log;
+    auto start_store_sub = [&] {
+        sub_log = (dir.path() / ("store-sub-" + std::to_string(++run) + ".log")).string();
+        return std::make_unique<Process>(
+            std::vector<std::string>{rill::test::bin("store-sub"), "--connect",
+                                     "tcp://127.0.0.1:" + stream, "--db", pg.conninfo(),
+                                     "--metrics", "127.0.0.1:0"},
+            rill::test::ProcessOptions{.stderr_path = sub_log});
+    };
+    auto store_sub = start_store_sub();
+
+    std::printf(
+        "bench-fleet: %zu sensors at 1 reading/s each, one ReliablePublisher process -> store-sub "
+        "-> PostgreSQL 15 (fsync off) on loopback, %ld CPUs\n",
+        sensors, sysconf(_SC_NPROCESSORS_ONLN));
+    std::fflush(stdout);
+
+    // 1. Steady state.
+    std::this_thread::sleep_for(5s);
+    if (!publisher.running() || !store_sub->running()) {
+        throw std::runtime_error("a process died during the warm-up:\n" + read_file(pub_log) +
+                                 read_file(sub_log));
+    }
+    const auto rows0 = count(db, "SELECT count(*) FROM readings");
+    const auto hb0 = heartbeats.bytes();
+    const auto hbm0 = heartbeats.messages();
+    const auto p0 = proc_stat(publisher.pid());
+    const auto s0 = proc_stat(store_sub->pid());
+    const auto t0 = Clock::now();
+    std::this_thread::sleep_for(std::chrono::seconds(window));
+    const auto rows1 = count(db, "SELECT count(*) FROM readings");
+    const auto hb1 = heartbeats.bytes();
+    const auto hbm1 = heartbeats.messages();
+    const auto p1 = proc_stat(publisher.pid());
+    const auto s1 = proc_stat(store_sub->pid());
+    const double wall = seconds(Clock::now() - t0);
+    std::printf("\n== steady state over %.1f s (after a 5 s warm-up)\n", wall);
+    std::printf("readings committed: %.0f/s (offered: %zu/s)\n",
+                static_cast<double>(rows1 - rows0) / wall, sensors);
+    std::printf("heartbeats on the wire: %.0f bytes/s in %.2f messages/s\n",
+                static_cast<double>(hb1 - hb0) / wall, static_cast<double>(hbm1 - hbm0) / wall);
+    std::printf("publisher: CPU %.2f%% of one core, peak RSS %ld kB\n",
+                100.0 * (p1.cpu_s - p0.cpu_s) / wall, p1.hwm_kb);
+    std::printf("store-sub: CPU %.2f%% of one core, peak RSS %ld kB\n",
+                100.0 * (s1.cpu_s - s0.cpu_s) / wall, s1.hwm_kb);
+    std::fflush(stdout);
+
+    // 2. Restart.
+    store_sub->signal(SIGKILL);
+    (void)store_sub->wait_for(10s);
+    std::this_thread::sleep_for(2s);
+    const auto restart = Clock::now();
+    store_sub = start_store_sub();
+    const auto target = heartbeats.round_after(restart, sensors, 30s);
+    if (!target) throw std::runtime_error("no complete heartbeat round after the restart");
+    (void)db.exec(
+        "DROP TABLE IF EXISTS fleet_target; CREATE TABLE fleet_target (sensor text "
+        "PRIMARY KEY, newest bigint)",
+        "target table");
+    std::uint64_t want = 0;
+    std::string insert = "INSERT INTO fleet_target VALUES ";
+    for (const auto& [sensor, newest] : *target) {
+        insert += (want ? ",('" : "('") + sensor + "'," + std::to_string(newest) + ")";
+        want += newest;
+    }
+    (void)db.exec(insert, "fill the target table");
+    std::optional<double> subscribed;
+    std::optional<double> caught_up;
+    double query_s = 0;
+    const auto deadline = restart + 300s;
+    while (Clock::now() < deadline && store_sub->running()) {
+        if (!subscribed && read_file(sub_log).find("subscribed to") != std::string::npos) {
+            subscribed = seconds(Clock::now() - restart);
+        }
+        const auto q0 = Clock::now();
+        const auto have = count(db,
+                                "SELECT count(*) FROM readings r JOIN fleet_target t USING "
+                                "(sensor) WHERE r.seq <= t.newest");
+        query_s = seconds(Clock::now() - q0);
+        if (have >= want) {
+            caught_up = seconds(Clock::now() - restart);
+            break;
+        }
+        std::this_thread::sleep_for(100ms);
+    }
+    std::printf("\n== store-sub killed (SIGKILL), down 2 s, started again at T0\n");
+    std::printf(
+        "target: %llu readings, every seq 1..newest of the first heartbeat round after T0\n",
+        static_cast<unsigned long long>(want));
+    if (subscribed) std::printf("T0 -> \"subscribed to\" logged: %.2f s\n", *subscribed);
+    if (caught_up) {
+        std::printf(
+            "T0 -> every sensor stored up to its target: %.2f s (poll every 100 ms, one "
+            "poll query %.3f s)\n",
+            *caught_up, query_s);
+    } else {
+        std::printf("NOT caught up within %.0f s\n", seconds(deadline - restart));
+    }
+    const auto s2 = proc_stat(store_sub->pid());
+    std::printf("restarted store-sub: CPU %.2f s since T0, peak RSS %ld kB\n", s2.cpu_s, s2.hwm_kb);
+    std::fflush(stdout);
+
+    store_sub->signal(SIGTERM);
+    (void)store_sub->wait_for(30s);
+    publisher.signal(SIGTERM);
+    (void)publisher.wait_for(30s);
+    return caught_up ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        if (argc == 6 && std::string(argv[1]) == "--publisher") {
+            return run_publisher(std::stoul(argv[2]), argv[3], argv[4], argv[5]);
+        }
+        if (argc > 3) {
+            std::fprintf(stderr, "usage: bench-fleet [SENSORS] [SECONDS]\n");
+            return 2;
+        }
+        const std::size_t sensors = argc > 1 ? std::stoul(argv[1]) : 1000;
+        const int window = argc > 2 ? std::stoi(argv[2]) : 20;
+        if (sensors == 0 || sensors > 100'000 || window <= 0) {
+            std::fprintf(stderr, "bench-fleet: 1 to 100000 sensors, a positive duration\n");
+            return 2;
+        }
+        return run_bench(sensors, window);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "bench-fleet: %s\n", e.what());
+        return 1;
+    }
+}
