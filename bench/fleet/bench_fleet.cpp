@@ -10,6 +10,8 @@
 // what a bridge relaying one MQTT message per device per second does.
 //
 // Phases:
+// 0. Ramp-up: the time from the publisher's start to the first heartbeat listing every sensor,
+//    i.e. until each sensor's first reading was published (its outbox reserved its seqs).
 // 1. Steady state: after a 5 s warm-up, over SECONDS: readings committed per second (rows of
 //    `readings`), heartbeat bytes per second on the wire (topic + payload of every heartbeat
 //    message, counted on a plain SUB socket subscribed to "\0hb"), the CPU time of the
@@ -108,6 +110,37 @@ int run_publisher(std::size_t sensors, const std::string& pub, const std::string
 
 // --- measuring ----------------------------------------------------------------------------
 
+// CPU seconds of the PostgreSQL server under `data_dir`: the postmaster, its live children and
+// the children that have exited (cutime, cstime).
+double postgres_cpu(const std::string& data_dir) {
+    const auto pidfile = read_file(data_dir + "/postmaster.pid");
+    const pid_t postmaster = std::atoi(pidfile.c_str());
+    if (postmaster <= 0) return 0;
+    const double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
+    double total = 0;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+        const auto name = entry.path().filename().string();
+        if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+        const auto stat = read_file(entry.path() / "stat");
+        if (stat.empty()) continue;
+        std::istringstream in(stat.substr(stat.rfind(')') + 2));
+        std::vector<std::string> f(16);
+        for (auto& x : f)
+            in >> x;
+        // f[0] is field 3 (state): ppid is f[1], utime f[11], stime f[12], cutime f[13], cstime
+        // f[14].
+        const pid_t pid = std::atoi(name.c_str());
+        const pid_t ppid = std::atoi(f[1].c_str());
+        if (pid == postmaster) {
+            total +=
+                (std::stod(f[11]) + std::stod(f[12]) + std::stod(f[13]) + std::stod(f[14])) / tick;
+        } else if (ppid == postmaster) {
+            total += (std::stod(f[11]) + std::stod(f[12])) / tick;
+        }
+    }
+    return total;
+}
+
 int free_port() {
     zmq::socket_t s(rill::default_context(), zmq::socket_type::pub);
     s.bind("tcp://127.0.0.1:0");
@@ -162,6 +195,20 @@ class HeartbeatWatch {
     }
     [[nodiscard]] std::uint64_t bytes() const { return bytes_; }
     [[nodiscard]] std::uint64_t messages() const { return messages_; }
+    // The newest seq of the fleet's first sensor in the latest heartbeat (0: none yet).
+    [[nodiscard]] std::uint64_t first_newest() const { return first_newest_; }
+    // The sum of the newest seqs of the latest complete round (0: none yet).
+    [[nodiscard]] std::uint64_t announced(std::size_t sensors) {
+        std::lock_guard lock(mutex_);
+        for (auto r = rounds_.rbegin(); r != rounds_.rend(); ++r) {
+            if (r->newest.size() < sensors) continue;
+            std::uint64_t sum = 0;
+            for (const auto& [sensor, seq] : r->newest)
+                sum += seq;
+            return sum;
+        }
+        return 0;
+    }
     // The newest seqs of the first complete round that began after `after`, waiting up to
     // `timeout`.
     std::optional<std::map<std::string, std::uint64_t>> round_after(Clock::time_point after,
@@ -200,6 +247,7 @@ class HeartbeatWatch {
                 const auto hb = rill::decode_heartbeat(payload.to_string_view());
                 std::lock_guard lock(mutex_);
                 if (!hb.newest.empty() && hb.newest.front().first == first) {
+                    first_newest_ = hb.newest.front().second;
                     rounds_.push_back(Round{Clock::now(), {}});
                     if (rounds_.size() > 8) rounds_.erase(rounds_.begin());
                 }
@@ -215,6 +263,7 @@ class HeartbeatWatch {
     std::atomic<bool> stop_{false};
     std::atomic<std::uint64_t> bytes_{0};
     std::atomic<std::uint64_t> messages_{0};
+    std::atomic<std::uint64_t> first_newest_{0};
     std::mutex mutex_;
     std::vector<Round> rounds_;
     std::thread thread_;
@@ -262,6 +311,27 @@ int run_bench(std::size_t sensors, int window) {
         sensors, sysconf(_SC_NPROCESSORS_ONLN));
     std::fflush(stdout);
 
+    // 0. Ramp-up: until a heartbeat lists every sensor (each has had its first reading).
+    const auto launched = Clock::now();
+    if (!heartbeats.round_after(launched, sensors, 600s)) {
+        throw std::runtime_error("no heartbeat listed every sensor within 600 s:\n" +
+                                 read_file(pub_log));
+    }
+    std::printf(
+        "ramp-up: a heartbeat lists all %zu sensors %.2f s after the publisher started "
+        "(1 s when publishing keeps up)\n",
+        sensors, seconds(Clock::now() - launched));
+    std::fflush(stdout);
+    // Until the publisher is on schedule (the first sensor's newest seq is the seconds since
+    // its start): a slow ramp-up leaves a backlog it publishes as fast as it can.
+    const auto on_time = rill::test::wait_until(
+        [&] {
+            return static_cast<double>(heartbeats.first_newest()) + 2 >=
+                   seconds(Clock::now() - launched);
+        },
+        300s);
+    std::printf("publisher on schedule %.2f s after its start%s\n",
+                seconds(Clock::now() - launched), on_time ? "" : " (NOT: gave up waiting)");
     // 1. Steady state.
     std::this_thread::sleep_for(5s);
     if (!publisher.running() || !store_sub->running()) {
@@ -273,6 +343,8 @@ int run_bench(std::size_t sensors, int window) {
     const auto hbm0 = heartbeats.messages();
     const auto p0 = proc_stat(publisher.pid());
     const auto s0 = proc_stat(store_sub->pid());
+    const auto data_dir = pg.socket_dir() + "/data";
+    const double pg0 = postgres_cpu(data_dir);
     const auto t0 = Clock::now();
     std::this_thread::sleep_for(std::chrono::seconds(window));
     const auto rows1 = count(db, "SELECT count(*) FROM readings");
@@ -280,6 +352,9 @@ int run_bench(std::size_t sensors, int window) {
     const auto hbm1 = heartbeats.messages();
     const auto p1 = proc_stat(publisher.pid());
     const auto s1 = proc_stat(store_sub->pid());
+    const double pg1 = postgres_cpu(data_dir);
+    const auto announced = heartbeats.announced(sensors);
+    const auto stored_now = count(db, "SELECT count(*) FROM readings");
     const double wall = seconds(Clock::now() - t0);
     std::printf("\n== steady state over %.1f s (after a 5 s warm-up)\n", wall);
     std::printf("readings committed: %.0f/s (offered: %zu/s)\n",
@@ -290,6 +365,11 @@ int run_bench(std::size_t sensors, int window) {
                 100.0 * (p1.cpu_s - p0.cpu_s) / wall, p1.hwm_kb);
     std::printf("store-sub: CPU %.2f%% of one core, peak RSS %ld kB\n",
                 100.0 * (s1.cpu_s - s0.cpu_s) / wall, s1.hwm_kb);
+    std::printf("PostgreSQL: CPU %.2f%% of one core\n", 100.0 * (pg1 - pg0) / wall);
+    std::printf(
+        "store-sub behind at the end: %lld readings (announced by the latest heartbeat "
+        "round minus rows stored)\n",
+        static_cast<long long>(announced) - static_cast<long long>(stored_now));
     std::fflush(stdout);
 
     // 2. Restart.

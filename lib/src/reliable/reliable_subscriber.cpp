@@ -108,6 +108,12 @@ struct ReliableSubscriber::Impl {
     StoredRanges stored;
     Subscriber sub;
     std::map<std::string, SensorState, std::less<>> sensors;
+    // The sensors that may have work: seqs wanted or a job queued or running (a superset: an
+    // entry whose sensor has neither is dropped by the next schedule()). schedule(), wanted()
+    // and any_inflight() walk this instead of every sensor, so that a publisher carrying
+    // thousands of sensors costs per event what its sensors with holes cost, not what it
+    // carries (the owner calls schedule() at every receive()).
+    std::set<std::string, std::less<>> active;
     std::deque<ReliableEvent> ready;
     ReliableSubscriberStats st;
     std::uint64_t next_job = 1;
@@ -227,8 +233,10 @@ struct ReliableSubscriber::Impl {
         std::vector<std::string> victims;
         for (std::size_t i = 0; i < n; ++i)
             victims.push_back(*idle[i].second);
-        for (const auto& v : victims)
+        for (const auto& v : victims) {
             sensors.erase(v);
+            active.erase(v);
+        }
         m_evicted.inc(n);
         if (n > 0) {
             evictions_log.log("tracking more than " + std::to_string(cap) +
@@ -253,6 +261,7 @@ struct ReliableSubscriber::Impl {
             auto& s = touch(g->sensor);
             for (const auto& r : s.reported.missing_in(SeqRange{g->from, g->to}))
                 s.wanted.insert(r);
+            if (!s.wanted.empty()) active.insert(g->sensor);
             await(s);
             ready.emplace_back(std::move(*g));
         } else if (auto* h = std::get_if<HeartbeatSeen>(&ev)) {
@@ -322,6 +331,7 @@ struct ReliableSubscriber::Impl {
             s.wanted.insert(r);
             missing += r.size();
         }
+        if (missing > 0) active.insert(sensor);
         if (missing > 0) {
             log_info("replay", "sensor " + sensor + ": " + std::to_string(missing) +
                                    " readings up to seq " + std::to_string(upto) +
@@ -366,8 +376,17 @@ struct ReliableSubscriber::Impl {
     Clock::time_point schedule() {
         const auto now = Clock::now();
         auto next = Clock::time_point::max();
-        for (auto& [sensor, s] : sensors) {
-            if (s.job != 0 || s.wanted.empty()) continue;
+        for (auto a = active.begin(); a != active.end();) {
+            const auto found = sensors.find(*a);
+            if (found == sensors.end() ||
+                (found->second.job == 0 && found->second.wanted.empty())) {
+                a = active.erase(a);
+                continue;
+            }
+            const std::string& sensor = found->first;
+            SensorState& s = found->second;
+            ++a;
+            if (s.job != 0) continue;
             if (s.await_heartbeat || !s.announced) {
                 const auto wait = announce_wait();
                 if (!s.await_heartbeat) s.await_since = now;  // not announced, no gap seen yet
@@ -529,8 +548,9 @@ struct ReliableSubscriber::Impl {
     }
 
     bool any_inflight() const {
-        for (const auto& [sensor, s] : sensors) {
-            if (s.job != 0) return true;
+        for (const auto& name : active) {
+            const auto it = sensors.find(name);
+            if (it != sensors.end() && it->second.job != 0) return true;
         }
         return false;
     }
@@ -567,8 +587,10 @@ struct ReliableSubscriber::Impl {
 
     std::uint64_t wanted() const noexcept {
         std::uint64_t n = 0;
-        for (const auto& [sensor, s] : sensors)
-            n += s.wanted.count();
+        for (const auto& name : active) {
+            if (const auto it = sensors.find(name); it != sensors.end())
+                n += it->second.wanted.count();
+        }
         return n;
     }
 
