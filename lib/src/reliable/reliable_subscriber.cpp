@@ -91,7 +91,8 @@ struct ReliableSubscriber::Impl {
         // Consecutive invalid answers to requests starting at invalid_from.
         unsigned invalid_answers = 0;
         std::uint64_t invalid_from = 0;
-        Clock::time_point seen{};  // last listed by a heartbeat or seen in a gap or reading
+        Clock::time_point seen{};   // last listed by a heartbeat or seen in a gap or reading
+        Clock::time_point timer{};  // the latest wake-up queued for it in `timers`
     };
 
     // One replay endpoint's worker: its jobs run one at a time on its own thread, so a slow or
@@ -108,12 +109,14 @@ struct ReliableSubscriber::Impl {
     StoredRanges stored;
     Subscriber sub;
     std::map<std::string, SensorState, std::less<>> sensors;
-    // The sensors that may have work: seqs wanted or a job queued or running (a superset: an
-    // entry whose sensor has neither is dropped by the next schedule()). schedule(), wanted()
-    // and any_inflight() walk this instead of every sensor, so that a publisher carrying
-    // thousands of sensors costs per event what its sensors with holes cost, not what it
-    // carries (the owner calls schedule() at every receive()).
-    std::set<std::string, std::less<>> active;
+    // What schedule() looks at: the sensors whose state changed so that a job may be due now
+    // (seqs became wanted, a job ended, a heartbeat listed it), and the times at which a
+    // sensor's wait ends (a retry backoff, a heartbeat awaited). The owner calls schedule() at
+    // every receive(): it must cost what the sensors with work cost, not what a publisher
+    // carries (10,000 sensors at 1 reading/s each made it walk 10^8 sensors a second).
+    std::set<std::string, std::less<>> to_schedule;
+    std::multimap<Clock::time_point, std::string> timers;
+    std::size_t inflight = 0;  // sensors with a job queued or running
     std::deque<ReliableEvent> ready;
     ReliableSubscriberStats st;
     std::uint64_t next_job = 1;
@@ -233,10 +236,8 @@ struct ReliableSubscriber::Impl {
         std::vector<std::string> victims;
         for (std::size_t i = 0; i < n; ++i)
             victims.push_back(*idle[i].second);
-        for (const auto& v : victims) {
+        for (const auto& v : victims)
             sensors.erase(v);
-            active.erase(v);
-        }
         m_evicted.inc(n);
         if (n > 0) {
             evictions_log.log("tracking more than " + std::to_string(cap) +
@@ -261,8 +262,8 @@ struct ReliableSubscriber::Impl {
             auto& s = touch(g->sensor);
             for (const auto& r : s.reported.missing_in(SeqRange{g->from, g->to}))
                 s.wanted.insert(r);
-            if (!s.wanted.empty()) active.insert(g->sensor);
             await(s);
+            if (!s.wanted.empty()) to_schedule.insert(g->sensor);
             ready.emplace_back(std::move(*g));
         } else if (auto* h = std::get_if<HeartbeatSeen>(&ev)) {
             longest_interval = std::max(longest_interval, h->heartbeat.interval);
@@ -275,6 +276,7 @@ struct ReliableSubscriber::Impl {
                     s.announced = true;
                     reconcile(sensor, newest, s);
                 }
+                if (s.job == 0 && !s.wanted.empty()) to_schedule.insert(sensor);
             }
             ready.emplace_back(std::move(*h));
         } else if (auto* silent = std::get_if<PublisherSilent>(&ev)) {
@@ -303,6 +305,7 @@ struct ReliableSubscriber::Impl {
             }
             if (!withdrawn) cancelled.insert(s.job);
             s.job = 0;
+            --inflight;
         }
         if (!s.endpoint.empty()) {
             log_info("replay", "sensor " + sensor + ": its replay endpoint is now " + endpoint);
@@ -331,7 +334,6 @@ struct ReliableSubscriber::Impl {
             s.wanted.insert(r);
             missing += r.size();
         }
-        if (missing > 0) active.insert(sensor);
         if (missing > 0) {
             log_info("replay", "sensor " + sensor + ": " + std::to_string(missing) +
                                    " readings up to seq " + std::to_string(upto) +
@@ -375,24 +377,28 @@ struct ReliableSubscriber::Impl {
     // something to do (a retry or an announcement wait ending).
     Clock::time_point schedule() {
         const auto now = Clock::now();
-        auto next = Clock::time_point::max();
-        for (auto a = active.begin(); a != active.end();) {
+        while (!timers.empty() && timers.begin()->first <= now) {
+            to_schedule.insert(std::move(timers.begin()->second));
+            timers.erase(timers.begin());
+        }
+        // A sensor waiting until `at` is looked at again then.
+        const auto wake_at = [&](const std::string& sensor, SensorState& s, Clock::time_point at) {
+            if (s.timer == at) return;
+            s.timer = at;
+            timers.emplace(at, sensor);
+        };
+        for (auto a = to_schedule.begin(); a != to_schedule.end(); a = to_schedule.erase(a)) {
             const auto found = sensors.find(*a);
-            if (found == sensors.end() ||
-                (found->second.job == 0 && found->second.wanted.empty())) {
-                a = active.erase(a);
-                continue;
-            }
+            if (found == sensors.end()) continue;  // forgotten meanwhile
             const std::string& sensor = found->first;
             SensorState& s = found->second;
-            ++a;
-            if (s.job != 0) continue;
+            if (s.job != 0 || s.wanted.empty()) continue;
             if (s.await_heartbeat || !s.announced) {
                 const auto wait = announce_wait();
                 if (!s.await_heartbeat) s.await_since = now;  // not announced, no gap seen yet
                 s.await_heartbeat = true;
                 if (now < s.await_since + wait) {
-                    next = std::min(next, s.await_since + wait);
+                    wake_at(sensor, s, s.await_since + wait);
                     continue;
                 }
                 if (!s.announced) {
@@ -412,7 +418,7 @@ struct ReliableSubscriber::Impl {
                                        " ms after a gap; asking its last replay endpoint");
             }
             if (now < s.retry_at) {
-                next = std::min(next, s.retry_at);
+                wake_at(sensor, s, s.retry_at);
                 continue;
             }
             if (s.endpoint.empty()) {
@@ -425,15 +431,16 @@ struct ReliableSubscriber::Impl {
             if (r.last - r.first >= max_job_readings) r.last = r.first + max_job_readings - 1;
             const auto id = next_job++;
             if (!enqueue(Job{id, sensor, s.endpoint, r})) {
-                next = std::min(next, now + milliseconds(10));
+                wake_at(sensor, s, now + milliseconds(10));
                 continue;
             }
+            ++inflight;
             s.job = id;
             s.job_endpoint = s.endpoint;
             log_debug("replay",
                       "sensor " + sensor + ": asking " + s.endpoint + " for " + range_text(r));
         }
-        return next;
+        return timers.empty() ? Clock::time_point::max() : timers.begin()->first;
     }
 
     // Reports `r` of `sensor` as never to be delivered: counted by kind, logged, remembered so
@@ -506,6 +513,8 @@ struct ReliableSubscriber::Impl {
         }
         if (!f.done || !current) return;
         s.job = 0;
+        --inflight;
+        to_schedule.insert(f.sensor);  // the rest of its wanted seqs, or its retry
         if (f.failure == Failure::none) {
             s.backoff = milliseconds::zero();
             s.invalid_answers = 0;
@@ -547,13 +556,7 @@ struct ReliableSubscriber::Impl {
                                "; retrying in " + std::to_string(s.backoff.count()) + " ms");
     }
 
-    bool any_inflight() const {
-        for (const auto& name : active) {
-            const auto it = sensors.find(name);
-            if (it != sensors.end() && it->second.job != 0) return true;
-        }
-        return false;
-    }
+    bool any_inflight() const { return inflight > 0; }
 
     std::optional<ReliableEvent> pop() {
         if (ready.empty()) return std::nullopt;
@@ -587,10 +590,8 @@ struct ReliableSubscriber::Impl {
 
     std::uint64_t wanted() const noexcept {
         std::uint64_t n = 0;
-        for (const auto& name : active) {
-            if (const auto it = sensors.find(name); it != sensors.end())
-                n += it->second.wanted.count();
-        }
+        for (const auto& [sensor, s] : sensors)
+            n += s.wanted.count();
         return n;
     }
 
