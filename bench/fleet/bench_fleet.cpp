@@ -2,6 +2,7 @@
 // store-sub and a throwaway PostgreSQL (fsync off, as in bench-e2e).
 //
 //   bench-fleet [SENSORS] [SECONDS]          (defaults: 1000 sensors, 20 s)
+//   BENCH_FLEET_STORE_SUB=/path/to/store-sub bench-fleet ...   (another store-sub binary)
 //
 // The publisher is this program again (`bench-fleet --publisher ...`, a process of its own so
 // that its CPU and memory are its own): a rill::ReliablePublisher (outbox with the default
@@ -303,14 +304,17 @@ int run_bench(std::size_t sensors, int window) {
         {.stderr_path = pub_log});
     HeartbeatWatch heartbeats("tcp://127.0.0.1:" + stream);
 
+    // BENCH_FLEET_STORE_SUB: another store-sub binary (e.g. one built from an earlier commit,
+    // for before/after figures with the same bench).
+    const char* other = std::getenv("BENCH_FLEET_STORE_SUB");
+    const std::string store_sub_bin = other && *other ? other : rill::test::bin("store-sub");
     int run = 0;
     std::string sub_log;
     auto start_store_sub = [&] {
         sub_log = (dir.path() / ("store-sub-" + std::to_string(++run) + ".log")).string();
         return std::make_unique<Process>(
-            std::vector<std::string>{rill::test::bin("store-sub"), "--connect",
-                                     "tcp://127.0.0.1:" + stream, "--db", pg.conninfo(),
-                                     "--metrics", "127.0.0.1:0"},
+            std::vector<std::string>{store_sub_bin, "--connect", "tcp://127.0.0.1:" + stream,
+                                     "--db", pg.conninfo(), "--metrics", "127.0.0.1:0"},
             rill::test::ProcessOptions{.stderr_path = sub_log});
     };
     auto store_sub = start_store_sub();
