@@ -497,3 +497,31 @@ TEST_CASE(
         fp, rs, owner, [&] { return owner.has("real", 4, 7); }, 10s));
     CHECK(owner.lost.empty());
 }
+
+TEST_CASE(
+    "a failed replay is asked again when its backoff ends, without waiting for another "
+    "heartbeat") {
+    // schedule() looks only at sensors whose state changed and at timers that are due (a fleet of
+    // thousands of sensors must not cost a walk over all of them per message): a job that ended
+    // in failure must arm its sensor's retry by itself, heartbeats or not.
+    FakePublisher fp;
+    GarbageReplay garbage;
+    Owner owner;
+    auto o = options_for(fp);
+    o.replay_backoff = 100ms;
+    o.replay_backoff_max = 100ms;
+    o.replay_invalid_limit = 3;
+    ReliableSubscriber rs(o, [&](const std::string& s) { return owner.stored(s); });
+    start(fp, rs, owner, {"bad"});
+    announce(fp, rs, owner, "pub", garbage.server.last_endpoint(), {"bad"});
+    gap(fp, "pub", "bad");  // reading 7 and one heartbeat announcing it; then no heartbeat at all
+
+    const auto deadline = Clock::now() + 5s;
+    while (owner.lost.empty() && Clock::now() < deadline) {
+        if (auto ev = rs.receive(10ms)) owner.take(std::move(*ev));
+    }
+    CHECK(garbage.requests().size() == 3);  // the first request and two retries on backoff alone
+    REQUIRE(owner.lost.size() == 1);
+    CHECK(owner.lost.front().range == SeqRange{4, 6});
+    CHECK(owner.lost.front().kind == LossKind::invalid);
+}
