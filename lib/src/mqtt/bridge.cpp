@@ -120,6 +120,7 @@ struct MqttBridge::Impl {
     SteadyTime next_attempt{};        // when to connect again (while no socket)
     std::exception_ptr append_error;  // set by on_message; thrown by run() before any write
     bool held = false;                // the test hold was applied
+    bool stopping = false;            // run() is disconnecting on request
 
     Impl(MqttBridgeOptions options, ReliablePublisher& publisher)
         : o(std::move(options)),
@@ -180,6 +181,7 @@ struct MqttBridge::Impl {
         }
         mosquitto_connect_with_flags_callback_set(mosq.get(), &Impl::on_connect);
         mosquitto_disconnect_callback_set(mosq.get(), &Impl::on_disconnect);
+        mosquitto_subscribe_callback_set(mosq.get(), &Impl::on_subscribe);
         mosquitto_message_callback_set(mosq.get(), &Impl::on_message);
         mosquitto_log_callback_set(mosq.get(), &Impl::on_log);
     }
@@ -233,6 +235,22 @@ struct MqttBridge::Impl {
         }
     }
 
+    static void on_subscribe(mosquitto*, void* obj, int, int count, const int* granted) {
+        auto& s = self(obj);
+        const auto filters = s.parser.subscriptions();
+        std::string ok;
+        for (int i = 0; i < count && i < static_cast<int>(filters.size()); ++i) {
+            if (granted[i] > 2) {
+                log_error(s.o.log_component, "the broker refused the subscription to " +
+                                                 filters[static_cast<std::size_t>(i)]);
+            } else {
+                ok += (ok.empty() ? "" : ", ") + filters[static_cast<std::size_t>(i)] + " (QoS " +
+                      std::to_string(granted[i]) + ")";
+            }
+        }
+        if (!ok.empty()) log_info(s.o.log_component, "subscribed to " + ok);
+    }
+
     static void on_disconnect(mosquitto*, void* obj, int rc) {
         auto& s = self(obj);
         s.lost(rc == 0 ? std::string("disconnected") : describe_rc(rc));
@@ -243,6 +261,7 @@ struct MqttBridge::Impl {
         if (!connected) return;
         connected = false;
         m_connected.set(0);
+        if (stopping) return;
         log_warn(o.log_component,
                  "lost the connection to " + broker_name + ": " + reason + "; reconnecting");
         last_failure.clear();
@@ -315,13 +334,17 @@ struct MqttBridge::Impl {
             return;
         }
         const bool journalled = msg.qos > 0;
-        const auto digest = message_digest_of(topic, payload);
-        if (journalled && journal.is_redelivery(msg.mid, digest)) {
-            redelivered.fetch_add(1, std::memory_order_relaxed);
-            m_redelivered.inc();
-            log_debug(o.log_component, "redelivery of " + std::string(topic) + " (mid " +
-                                           std::to_string(msg.mid) + ") is in the outbox already");
-            return;
+        const auto digest = detail::message_digest(topic, payload);
+        if (journalled) {
+            if (auto entry = journal.find(msg.mid, digest);
+                entry && rp.outbox().newest(entry->sensor) >= entry->seq) {
+                redelivered.fetch_add(1, std::memory_order_relaxed);
+                m_redelivered.inc();
+                log_debug(o.log_component, "redelivery of " + std::string(topic) + " (mid " +
+                                               std::to_string(msg.mid) +
+                                               ") is in the outbox already");
+                return;
+            }
         }
         hold(TestHold::before_append, msg);
         const auto now = std::chrono::time_point_cast<std::chrono::microseconds>(
@@ -339,6 +362,12 @@ struct MqttBridge::Impl {
         // One outbox record per sensor (a device message may name several).
         std::stable_sort(parsed.readings.begin(), parsed.readings.end(),
                          [](const Reading& a, const Reading& b) { return a.sensor < b.sensor; });
+        // Journalled BEFORE the append, with the seq the last sensor's append is to reach: a kill
+        // anywhere after this line is told apart at the redelivery by the outbox's newest seq.
+        if (journalled) {
+            const auto& last = parsed.readings.back().sensor;
+            journal.record(msg.mid, digest, {last, rp.outbox().newest(last) + 1});
+        }
         std::size_t published = 0;
         for (std::size_t i = 0; i < parsed.readings.size();) {
             std::size_t j = i;
@@ -360,12 +389,7 @@ struct MqttBridge::Impl {
         }
         readings.fetch_add(published, std::memory_order_relaxed);
         m_readings.inc(published);
-        if (journalled) journal.record(msg.mid, digest);
         hold(TestHold::after_append, msg);
-    }
-
-    static std::uint64_t message_digest_of(std::string_view topic, std::string_view payload) {
-        return detail::message_digest(topic, payload);
     }
 
     void throw_if_append_failed() {
@@ -467,6 +491,7 @@ struct MqttBridge::Impl {
         if (mosquitto_socket(mosq.get()) >= 0) {
             drain_writes(2s);
             if (connected) {
+                stopping = true;
                 (void)mosquitto_disconnect(mosq.get());
                 drain_writes(2s);
             }

@@ -3,18 +3,22 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <stdexcept>
 #include <system_error>
 
 namespace rill::mqtt::detail {
 
 namespace {
 
-constexpr std::array<char, 8> magic{'R', 'I', 'L', 'L', 'M', 'Q', 'R', '1'};
+constexpr std::array<char, 8> magic{'R', 'I', 'L', 'L', 'M', 'Q', 'R', '2'};
 constexpr std::size_t header_bytes = 32;
-constexpr std::size_t slot_bytes = 32;
+// counter, mid, digest, epoch, seq (8 bytes each), sensor length (1), sensor (64), padding.
+constexpr std::size_t slot_bytes = 128;
+constexpr std::size_t max_sensor = 64;
 
 void put64(unsigned char* p, std::uint64_t v) {
     for (int i = 0; i < 8; ++i)
@@ -63,7 +67,9 @@ RedeliveryJournal::RedeliveryJournal(std::filesystem::path path, std::size_t win
     epoch_ = get64(bytes.data() + 8);
     for (std::size_t i = 0; i < window_; ++i) {
         const unsigned char* p = bytes.data() + header_bytes + i * slot_bytes;
-        Slot s{get64(p), get64(p + 8), get64(p + 16), get64(p + 24)};
+        Slot s{get64(p), get64(p + 8), get64(p + 16), get64(p + 24), get64(p + 32), {}};
+        const std::size_t len = std::min<std::size_t>(p[40], max_sensor);
+        s.sensor.assign(reinterpret_cast<const char*>(p + 41), len);
         slots_[i] = s;
         if (s.counter == 0) continue;
         counter_ = std::max(counter_, s.counter);
@@ -105,6 +111,9 @@ void RedeliveryJournal::write_slot(std::size_t index) {
     put64(b.data() + 8, s.mid);
     put64(b.data() + 16, s.digest);
     put64(b.data() + 24, s.epoch);
+    put64(b.data() + 32, s.seq);
+    b[40] = static_cast<unsigned char>(s.sensor.size());
+    std::memcpy(b.data() + 41, s.sensor.data(), s.sensor.size());
     const auto offset = static_cast<off_t>(header_bytes + index * slot_bytes);
     if (::pwrite(fd_, b.data(), b.size(), offset) != static_cast<ssize_t>(b.size()))
         fail("cannot write the redelivery journal", path_);
@@ -120,21 +129,25 @@ void RedeliveryJournal::new_epoch(bool session_present) {
     write_header();
 }
 
-bool RedeliveryJournal::is_redelivery(int mid, std::uint64_t digest) const {
+std::optional<JournalEntry> RedeliveryJournal::find(int mid, std::uint64_t digest) const {
     const auto it = by_mid_.find(static_cast<std::uint64_t>(mid));
-    if (it == by_mid_.end()) return false;
+    if (it == by_mid_.end()) return std::nullopt;
     const Slot& s = slots_[it->second];
-    return s.digest == digest && s.epoch < epoch_;
+    if (s.digest != digest || s.epoch >= epoch_) return std::nullopt;
+    return JournalEntry{s.sensor, s.seq};
 }
 
-void RedeliveryJournal::record(int mid, std::uint64_t digest) {
+void RedeliveryJournal::record(int mid, std::uint64_t digest, const JournalEntry& entry) {
+    if (entry.sensor.size() > max_sensor)
+        throw std::invalid_argument("redelivery journal: sensor id longer than 64 bytes");
     const std::size_t index = counter_ % window_;
     Slot& old = slots_[index];
     if (old.counter != 0) {
         const auto it = by_mid_.find(old.mid);
         if (it != by_mid_.end() && it->second == index) by_mid_.erase(it);
     }
-    old = Slot{++counter_, static_cast<std::uint64_t>(mid), digest, epoch_};
+    old =
+        Slot{++counter_, static_cast<std::uint64_t>(mid), digest, epoch_, entry.seq, entry.sensor};
     by_mid_[static_cast<std::uint64_t>(mid)] = index;
     write_slot(index);
 }

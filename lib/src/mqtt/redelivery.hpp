@@ -6,6 +6,8 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
+#include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
@@ -15,15 +17,24 @@ namespace rill::mqtt::detail {
 /// A digest of a message's topic and payload (64-bit FNV-1a over topic, a zero byte, payload).
 [[nodiscard]] std::uint64_t message_digest(std::string_view topic, std::string_view payload);
 
-/// A file of `window` slots, each (counter, packet id, digest, epoch), written in a ring with
-/// one pwrite(2) per message, so it survives a kill of the process (not a power cut unless
-/// `sync`). The epoch counts connections accepted by the broker.
+/// Where a journalled message's readings went: the seq its (last) sensor's append was to get.
+struct JournalEntry {
+    std::string sensor;     ///< the sensor of the message's last append
+    std::uint64_t seq = 0;  ///< outbox.newest(sensor) + 1 before that append
+};
+
+/// A file of `window` slots, each (counter, packet id, digest, epoch, sensor, seq), written in a
+/// ring with one pwrite(2) per message BEFORE the message's append, so it survives a kill of the
+/// process at any point (not a power cut unless `sync`). The epoch counts connections accepted
+/// by the broker.
 ///
-/// A message is a redelivery when the slot of its packet id holds the same digest from an
+/// A message may be a redelivery when the slot of its packet id holds the same digest from an
 /// earlier epoch: a broker resends a message only after a reconnect (MQTT 3.1.1 4.4), keeps the
 /// packet id, and gives packet ids in turn (so one id returns only after 65535 others; window
-/// stays below that). A broker without the session (session present = 0) redelivers nothing and
-/// may start ids again: new_epoch(false) forgets every slot.
+/// stays below that). It is one when, besides, the outbox's newest seq of the entry's sensor
+/// reached the entry's seq (the append happened: the bridge is the only writer of its outbox).
+/// A broker without the session (session present = 0) redelivers nothing and may start ids
+/// again: new_epoch(false) forgets every slot.
 class RedeliveryJournal {
   public:
     /// Opens or creates `path`. A file of another window size or format is started afresh.
@@ -35,10 +46,12 @@ class RedeliveryJournal {
 
     /// A new connection was accepted; `session_present` as its CONNACK says. Durable.
     void new_epoch(bool session_present);
-    /// True when (mid, digest) was recorded in an earlier epoch (see the class comment).
-    [[nodiscard]] bool is_redelivery(int mid, std::uint64_t digest) const;
-    /// Records an appended message. Throws std::system_error when the write fails.
-    void record(int mid, std::uint64_t digest);
+    /// The entry of (mid, digest) when it was recorded in an earlier epoch (see the class
+    /// comment); nothing otherwise.
+    [[nodiscard]] std::optional<JournalEntry> find(int mid, std::uint64_t digest) const;
+    /// Records a message about to be appended. Throws std::system_error when the write fails,
+    /// std::invalid_argument for a sensor id longer than 64 bytes.
+    void record(int mid, std::uint64_t digest, const JournalEntry& entry);
     /// The current epoch.
     [[nodiscard]] std::uint64_t epoch() const noexcept { return epoch_; }
 
@@ -48,6 +61,8 @@ class RedeliveryJournal {
         std::uint64_t mid = 0;
         std::uint64_t digest = 0;
         std::uint64_t epoch = 0;
+        std::uint64_t seq = 0;
+        std::string sensor;
     };
     void write_header();
     void write_slot(std::size_t index);

@@ -1,0 +1,403 @@
+// The MQTT bridge (rill/mqtt_bridge.hpp, apps/mqtt-bridge) end to end: a Mosquitto of the
+// test's own, mosquitto_pub as the devices, the real mqtt-bridge and store-sub over a throwaway
+// PostgreSQL. Every delivery test checks that the readings table holds exactly seqs 1..N of each
+// device once: a message lost or stored twice changes N. Topics are plain numbers with rules
+// given by --topic (never the default rules).
+#include <doctest/doctest.h>
+#include <libpq-fe.h>
+
+#include <csignal>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "mqtt/redelivery.hpp"
+#include "rill/mqtt_bridge.hpp"
+#include "support/mosquitto.hpp"
+#include "support/pipeline.hpp"
+#include "support/postgres.hpp"
+#include "support/process.hpp"
+
+using namespace rill;
+using namespace rill::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr auto start_bound = 30s;
+constexpr auto store_bound = 90s;
+const std::string rule = "dev/+/temperature={1}:plain";
+
+bool contains(const std::string& text, const std::string& what) {
+    return text.find(what) != std::string::npos;
+}
+
+// The text after `after` on the first complete line holding `marker`, up to `until`.
+std::optional<std::string> field(const std::string& log, const std::string& marker,
+                                 const std::string& after, const std::string& until) {
+    const auto m = log.find(marker);
+    if (m == std::string::npos) return std::nullopt;
+    const auto eol = log.find('\n', m);
+    if (eol == std::string::npos) return std::nullopt;
+    const auto line = log.substr(m, eol - m);
+    const auto a = line.find(after);
+    if (a == std::string::npos) return std::nullopt;
+    const auto start = a + after.size();
+    const auto end = until.empty() ? std::string::npos : line.find(until, start);
+    return line.substr(start, end == std::string::npos ? std::string::npos : end - start);
+}
+
+struct BridgeOptions {
+    std::string broker;
+    std::filesystem::path outbox;
+    std::string pub = "@tcp://127.0.0.1:0";
+    std::string replay = "@tcp://127.0.0.1:0";
+    std::vector<std::string> extra;
+    bool wait_connected = true;  ///< wait for the subscription to be acknowledged
+};
+
+// An mqtt-bridge process with client id "test-bridge"; the constructor waits for its start
+// line (and, unless told not to, its subscription) and reads its endpoints.
+class Bridge {
+  public:
+    Bridge(const std::filesystem::path& dir, BridgeOptions o) {
+        static int n = 0;
+        log_path_ = (dir / ("mqtt-bridge-" + std::to_string(++n) + ".log")).string();
+        std::vector<std::string> argv{bin("mqtt-bridge"),
+                                      "--broker",
+                                      o.broker,
+                                      "--client-id",
+                                      "test-bridge",
+                                      "--topic",
+                                      rule,
+                                      "--outbox",
+                                      o.outbox.string(),
+                                      "--pub",
+                                      o.pub,
+                                      "--replay",
+                                      o.replay,
+                                      "--heartbeat-interval",
+                                      "200ms",
+                                      "--metrics",
+                                      "127.0.0.1:0"};
+        argv.insert(argv.end(), o.extra.begin(), o.extra.end());
+        process_ = std::make_unique<Process>(argv, ProcessOptions{.stderr_path = log_path_});
+        const std::string marker = "info mqtt-bridge: bridging ";
+        const bool started = wait_until(
+            [&] {
+                const auto text = log();
+                const auto stream = field(text, marker, "publishing on ", ",");
+                const auto replay = field(text, marker, "replay on ", ",");
+                const auto admin = field(text, "serving /metrics and /healthz on ", "on ", "");
+                if (!stream || !replay || !admin) return !process_->running();
+                stream_ = *stream;
+                replay_ = *replay;
+                admin_ = *admin;
+                return true;
+            },
+            start_bound);
+        if (!started || stream_.empty()) {
+            throw std::runtime_error("mqtt-bridge did not start:\n" + log());
+        }
+        if (o.wait_connected && !wait_log("info mqtt-bridge: subscribed to ", start_bound)) {
+            throw std::runtime_error("mqtt-bridge did not subscribe:\n" + log());
+        }
+    }
+    [[nodiscard]] std::string log() const { return read_file(log_path_); }
+    bool wait_log(const std::string& text, std::chrono::milliseconds timeout) {
+        return wait_until([&] { return contains(log(), text); }, timeout);
+    }
+    [[nodiscard]] double metric(const std::string& name, const std::string& label = "") const {
+        const auto r = http_get(admin_, "/metrics");
+        return r ? metric_sum(r->body, name, label) : -1;
+    }
+    [[nodiscard]] const std::string& stream() const noexcept { return stream_; }
+    [[nodiscard]] const std::string& replay() const noexcept { return replay_; }
+    Process& process() noexcept { return *process_; }
+    // Stops it with SIGTERM; returns its exit code.
+    std::optional<int> stop() {
+        process_->signal(SIGTERM);
+        return process_->wait_for(30s);
+    }
+
+  private:
+    std::string log_path_;
+    std::unique_ptr<Process> process_;
+    std::string stream_, replay_, admin_;
+};
+
+// "1.1", "1.2", ...: n distinct temperatures.
+std::vector<std::string> values(int first, int count) {
+    std::vector<std::string> out;
+    for (int i = first; i < first + count; ++i)
+        out.push_back(std::to_string(i / 10) + "." + std::to_string(i % 10));
+    return out;
+}
+
+std::string temperatures_problem(const TempPostgres& pg, const std::string& sensor, int count) {
+    // Distinct temperatures = rows: no message stored twice under another seq.
+    std::unique_ptr<PGconn, decltype(&PQfinish)> conn(PQconnectdb(pg.conninfo().c_str()),
+                                                      &PQfinish);
+    const std::string sql =
+        "select count(*) || ' ' || count(distinct temperature) from readings where sensor = '" +
+        sensor + "'";
+    std::unique_ptr<PGresult, decltype(&PQclear)> r(PQexec(conn.get(), sql.c_str()), &PQclear);
+    if (PQresultStatus(r.get()) != PGRES_TUPLES_OK) return PQerrorMessage(conn.get());
+    const std::string got = PQgetvalue(r.get(), 0, 0);
+    const auto expected = std::to_string(count) + " " + std::to_string(count);
+    return got == expected ? "" : "rows and distinct temperatures: " + got;
+}
+
+}  // namespace
+
+TEST_CASE("the redelivery journal finds a message recorded before the reconnect only") {
+    TempDir dir("rill-mqtt");
+    const auto path = dir.path() / "journal";
+    const auto d1 = mqtt::detail::message_digest("dev/a/temperature", "21.5");
+    const auto d2 = mqtt::detail::message_digest("dev/a/temperature", "21.6");
+    {
+        mqtt::detail::RedeliveryJournal j(path, 4, false);
+        j.new_epoch(false);
+        j.record(7, d1, {"a", 3});
+        CHECK_FALSE(j.find(7, d1));  // same connection: a new message
+    }
+    mqtt::detail::RedeliveryJournal j(path, 4, false);  // reopened after a kill
+    j.new_epoch(true);
+    const auto entry = j.find(7, d1);
+    REQUIRE(entry);
+    CHECK(entry->sensor == "a");
+    CHECK(entry->seq == 3);
+    CHECK_FALSE(j.find(7, d2));  // same packet id, other payload
+    CHECK_FALSE(j.find(8, d1));
+    for (int mid = 10; mid < 14; ++mid)  // the window (4) moves past mid 7
+        j.record(mid, d2, {"a", 4});
+    CHECK_FALSE(j.find(7, d1));
+    j.record(20, d1, {"a", 5});
+    j.new_epoch(false);  // the broker lost the session: nothing will be redelivered
+    CHECK_FALSE(j.find(20, d1));
+}
+
+TEST_CASE("broker URLs are parsed with their default ports and bad ones are refused") {
+    CHECK(mqtt::parse_broker_url("mqtt://broker") == mqtt::BrokerAddress{"broker", 1883, false});
+    CHECK(mqtt::parse_broker_url("mqtts://b:1") == mqtt::BrokerAddress{"b", 1, true});
+    CHECK(mqtt::parse_broker_url("mqtt://[::1]:99") == mqtt::BrokerAddress{"::1", 99, false});
+    CHECK_THROWS_AS((void)mqtt::parse_broker_url("tcp://b:1"), std::invalid_argument);
+    CHECK_THROWS_AS((void)mqtt::parse_broker_url("mqtt://b:0"), std::invalid_argument);
+    CHECK_THROWS_AS((void)mqtt::parse_broker_url("mqtt://:1883"), std::invalid_argument);
+    CHECK_THROWS_AS((void)mqtt::parse_broker_url("mqtt://b/x"), std::invalid_argument);
+}
+
+TEST_CASE("plain readings flow from the broker through the bridge into PostgreSQL") {
+    TempDir dir("rill-mqtt");
+    TempPostgres pg;
+    Mosquitto broker(dir.path() / "broker");
+    Bridge bridge(dir.path(), {.broker = broker.url(), .outbox = dir.path() / "outbox"});
+    StoreSub sub(dir.path(), {.connect = {bridge.stream()}, .db = pg.conninfo()});
+
+    REQUIRE(publish_lines(broker.port(), "dev/kitchen/temperature", values(100, 50)) == 0);
+    REQUIRE(publish_lines(broker.port(), "dev/cellar/temperature", values(300, 30)) == 0);
+    REQUIRE(wait_rows(pg, 80, store_bound));
+    CHECK(exactly_once_problem(pg, {{"kitchen", 50}, {"cellar", 30}}) == "");
+    CHECK(temperatures_problem(pg, "kitchen", 50) == "");
+    CHECK(bridge.metric("rill_mqtt_messages_received_total") == 80);
+    CHECK(bridge.metric("rill_mqtt_readings_published_total") == 80);
+    CHECK(bridge.metric("rill_mqtt_broker_connected") == 1);
+    CHECK(bridge.stop() == 0);
+    CHECK(contains(bridge.log(), "info mqtt-bridge: disconnected from"));
+    CHECK_FALSE(contains(bridge.log(), "lost the connection"));
+}
+
+TEST_CASE("malformed payloads are counted and logged and other devices are unaffected") {
+    TempDir dir("rill-mqtt");
+    TempPostgres pg;
+    Mosquitto broker(dir.path() / "broker");
+    Bridge bridge(dir.path(), {.broker = broker.url(),
+                               .outbox = dir.path() / "outbox",
+                               .extra = {"--topic", "other/+={1}:plain"}});
+    StoreSub sub(dir.path(), {.connect = {bridge.stream()}, .db = pg.conninfo()});
+
+    REQUIRE(publish_lines(broker.port(), "dev/bad/temperature",
+                          {"abc", "{\"t\":1}", "", "1e999"}) == 0);
+    REQUIRE(publish_lines(broker.port(), "dev/good/temperature", values(200, 20)) == 0);
+    REQUIRE(wait_rows(pg, 20, store_bound));
+    CHECK(exactly_once_problem(pg, {{"good", 20}}) == "");
+    CHECK(wait_until(
+        [&] {
+            return bridge.metric("rill_mqtt_messages_rejected_total", R"(reason="malformed")") == 4;
+        },
+        10s));
+    CHECK(contains(bridge.log(), "dev/bad/temperature: plain payload"));
+    CHECK(bridge.process().running());
+}
+
+TEST_CASE("a bridge killed with kill -9 mid-stream and restarted stores every reading once") {
+    TempDir dir("rill-mqtt");
+    TempPostgres pg;
+    Mosquitto broker(dir.path() / "broker");
+    const auto outbox = dir.path() / "outbox";
+    auto bridge = std::make_unique<Bridge>(dir.path(), BridgeOptions{broker.url(), outbox});
+    const auto stream = bridge->stream();
+    const auto replay = bridge->replay();
+    StoreSub sub(dir.path(), {.connect = {stream}, .db = pg.conninfo()});
+
+    // The device publishes 400 messages, paced, while the bridge is killed and restarted.
+    const int n = 400;
+    std::thread device([&] {
+        (void)publish_lines(broker.port(), "dev/kitchen/temperature", values(1000, n), 1, 5ms);
+    });
+    const bool midway = wait_until(
+        [&] { return bridge->metric("rill_mqtt_messages_received_total") >= 100; }, store_bound);
+    bridge->process().signal(SIGKILL);
+    (void)bridge->process().wait_for(10s);
+    const auto first_log = bridge->log();
+    bridge = std::make_unique<Bridge>(
+        dir.path(),
+        BridgeOptions{broker.url(), outbox, "@" + stream, "@" + replay, {"--log-level", "debug"}});
+    device.join();
+    REQUIRE(midway);
+    INFO("first run:\n" << first_log << "second run:\n" << bridge->log());
+    REQUIRE(wait_rows(pg, n, store_bound));
+    std::this_thread::sleep_for(1s);  // a duplicate would arrive by now
+    CHECK(exactly_once_problem(pg, {{"kitchen", n}}) == "");
+    CHECK(temperatures_problem(pg, "kitchen", n) == "");
+}
+
+TEST_CASE("a broker restarted mid-stream with persistence loses and repeats nothing") {
+    TempDir dir("rill-mqtt");
+    TempPostgres pg;
+    Mosquitto broker(dir.path() / "broker");
+    Bridge bridge(dir.path(), {.broker = broker.url(), .outbox = dir.path() / "outbox"});
+    StoreSub sub(dir.path(), {.connect = {bridge.stream()}, .db = pg.conninfo()});
+
+    REQUIRE(publish_lines(broker.port(), "dev/kitchen/temperature", values(100, 100)) == 0);
+    REQUIRE(wait_rows(pg, 100, store_bound));
+    // The bridge is frozen while messages arrive: the broker holds them in flight and queued,
+    // writes them to its persistence file at the restart and sends them again after it.
+    bridge.process().signal(SIGSTOP);
+    REQUIRE(publish_lines(broker.port(), "dev/kitchen/temperature", values(200, 100)) == 0);
+    broker.stop();
+    broker.start();
+    bridge.process().signal(SIGCONT);
+    REQUIRE(bridge.wait_log("(session resumed)", start_bound));
+    REQUIRE(publish_lines(broker.port(), "dev/kitchen/temperature", values(300, 100)) == 0);
+    REQUIRE(wait_rows(pg, 300, store_bound));
+    std::this_thread::sleep_for(1s);
+    CHECK(exactly_once_problem(pg, {{"kitchen", 300}}) == "");
+    CHECK(temperatures_problem(pg, "kitchen", 300) == "");
+    CHECK(contains(bridge.log(), "lost the connection to " + broker.url()));
+}
+
+TEST_CASE("a message held before its append and killed there comes back after the restart") {
+    // Pins the acknowledgement order: the PUBACK is written only after on_message returned.
+    TempDir dir("rill-mqtt");
+    TempPostgres pg;
+    Mosquitto broker(dir.path() / "broker");
+    const auto outbox = dir.path() / "outbox";
+    auto bridge =
+        std::make_unique<Bridge>(dir.path(), BridgeOptions{.broker = broker.url(),
+                                                           .outbox = outbox,
+                                                           .extra = {"--test-hold", "before:60s"}});
+    REQUIRE(publish_lines(broker.port(), "dev/kitchen/temperature", {"21.5"}) == 0);
+    REQUIRE(bridge->wait_log("test hold: message dev/kitchen/temperature", start_bound));
+    std::this_thread::sleep_for(500ms);  // a PUBACK written before the append would arrive now
+    bridge->process().signal(SIGKILL);
+    (void)bridge->process().wait_for(10s);
+
+    bridge = std::make_unique<Bridge>(dir.path(), BridgeOptions{broker.url(), outbox});
+    StoreSub sub(dir.path(), {.connect = {bridge->stream()}, .db = pg.conninfo()});
+    REQUIRE(wait_rows(pg, 1, store_bound));
+    CHECK(exactly_once_problem(pg, {{"kitchen", 1}}) == "");
+}
+
+TEST_CASE("a message appended and killed before its acknowledgement is not stored twice") {
+    TempDir dir("rill-mqtt");
+    TempPostgres pg;
+    Mosquitto broker(dir.path() / "broker");
+    const auto outbox = dir.path() / "outbox";
+    auto bridge =
+        std::make_unique<Bridge>(dir.path(), BridgeOptions{.broker = broker.url(),
+                                                           .outbox = outbox,
+                                                           .extra = {"--test-hold", "after:60s"}});
+    REQUIRE(publish_lines(broker.port(), "dev/kitchen/temperature", {"21.5"}) == 0);
+    REQUIRE(bridge->wait_log("test hold: message dev/kitchen/temperature", start_bound));
+    bridge->process().signal(SIGKILL);
+    (void)bridge->process().wait_for(10s);
+
+    bridge = std::make_unique<Bridge>(dir.path(), BridgeOptions{broker.url(), outbox});
+    StoreSub sub(dir.path(), {.connect = {bridge->stream()}, .db = pg.conninfo()});
+    REQUIRE(wait_until([&] { return bridge->metric("rill_mqtt_redeliveries_total") == 1; },
+                       start_bound));
+    REQUIRE(publish_lines(broker.port(), "dev/kitchen/temperature", {"21.6"}) == 0);
+    REQUIRE(wait_rows(pg, 2, store_bound));
+    std::this_thread::sleep_for(1s);
+    CHECK(exactly_once_problem(pg, {{"kitchen", 2}}) == "");
+}
+
+TEST_CASE("a TLS broker is reached with --tls-ca and refused clearly with a wrong CA") {
+    TempDir dir("rill-mqtt");
+    const auto d = dir.path();
+    auto ssl = [&](const std::string& args) {
+        std::string out;
+        const int rc = run_command({"sh", "-c", "cd '" + d.string() + "' && " + args}, 60s, &out);
+        INFO(out);
+        REQUIRE(rc == 0);
+    };
+    ssl("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=test-ca -keyout ca.key "
+        "-out ca.pem 2>&1");
+    ssl("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=other-ca -keyout other.key "
+        "-out other.pem 2>&1");
+    ssl("openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout server.key -out "
+        "server.csr 2>&1 && printf 'subjectAltName=IP:127.0.0.1\\n' > ext && openssl x509 -req "
+        "-in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile ext -out "
+        "server.pem 2>&1");
+    Mosquitto broker(d / "broker", {.listener = {"certfile " + (d / "server.pem").string(),
+                                                 "keyfile " + (d / "server.key").string()}});
+    REQUIRE(contains(broker.url(), "mqtts://"));
+    {
+        Bridge bridge(d, {.broker = broker.url(),
+                          .outbox = d / "outbox",
+                          .extra = {"--tls-ca", (d / "ca.pem").string()}});
+        REQUIRE(publish_lines(broker.port(), "dev/kitchen/temperature", {"21.5"}, 1, 0ms,
+                              {"--cafile", (d / "ca.pem").string()}) == 0);
+        CHECK(wait_until([&] { return bridge.metric("rill_mqtt_readings_published_total") == 1; },
+                         20s));
+        CHECK(bridge.stop() == 0);
+    }
+    Bridge wrong(d, {.broker = broker.url(),
+                     .outbox = d / "outbox-2",
+                     .extra = {"--tls-ca", (d / "other.pem").string()},
+                     .wait_connected = false});
+    CHECK(wrong.wait_log("warn mqtt-bridge: cannot connect to " + broker.url(), 20s));
+    INFO(wrong.log());
+    CHECK(contains(wrong.log(), "certificate verify failed"));
+    CHECK(wrong.metric("rill_mqtt_broker_connected") == 0);
+}
+
+TEST_CASE("a broker with passwords accepts the right password and refuses a wrong one") {
+    TempDir dir("rill-mqtt");
+    const auto d = dir.path();
+    REQUIRE(
+        run_command({"mosquitto_passwd", "-b", "-c", (d / "passwd").string(), "sensor", "s3cret"},
+                    30s) == 0);
+    std::ofstream(d / "good") << "s3cret\n";
+    std::ofstream(d / "bad") << "guess\n";
+    Mosquitto broker(d / "broker", {.global = {"allow_anonymous false",
+                                               "password_file " + (d / "passwd").string()}});
+    {
+        Bridge bridge(
+            d, {.broker = broker.url(),
+                .outbox = d / "outbox",
+                .extra = {"--username", "sensor", "--password-file", (d / "good").string()}});
+        CHECK(bridge.metric("rill_mqtt_broker_connected") == 1);
+        CHECK(bridge.stop() == 0);
+    }
+    Bridge refused(d, {.broker = broker.url(),
+                       .outbox = d / "outbox-2",
+                       .extra = {"--username", "sensor", "--password-file", (d / "bad").string()},
+                       .wait_connected = false});
+    CHECK(refused.wait_log("cannot connect to " + broker.url() + ": refused", 20s));
+    INFO(refused.log());
+    CHECK(contains(refused.log(), "not authorised"));
+    CHECK(refused.metric("rill_mqtt_broker_connected") == 0);
+}
