@@ -67,10 +67,15 @@ int run(const Options& o) {
                        (rp.replay_endpoint().empty() ? "(none)" : rp.replay_endpoint()) +
                        ", outbox " + rp.outbox().dir().string());
     systemd.ready("connecting to " + o.broker);
-    bridge.run(shutdown.stop(), [&systemd](const rill::mqtt::MqttBridgeStats& s) {
+    rill::mqtt::MqttBridgeHooks hooks;
+    hooks.status = [&systemd](const rill::mqtt::MqttBridgeStats& s) {
         systemd.status(status_line(s));
+    };
+    hooks.keep_alive = [&systemd] {
         systemd.keep_alive();
-    });
+        return systemd.keep_alive_due();
+    };
+    bridge.run(shutdown.stop(), hooks);
     systemd.stopping("stopping on " + shutdown.reason() + ": closing the outbox");
     rp.close();
     return 0;

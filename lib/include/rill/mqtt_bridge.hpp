@@ -94,8 +94,15 @@ struct MqttBridgeStats {
     bool connected = false;         ///< connected to the broker now
 };
 
-/// Called once a second from run() with the stats (e.g. systemd's STATUS line).
-using MqttBridgeStatus = std::function<void(const MqttBridgeStats&)>;
+/// What run() calls on its thread besides bridging (e.g. systemd's notifications).
+struct MqttBridgeHooks {
+    /// Called once a second with the stats (e.g. systemd's STATUS line); may be empty.
+    std::function<void(const MqttBridgeStats&)> status;
+    /// Called on every turn of the loop; returns when it wants to be called next (the loop does
+    /// not sleep past it; SteadyTime::max() for no particular time), e.g. a watchdog ping. May be
+    /// empty.
+    std::function<SteadyTime()> keep_alive;
+};
 
 /// The bridge loop: one thread (the caller of run()) owns the MQTT connection and the
 /// ReliablePublisher's duties.
@@ -121,10 +128,10 @@ class MqttBridge {
     /// Connects (retrying with backoff, logging each change of the connection's state once),
     /// subscribes to every rule's filter at QoS 1 and bridges messages until `stop` is requested;
     /// then writes the acknowledgements due, disconnects and flushes the publisher. Blocks. Calls
-    /// `status` once a second when given. Throws std::system_error when an append to the outbox
+    /// the hooks as MqttBridgeHooks says. Throws std::system_error when an append to the outbox
     /// fails (the message is not acknowledged: the broker sends it again to the next run), and
     /// what ReliablePublisher::service throws.
-    void run(const StopFlag& stop, const MqttBridgeStatus& status = {});
+    void run(const StopFlag& stop, const MqttBridgeHooks& hooks = {});
 
     /// The counters now. Thread-safe.
     [[nodiscard]] MqttBridgeStats stats() const noexcept;

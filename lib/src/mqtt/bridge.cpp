@@ -434,7 +434,7 @@ struct MqttBridge::Impl {
         }
     }
 
-    void run(const StopFlag& stop, const MqttBridgeStatus& status) {
+    void run(const StopFlag& stop, const MqttBridgeHooks& hooks) {
         auto next_status = std::chrono::steady_clock::now();
         next_attempt = next_status;
         while (!stop.requested()) {
@@ -447,6 +447,7 @@ struct MqttBridge::Impl {
             const SteadyTime duty = rp.service();
             now = std::chrono::steady_clock::now();
             SteadyTime wake = std::min({duty, now + 1s, rejected_log.flush_due()});
+            if (hooks.keep_alive) wake = std::min(wake, hooks.keep_alive());
             if (sock < 0) wake = std::min(wake, next_attempt);
             const auto timeout = std::max<std::int64_t>(
                 0,
@@ -483,7 +484,7 @@ struct MqttBridge::Impl {
             rejected_log.flush();
             now = std::chrono::steady_clock::now();
             if (now >= next_status) {
-                if (status) status(stats());
+                if (hooks.status) hooks.status(stats());
                 next_status = now + 1s;
             }
         }
@@ -535,8 +536,8 @@ MqttBridge::MqttBridge(MqttBridgeOptions options, ReliablePublisher& publisher)
 
 MqttBridge::~MqttBridge() = default;
 
-void MqttBridge::run(const StopFlag& stop, const MqttBridgeStatus& status) {
-    impl_->run(stop, status);
+void MqttBridge::run(const StopFlag& stop, const MqttBridgeHooks& hooks) {
+    impl_->run(stop, hooks);
 }
 
 MqttBridgeStats MqttBridge::stats() const noexcept {
