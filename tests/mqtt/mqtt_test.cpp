@@ -9,6 +9,7 @@
 #include <csignal>
 #include <fstream>
 #include <memory>
+#include <regex>
 #include <string>
 #include <thread>
 
@@ -33,19 +34,12 @@ bool contains(const std::string& text, const std::string& what) {
     return text.find(what) != std::string::npos;
 }
 
-// The text after `after` on the first complete line holding `marker`, up to `until`.
-std::optional<std::string> field(const std::string& log, const std::string& marker,
-                                 const std::string& after, const std::string& until) {
-    const auto m = log.find(marker);
-    if (m == std::string::npos) return std::nullopt;
-    const auto eol = log.find('\n', m);
-    if (eol == std::string::npos) return std::nullopt;
-    const auto line = log.substr(m, eol - m);
-    const auto a = line.find(after);
-    if (a == std::string::npos) return std::nullopt;
-    const auto start = a + after.size();
-    const auto end = until.empty() ? std::string::npos : line.find(until, start);
-    return line.substr(start, end == std::string::npos ? std::string::npos : end - start);
+// The first match of `pattern`'s group 1 on a complete line of `log`.
+std::optional<std::string> first_match(const std::string& log, const std::string& pattern) {
+    std::smatch m;
+    const auto complete = log.substr(0, log.rfind('\n') + 1);
+    if (!std::regex_search(complete, m, std::regex(pattern))) return std::nullopt;
+    return m[1].str();
 }
 
 struct BridgeOptions {
@@ -87,9 +81,9 @@ class Bridge {
         const bool started = wait_until(
             [&] {
                 const auto text = log();
-                const auto stream = field(text, marker, "publishing on ", ",");
-                const auto replay = field(text, marker, "replay on ", ",");
-                const auto admin = field(text, "serving /metrics and /healthz on ", "on ", "");
+                const auto stream = first_match(text, marker + ".* publishing on ([^,]+),");
+                const auto replay = first_match(text, marker + ".* replay on ([^,]+),");
+                const auto admin = first_match(text, "/metrics and /healthz on (\\S+)");
                 if (!stream || !replay || !admin) return !process_->running();
                 stream_ = *stream;
                 replay_ = *replay;
@@ -288,23 +282,29 @@ TEST_CASE("a broker restarted mid-stream with persistence loses and repeats noth
     CHECK(contains(bridge.log(), "lost the connection to " + broker.url()));
 }
 
+// Starts a bridge that holds the first message at `hold` ("before:60s", "after:60s"),
+// publishes one message, kills the bridge with kill -9 while it holds it and starts it again
+// (without the hold). Returns the restarted bridge.
+std::unique_ptr<Bridge> kill_while_holding(const std::filesystem::path& dir,
+                                           const Mosquitto& broker, const std::string& hold) {
+    const auto outbox = dir / "outbox";
+    auto bridge = std::make_unique<Bridge>(
+        dir,
+        BridgeOptions{.broker = broker.url(), .outbox = outbox, .extra = {"--test-hold", hold}});
+    REQUIRE(publish_lines(broker.port(), "dev/kitchen/temperature", {"21.5"}) == 0);
+    REQUIRE(bridge->wait_log("test hold: message dev/kitchen/temperature", start_bound));
+    std::this_thread::sleep_for(500ms);  // a PUBACK written early would reach the broker now
+    bridge->process().signal(SIGKILL);
+    (void)bridge->process().wait_for(10s);
+    return std::make_unique<Bridge>(dir, BridgeOptions{broker.url(), outbox});
+}
+
 TEST_CASE("a message held before its append and killed there comes back after the restart") {
     // Pins the acknowledgement order: the PUBACK is written only after on_message returned.
     TempDir dir("rill-mqtt");
     TempPostgres pg;
     Mosquitto broker(dir.path() / "broker");
-    const auto outbox = dir.path() / "outbox";
-    auto bridge =
-        std::make_unique<Bridge>(dir.path(), BridgeOptions{.broker = broker.url(),
-                                                           .outbox = outbox,
-                                                           .extra = {"--test-hold", "before:60s"}});
-    REQUIRE(publish_lines(broker.port(), "dev/kitchen/temperature", {"21.5"}) == 0);
-    REQUIRE(bridge->wait_log("test hold: message dev/kitchen/temperature", start_bound));
-    std::this_thread::sleep_for(500ms);  // a PUBACK written before the append would arrive now
-    bridge->process().signal(SIGKILL);
-    (void)bridge->process().wait_for(10s);
-
-    bridge = std::make_unique<Bridge>(dir.path(), BridgeOptions{broker.url(), outbox});
+    auto bridge = kill_while_holding(dir.path(), broker, "before:60s");
     StoreSub sub(dir.path(), {.connect = {bridge->stream()}, .db = pg.conninfo()});
     REQUIRE(wait_rows(pg, 1, store_bound));
     CHECK(exactly_once_problem(pg, {{"kitchen", 1}}) == "");
@@ -314,17 +314,7 @@ TEST_CASE("a message appended and killed before its acknowledgement is not store
     TempDir dir("rill-mqtt");
     TempPostgres pg;
     Mosquitto broker(dir.path() / "broker");
-    const auto outbox = dir.path() / "outbox";
-    auto bridge =
-        std::make_unique<Bridge>(dir.path(), BridgeOptions{.broker = broker.url(),
-                                                           .outbox = outbox,
-                                                           .extra = {"--test-hold", "after:60s"}});
-    REQUIRE(publish_lines(broker.port(), "dev/kitchen/temperature", {"21.5"}) == 0);
-    REQUIRE(bridge->wait_log("test hold: message dev/kitchen/temperature", start_bound));
-    bridge->process().signal(SIGKILL);
-    (void)bridge->process().wait_for(10s);
-
-    bridge = std::make_unique<Bridge>(dir.path(), BridgeOptions{broker.url(), outbox});
+    auto bridge = kill_while_holding(dir.path(), broker, "after:60s");
     StoreSub sub(dir.path(), {.connect = {bridge->stream()}, .db = pg.conninfo()});
     CHECK(wait_until([&] { return bridge->metric("rill_mqtt_redeliveries_total") == 1; },
                      start_bound));
