@@ -391,3 +391,36 @@ TEST_CASE("a broker with passwords accepts the right password and refuses a wron
     CHECK(contains(refused.log(), "not authorised"));
     CHECK(refused.metric("rill_mqtt_broker_connected") == 0);
 }
+
+TEST_CASE("mqtt-bridge refuses bad flag values with its name first and exit code 64") {
+    TempDir dir("rill-mqtt");
+    const auto outbox = (dir.path() / "outbox").string();
+    auto usage = [&](std::vector<std::string> args, const std::string& names) {
+        std::vector<std::string> argv{bin("mqtt-bridge"), "--outbox", outbox};
+        argv.insert(argv.end(), args.begin(), args.end());
+        std::string out;
+        const int rc = run_command(argv, 30s, &out);
+        INFO(out);
+        CHECK(rc == 64);
+        CHECK(out.rfind("mqtt-bridge: ", 0) == 0);
+        CHECK(contains(out, names));
+    };
+    usage({"--broker", "tcp://127.0.0.1:1883"}, "--broker");
+    usage({"--broker", "mqtt://127.0.0.1:70000"}, "--broker");
+    usage({"--topic", "no-equals-sign"}, "--topic");
+    usage({"--topic", "dev/+/t={2}:plain"}, "--topic");
+    usage({"--tls-cert", outbox + "/missing.pem"}, "--tls-cert");
+    usage({"--keepalive", "1s"}, "--keepalive");
+    usage({"--redelivery-window", "0"}, "--redelivery-window");
+    usage({"--test-hold", "sometime"}, "--test-hold");
+    std::ofstream(dir.path() / "pw") << "secret\n";
+    usage({"--password-file", (dir.path() / "pw").string()}, "--username");
+    CHECK_FALSE(std::filesystem::exists(outbox));  // checked before anything was opened
+
+    std::string help;
+    CHECK(run_command({bin("mqtt-bridge"), "--help"}, 30s, &help) == 0);
+    for (const char* env : {"RILL_MQTT_BROKER", "RILL_MQTT_CLIENT_ID", "RILL_MQTT_PASSWORD_FILE",
+                            "RILL_MQTT_TLS_CA", "RILL_MQTT_TOPIC", "RILL_OUTBOX", "RILL_PUB"})
+        CHECK(contains(help, env));
+    CHECK_FALSE(contains(help, "--test-hold"));
+}
