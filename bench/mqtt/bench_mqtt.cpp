@@ -13,10 +13,10 @@
 // Times count from the subscriber's start (process start included in both).
 #include <chrono>
 #include <csignal>
-#include <map>
-#include <stdexcept>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
