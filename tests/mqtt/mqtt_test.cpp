@@ -424,3 +424,19 @@ TEST_CASE("mqtt-bridge refuses bad flag values with its name first and exit code
         CHECK(contains(help, env));
     CHECK_FALSE(contains(help, "--test-hold"));
 }
+
+TEST_CASE("a retained message sent on subscribing is ignored and a live one is read") {
+    TempDir dir("rill-mqtt");
+    Mosquitto broker(dir.path() / "broker");
+    REQUIRE(publish_lines(broker.port(), "dev/attic/temperature", {"19.5"}, 1, 0ms, {"-r"}) == 0);
+    Bridge bridge(dir.path(), {.broker = broker.url(), .outbox = dir.path() / "outbox"});
+    CHECK(wait_until(
+        [&] {
+            return bridge.metric("rill_mqtt_messages_ignored_total", R"(reason="retained")") == 1;
+        },
+        20s));
+    REQUIRE(publish_lines(broker.port(), "dev/attic/temperature", {"19.6"}, 1, 0ms, {"-r"}) == 0);
+    CHECK(wait_until([&] { return bridge.metric("rill_mqtt_messages_received_total") == 2; }, 20s));
+    // The live delivery carries retain 0 (MQTT 3.1.1 3.3.1.3): read, though published retained.
+    CHECK(bridge.metric("rill_mqtt_readings_published_total") == 1);
+}
