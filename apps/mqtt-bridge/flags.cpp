@@ -64,7 +64,8 @@ void add_flags(CLI::App& app, Options& o) {
     app.add_option("--tls-key", o.tls_key, "mqtts: this client's private key (PEM)")
         ->envname("RILL_MQTT_TLS_KEY");
     app.add_option("--topic", o.topics,
-                   "FILTER=SENSOR[:FORMAT], repeatable: topics to subscribe to and the sensor id "
+                   "FILTER=SENSOR[:FORMAT], repeatable (several per value separated by spaces): "
+                   "topics to subscribe to and the sensor id "
                    "made from them ({1}, {2}: the levels the wildcards matched; docs/"
                    "integrations.md). Default: the Tasmota, ESPHome and Zigbee2MQTT topics")
         ->envname("RILL_MQTT_TOPIC");
@@ -123,13 +124,19 @@ mqtt::MqttBridgeOptions bridge_options(const Options& o, const std::filesystem::
     if (o.topics.empty()) {
         b.rules = mqtt::default_topic_rules();
     } else {
-        for (const auto& t : o.topics) {
-            try {
-                b.rules.push_back(mqtt::parse_topic_rule(t));
-            } catch (const std::invalid_argument& e) {
-                throw app::UsageError(std::string("--topic: ") + e.what());
+        // Each value may hold several rules separated by whitespace (RILL_MQTT_TOPIC).
+        for (const auto& value : o.topics) {
+            std::istringstream words(value);
+            std::string t;
+            while (words >> t) {
+                try {
+                    b.rules.push_back(mqtt::parse_topic_rule(t));
+                } catch (const std::invalid_argument& e) {
+                    throw app::UsageError(std::string("--topic: ") + e.what());
+                }
             }
         }
+        if (b.rules.empty()) throw app::UsageError("--topic: no rule given");
     }
     try {
         (void)mqtt::MessageParser(b.rules);

@@ -409,6 +409,7 @@ TEST_CASE("mqtt-bridge refuses bad flag values with its name first and exit code
     usage({"--broker", "mqtt://127.0.0.1:70000"}, "--broker");
     usage({"--topic", "no-equals-sign"}, "--topic");
     usage({"--topic", "dev/+/t={2}:plain"}, "--topic");
+    usage({"--topic", "a/+={1}:plain b/+={2}:plain"}, "--topic");  // the 2nd rule is read too
     usage({"--tls-cert", outbox + "/missing.pem"}, "--tls-cert");
     usage({"--keepalive", "1s"}, "--keepalive");
     usage({"--redelivery-window", "0"}, "--redelivery-window");
