@@ -71,9 +71,10 @@ void add_flags(CLI::App& app, Options& o) {
         ->envname("RILL_MQTT_TOPIC");
     app::add_duration_option(app, "--keepalive", o.keepalive, "MQTT keep-alive interval")
         ->envname("RILL_MQTT_KEEPALIVE");
-    app.add_option("--redelivery-window", o.redelivery_window,
-                   "QoS 1 messages remembered to recognise the broker's redeliveries; at least "
-                   "the broker's max_inflight_messages (1-32768)")
+    app.add_option(
+           "--redelivery-window", o.redelivery_window,
+           "QoS 1 messages remembered to recognise the broker's redeliveries; at least "
+           "the broker's max_inflight_messages (0-32768; 0: off, a redelivery is stored again)")
         ->envname("RILL_MQTT_REDELIVERY_WINDOW")
         ->capture_default_str();
     app.add_option("--test-hold", o.test_hold,
@@ -147,8 +148,8 @@ mqtt::MqttBridgeOptions bridge_options(const Options& o, const std::filesystem::
     if (keepalive < std::chrono::seconds(5) || keepalive > std::chrono::seconds(65535))
         throw app::UsageError("--keepalive: must be 5s to 65535s");
     b.keepalive = keepalive;
-    if (o.redelivery_window == 0 || o.redelivery_window > 32768)
-        throw app::UsageError("--redelivery-window: must be 1 to 32768");
+    if (o.redelivery_window > 32768)
+        throw app::UsageError("--redelivery-window: must be 0 to 32768");
     b.redelivery_window = o.redelivery_window;
     if (!o.test_hold.empty()) {
         const auto colon = o.test_hold.find(':');

@@ -412,7 +412,7 @@ TEST_CASE("mqtt-bridge refuses bad flag values with its name first and exit code
     usage({"--topic", "a/+={1}:plain b/+={2}:plain"}, "--topic");  // the 2nd rule is read too
     usage({"--tls-cert", outbox + "/missing.pem"}, "--tls-cert");
     usage({"--keepalive", "1s"}, "--keepalive");
-    usage({"--redelivery-window", "0"}, "--redelivery-window");
+    usage({"--redelivery-window", "40000"}, "--redelivery-window");
     usage({"--test-hold", "sometime"}, "--test-hold");
     std::ofstream(dir.path() / "pw") << "secret\n";
     usage({"--password-file", (dir.path() / "pw").string()}, "--username");

@@ -73,7 +73,9 @@ struct MqttBridgeOptions {
     BackoffOptions reconnect{std::chrono::milliseconds{500}, std::chrono::milliseconds{30'000},
                              2.0};
     /// Messages remembered in the redelivery journal: must be at least the broker's
-    /// max_inflight_messages (Mosquitto: 20 by default), at most 32768.
+    /// max_inflight_messages (Mosquitto: 20 by default), at most 32768. 0: no journal (a
+    /// redelivery is stored again: at least once), for a broker that does not give packet ids
+    /// in turn (see docs/integrations.md).
     std::size_t redelivery_window = 1024;
     /// Component name of log lines.
     std::string log_component = "mqtt-bridge";
@@ -116,9 +118,9 @@ struct MqttBridgeHooks {
 class MqttBridge {
   public:
     /// Checks the options (std::invalid_argument naming the option), opens the redelivery
-    /// journal in the publisher's outbox directory (std::system_error) and creates the MQTT
-    /// client (std::runtime_error). Connects nothing yet. `publisher` must outlive the bridge and
-    /// is used only from run()'s thread.
+    /// journal (unless redelivery_window is 0) in the publisher's outbox directory
+    /// (std::system_error) and creates the MQTT client (std::runtime_error). Connects nothing yet.
+    /// `publisher` must outlive the bridge and is used only from run()'s thread.
     MqttBridge(MqttBridgeOptions options, ReliablePublisher& publisher);
     /// Closes the MQTT client without a DISCONNECT when run() did not end normally.
     ~MqttBridge();

@@ -9,6 +9,7 @@
 #include <charconv>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <system_error>
 #include <thread>
@@ -95,8 +96,8 @@ struct MqttBridge::Impl {
     ReliablePublisher& rp;
     MessageParser parser;
     BrokerAddress address;
-    std::string broker_name;  // for logs: the URL as given
-    detail::RedeliveryJournal journal;
+    std::string broker_name;                           // for logs: the URL as given
+    std::optional<detail::RedeliveryJournal> journal;  // none with redelivery_window 0
     std::unique_ptr<mosquitto, MosquittoDeleter> mosq;
 
     // Metrics.
@@ -128,7 +129,6 @@ struct MqttBridge::Impl {
           parser(o.rules),
           address(parse_broker_url(o.broker)),
           broker_name(o.broker),
-          journal(publisher.outbox().dir() / "mqtt-redelivery", o.redelivery_window, false),
           m_messages(default_registry().counter("rill_mqtt_messages_received_total",
                                                 "MQTT messages received from the broker")),
           m_readings(default_registry().counter(
@@ -156,6 +156,10 @@ struct MqttBridge::Impl {
                 "rill_mqtt_messages_ignored_total",
                 "MQTT messages known to carry no reading, and retained copies sent on subscribing",
                 {{"reason", reason}});
+        }
+        if (o.redelivery_window > 0) {
+            journal.emplace(publisher.outbox().dir() / "mqtt-redelivery", o.redelivery_window,
+                            false);
         }
         library_init();
         mosq.reset(mosquitto_new(o.client_id.c_str(), false, this));
@@ -207,7 +211,7 @@ struct MqttBridge::Impl {
         }
         const bool session_present = (flags & 1) != 0;
         try {
-            s.journal.new_epoch(session_present);
+            if (s.journal) s.journal->new_epoch(session_present);
         } catch (...) {
             s.append_error = std::current_exception();
             return;
@@ -333,10 +337,10 @@ struct MqttBridge::Impl {
             m_ignored.at("retained")->inc();
             return;
         }
-        const bool journalled = msg.qos > 0;
+        const bool journalled = msg.qos > 0 && journal.has_value();
         const auto digest = detail::message_digest(topic, payload);
         if (journalled) {
-            if (auto entry = journal.find(msg.mid, digest);
+            if (auto entry = journal->find(msg.mid, digest);
                 entry && rp.outbox().newest(entry->sensor) >= entry->seq) {
                 redelivered.fetch_add(1, std::memory_order_relaxed);
                 m_redelivered.inc();
@@ -366,7 +370,7 @@ struct MqttBridge::Impl {
         // anywhere after this line is told apart at the redelivery by the outbox's newest seq.
         if (journalled) {
             const auto& last = parsed.readings.back().sensor;
-            journal.record(msg.mid, digest, {last, rp.outbox().newest(last) + 1});
+            journal->record(msg.mid, digest, {last, rp.outbox().newest(last) + 1});
         }
         std::size_t published = 0;
         for (std::size_t i = 0; i < parsed.readings.size();) {
@@ -522,8 +526,8 @@ MqttBridgeOptions checked(MqttBridgeOptions o) {
     if (o.client_id.size() > 65535)
         throw std::invalid_argument("MQTT bridge: client_id is longer than 65535 bytes");
     if (o.rules.empty()) throw std::invalid_argument("MQTT bridge: no topic rules");
-    if (o.redelivery_window == 0 || o.redelivery_window > 32768)
-        throw std::invalid_argument("MQTT bridge: redelivery_window must be 1 to 32768");
+    if (o.redelivery_window > 32768)
+        throw std::invalid_argument("MQTT bridge: redelivery_window must be 0 to 32768");
     if (o.keepalive < 5s || o.keepalive > 65535s)
         throw std::invalid_argument("MQTT bridge: keepalive must be 5 s to 65535 s");
     (void)parse_broker_url(o.broker);
