@@ -98,7 +98,7 @@ set(CPACK_DEBIAN_DEV_PACKAGE_NAME "librill-dev")
 set(CPACK_DEBIAN_DEV_PACKAGE_SECTION "libdevel")
 set(CPACK_DEBIAN_DEV_PACKAGE_SHLIBDEPS OFF)
 set(CPACK_DEBIAN_DEV_PACKAGE_DEPENDS
-    "libzmq3-dev, cppzmq-dev, libmsgpack-cxx-dev, libpq-dev, libgpiod-dev, pkg-config")
+    "libzmq3-dev, cppzmq-dev, libmsgpack-cxx-dev, libpq-dev, libgpiod-dev, pkg-config, libmosquitto-dev, nlohmann-json3-dev")
 set(CPACK_DEBIAN_DEV_PACKAGE_RECOMMENDS "cmake")
 set(CPACK_COMPONENT_DEV_DESCRIPTION
     "rill: brokerless sensor telemetry on ZeroMQ (development files)
