@@ -4,6 +4,7 @@
 #   rill-sensor-pub  /usr/bin/sensor-pub + rill-sensor-pub.service + /etc/rill/sensor-pub.env
 #   rill-store-sub   /usr/bin/store-sub  + rill-store-sub.service  + /etc/rill/store-sub.env
 #   rill-web-view    /usr/bin/web-view   + rill-web-view.service   + /etc/rill/web-view.env
+#   rill-mqtt-bridge /usr/bin/mqtt-bridge + rill-mqtt-bridge.service + /etc/rill/mqtt-bridge.env
 #   rill-tools       /usr/bin/tap and /usr/bin/rill-keygen: operator tools wanted on any host
 #                    (watch a stream from a laptop, make CURVE keys for publishers and
 #                    subscribers alike), so neither rides along with one service
@@ -97,7 +98,7 @@ set(CPACK_DEBIAN_DEV_PACKAGE_NAME "librill-dev")
 set(CPACK_DEBIAN_DEV_PACKAGE_SECTION "libdevel")
 set(CPACK_DEBIAN_DEV_PACKAGE_SHLIBDEPS OFF)
 set(CPACK_DEBIAN_DEV_PACKAGE_DEPENDS
-    "libzmq3-dev, cppzmq-dev, libmsgpack-cxx-dev, libpq-dev, libgpiod-dev, pkg-config")
+    "libzmq3-dev, cppzmq-dev, libmsgpack-cxx-dev, libpq-dev, libgpiod-dev, pkg-config, libmosquitto-dev, nlohmann-json3-dev")
 set(CPACK_DEBIAN_DEV_PACKAGE_RECOMMENDS "cmake")
 set(CPACK_COMPONENT_DEV_DESCRIPTION
     "rill: brokerless sensor telemetry on ZeroMQ (development files)
@@ -144,5 +145,21 @@ set(CPACK_COMPONENT_TOOLS_DESCRIPTION
 tap prints a live rill stream as JSON lines (like mosquitto_sub or kcat);
 rill-keygen writes CURVE key pairs for encrypting and authenticating rill
 streams.")
+
+# rill-mqtt-bridge (issue 16): only when rill::mqtt is built.
+if(TARGET mqtt-bridge)
+  rill_package_service(mqtt-bridge rill-mqtt-bridge rill-mqtt-bridge.service mqtt-bridge.env)
+  list(APPEND CPACK_COMPONENTS_ALL mqtt-bridge)
+  set(CPACK_DEBIAN_MQTT-BRIDGE_PACKAGE_NAME "rill-mqtt-bridge")
+  set(CPACK_DEBIAN_MQTT-BRIDGE_PACKAGE_SUGGESTS "mosquitto, rill-store-sub, rill-tools")
+  set(CPACK_COMPONENT_MQTT-BRIDGE_DESCRIPTION
+      "rill bridge from MQTT devices (Tasmota, ESPHome, Zigbee2MQTT) to rill streams
+mqtt-bridge subscribes to an MQTT broker such as Mosquitto and publishes the
+readings of Tasmota, ESPHome, Zigbee2MQTT and plain-number devices on ZeroMQ
+like sensor-pub, so that store-sub and web-view take them unchanged. Each
+message is written to an on-disk outbox before the broker's QoS 1 message is
+acknowledged, and a redelivery is not stored twice. Runs as the systemd service
+rill-mqtt-bridge, configured in /etc/rill/mqtt-bridge.env.")
+endif()
 
 include(CPack)

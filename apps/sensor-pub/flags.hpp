@@ -9,42 +9,29 @@
 #include <string>
 
 #include "common/app_options.hpp"
+#include "common/publisher_flags.hpp"
 #include "rill/reliable.hpp"
 #include "rill/source.hpp"
 
 namespace rill::sensor_pub {
 
-/// Every flag of sensor-pub, with its default.
-struct Options {
+/// Every flag of sensor-pub, with its default (the publishing ones in app::PublisherFlags).
+struct Options : app::PublisherFlags {
     std::string sensor_id;
     std::string source = "sim";
     std::chrono::nanoseconds interval = std::chrono::seconds(5);
     CLI::Option* interval_flag = nullptr;  ///< to tell whether --interval was given
     double rate = 0;
     std::uint64_t seed = 1;
-    std::chrono::nanoseconds batch_interval{0};
-    std::size_t batch_max = 1000;
-    std::string pub = "@tcp://127.0.0.1:5556";
-    std::string replay = "@tcp://127.0.0.1:5557";
-    std::string announce_replay;
-    std::string publisher_id;
-    std::string outbox;
-    std::string fsync = "batch";
-    std::uint64_t outbox_max_bytes = 256ULL << 20;
-    std::chrono::nanoseconds outbox_max_age = std::chrono::hours(24 * 7);
-    std::uint64_t outbox_segment_bytes = 16ULL << 20;
     std::uint64_t count = 0;
     std::chrono::nanoseconds linger = std::chrono::seconds(30);
     bool linger_full = false;
-    std::chrono::nanoseconds heartbeat_interval = std::chrono::seconds(1);
     std::string chip = "gpiochip0";
     unsigned line = 4;
     bool no_pull_up = false;
     int realtime = 0;
     std::string sysfs_root = "/sys";
     bool csv_paced = false;
-    std::string curve_secret;
-    std::string curve_allow;
     app::CommonOptions common;
 };
 

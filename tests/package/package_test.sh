@@ -31,6 +31,7 @@ cpack --config "$build_dir/CPackConfig.cmake" -G DEB -B "$work/cpack" \
     { cat "$work/cpack.log" >&2; fail "cpack failed"; }
 
 packages=(librill-dev rill-sensor-pub rill-store-sub rill-web-view rill-tools)
+packages+=(rill-mqtt-bridge)  # issue 16: checked in its own section below
 deb() { echo "$work/debs/${1}_${version}_${arch}.deb"; }
 for p in "${packages[@]}"; do
     [ -f "$(deb "$p")" ] || fail "no $(basename "$(deb "$p")") in: $(ls "$work/debs")"
@@ -186,6 +187,32 @@ if ! SYSTEMD_LOG_LEVEL=warning systemd-analyze verify --root="$root" --man=no \
     cat "$work/verify.log" >&2
     fail "systemd-analyze verify"
 fi
+
+step "rill-mqtt-bridge: files, --help, env file, unit, removal"
+expect_field rill-mqtt-bridge Depends 'libmosquitto1'
+expect_field rill-mqtt-bridge Depends 'libsystemd0'
+expect_files rill-mqtt-bridge /usr/bin/mqtt-bridge /lib/systemd/system/rill-mqtt-bridge.service \
+    /etc/rill/mqtt-bridge.env
+conffiles="$(dpkg-deb --ctrl-tarfile "$(deb rill-mqtt-bridge)" | tar -xO ./conffiles)"
+[ "$conffiles" = "/etc/rill/mqtt-bridge.env" ] || fail "rill-mqtt-bridge conffiles: '$conffiles'"
+"$root/usr/bin/mqtt-bridge" --help >"$work/mqtt-bridge.help" 2>&1 ||
+    { cat "$work/mqtt-bridge.help" >&2; fail "mqtt-bridge --help"; }
+grep -q "^mqtt-bridge: " "$work/mqtt-bridge.help" || fail "mqtt-bridge --help does not describe it"
+for n in $(sed -n 's/^\([A-Z_][A-Z0-9_]*\)=.*/\1/p' "$root/etc/rill/mqtt-bridge.env"); do
+    grep -q "Env:$n\b" "$work/mqtt-bridge.help" ||
+        fail "mqtt-bridge.env sets $n, which mqtt-bridge --help does not list"
+done
+grep -qx "Type=notify" "$root/lib/systemd/system/rill-mqtt-bridge.service" ||
+    fail "rill-mqtt-bridge.service is not Type=notify"
+if ! SYSTEMD_LOG_LEVEL=warning systemd-analyze verify --root="$root" --man=no \
+    "$root/lib/systemd/system/rill-mqtt-bridge.service" >"$work/verify-mqtt.log" 2>&1 ||
+    [ -s "$work/verify-mqtt.log" ]; then
+    cat "$work/verify-mqtt.log" >&2
+    fail "systemd-analyze verify rill-mqtt-bridge.service"
+fi
+dpkg_root --purge rill-mqtt-bridge
+[ ! -e "$root/usr/bin/mqtt-bridge" ] || fail "dpkg --purge left /usr/bin/mqtt-bridge"
+[ ! -e "$root/etc/rill/mqtt-bridge.env" ] || fail "dpkg --purge left /etc/rill/mqtt-bridge.env"
 
 step "dpkg -r keeps the edited env files, dpkg --purge removes them"
 echo "# edited" >>"$root/etc/rill/store-sub.env"

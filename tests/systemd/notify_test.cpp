@@ -219,3 +219,22 @@ TEST_CASE("web-view is ready once listening and pings the watchdog while its ser
 }
 
 }  // namespace
+
+#ifdef RILL_HAVE_MQTT_BRIDGE
+TEST_CASE("mqtt-bridge is ready once bound even without a broker and pings the watchdog") {
+    TempDir dir("rill-notify");
+    NotifySocket socket(dir.path() / "notify");
+    const auto log = (dir.path() / "mqtt-bridge.log").string();
+    // Port 1 on the loopback refuses: the bridge keeps retrying and stays ready.
+    auto app =
+        start_service(socket,
+                      {bin("mqtt-bridge"), "--broker", "mqtt://127.0.0.1:1", "--topic",
+                       "dev/+/temperature={1}:plain", "--pub", "@tcp://127.0.0.1:0", "--replay",
+                       "@tcp://127.0.0.1:0", "--outbox", (dir.path() / "outbox").string()},
+                      log);
+    const auto ready = check_ready_watchdog_stopping(socket, app, log);
+    CHECK(ready.find("STATUS=connecting to mqtt://127.0.0.1:1") != std::string::npos);
+    CHECK(socket.find("STATUS=not connected to the broker").has_value());
+    CHECK(read_file(log).find("cannot connect to mqtt://127.0.0.1:1") != std::string::npos);
+}
+#endif
