@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "support/ports.hpp"
 #include "support/process.hpp"
 
 namespace rill::test {
@@ -49,9 +50,6 @@ class Mosquitto {
     bool tls_ = false;
     std::unique_ptr<Process> process_;
 };
-
-/// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0 and closed).
-[[nodiscard]] std::uint16_t free_loopback_port();
 
 /// Publishes every line of `lines` as one message to `topic` on the broker at QoS `qos` with
 /// mosquitto_pub -l, `pace` apart when not zero; returns mosquitto_pub's exit code (bounded,

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include "support/ports.hpp"
 
 namespace rill::test {
 
@@ -17,9 +18,5 @@ struct PromtoolResult {
 
 /// Runs `promtool check metrics` with `text` on its standard input (at most 60 s).
 [[nodiscard]] PromtoolResult promtool_check_metrics(const std::string& text);
-
-/// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, read back, closed), for
-/// a server that cannot be told to pick its own.
-[[nodiscard]] int free_loopback_port();
 
 }  // namespace rill::test
