@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "support/mosquitto.hpp"
 #include "support/pipeline.hpp"
 #include "support/prometheus.hpp"
 #include "text.hpp"
@@ -72,6 +73,15 @@ struct Pipeline {
                  "web-view",
                  {"--db", pg.conninfo(), "--listen", "127.0.0.1:0", "--connect", pub.stream()},
                  "listening on "};
+    // mqtt-bridge over a real broker (no device publishes: its /metrics and up are what count).
+    TempDir broker_dir{"rill-prometheus-broker"};
+    Mosquitto broker{broker_dir.path()};
+    AdminApp bridge{dir,
+                    "mqtt-bridge",
+                    {"--broker", broker.url(), "--topic", "dev/+/temperature={1}:plain", "--outbox",
+                     (dir.path() / "bridge-outbox").string(), "--pub", "@tcp://127.0.0.1:0",
+                     "--replay", "@tcp://127.0.0.1:0", "--metrics", "127.0.0.1:0"},
+                    "serving /metrics and /healthz on "};
 
     // sensor-pub's admin URL, from its log.
     [[nodiscard]] std::string pub_admin() const {
@@ -80,8 +90,7 @@ struct Pipeline {
     }
 };
 
-// The apps scraped, as Prometheus jobs: one row per app. mqtt-bridge: add its row here once it
-// is merged (an AdminApp started over a broker, like web-view above).
+// The apps scraped, as Prometheus jobs: one row per app.
 struct Target {
     std::string job;
     std::function<std::string(Pipeline&)> url;  // "http://HOST:PORT" serving /metrics
@@ -91,6 +100,7 @@ const std::vector<Target>& targets() {
         {"sensor-pub", [](Pipeline& p) { return p.pub_admin(); }},
         {"store-sub", [](Pipeline& p) { return p.store.admin_url(); }},
         {"web-view", [](Pipeline& p) { return p.web.url; }},
+        {"mqtt-bridge", [](Pipeline& p) { return p.bridge.url; }},
     };
     return table;
 }
