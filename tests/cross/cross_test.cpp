@@ -2,7 +2,7 @@
 // ./run cross ARCH) runs under qemu-user and publishes to this build's native store-sub into a
 // real PostgreSQL. It is killed with SIGKILL mid-stream and restarted on its outbox; the readings
 // table must hold seq 1..newest once. The foreign program and its emulator come from
-// RILL_CROSS_SENSOR_PUB and RILL_CROSS_EMULATOR ("qemu-aarch64-static -L /usr/aarch64-linux-gnu");
+// RILL_CROSS_SENSOR_PUB and RILL_CROSS_EMULATOR ("qemu-aarch64-static -L /");
 // without RILL_CROSS_SENSOR_PUB the program exits 77, which ctest reports as skipped.
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>

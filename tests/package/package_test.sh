@@ -10,7 +10,7 @@
 #
 # A cross build's packages (BUILD_DIR configured with cmake/toolchains/ARCH.cmake) are checked
 # the same way for their architecture: the throwaway root's dpkg gets that architecture added,
-# and the installed programs run under EMULATOR ("qemu-aarch64-static -L /usr/aarch64-linux-gnu").
+# and the installed programs run under EMULATOR ("qemu-aarch64-static -L /").
 set -euo pipefail
 build_dir="$(cd "$1" && pwd)"
 read -r -a emulator <<<"${2:-}"

@@ -32,8 +32,8 @@ struct SensorPubOptions {
     std::vector<std::string> extra_args;
     /// Run inside this network namespace (`ip netns exec`; the process keeps its pid).
     std::string netns;
-    /// The command that runs sensor-pub, e.g. {"qemu-aarch64-static", "-L",
-    /// "/usr/aarch64-linux-gnu", "build-arm64/bin/sensor-pub"} for a foreign build (tests/cross);
+    /// The command that runs sensor-pub, e.g. {"qemu-aarch64-static", "-L", "/",
+    /// "build-arm64/bin/sensor-pub"} for a foreign build (tests/cross);
     /// empty: this tree's.
     std::vector<std::string> program;
 };

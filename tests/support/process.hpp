@@ -77,8 +77,8 @@ std::string bin(const std::string& name);
 
 /// `argv` as it must be executed on this machine: in a cross build (the compile definition
 /// RILL_EMULATOR, CMAKE_CROSSCOMPILING_EMULATOR's words joined by spaces) a program of this tree
-/// (under RILL_BIN_DIR) is prefixed with the emulator, e.g. `qemu-aarch64-static -L
-/// /usr/aarch64-linux-gnu build-arm64/bin/sensor-pub ...`; anything else (a host program such as
+/// (under RILL_BIN_DIR) is prefixed with the emulator, e.g. `qemu-aarch64-static -L /
+/// build-arm64/bin/sensor-pub ...`; anything else (a host program such as
 /// initdb or ip, or a native build) is returned unchanged.
 std::vector<std::string> emulated(std::vector<std::string> argv);
 
