@@ -80,6 +80,13 @@ set(CPACK_DEBIAN_PACKAGE_SOURCE "rill")
 set(CPACK_DEBIAN_PACKAGE_SECTION "net")
 set(CPACK_DEBIAN_PACKAGE_PRIORITY "optional")
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
+# A cross build (cmake/toolchains/ARCH.cmake sets RILL_DEB_ARCH) packages for its target, not for
+# the build machine CPackDeb would ask (dpkg --print-architecture). dpkg-shlibdeps reads each ELF
+# file's architecture itself and takes the target's shlibs and symbols files from the :ARCH
+# packages of its libraries (./run cross installs them), with the cross objdump.
+if(CMAKE_CROSSCOMPILING AND RILL_DEB_ARCH)
+  set(CPACK_DEBIAN_PACKAGE_ARCHITECTURE ${RILL_DEB_ARCH})
+endif()
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 
 set(CPACK_COMPONENTS_ALL dev)

@@ -22,7 +22,12 @@ set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE BOTH)
 set(ENV{PKG_CONFIG_LIBDIR} /usr/lib/${RILL_TRIPLET}/pkgconfig:/usr/share/pkgconfig)
 set(ENV{PKG_CONFIG_PATH} "")
 
-set(CMAKE_CROSSCOMPILING_EMULATOR qemu-aarch64-static;-L;/usr/${RILL_TRIPLET})
+# The target's dynamic loader and libraries are the multiarch ones on / (libc6:arm64, libzmq5:arm64
+# ... installed by ./run cross), hence -L /. Not /usr/${RILL_TRIPLET}: its loader comes from
+# the cross toolchain's libc6-arm64-cross (2.36-8cross1), which does not match the multiarch
+# libc.so.6 (2.36-9+deb12u*) a program then loads from /lib/${RILL_TRIPLET}: with that mix the
+# first pthread_create spins forever under qemu-user (arm64) or crashes (armhf).
+set(CMAKE_CROSSCOMPILING_EMULATOR qemu-aarch64-static;-L;/)
 
 # libpq-dev is not Multi-Arch: same (installing libpq-dev:ARCH removes the build machine's), so
 # ./run cross unpacks the target's libpq-dev into a private folder, RILL_CROSS_SYSROOT, and the

@@ -6,9 +6,14 @@
 # each env file sets only variables its program reads, verifies the installed units with
 # `systemd-analyze verify --root`, and removes and purges the packages again.
 #
-#   package_test.sh BUILD_DIR
+#   package_test.sh BUILD_DIR [EMULATOR]
+#
+# A cross build's packages (BUILD_DIR configured with cmake/toolchains/ARCH.cmake) are checked
+# the same way for their architecture: the throwaway root's dpkg gets that architecture added,
+# and the installed programs run under EMULATOR ("qemu-aarch64-static -L /").
 set -euo pipefail
 build_dir="$(cd "$1" && pwd)"
+read -r -a emulator <<<"${2:-}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
@@ -23,7 +28,9 @@ for tool in cpack dpkg dpkg-deb dpkg-shlibdeps systemd-analyze; do
 done
 version="$(sed -n 's/^set(CPACK_PACKAGE_VERSION "\(.*\)")$/\1/p' "$build_dir/CPackConfig.cmake")"
 [ -n "$version" ] || fail "no CPACK_PACKAGE_VERSION in $build_dir/CPackConfig.cmake"
-arch="$(dpkg --print-architecture)"
+arch="$(sed -n 's/^set(CPACK_DEBIAN_PACKAGE_ARCHITECTURE "\(.*\)")$/\1/p' "$build_dir/CPackConfig.cmake")"
+[ -n "$arch" ] || arch="$(dpkg --print-architecture)"
+multiarch="$(dpkg-architecture -a "$arch" -qDEB_HOST_MULTIARCH 2>/dev/null)"
 
 step "cpack -G DEB (rill $version, $arch)"
 cpack --config "$build_dir/CPackConfig.cmake" -G DEB -B "$work/cpack" \
@@ -104,7 +111,7 @@ for f in /usr/include/rill/rill.hpp /usr/lib/librill.a /usr/lib/librill_store.a 
     /usr/lib/librill_gpio.a /usr/lib/cmake/rill/rillConfig.cmake \
     /usr/lib/cmake/rill/rillConfigVersion.cmake /usr/lib/cmake/rill/rillTargets.cmake \
     /usr/lib/pkgconfig/rill.pc; do
-    grep -qx "$f" <<<"$dev_files" || grep -qx "${f/\/usr\/lib\//\/usr\/lib\/$(gcc -print-multiarch)\/}" <<<"$dev_files" ||
+    grep -qx "$f" <<<"$dev_files" || grep -qx "${f/\/usr\/lib\//\/usr\/lib\/$multiarch\/}" <<<"$dev_files" ||
         fail "librill-dev lacks $f; it holds:"$'\n'"$dev_files"
 done
 grep -v -E '^/usr/(include/rill/|lib/)' <<<"$dev_files" && fail "librill-dev holds files outside /usr/include/rill and /usr/lib (above)"
@@ -126,17 +133,26 @@ dpkg_root() {
 }
 debs=()
 for p in "${packages[@]}"; do debs+=("$(deb "$p")"); done
+if [ "$arch" != "$(dpkg --print-architecture)" ]; then dpkg_root --add-architecture "$arch"; fi
 dpkg_root -i "${debs[@]}"
 for p in "${packages[@]}"; do
     status="$(dpkg-query --admindir="$root/var/lib/dpkg" -W -f='${Status}' "$p")"
     [ "$status" = "install ok installed" ] || fail "$p: status '$status' after dpkg -i"
 done
 
-step "installed programs answer --help"
+step "installed programs answer --help${emulator[0]:+ (under ${emulator[0]})}"
 for prog in sensor-pub store-sub web-view tap rill-keygen; do
     exe="$root/usr/bin/$prog"
     [ -x "$exe" ] || fail "$exe is not installed"
-    "$exe" --help >"$work/$prog.help" 2>&1 || { cat "$work/$prog.help" >&2; fail "$prog --help"; }
+    # Built for $arch: a cross build's programs are foreign here, run by the emulator.
+    machine="$(LC_ALL=C readelf -h "$exe" | sed -n 's/^ *Machine: *//p')"
+    case "$arch" in
+        amd64) [[ "$machine" == *X86-64* ]] ;;
+        arm64) [[ "$machine" == *AArch64* ]] ;;
+        armhf) [[ "$machine" == ARM ]] ;;
+        *) true ;;
+    esac || fail "$prog is built for '$machine', not $arch"
+    "${emulator[@]}" "$exe" --help >"$work/$prog.help" 2>&1 || { cat "$work/$prog.help" >&2; fail "$prog --help"; }
     grep -q "^$prog: " "$work/$prog.help" || fail "$prog --help does not describe $prog"
 done
 

@@ -66,24 +66,12 @@ SensorPub::SensorPub(const std::filesystem::path& log_dir, SensorPubOptions o)
     std::vector<std::string> argv;
     if (!o.netns.empty()) argv = {"ip", "netns", "exec", o.netns};
     // --linger-full: the whole linger, whoever caught up; tests stop the process themselves.
-    const std::vector<std::string> own{bin("sensor-pub"),
-                                       "--sensor-id",
-                                       o.sensor_id,
-                                       "--source",
-                                       "sim",
-                                       "--rate",
-                                       std::to_string(o.rate),
-                                       "--outbox",
-                                       o.outbox.string(),
-                                       "--pub",
-                                       o.pub,
-                                       "--replay",
-                                       o.replay,
-                                       "--heartbeat-interval",
-                                       o.heartbeat_interval,
-                                       "--linger",
-                                       o.linger,
-                                       "--linger-full"};
+    std::vector<std::string> own = o.program;
+    if (own.empty()) own.push_back(bin("sensor-pub"));
+    own.insert(own.end(), {"--sensor-id", o.sensor_id, "--source", "sim", "--rate",
+                           std::to_string(o.rate), "--outbox", o.outbox.string(), "--pub", o.pub,
+                           "--replay", o.replay, "--heartbeat-interval", o.heartbeat_interval,
+                           "--linger", o.linger, "--linger-full"});
     argv.insert(argv.end(), own.begin(), own.end());
     if (o.count > 0) {
         argv.push_back("--count");

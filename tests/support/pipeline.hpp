@@ -32,6 +32,10 @@ struct SensorPubOptions {
     std::vector<std::string> extra_args;
     /// Run inside this network namespace (`ip netns exec`; the process keeps its pid).
     std::string netns;
+    /// The command that runs sensor-pub, e.g. {"qemu-aarch64-static", "-L", "/",
+    /// "build-arm64/bin/sensor-pub"} for a foreign build (tests/cross);
+    /// empty: this tree's.
+    std::vector<std::string> program;
 };
 
 /// A sensor-pub process (sim source) whose stderr goes to `log_path()`. The constructor waits

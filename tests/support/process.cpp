@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -35,6 +36,7 @@ TempDir::~TempDir() {
 
 Process::Process(std::vector<std::string> argv, ProcessOptions options) {
     if (argv.empty()) throw std::invalid_argument("Process needs a program");
+    argv = emulated(std::move(argv));
     pid_ = fork();
     if (pid_ < 0) throw std::runtime_error(std::string("fork failed: ") + std::strerror(errno));
     if (pid_ == 0) {
@@ -132,6 +134,22 @@ std::string read_file(const fs::path& path) {
 
 std::string bin(const std::string& name) {
     return std::string(RILL_BIN_DIR) + "/" + name;
+}
+
+std::vector<std::string> emulated(std::vector<std::string> argv) {
+#ifdef RILL_EMULATOR
+    const std::string bin_dir = std::string(RILL_BIN_DIR) + "/";
+    if (argv.empty() || argv.front().compare(0, bin_dir.size(), bin_dir) != 0) return argv;
+    std::vector<std::string> out;
+    std::istringstream words(RILL_EMULATOR);
+    for (std::string w; words >> w;)
+        out.push_back(w);
+    out.insert(out.end(), std::make_move_iterator(argv.begin()),
+               std::make_move_iterator(argv.end()));
+    return out;
+#else
+    return argv;
+#endif
 }
 
 }  // namespace rill::test

@@ -36,7 +36,9 @@ struct ProcessOptions {
 };
 
 /// A child process started with execvp. The destructor kills it (SIGKILL) if it still runs and
-/// reaps it, so a failing test never leaves processes behind.
+/// reaps it, so a failing test never leaves processes behind. In a cross build (RILL_EMULATOR
+/// defined, see emulated()) a program of this tree is started under the emulator, so the pid is
+/// the emulator's, which runs the program in its own process: signals reach the program.
 class Process {
   public:
     explicit Process(std::vector<std::string> argv, ProcessOptions options = {});
@@ -72,5 +74,12 @@ std::string read_file(const std::filesystem::path& path);
 
 /// The path of a rill executable built in this tree (build/bin/NAME).
 std::string bin(const std::string& name);
+
+/// `argv` as it must be executed on this machine: in a cross build (the compile definition
+/// RILL_EMULATOR, CMAKE_CROSSCOMPILING_EMULATOR's words joined by spaces) a program of this tree
+/// (under RILL_BIN_DIR) is prefixed with the emulator, e.g. `qemu-aarch64-static -L /
+/// build-arm64/bin/sensor-pub ...`; anything else (a host program such as
+/// initdb or ip, or a native build) is returned unchanged.
+std::vector<std::string> emulated(std::vector<std::string> argv);
 
 }  // namespace rill::test
