@@ -1,5 +1,5 @@
 // PostgreSQL storage of readings dated past 2038 and 2106, written by rill::store::PostgresSink
-// and read back through rill::store::Reader (docs/raspberry-pi-time64.md).
+// and read back through rill::store::Reader (docs/raspberry-pi.md "32-bit time on armhf").
 #include <doctest/doctest.h>
 
 #include "rill/store.hpp"
