@@ -1,7 +1,7 @@
 // Dates past 2038 and outbox offsets past 4 GiB, on every architecture
-// (docs/raspberry-pi.md "32-bit time on armhf"). On a 32-bit target (armhf) these fail when the library is built
-// with a 32-bit time_t or off_t: 2040 formats as 1903, and a segment larger than 2 GiB cannot even
-// be opened.
+// (docs/raspberry-pi.md "32-bit time on armhf"). On a 32-bit target (armhf) these fail when the
+// library is built with a 32-bit time_t or off_t: 2040 formats as 1903, and a segment larger than 2
+// GiB cannot even be opened.
 #include <doctest/doctest.h>
 
 #include <algorithm>

@@ -104,7 +104,8 @@ std::optional<std::string> reading_problem(const Reading& r) {
 Timestamp now() noexcept {
     // Not std::chrono::system_clock::now(): Debian 12's armhf libstdc++ reads the clock into a
     // 32-bit time_t, which goes back to 1901 in 2038. Compiled here, clock_gettime is glibc's
-    // 64-bit one on every target (_TIME_BITS=64 on 32-bit ones: docs/raspberry-pi.md "32-bit time on armhf").
+    // 64-bit one on every target (_TIME_BITS=64 on 32-bit ones: docs/raspberry-pi.md "32-bit time
+    // on armhf").
     timespec ts{};
     ::clock_gettime(CLOCK_REALTIME, &ts);
     return Timestamp{std::chrono::seconds{ts.tv_sec} +
