@@ -159,7 +159,8 @@ bool RawZmtpPublisher::accept(std::chrono::milliseconds timeout) {
     for (const char c : size)
         n = (n << 8) | static_cast<unsigned char>(c);
     std::string body;
-    return n < 4096 && read_exact(body, n, until) && body.rfind("\x05READY", 0) == 0;
+    return n < 4096 && read_exact(body, static_cast<std::size_t>(n), until) &&
+           body.rfind("\x05READY", 0) == 0;
 }
 
 void RawZmtpPublisher::send_frame(std::string_view body, bool more) {

@@ -21,7 +21,12 @@ namespace {
 
 using Rng = std::mt19937_64;
 
-std::uint64_t below(Rng& rng, std::uint64_t n) {
+std::size_t below(Rng& rng, std::size_t n) {
+    return static_cast<std::size_t>(std::uniform_int_distribution<std::uint64_t>(0, n - 1)(rng));
+}
+
+// The same over the whole 64-bit range (timestamps): std::size_t is 32 bits on armhf.
+std::uint64_t below64(Rng& rng, std::uint64_t n) {
     return std::uniform_int_distribution<std::uint64_t>(0, n - 1)(rng);
 }
 bool chance(Rng& rng, unsigned percent) {
@@ -205,7 +210,7 @@ std::string hand_built_readings(Rng& rng, std::string& sensor) {
         w.array(4 + (extras || more > 0 ? 1 : 0) + more);
         w.uint(seq++);
         w.uint(chance(rng, 10) ? static_cast<std::uint64_t>(limits::max_ts_us)
-                               : 1 + below(rng, 2'000'000'000'000'000));
+                               : 1 + below64(rng, 2'000'000'000'000'000));
         w.number(static_cast<double>(static_cast<std::int64_t>(below(rng, 1273)) - 273) +
                  (chance(rng, 50) ? 0.25 : 0.0));
         w.number(static_cast<double>(below(rng, 100)) + (chance(rng, 50) ? 0.5 : 0.0));
@@ -236,7 +241,7 @@ std::string hand_built_heartbeat(Rng& rng) {
     w.uint(1);
     w.uint(1);
     w.str(chance(rng, 50) ? "pi-garden" : "publisher/Ω");
-    w.uint(1 + below(rng, static_cast<std::uint64_t>(limits::max_ts_us)));
+    w.uint(1 + below64(rng, static_cast<std::uint64_t>(limits::max_ts_us)));
     w.uint(1 + below(rng, 86'400'000));
     w.str(chance(rng, 50) ? "" : "tcp://*:5557");
     const std::size_t n = below(rng, 4);
@@ -258,8 +263,8 @@ std::string encoder_readings(Rng& rng, std::string& sensor) {
         r.sensor = sensor;
         r.seq = seq++;
         r.ts = Timestamp{std::chrono::microseconds{
-            1 +
-            static_cast<std::int64_t>(below(rng, static_cast<std::uint64_t>(limits::max_ts_us)))}};
+            1 + static_cast<std::int64_t>(
+                    below64(rng, static_cast<std::uint64_t>(limits::max_ts_us)))}};
         r.temperature = static_cast<float>(below(rng, 12000)) / 10.0f - 200.0f;
         r.humidity = static_cast<float>(below(rng, 1001)) / 10.0f;
         if (chance(rng, 30)) r.extras = {{"battery_v", 3.3}, {"p", -1e300}};

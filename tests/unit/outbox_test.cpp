@@ -162,7 +162,7 @@ TEST_CASE("outbox keeps interleaved sensors apart") {
     Outbox outbox(dir.path(), o);
     const std::vector<std::string> sensors{"a", "bb", "ccc"};
     for (std::uint64_t i = 0; i < 6000; ++i) {
-        const auto& s = sensors[i % 3];
+        const auto& s = sensors[static_cast<std::size_t>(i % 3)];
         if (i % 5 == 0) {
             std::vector<Reading> b{make(s, i), make(s, i + 1), make(s, i + 2)};
             outbox.append(b);
@@ -626,7 +626,7 @@ TEST_CASE("outbox opens whatever bytes its files hold") {
         std::vector<fs::path> files = files_with(dir.path(), ".seg");
         const auto idx = files_with(dir.path(), ".idx");
         files.insert(files.end(), idx.begin(), idx.end());
-        const fs::path& victim = files[next() % files.size()];
+        const fs::path& victim = files[static_cast<std::size_t>(next() % files.size())];
         const auto size = fs::file_size(victim);
         if (size > 0 && next() % 4 == 0) {
             fs::resize_file(victim, next() % size);
@@ -1142,7 +1142,7 @@ TEST_CASE("outbox refuses a record of a closed segment whose payload byte flippe
     REQUIRE(!got.readings.empty());
     std::uint64_t missing = 0;
     for (const auto& r : got.readings) {
-        CHECK(r == written.at(r.seq - 1));  // never a changed reading
+        CHECK(r == written.at(static_cast<std::size_t>(r.seq - 1)));  // never a changed reading
     }
     for (std::uint64_t seq = 1; seq <= 150; ++seq) {
         missing += std::none_of(got.readings.begin(), got.readings.end(),

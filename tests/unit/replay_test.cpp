@@ -301,8 +301,8 @@ TEST_CASE("mutated replay replies decode or throw DecodeError, never anything el
     int rejected = 0;
     for (int i = 0; i < 20000; ++i) {
         auto bytes = seed;
-        bytes[next() % bytes.size()] = static_cast<char>(next() & 0xff);
-        if (next() % 4 == 0) bytes.resize(next() % bytes.size());
+        bytes[static_cast<std::size_t>(next() % bytes.size())] = static_cast<char>(next() & 0xff);
+        if (next() % 4 == 0) bytes.resize(static_cast<std::size_t>(next() % bytes.size()));
         try {
             (void)rill::decode_replay_reply(bytes);
         } catch (const rill::DecodeError&) {

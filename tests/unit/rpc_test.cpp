@@ -343,16 +343,18 @@ TEST_CASE("mutated rpc messages decode or throw DecodeError, never anything else
     int decoded = 0;
     int rejected = 0;
     for (int i = 0; i < 20000; ++i) {
-        auto bytes = seeds[next() % seeds.size()];
+        auto bytes = seeds[static_cast<std::size_t>(next() % seeds.size())];
         switch (next() % 3) {
             case 0:
-                bytes[next() % bytes.size()] = static_cast<char>(next() & 0xff);
+                bytes[static_cast<std::size_t>(next() % bytes.size())] =
+                    static_cast<char>(next() & 0xff);
                 break;
             case 1:
-                bytes.resize(next() % bytes.size());
+                bytes.resize(static_cast<std::size_t>(next() % bytes.size()));
                 break;
             default:
-                bytes.insert(next() % bytes.size(), 1, static_cast<char>(next() & 0xff));
+                bytes.insert(static_cast<std::size_t>(next() % bytes.size()), 1,
+                             static_cast<char>(next() & 0xff));
         }
         try {
             (void)rill::decode_rpc_message(bytes);
