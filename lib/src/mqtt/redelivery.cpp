@@ -140,7 +140,7 @@ std::optional<JournalEntry> RedeliveryJournal::find(int mid, std::uint64_t diges
 void RedeliveryJournal::record(int mid, std::uint64_t digest, const JournalEntry& entry) {
     if (entry.sensor.size() > max_sensor)
         throw std::invalid_argument("redelivery journal: sensor id longer than 64 bytes");
-    const std::size_t index = counter_ % window_;
+    const auto index = static_cast<std::size_t>(counter_ % window_);
     Slot& old = slots_[index];
     if (old.counter != 0) {
         const auto it = by_mid_.find(old.mid);
