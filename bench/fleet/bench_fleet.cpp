@@ -173,39 +173,8 @@ int run_bench(std::size_t sensors, int window) {
         throw std::runtime_error("a process died during the warm-up:\n" + read_file(pub_log) +
                                  read_file(sub_log));
     }
-    const auto rows0 = count(db, "SELECT count(*) FROM readings");
-    const auto hb0 = heartbeats.bytes();
-    const auto hbm0 = heartbeats.messages();
-    const auto p0 = proc_stat(publisher.pid());
-    const auto s0 = proc_stat(store_sub->pid());
-    const auto data_dir = pg.socket_dir() + "/data";
-    const double pg0 = postgres_cpu(data_dir);
-    const auto t0 = Clock::now();
-    std::this_thread::sleep_for(std::chrono::seconds(window));
-    const auto rows1 = count(db, "SELECT count(*) FROM readings");
-    const auto hb1 = heartbeats.bytes();
-    const auto hbm1 = heartbeats.messages();
-    const auto p1 = proc_stat(publisher.pid());
-    const auto s1 = proc_stat(store_sub->pid());
-    const double pg1 = postgres_cpu(data_dir);
-    const auto announced = heartbeats.announced(sensors);
-    const auto stored_now = count(db, "SELECT count(*) FROM readings");
-    const double wall = seconds(Clock::now() - t0);
-    std::printf("\n== steady state over %.1f s (after a 5 s warm-up)\n", wall);
-    std::printf("readings committed: %.0f/s (offered: %zu/s)\n",
-                static_cast<double>(rows1 - rows0) / wall, sensors);
-    std::printf("heartbeats on the wire: %.0f bytes/s in %.2f messages/s\n",
-                static_cast<double>(hb1 - hb0) / wall, static_cast<double>(hbm1 - hbm0) / wall);
-    std::printf("publisher: CPU %.2f%% of one core, peak RSS %ld kB\n",
-                100.0 * (p1.cpu_s - p0.cpu_s) / wall, p1.hwm_kb);
-    std::printf("store-sub: CPU %.2f%% of one core, peak RSS %ld kB\n",
-                100.0 * (s1.cpu_s - s0.cpu_s) / wall, s1.hwm_kb);
-    std::printf("PostgreSQL: CPU %.2f%% of one core\n", 100.0 * (pg1 - pg0) / wall);
-    std::printf(
-        "store-sub behind at the end: %lld readings (announced by the latest heartbeat "
-        "round minus rows stored)\n",
-        static_cast<long long>(announced) - static_cast<long long>(stored_now));
-    std::fflush(stdout);
+    measure_steady(db, heartbeats, pg.socket_dir() + "/data", sensors, std::chrono::seconds(window),
+                   {{"publisher", publisher.pid()}, {"store-sub", store_sub->pid()}});
 
     // 2. Restart.
     store_sub->signal(SIGKILL);

@@ -207,6 +207,69 @@ inline std::uint64_t count(rill::store::Connection& db, const std::string& sql) 
     return std::stoull(std::string(db.exec(sql, "count").value(0, 0)));
 }
 
+/// A process whose CPU and peak RSS the steady window reports, under `name`.
+struct Watched {
+    std::string name;  ///< as printed ("store-sub")
+    pid_t pid = 0;     ///< 0: not printed
+};
+
+/// A counter whose rate over the steady window is printed as "`label`: X/s".
+struct Rate {
+    std::string label;             ///< as printed
+    std::function<double()> read;  ///< the counter's value now
+};
+
+/// The steady window: samples, sleeps `window`, samples again and prints readings committed per
+/// second (rows of `readings`; `sensors` offered), each of `rates`, heartbeat bytes per second,
+/// CPU (fraction of one core) and peak RSS of each of `procs`, PostgreSQL's CPU (server under
+/// `pg_data_dir`) and how far the stored rows are behind the latest heartbeat round.
+inline void measure_steady(rill::store::Connection& db, HeartbeatWatch& heartbeats,
+                           const std::string& pg_data_dir, std::size_t sensors,
+                           std::chrono::seconds window, const std::vector<Watched>& procs,
+                           const std::vector<Rate>& rates = {}) {
+    struct Sample {
+        std::uint64_t rows = 0, hb_bytes = 0, hb_messages = 0;
+        double pg = 0;
+        std::vector<double> counters;
+        std::vector<ProcStat> procs;
+    };
+    auto take = [&] {
+        Sample s{count(db, "SELECT count(*) FROM readings"), heartbeats.bytes(),
+                 heartbeats.messages(), postgres_cpu(pg_data_dir)};
+        for (const auto& r : rates)
+            s.counters.push_back(r.read());
+        for (const auto& p : procs)
+            s.procs.push_back(p.pid ? proc_stat(p.pid) : ProcStat{});
+        return s;
+    };
+    const auto a = take();
+    const auto t0 = FleetClock::now();
+    std::this_thread::sleep_for(window);
+    const auto b = take();
+    const double wall = seconds(FleetClock::now() - t0);
+    const auto announced = heartbeats.announced(sensors);
+    const auto stored_now = count(db, "SELECT count(*) FROM readings");
+    std::printf("\n== steady state over %.1f s (after a 5 s warm-up)\n", wall);
+    for (std::size_t i = 0; i < rates.size(); ++i)
+        std::printf("%s: %.0f/s\n", rates[i].label.c_str(), (b.counters[i] - a.counters[i]) / wall);
+    std::printf("readings committed: %.0f/s (offered: %zu/s)\n",
+                static_cast<double>(b.rows - a.rows) / wall, sensors);
+    std::printf("heartbeats on the wire: %.0f bytes/s in %.2f messages/s\n",
+                static_cast<double>(b.hb_bytes - a.hb_bytes) / wall,
+                static_cast<double>(b.hb_messages - a.hb_messages) / wall);
+    for (std::size_t i = 0; i < procs.size(); ++i) {
+        if (!procs[i].pid) continue;
+        std::printf("%s: CPU %.2f%% of one core, peak RSS %ld kB\n", procs[i].name.c_str(),
+                    100.0 * (b.procs[i].cpu_s - a.procs[i].cpu_s) / wall, b.procs[i].hwm_kb);
+    }
+    std::printf("PostgreSQL: CPU %.2f%% of one core\n", 100.0 * (b.pg - a.pg) / wall);
+    std::printf(
+        "store-sub behind at the end: %lld readings (announced by the latest heartbeat "
+        "round minus rows stored)\n",
+        static_cast<long long>(announced) - static_cast<long long>(stored_now));
+    std::fflush(stdout);
+}
+
 /// What a store-sub restarted at T0 took to catch up.
 struct CatchUp {
     std::uint64_t want = 0;            ///< readings in the target

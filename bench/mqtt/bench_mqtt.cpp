@@ -237,55 +237,17 @@ int run_fleet(std::size_t devices, int window) {
     if (!bridge.running() || !store_sub->running())
         throw std::runtime_error("a process died during the warm-up:\n" + read_file(bridge_log) +
                                  read_file(sub_log));
-    const auto data_dir = pg.socket_dir() + "/data";
-    const auto pub0 = fleet.published();
-    const auto in0 = received(admin);
-    const auto rows0 = count(db, "SELECT count(*) FROM readings");
-    const auto hb0 = heartbeats.bytes();
-    const auto hbm0 = heartbeats.messages();
-    const auto b0 = proc_stat(bridge.pid());
-    const auto s0 = proc_stat(store_sub->pid());
-    const auto m0 = proc_stat(broker_pid);
-    const double pg0 = postgres_cpu(data_dir);
-    const auto t0 = Clock::now();
-    std::this_thread::sleep_for(std::chrono::seconds(window));
-    const auto pub1 = fleet.published();
-    const auto in1 = received(admin);
-    const auto rows1 = count(db, "SELECT count(*) FROM readings");
-    const auto hb1 = heartbeats.bytes();
-    const auto hbm1 = heartbeats.messages();
-    const auto b1 = proc_stat(bridge.pid());
-    const auto s1 = proc_stat(store_sub->pid());
-    const auto m1 = proc_stat(broker_pid);
-    const double pg1 = postgres_cpu(data_dir);
-    const auto announced = heartbeats.announced(devices);
-    const auto stored_now = count(db, "SELECT count(*) FROM readings");
-    const double wall = seconds(Clock::now() - t0);
-    std::printf("\n== steady state over %.1f s (after a 5 s warm-up)\n", wall);
+    measure_steady(
+        db, heartbeats, pg.socket_dir() + "/data", devices, std::chrono::seconds(window),
+        {{"mqtt-bridge", bridge.pid()}, {"store-sub", store_sub->pid()}, {"mosquitto", broker_pid}},
+        {{"messages published by the devices",
+          [&] { return static_cast<double>(fleet.published()); }},
+         {"messages into mqtt-bridge", [&] { return received(admin); }}});
     std::printf(
-        "messages published by the devices: %.0f/s (offered: %zu/s; %llu slots skipped, "
-        "%llu publish calls failed since the start)\n",
-        static_cast<double>(pub1 - pub0) / wall, devices,
+        "device simulator since its start: %llu slots skipped (more than 1 s behind), "
+        "%llu publish calls failed\n",
         static_cast<unsigned long long>(fleet.skipped()),
         static_cast<unsigned long long>(fleet.failed()));
-    std::printf("messages into mqtt-bridge: %.0f/s\n", (in1 - in0) / wall);
-    std::printf("readings committed: %.0f/s\n", static_cast<double>(rows1 - rows0) / wall);
-    std::printf("heartbeats on the bridge's stream: %.0f bytes/s in %.2f messages/s\n",
-                static_cast<double>(hb1 - hb0) / wall, static_cast<double>(hbm1 - hbm0) / wall);
-    std::printf("mqtt-bridge: CPU %.2f%% of one core, peak RSS %ld kB\n",
-                100.0 * (b1.cpu_s - b0.cpu_s) / wall, b1.hwm_kb);
-    std::printf("store-sub: CPU %.2f%% of one core, peak RSS %ld kB\n",
-                100.0 * (s1.cpu_s - s0.cpu_s) / wall, s1.hwm_kb);
-    if (broker_pid)
-        std::printf("mosquitto: CPU %.2f%% of one core, peak RSS %ld kB\n",
-                    100.0 * (m1.cpu_s - m0.cpu_s) / wall, m1.hwm_kb);
-    std::printf("PostgreSQL: CPU %.2f%% of one core\n", 100.0 * (pg1 - pg0) / wall);
-    std::printf(
-        "store-sub behind at the end: %lld readings (announced by the latest heartbeat "
-        "round minus rows stored)\n",
-        static_cast<long long>(announced) - static_cast<long long>(stored_now));
-    std::printf("(pids: mqtt-bridge %d, store-sub %d, mosquitto %d)\n", bridge.pid(),
-                store_sub->pid(), broker_pid);
     std::fflush(stdout);
 
     store_sub->signal(SIGKILL);
