@@ -177,16 +177,7 @@ int run_bench(std::size_t sensors, int window) {
                    {{"publisher", publisher.pid()}, {"store-sub", store_sub->pid()}});
 
     // 2. Restart.
-    store_sub->signal(SIGKILL);
-    (void)store_sub->wait_for(10s);
-    std::this_thread::sleep_for(2s);
-    const auto restart = Clock::now();
-    store_sub = start_store_sub();
-    const auto c = measure_catch_up(
-        db, heartbeats, sensors, restart, [&] { return store_sub->running(); }, sub_log);
-    const auto s2 = proc_stat(store_sub->pid());
-    std::printf("restarted store-sub: CPU %.2f s since T0, peak RSS %ld kB\n", s2.cpu_s, s2.hwm_kb);
-    std::fflush(stdout);
+    const auto c = restart_store_sub(db, heartbeats, sensors, store_sub, start_store_sub, sub_log);
 
     store_sub->signal(SIGTERM);
     (void)store_sub->wait_for(30s);

@@ -9,12 +9,14 @@
 
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <sstream>
@@ -327,6 +329,27 @@ inline CatchUp measure_catch_up(rill::store::Connection& db, HeartbeatWatch& hea
     } else {
         std::printf("NOT caught up within %.0f s\n", seconds(deadline - restart));
     }
+    std::fflush(stdout);
+    return c;
+}
+
+/// Kills `store_sub` with SIGKILL, waits 2 s, starts it again with `start` (T0) and measures
+/// its catch-up (measure_catch_up; `sub_log` is the new process's log once `start` returned).
+/// Prints the restarted process's CPU since T0 and peak RSS.
+inline CatchUp restart_store_sub(rill::store::Connection& db, HeartbeatWatch& heartbeats,
+                                 std::size_t sensors,
+                                 std::unique_ptr<rill::test::Process>& store_sub,
+                                 const std::function<std::unique_ptr<rill::test::Process>()>& start,
+                                 const std::string& sub_log) {
+    store_sub->signal(SIGKILL);
+    (void)store_sub->wait_for(std::chrono::seconds(10));
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+    const auto restart = FleetClock::now();
+    store_sub = start();
+    const auto c = measure_catch_up(
+        db, heartbeats, sensors, restart, [&] { return store_sub->running(); }, sub_log);
+    const auto s = proc_stat(store_sub->pid());
+    std::printf("restarted store-sub: CPU %.2f s since T0, peak RSS %ld kB\n", s.cpu_s, s.hwm_kb);
     std::fflush(stdout);
     return c;
 }

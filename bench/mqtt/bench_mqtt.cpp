@@ -250,16 +250,7 @@ int run_fleet(std::size_t devices, int window) {
         static_cast<unsigned long long>(fleet.failed()));
     std::fflush(stdout);
 
-    store_sub->signal(SIGKILL);
-    (void)store_sub->wait_for(10s);
-    std::this_thread::sleep_for(2s);
-    const auto restart = Clock::now();
-    store_sub = start_store_sub();
-    const auto c = measure_catch_up(
-        db, heartbeats, devices, restart, [&] { return store_sub->running(); }, sub_log);
-    const auto s2 = proc_stat(store_sub->pid());
-    std::printf("restarted store-sub: CPU %.2f s since T0, peak RSS %ld kB\n", s2.cpu_s, s2.hwm_kb);
-    std::fflush(stdout);
+    const auto c = restart_store_sub(db, heartbeats, devices, store_sub, start_store_sub, sub_log);
     store_sub->signal(SIGTERM);
     (void)store_sub->wait_for(30s);
     bridge.signal(SIGTERM);
