@@ -48,6 +48,7 @@
 #include <thread>
 #include <vector>
 
+#include "fleet_measure.hpp"
 #include "rill/codec.hpp"
 #include "rill/reliable.hpp"
 #include "rill/socket.hpp"
@@ -62,14 +63,9 @@ using Clock = std::chrono::steady_clock;
 using rill::store::Connection;
 using rill::test::Process;
 using rill::test::read_file;
+using namespace rill::bench;
 
 std::atomic<bool> stop_publisher{false};
-
-std::string sensor_name(std::size_t i) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "fleet-%05zu", i);
-    return buf;
-}
 
 // --- the publisher process ----------------------------------------------------------------
 
@@ -85,7 +81,7 @@ int run_publisher(std::size_t sensors, const std::string& pub, const std::string
     rill::ReliablePublisher rp(std::move(o));
     std::vector<std::string> names;
     for (std::size_t i = 0; i < sensors; ++i)
-        names.push_back(sensor_name(i));
+        names.push_back(fleet_sensor_name(i));
     const auto period = std::chrono::duration_cast<Clock::duration>(1s) / sensors;
     auto start = Clock::now();
     std::uint64_t k = 0;  // readings published so far; reading k is due at start + k * period
@@ -123,171 +119,6 @@ int run_publisher(std::size_t sensors, const std::string& pub, const std::string
     return 0;
 }
 
-// --- measuring ----------------------------------------------------------------------------
-
-// CPU seconds of the PostgreSQL server under `data_dir`: the postmaster, its live children and
-// the children that have exited (cutime, cstime).
-double postgres_cpu(const std::string& data_dir) {
-    const auto pidfile = read_file(data_dir + "/postmaster.pid");
-    const pid_t postmaster = std::atoi(pidfile.c_str());
-    if (postmaster <= 0) return 0;
-    const double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
-    double total = 0;
-    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
-        const auto name = entry.path().filename().string();
-        if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-        const auto stat = read_file(entry.path() / "stat");
-        if (stat.empty()) continue;
-        std::istringstream in(stat.substr(stat.rfind(')') + 2));
-        std::vector<std::string> f(16);
-        for (auto& x : f)
-            in >> x;
-        // f[0] is field 3 (state): ppid is f[1], utime f[11], stime f[12], cutime f[13], cstime
-        // f[14].
-        const pid_t pid = std::atoi(name.c_str());
-        const pid_t ppid = std::atoi(f[1].c_str());
-        if (pid == postmaster) {
-            total +=
-                (std::stod(f[11]) + std::stod(f[12]) + std::stod(f[13]) + std::stod(f[14])) / tick;
-        } else if (ppid == postmaster) {
-            total += (std::stod(f[11]) + std::stod(f[12])) / tick;
-        }
-    }
-    return total;
-}
-
-int free_port() {
-    zmq::socket_t s(rill::default_context(), zmq::socket_type::pub);
-    s.bind("tcp://127.0.0.1:0");
-    const auto endpoint = s.get(zmq::sockopt::last_endpoint);
-    return std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
-}
-
-struct ProcStat {
-    long hwm_kb = 0;
-    long rss_kb = 0;
-    double cpu_s = 0;
-};
-
-ProcStat proc_stat(pid_t pid) {
-    ProcStat s;
-    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-    std::string line;
-    while (std::getline(status, line)) {
-        std::istringstream in(line);
-        std::string key;
-        in >> key;
-        if (key == "VmRSS:") in >> s.rss_kb;
-        if (key == "VmHWM:") in >> s.hwm_kb;
-    }
-    const auto stat = read_file("/proc/" + std::to_string(pid) + "/stat");
-    std::istringstream in(stat.substr(stat.rfind(')') + 2));
-    std::string field;
-    unsigned long utime = 0, stime = 0;
-    for (int i = 3; i <= 15 && in >> field; ++i) {
-        if (i == 14) utime = std::stoul(field);
-        if (i == 15) stime = std::stoul(field);
-    }
-    s.cpu_s = static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-    return s;
-}
-
-// Counts heartbeat bytes and keeps the newest seq each heartbeat announced, per round: a round
-// starts with a heartbeat listing the first sensor of the fleet (heartbeats list sensors in
-// order, split beyond 4096 per message).
-class HeartbeatWatch {
-  public:
-    explicit HeartbeatWatch(const std::string& endpoint)
-        : sub_(rill::default_context(), zmq::socket_type::sub) {
-        sub_.set(zmq::sockopt::subscribe, std::string("\0hb", 3));
-        sub_.set(zmq::sockopt::linger, 0);
-        sub_.connect(endpoint);
-        thread_ = std::thread([this] { loop(); });
-    }
-    ~HeartbeatWatch() {
-        stop_ = true;
-        thread_.join();
-    }
-    [[nodiscard]] std::uint64_t bytes() const { return bytes_; }
-    [[nodiscard]] std::uint64_t messages() const { return messages_; }
-    // The sum of the newest seqs of the latest complete round (0: none yet).
-    [[nodiscard]] std::uint64_t announced(std::size_t sensors) {
-        std::lock_guard lock(mutex_);
-        for (auto r = rounds_.rbegin(); r != rounds_.rend(); ++r) {
-            if (r->newest.size() < sensors) continue;
-            std::uint64_t sum = 0;
-            for (const auto& [sensor, seq] : r->newest)
-                sum += seq;
-            return sum;
-        }
-        return 0;
-    }
-    // The newest seqs of the first complete round that began after `after`, waiting up to
-    // `timeout`.
-    std::optional<std::map<std::string, std::uint64_t>> round_after(Clock::time_point after,
-                                                                    std::size_t sensors,
-                                                                    std::chrono::seconds timeout) {
-        const auto deadline = Clock::now() + timeout;
-        while (Clock::now() < deadline) {
-            {
-                std::lock_guard lock(mutex_);
-                for (const auto& r : rounds_) {
-                    if (r.started > after && r.newest.size() >= sensors) return r.newest;
-                }
-            }
-            std::this_thread::sleep_for(20ms);
-        }
-        return std::nullopt;
-    }
-
-  private:
-    struct Round {
-        Clock::time_point started;
-        std::map<std::string, std::uint64_t> newest;
-    };
-    void loop() {
-        const std::string first = sensor_name(0);
-        while (!stop_) {
-            zmq::pollitem_t item{sub_.handle(), 0, ZMQ_POLLIN, 0};
-            zmq::poll(&item, 1, 100ms);
-            if (!(item.revents & ZMQ_POLLIN)) continue;
-            zmq::message_t topic, payload;
-            (void)sub_.recv(topic);
-            (void)sub_.recv(payload);
-            bytes_ += topic.size() + payload.size();
-            messages_ += 1;
-            try {
-                const auto hb = rill::decode_heartbeat(payload.to_string_view());
-                std::lock_guard lock(mutex_);
-                if (!hb.newest.empty() && hb.newest.front().first == first) {
-                    rounds_.push_back(Round{Clock::now(), {}});
-                    if (rounds_.size() > 8) rounds_.erase(rounds_.begin());
-                }
-                if (rounds_.empty()) continue;
-                for (const auto& [sensor, seq] : hb.newest)
-                    rounds_.back().newest[sensor] = seq;
-            } catch (const std::exception& e) {
-                std::fprintf(stderr, "bench-fleet: undecodable heartbeat: %s\n", e.what());
-            }
-        }
-    }
-    zmq::socket_t sub_;
-    std::atomic<bool> stop_{false};
-    std::atomic<std::uint64_t> bytes_{0};
-    std::atomic<std::uint64_t> messages_{0};
-    std::mutex mutex_;
-    std::vector<Round> rounds_;
-    std::thread thread_;
-};
-
-std::uint64_t count(Connection& db, const std::string& sql) {
-    return std::stoull(std::string(db.exec(sql, "count").value(0, 0)));
-}
-
-double seconds(Clock::duration d) {
-    return std::chrono::duration<double>(d).count();
-}
-
 int run_bench(std::size_t sensors, int window) {
     rill::test::TempDir dir("rill-bench-fleet");
     std::fprintf(stderr, "starting a throwaway PostgreSQL (fsync off)...\n");
@@ -302,7 +133,7 @@ int run_bench(std::size_t sensors, int window) {
         {"/proc/self/exe", "--publisher", std::to_string(sensors), "@tcp://127.0.0.1:" + stream,
          "@tcp://127.0.0.1:" + replay, (dir.path() / "outbox").string()},
         {.stderr_path = pub_log});
-    HeartbeatWatch heartbeats("tcp://127.0.0.1:" + stream);
+    HeartbeatWatch heartbeats("tcp://127.0.0.1:" + stream, fleet_sensor_name(0));
 
     // BENCH_FLEET_STORE_SUB: another store-sub binary (e.g. one built from an earlier commit,
     // for before/after figures with the same bench).
@@ -342,100 +173,17 @@ int run_bench(std::size_t sensors, int window) {
         throw std::runtime_error("a process died during the warm-up:\n" + read_file(pub_log) +
                                  read_file(sub_log));
     }
-    const auto rows0 = count(db, "SELECT count(*) FROM readings");
-    const auto hb0 = heartbeats.bytes();
-    const auto hbm0 = heartbeats.messages();
-    const auto p0 = proc_stat(publisher.pid());
-    const auto s0 = proc_stat(store_sub->pid());
-    const auto data_dir = pg.socket_dir() + "/data";
-    const double pg0 = postgres_cpu(data_dir);
-    const auto t0 = Clock::now();
-    std::this_thread::sleep_for(std::chrono::seconds(window));
-    const auto rows1 = count(db, "SELECT count(*) FROM readings");
-    const auto hb1 = heartbeats.bytes();
-    const auto hbm1 = heartbeats.messages();
-    const auto p1 = proc_stat(publisher.pid());
-    const auto s1 = proc_stat(store_sub->pid());
-    const double pg1 = postgres_cpu(data_dir);
-    const auto announced = heartbeats.announced(sensors);
-    const auto stored_now = count(db, "SELECT count(*) FROM readings");
-    const double wall = seconds(Clock::now() - t0);
-    std::printf("\n== steady state over %.1f s (after a 5 s warm-up)\n", wall);
-    std::printf("readings committed: %.0f/s (offered: %zu/s)\n",
-                static_cast<double>(rows1 - rows0) / wall, sensors);
-    std::printf("heartbeats on the wire: %.0f bytes/s in %.2f messages/s\n",
-                static_cast<double>(hb1 - hb0) / wall, static_cast<double>(hbm1 - hbm0) / wall);
-    std::printf("publisher: CPU %.2f%% of one core, peak RSS %ld kB\n",
-                100.0 * (p1.cpu_s - p0.cpu_s) / wall, p1.hwm_kb);
-    std::printf("store-sub: CPU %.2f%% of one core, peak RSS %ld kB\n",
-                100.0 * (s1.cpu_s - s0.cpu_s) / wall, s1.hwm_kb);
-    std::printf("PostgreSQL: CPU %.2f%% of one core\n", 100.0 * (pg1 - pg0) / wall);
-    std::printf(
-        "store-sub behind at the end: %lld readings (announced by the latest heartbeat "
-        "round minus rows stored)\n",
-        static_cast<long long>(announced) - static_cast<long long>(stored_now));
-    std::fflush(stdout);
+    measure_steady(db, heartbeats, pg.socket_dir() + "/data", sensors, std::chrono::seconds(window),
+                   {{"publisher", publisher.pid()}, {"store-sub", store_sub->pid()}});
 
     // 2. Restart.
-    store_sub->signal(SIGKILL);
-    (void)store_sub->wait_for(10s);
-    std::this_thread::sleep_for(2s);
-    const auto restart = Clock::now();
-    store_sub = start_store_sub();
-    const auto target = heartbeats.round_after(restart, sensors, 30s);
-    if (!target) throw std::runtime_error("no complete heartbeat round after the restart");
-    (void)db.exec(
-        "DROP TABLE IF EXISTS fleet_target; CREATE TABLE fleet_target (sensor text "
-        "PRIMARY KEY, newest bigint)",
-        "target table");
-    std::uint64_t want = 0;
-    std::string insert = "INSERT INTO fleet_target VALUES ";
-    for (const auto& [sensor, newest] : *target) {
-        insert += (want ? ",('" : "('") + sensor + "'," + std::to_string(newest) + ")";
-        want += newest;
-    }
-    (void)db.exec(insert, "fill the target table");
-    std::optional<double> subscribed;
-    std::optional<double> caught_up;
-    double query_s = 0;
-    const auto deadline = restart + 300s;
-    while (Clock::now() < deadline && store_sub->running()) {
-        if (!subscribed && read_file(sub_log).find("subscribed to") != std::string::npos) {
-            subscribed = seconds(Clock::now() - restart);
-        }
-        const auto q0 = Clock::now();
-        const auto have = count(db,
-                                "SELECT count(*) FROM readings r JOIN fleet_target t USING "
-                                "(sensor) WHERE r.seq <= t.newest");
-        query_s = seconds(Clock::now() - q0);
-        if (have >= want) {
-            caught_up = seconds(Clock::now() - restart);
-            break;
-        }
-        std::this_thread::sleep_for(100ms);
-    }
-    std::printf("\n== store-sub killed (SIGKILL), down 2 s, started again at T0\n");
-    std::printf(
-        "target: %llu readings, every seq 1..newest of the first heartbeat round after T0\n",
-        static_cast<unsigned long long>(want));
-    if (subscribed) std::printf("T0 -> \"subscribed to\" logged: %.2f s\n", *subscribed);
-    if (caught_up) {
-        std::printf(
-            "T0 -> every sensor stored up to its target: %.2f s (poll every 100 ms, one "
-            "poll query %.3f s)\n",
-            *caught_up, query_s);
-    } else {
-        std::printf("NOT caught up within %.0f s\n", seconds(deadline - restart));
-    }
-    const auto s2 = proc_stat(store_sub->pid());
-    std::printf("restarted store-sub: CPU %.2f s since T0, peak RSS %ld kB\n", s2.cpu_s, s2.hwm_kb);
-    std::fflush(stdout);
+    const auto c = restart_store_sub(db, heartbeats, sensors, store_sub, start_store_sub, sub_log);
 
     store_sub->signal(SIGTERM);
     (void)store_sub->wait_for(30s);
     publisher.signal(SIGTERM);
     (void)publisher.wait_for(30s);
-    return caught_up ? 0 : 1;
+    return c.caught_up ? 0 : 1;
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // bench-mqtt: how fast mqtt-bridge drains a Mosquitto, next to mosquitto_sub in the same run.
 //
 //   bench-mqtt [--messages N] [--devices D]
+//   bench-mqtt --fleet D [--seconds S]
 //
 // Both subscribers hold a persistent session (clean session off) at QoS 1; N messages (plain
 // numbers, D devices, N/D each) are published while the subscriber is away, so the broker holds
@@ -11,15 +12,39 @@
 //      bridge received (and appended) them all, and readings/s until store-sub committed them all
 //      to PostgreSQL (fsync off, as in bench-ingest).
 // Times count from the subscriber's start (process start included in both).
+//
+// --fleet D: D devices at one message per second each, through the real bridge (issue 16's
+// "1,000 devices at 1 message/s"). The device simulator is libmosquitto in this process, on a
+// thread of its own: one MQTT connection (client id bench-fleet-devices) publishing the plain
+// number of device i (topic bench/fleet-0000i/temperature, QoS 1) at i/D s of every second;
+// libmosquitto's own network thread (mosquitto_loop_start) does the I/O. Slots missed by more
+// than a second are skipped, not sent late in a burst. mqtt-bridge (outbox, fsync batch) and
+// store-sub (real apps) into a throwaway PostgreSQL (fsync off). Printed, as bench-fleet does
+// (bench/fleet/fleet_measure.hpp, definitions in bench/fleet/bench_fleet.cpp): the ramp-up until
+// a heartbeat of the bridge lists every device; over S seconds (default 20) after a 5 s warm-up:
+// messages/s published, messages/s into the bridge (rill_mqtt_messages_received_total),
+// readings/s committed (rows of readings), heartbeat bytes/s on the bridge's stream, the CPU
+// (utime + stime from /proc, fraction of one core) and peak RSS (VmHWM) of the bridge, store-sub
+// and Mosquitto, PostgreSQL's CPU; then store-sub killed with SIGKILL, down 2 s, restarted at T0:
+// seconds until every device is stored up to the newest seq of the first heartbeat round after
+// T0.
+#include <mosquitto.h>
+
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <map>
+#include <memory>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "fleet/fleet_measure.hpp"
 #include "support/mosquitto.hpp"
 #include "support/pipeline.hpp"
 #include "support/postgres.hpp"
@@ -53,15 +78,207 @@ std::string field_after(const std::string& text, const std::string& after) {
     return text.substr(start, text.find_first_of(",\n", start) - start);
 }
 
+// D devices publishing one plain number each per second, spread evenly over the second, from one
+// libmosquitto connection: a pacing thread calls mosquitto_publish, libmosquitto's network thread
+// (mosquitto_loop_start) sends. The destructor stops both and disconnects.
+class DeviceFleet {
+  public:
+    DeviceFleet(std::uint16_t port, std::size_t devices) : devices_(devices) {
+        mosquitto_lib_init();
+        mosq_ = mosquitto_new("bench-fleet-devices", true, this);
+        if (!mosq_) throw std::runtime_error("mosquitto_new failed");
+        mosquitto_connect_callback_set(mosq_, [](mosquitto*, void* self, int rc) {
+            if (rc == 0) static_cast<DeviceFleet*>(self)->connected_ = true;
+        });
+        if (mosquitto_connect(mosq_, "127.0.0.1", port, 30) != MOSQ_ERR_SUCCESS ||
+            mosquitto_loop_start(mosq_) != MOSQ_ERR_SUCCESS)
+            throw std::runtime_error("the device simulator could not connect to Mosquitto");
+        if (!wait_until([&] { return connected_.load(); }, 20s))
+            throw std::runtime_error("the device simulator got no CONNACK");
+        for (std::size_t i = 0; i < devices; ++i)
+            topics_.push_back("bench/" + rill::bench::fleet_sensor_name(i) + "/temperature");
+        thread_ = std::thread([this] { pace(); });
+    }
+    ~DeviceFleet() {
+        stop_ = true;
+        thread_.join();
+        mosquitto_disconnect(mosq_);
+        mosquitto_loop_stop(mosq_, false);
+        mosquitto_destroy(mosq_);
+        mosquitto_lib_cleanup();
+    }
+    DeviceFleet(const DeviceFleet&) = delete;
+    DeviceFleet& operator=(const DeviceFleet&) = delete;
+    [[nodiscard]] std::uint64_t published() const { return published_; }
+    [[nodiscard]] std::uint64_t skipped() const { return skipped_; }
+    [[nodiscard]] std::uint64_t failed() const { return failed_; }
+
+  private:
+    void pace() {
+        const auto period =
+            std::chrono::duration_cast<Clock::duration>(1s) / static_cast<std::int64_t>(devices_);
+        auto start = Clock::now();
+        std::uint64_t k = 0;  // message k is due at start + k * period
+        while (!stop_) {
+            const auto now = Clock::now();
+            const auto behind = now - (start + static_cast<std::int64_t>(k) * period);
+            if (behind > 1s) {
+                skipped_ += static_cast<std::uint64_t>(behind / period);
+                start = now - static_cast<std::int64_t>(k) * period;
+            }
+            while (start + static_cast<std::int64_t>(k) * period <= now) {
+                const auto payload = std::to_string(15.0 + static_cast<double>(k % 200) * 0.05);
+                const int rc =
+                    mosquitto_publish(mosq_, nullptr, topics_[k % devices_].c_str(),
+                                      static_cast<int>(payload.size()), payload.data(), 1, false);
+                if (rc == MOSQ_ERR_SUCCESS)
+                    ++published_;
+                else
+                    ++failed_;
+                ++k;
+            }
+            const auto next = start + static_cast<std::int64_t>(k) * period;
+            std::this_thread::sleep_until(std::min(next, Clock::now() + 100ms));
+        }
+    }
+    std::size_t devices_;
+    mosquitto* mosq_ = nullptr;
+    std::vector<std::string> topics_;
+    std::atomic<bool> connected_{false};
+    std::atomic<bool> stop_{false};
+    std::atomic<std::uint64_t> published_{0};
+    std::atomic<std::uint64_t> skipped_{0};
+    std::atomic<std::uint64_t> failed_{0};
+    std::thread thread_;
+};
+
+// The pid of the process started with `arg` among its arguments (0: none).
+pid_t pid_with_argument(const std::string& arg) {
+    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+        const auto name = entry.path().filename().string();
+        if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+        const auto cmdline = read_file(entry.path() / "cmdline");
+        std::size_t at = 0;
+        while (at < cmdline.size()) {
+            const auto end = cmdline.find('\0', at);
+            if (cmdline.substr(at, end - at) == arg) return std::atoi(name.c_str());
+            if (end == std::string::npos) break;
+            at = end + 1;
+        }
+    }
+    return 0;
+}
+
+double received(const std::string& admin) {
+    const auto r = http_get(admin, "/metrics");
+    return r ? metric_sum(r->body, "rill_mqtt_messages_received_total") : -1;
+}
+
+int run_fleet(std::size_t devices, int window) {
+    using namespace rill::bench;
+    TempDir dir("rill-bench-mqtt-fleet");
+    const auto broker_dir = dir.path() / "broker";
+    Mosquitto broker(broker_dir, {.global = {"max_queued_messages 0"}});
+    // tests/support/mosquitto.cpp starts it as `mosquitto -c DIR/mosquitto.conf`.
+    const pid_t broker_pid = pid_with_argument((broker_dir / "mosquitto.conf").string());
+    std::fprintf(stderr, "starting a throwaway PostgreSQL (fsync off)...\n");
+    TempPostgres pg;
+    auto db = rill::store::Connection::open(pg.conninfo());
+    (void)rill::store::migrate(db);
+
+    const std::string stream = "tcp://127.0.0.1:" + std::to_string(free_loopback_port());
+    const auto replay_port = free_loopback_port();
+    const auto bridge_log = (dir.path() / "bridge.log").string();
+    Process bridge(
+        {bin("mqtt-bridge"), "--broker", broker.url(), "--client-id", "bench-bridge", "--topic",
+         "bench/+/temperature={1}:plain", "--outbox", (dir.path() / "outbox").string(), "--pub",
+         "@" + stream, "--replay", "@tcp://127.0.0.1:" + std::to_string(replay_port), "--metrics",
+         "127.0.0.1:0", "--log-level", "info"},
+        ProcessOptions{.stderr_path = bridge_log});
+    std::string admin;
+    if (!wait_until(
+            [&] {
+                const auto text = read_file(bridge_log);
+                admin = field_after(text, "/healthz on ");
+                return !admin.empty() && text.find("subscribed to") != std::string::npos;
+            },
+            30s))
+        throw std::runtime_error("mqtt-bridge did not subscribe:\n" + read_file(bridge_log));
+    HeartbeatWatch heartbeats(stream, fleet_sensor_name(0));
+    int run = 0;
+    std::string sub_log;
+    auto start_store_sub = [&] {
+        sub_log = (dir.path() / ("store-sub-" + std::to_string(++run) + ".log")).string();
+        return std::make_unique<Process>(
+            std::vector<std::string>{bin("store-sub"), "--connect", stream, "--db", pg.conninfo(),
+                                     "--metrics", "127.0.0.1:0"},
+            ProcessOptions{.stderr_path = sub_log});
+    };
+    auto store_sub = start_store_sub();
+
+    std::printf(
+        "bench-mqtt --fleet: %zu devices at 1 message/s each (QoS 1, plain numbers, one "
+        "libmosquitto connection) -> Mosquitto -> mqtt-bridge -> store-sub -> PostgreSQL 15 "
+        "(fsync off) on loopback, %ld CPUs\n",
+        devices, sysconf(_SC_NPROCESSORS_ONLN));
+    std::fflush(stdout);
+    const auto launched = Clock::now();
+    DeviceFleet fleet(broker.port(), devices);
+    if (!heartbeats.round_after(launched, devices, 600s))
+        throw std::runtime_error("no heartbeat of the bridge listed every device within 600 s:\n" +
+                                 read_file(bridge_log));
+    std::printf(
+        "ramp-up: a heartbeat of the bridge lists all %zu devices %.2f s after the "
+        "devices started (1 s when everything keeps up)\n",
+        devices, seconds(Clock::now() - launched));
+    std::fflush(stdout);
+
+    std::this_thread::sleep_for(5s);
+    if (!bridge.running() || !store_sub->running())
+        throw std::runtime_error("a process died during the warm-up:\n" + read_file(bridge_log) +
+                                 read_file(sub_log));
+    measure_steady(
+        db, heartbeats, pg.socket_dir() + "/data", devices, std::chrono::seconds(window),
+        {{"mqtt-bridge", bridge.pid()}, {"store-sub", store_sub->pid()}, {"mosquitto", broker_pid}},
+        {{"messages published by the devices",
+          [&] { return static_cast<double>(fleet.published()); }},
+         {"messages into mqtt-bridge", [&] { return received(admin); }}});
+    std::printf(
+        "device simulator since its start: %llu slots skipped (more than 1 s behind), "
+        "%llu publish calls failed\n",
+        static_cast<unsigned long long>(fleet.skipped()),
+        static_cast<unsigned long long>(fleet.failed()));
+    std::fflush(stdout);
+
+    const auto c = restart_store_sub(db, heartbeats, devices, store_sub, start_store_sub, sub_log);
+    store_sub->signal(SIGTERM);
+    (void)store_sub->wait_for(30s);
+    bridge.signal(SIGTERM);
+    (void)bridge.wait_for(30s);
+    return c.caught_up ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     int messages = 20'000;
     int devices = 10;
+    int fleet = 0;
+    int window = 20;
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string a = argv[i];
         if (a == "--messages") messages = std::atoi(argv[i + 1]);
         if (a == "--devices") devices = std::atoi(argv[i + 1]);
+        if (a == "--fleet") fleet = std::atoi(argv[i + 1]);
+        if (a == "--seconds") window = std::atoi(argv[i + 1]);
+    }
+    if (fleet > 0) {
+        try {
+            return run_fleet(static_cast<std::size_t>(fleet), window);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "bench-mqtt --fleet: %s\n", e.what());
+            return 1;
+        }
     }
     messages -= messages % devices;
     TempDir dir("rill-bench-mqtt");
