@@ -56,7 +56,7 @@ std::mt19937& rng() {
 
 std::chrono::milliseconds random_between(std::chrono::milliseconds lo,
                                          std::chrono::milliseconds hi) {
-    std::uniform_int_distribution<long> d(lo.count(), hi.count());
+    std::uniform_int_distribution<std::chrono::milliseconds::rep> d(lo.count(), hi.count());
     return std::chrono::milliseconds(d(rng()));
 }
 

@@ -269,7 +269,7 @@ TEST_CASE(
     CHECK(replayed->newest == 40u);
     check_consecutive(replayed->readings, 1, 40);
     for (const auto& r : seen.readings)
-        CHECK(r == replayed->readings[r.seq - 1]);
+        CHECK(r == replayed->readings[static_cast<std::size_t>(r.seq - 1)]);
 
     // The outbox holds the same.
     CHECK(read_outbox(dir.path() / "outbox", sensor) == replayed->readings);
