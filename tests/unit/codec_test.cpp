@@ -675,3 +675,19 @@ TEST_CASE("a batch whose every reading is invalid decodes to no readings and all
     CHECK(invalid[0].seq == 4);
     CHECK(invalid[1].seq == 6);
 }
+
+TEST_CASE("an ext 32 declaring 4 GiB in a short payload is truncated on every architecture") {
+    // 0xc9 ff ff ff ff: with its type byte the ext is 2^32 bytes, which a 32-bit size_t wraps to
+    // 0 (armhf read it as an empty ext followed by trailing bytes before the fix).
+    const std::string payload(
+        "\x95\x01\x00\xa1\x6b\x91\x94\x01\xcf\x00\x06\x44\x17\xe0"
+        "\x66\x48\x00\x00\x00\xc9\xff\xff\xff\xff\x01",
+        25);
+    try {
+        (void)decode_batch(payload);
+        FAIL("decoded");
+    } catch (const DecodeError& e) {
+        CHECK(e.code() == DecodeErrc::malformed);
+        CHECK(std::string(e.what()).find("truncated") != std::string::npos);
+    }
+}

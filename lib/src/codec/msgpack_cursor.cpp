@@ -217,6 +217,9 @@ Value Cursor::whole(std::size_t max_bytes) {
 
 void Cursor::blob(Value& v, Type t, std::uint64_t n) {
     v.type = t;
+    // Compared before narrowing: an ext 32 of 0xffffffff bytes is 2^32 with its type byte, which
+    // a 32-bit size_t would wrap to 0 (armhf).
+    if (n > remaining()) truncated();
     v.bytes = reinterpret_cast<const char*>(take(static_cast<std::size_t>(n)));
     if (t == Type::ext) {
         ++v.bytes;

@@ -351,9 +351,8 @@ struct MqttBridge::Impl {
             }
         }
         hold(TestHold::before_append, msg);
-        const auto now = std::chrono::time_point_cast<std::chrono::microseconds>(
-            std::chrono::system_clock::now());
-        auto parsed = parser.parse(topic, payload, now);
+        // rill::now(): 64-bit time on every target (armhf's libstdc++ system_clock is 32-bit).
+        auto parsed = parser.parse(topic, payload, rill::now());
         if (!parsed.error.empty()) {
             reject(reject_reason(parsed.error), std::string(topic) + ": " + parsed.error);
             return;
