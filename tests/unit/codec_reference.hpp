@@ -62,6 +62,16 @@ inline void parse(std::string_view payload, Parsed& out) {
     try {
         out.object_ = msgpack::unpack(Parsed::zone(), payload.data(), payload.size(), off,
                                       referenced, reference_strings, nullptr, parse_limits);
+    } catch (const msgpack::ext_size_overflow& e) {
+        // msgpack-c with a 32-bit size_t (armhf) adds the type byte to an ext 32 of 0xffffffff
+        // bytes, wraps to 0 and reports the limit; with a 64-bit one it finds the payload
+        // truncated. rill's decoder says truncated on every architecture: judge as 64-bit does.
+        if (sizeof(std::size_t) < sizeof(std::uint64_t) &&
+            payload.find(std::string_view("\xc9\xff\xff\xff\xff", 5)) != std::string_view::npos) {
+            fail(DecodeErrc::malformed, "payload is truncated");
+        }
+        fail(DecodeErrc::too_large,
+             std::string("payload declares a size over its limit (") + e.what() + ")");
     } catch (const msgpack::size_overflow& e) {
         fail(DecodeErrc::too_large,
              std::string("payload declares a size over its limit (") + e.what() + ")");
