@@ -211,7 +211,7 @@ expect_files rill-mqtt-bridge /usr/bin/mqtt-bridge /lib/systemd/system/rill-mqtt
     /etc/rill/mqtt-bridge.env
 conffiles="$(dpkg-deb --ctrl-tarfile "$(deb rill-mqtt-bridge)" | tar -xO ./conffiles)"
 [ "$conffiles" = "/etc/rill/mqtt-bridge.env" ] || fail "rill-mqtt-bridge conffiles: '$conffiles'"
-"$root/usr/bin/mqtt-bridge" --help >"$work/mqtt-bridge.help" 2>&1 ||
+"${emulator[@]}" "$root/usr/bin/mqtt-bridge" --help >"$work/mqtt-bridge.help" 2>&1 ||
     { cat "$work/mqtt-bridge.help" >&2; fail "mqtt-bridge --help"; }
 grep -q "^mqtt-bridge: " "$work/mqtt-bridge.help" || fail "mqtt-bridge --help does not describe it"
 for n in $(sed -n 's/^\([A-Z_][A-Z0-9_]*\)=.*/\1/p' "$root/etc/rill/mqtt-bridge.env"); do
