@@ -47,7 +47,9 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using rill::store::Connection;
+using rill::test::proc_stat;
 using rill::test::Process;
+using rill::test::ProcStat;
 using rill::test::read_file;
 
 struct Options {
@@ -133,37 +135,6 @@ std::string fmt(double v, const char* f = "%.1f") {
     char buf[64];
     std::snprintf(buf, sizeof buf, f, v);
     return buf;
-}
-
-struct ProcStat {
-    long rss_kb = 0;
-    long hwm_kb = 0;
-    long threads = 0;
-    double cpu_s = 0;
-};
-
-ProcStat proc_stat(pid_t pid) {
-    ProcStat s;
-    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-    std::string line;
-    while (std::getline(status, line)) {
-        std::istringstream in(line);
-        std::string key;
-        in >> key;
-        if (key == "VmRSS:") in >> s.rss_kb;
-        if (key == "VmHWM:") in >> s.hwm_kb;
-        if (key == "Threads:") in >> s.threads;
-    }
-    const auto stat = read_file("/proc/" + std::to_string(pid) + "/stat");
-    std::istringstream in(stat.substr(stat.rfind(')') + 2));
-    std::string field;
-    unsigned long utime = 0, stime = 0;
-    for (int i = 3; i <= 15 && in >> field; ++i) {
-        if (i == 14) utime = std::stoul(field);
-        if (i == 15) stime = std::stoul(field);
-    }
-    s.cpu_s = static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-    return s;
 }
 
 // sensor-pub and store-sub for one sensor; store-sub binds the stream, sensor-pub connects to

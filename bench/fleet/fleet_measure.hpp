@@ -33,6 +33,8 @@
 namespace rill::bench {
 
 using FleetClock = std::chrono::steady_clock;
+using rill::test::proc_stat;
+using rill::test::ProcStat;
 
 /// "fleet-00042": sensor names that sort as their numbers do (heartbeats list them in order).
 inline std::string fleet_sensor_name(std::size_t i) {
@@ -51,37 +53,6 @@ inline int free_port() {
     s.bind("tcp://127.0.0.1:0");
     const auto endpoint = s.get(zmq::sockopt::last_endpoint);
     return std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
-}
-
-/// One process's memory (kB) and CPU time (utime + stime, seconds) from /proc.
-struct ProcStat {
-    long hwm_kb = 0;
-    long rss_kb = 0;
-    double cpu_s = 0;
-};
-
-inline ProcStat proc_stat(pid_t pid) {
-    ProcStat s;
-    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-    std::string line;
-    while (std::getline(status, line)) {
-        std::istringstream in(line);
-        std::string key;
-        in >> key;
-        if (key == "VmRSS:") in >> s.rss_kb;
-        if (key == "VmHWM:") in >> s.hwm_kb;
-    }
-    const auto stat = rill::test::read_file("/proc/" + std::to_string(pid) + "/stat");
-    if (stat.empty()) return s;
-    std::istringstream in(stat.substr(stat.rfind(')') + 2));
-    std::string field;
-    unsigned long utime = 0, stime = 0;
-    for (int i = 3; i <= 15 && in >> field; ++i) {
-        if (i == 14) utime = std::stoul(field);
-        if (i == 15) stime = std::stoul(field);
-    }
-    s.cpu_s = static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-    return s;
 }
 
 /// CPU seconds of the PostgreSQL server under `data_dir`: the postmaster, its live children and

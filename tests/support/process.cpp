@@ -152,4 +152,29 @@ std::vector<std::string> emulated(std::vector<std::string> argv) {
 #endif
 }
 
+ProcStat proc_stat(pid_t pid) {
+    ProcStat s;
+    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(status, line)) {
+        std::istringstream in(line);
+        std::string key;
+        in >> key;
+        if (key == "VmRSS:") in >> s.rss_kb;
+        if (key == "VmHWM:") in >> s.hwm_kb;
+        if (key == "Threads:") in >> s.threads;
+    }
+    const auto stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+    if (stat.empty()) return s;
+    std::istringstream in(stat.substr(stat.rfind(')') + 2));
+    std::string field;
+    unsigned long utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && in >> field; ++i) {
+        if (i == 14) utime = std::stoul(field);
+        if (i == 15) stime = std::stoul(field);
+    }
+    s.cpu_s = static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+    return s;
+}
+
 }  // namespace rill::test

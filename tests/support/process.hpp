@@ -82,4 +82,15 @@ std::string bin(const std::string& name);
 /// initdb or ip, or a native build) is returned unchanged.
 std::vector<std::string> emulated(std::vector<std::string> argv);
 
+/// One process's memory (kB) and CPU time from /proc, for benches and footprint checks.
+struct ProcStat {
+    long hwm_kb = 0;   ///< VmHWM: peak resident set
+    long rss_kb = 0;   ///< VmRSS: resident set now
+    long threads = 0;  ///< Threads
+    double cpu_s = 0;  ///< utime + stime, seconds
+};
+
+/// /proc/PID/status and /proc/PID/stat of `pid`; zeros for what cannot be read (it exited).
+ProcStat proc_stat(pid_t pid);
+
 }  // namespace rill::test
