@@ -37,8 +37,8 @@
 #include <thread>
 #include <vector>
 
-#include "rill/socket.hpp"
 #include "rill/store.hpp"
+#include "support/ports.hpp"
 #include "support/postgres.hpp"
 #include "support/process.hpp"
 
@@ -115,14 +115,6 @@ Options parse(int argc, char** argv) {
     return o;
 }
 
-// A loopback TCP port nobody listens on right now (bound by a zmq socket, then released).
-int free_port() {
-    zmq::socket_t s(rill::default_context(), zmq::socket_type::pub);
-    s.bind("tcp://127.0.0.1:0");
-    const auto endpoint = s.get(zmq::sockopt::last_endpoint);
-    return std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
-}
-
 bool wait_for_log(const std::string& path, const std::string& text, Process& p,
                   std::chrono::seconds timeout) {
     return rill::test::wait_until(
@@ -145,8 +137,8 @@ class Pipeline {
              const std::string& sensor, std::vector<std::string> pub_args,
              std::vector<std::string> sub_args)
         : dir_(dir), sensor_(sensor) {
-        const int stream = free_port();
-        const int replay = free_port();
+        const int stream = rill::test::free_loopback_port();
+        const int replay = rill::test::free_loopback_port();
         sub_log_ = (dir / (sensor + "-store-sub.log")).string();
         pub_log_ = (dir / (sensor + "-sensor-pub.log")).string();
         std::vector<std::string> sub{rill::test::bin("store-sub"),

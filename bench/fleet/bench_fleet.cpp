@@ -53,6 +53,7 @@
 #include "rill/reliable.hpp"
 #include "rill/socket.hpp"
 #include "rill/store.hpp"
+#include "support/ports.hpp"
 #include "support/postgres.hpp"
 #include "support/process.hpp"
 
@@ -126,8 +127,8 @@ int run_bench(std::size_t sensors, int window) {
     auto db = Connection::open(pg.conninfo());
     (void)rill::store::migrate(db);
 
-    const auto stream = std::to_string(free_port());
-    const auto replay = std::to_string(free_port());
+    const auto stream = std::to_string(rill::test::free_loopback_port());
+    const auto replay = std::to_string(rill::test::free_loopback_port());
     const auto pub_log = (dir.path() / "publisher.log").string();
     Process publisher(
         {"/proc/self/exe", "--publisher", std::to_string(sensors), "@tcp://127.0.0.1:" + stream,

@@ -47,14 +47,6 @@ inline double seconds(FleetClock::duration d) {
     return std::chrono::duration<double>(d).count();
 }
 
-/// A free loopback TCP port (bound then released by a ZeroMQ socket).
-inline int free_port() {
-    zmq::socket_t s(rill::default_context(), zmq::socket_type::pub);
-    s.bind("tcp://127.0.0.1:0");
-    const auto endpoint = s.get(zmq::sockopt::last_endpoint);
-    return std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
-}
-
 /// CPU seconds of the PostgreSQL server under `data_dir`: the postmaster, its live children and
 /// the children that have exited (cutime, cstime).
 inline double postgres_cpu(const std::string& data_dir) {
