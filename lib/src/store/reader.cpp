@@ -240,7 +240,12 @@ double bin_float4(const Result& r, int row, int col) {
 constexpr std::int64_t pg_epoch_us = 946'684'800'000'000;
 
 Timestamp bin_timestamptz(const Result& r, int row, int col) {
-    return Timestamp{microseconds{bin_int8(r, row, col) + pg_epoch_us}};
+    const auto v = bin_int8(r, row, col);
+    if (v > std::numeric_limits<std::int64_t>::max() - pg_epoch_us) {  // +infinity
+        throw StoreError(ErrorKind::permanent, "",
+                         "read a series of readings: a bucket at infinity");
+    }
+    return Timestamp{microseconds{v + pg_epoch_us}};
 }
 
 // The rows of a series statement in binary: sensor text, bucket timestamptz, t_avg float8,
