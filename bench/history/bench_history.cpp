@@ -2,10 +2,12 @@
 // partitioned by day, exact 1-minute, 1-hour and 6-hour rollups, retention).
 //
 //   bench-history [DAYS] [SENSORS] [--raw-days N] [--points N] [--runs N] [--ingest-rows N]
-//                 [--rounds N]
+//                 [--rounds N] [--hold SECONDS]
 //
 // Defaults: 365 days of 10 sensors at 1 reading/s, the newest 3 days raw, 1000 points per chart,
-// best and median of 5 runs (--rounds N measures the series N times over, for a loaded machine).
+// best and median of 5 runs (--rounds N measures the series N times over, for a loaded machine;
+// --hold SECONDS keeps PostgreSQL and web-view up that long after the series and prints how to
+// reach them, for EXPLAIN ANALYZE and profiling on the loaded history).
 // It prints:
 //  1. ingest with rollups on (rill::store::BatchWriter: binary COPY + the rollup upserts in one
 //     transaction) next to raw binary COPY of the same rows into the same partitioned table,
@@ -37,6 +39,7 @@
 #include <regex>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "rill/store.hpp"
@@ -59,13 +62,14 @@ struct Options {
     int runs = 5;
     std::size_t ingest_rows = 500'000;
     int rounds = 1;
+    long hold_s = 0;
 };
 
 [[noreturn]] void usage(const std::string& why) {
     std::fprintf(stderr,
                  "bench-history: %s\n"
                  "usage: bench-history [DAYS] [SENSORS] [--raw-days N] [--points N] [--runs N] "
-                 "[--ingest-rows N] [--rounds N]\n",
+                 "[--ingest-rows N] [--rounds N] [--hold SECONDS]\n",
                  why.c_str());
     std::exit(2);
 }
@@ -98,6 +102,8 @@ Options parse(int argc, char** argv) {
             o.runs = static_cast<int>(number(next()));
         } else if (a == "--rounds") {
             o.rounds = static_cast<int>(number(next()));
+        } else if (a == "--hold") {
+            o.hold_s = number(next());
         } else if (a == "--ingest-rows") {
             o.ingest_rows = static_cast<std::size_t>(number(next()));
         } else if (a == "--help" || a == "-h") {
@@ -400,6 +406,12 @@ void bench_series(const std::string& conninfo, const Options& o, Timestamp end) 
                     o.points, o.runs,
                     o.rounds > 1 ? (", round " + std::to_string(round)).c_str() : "");
         series_round(http, o, end);
+    }
+    if (o.hold_s > 0) {
+        std::printf("holding for %ld s: psql \"%s\", web-view http://127.0.0.1:%s/\n", o.hold_s,
+                    conninfo.c_str(), m[1].str().c_str());
+        std::fflush(stdout);
+        std::this_thread::sleep_for(std::chrono::seconds(o.hold_s));
     }
     web.signal(SIGTERM);
     (void)web.wait_for(10s);

@@ -80,3 +80,15 @@ TEST_CASE("bad SQL is a permanent StoreError naming the attempt, a lost session 
     conn.close();
     CHECK(conn.native() == nullptr);
 }
+
+TEST_CASE("a binary result carries the fields in PostgreSQL's send format, a text one as text") {
+    TempPostgres pg;
+    auto conn = Connection::open(pg.conninfo());
+    const std::string sql = "SELECT $1::bigint, 'ab'::text";
+    const auto text = conn.exec_params(sql, {"258"}, "read as text");
+    CHECK(text.value(0, 0) == "258");
+    const auto binary =
+        conn.exec_params(sql, {"258"}, "read as binary", rill::store::ResultFormat::binary);
+    CHECK(binary.value(0, 0) == std::string_view("\0\0\0\0\0\0\1\2", 8));  // big-endian int8
+    CHECK(binary.value(0, 1) == "ab");
+}

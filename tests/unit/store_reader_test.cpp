@@ -211,6 +211,68 @@ TEST_CASE("series buckets aggregate each sensor per bucket of the raw rows") {
     CHECK(one.buckets[4].t_max == 99.0);
 }
 
+TEST_CASE("series values are the doubles the stored reals read back as, from every source") {
+    TempPostgres pg;
+    create_schema(pg);
+    // Neither 20.1 nor -0.3 is a float32: the values read back as the shortest decimal of the
+    // stored real (what a text result gives), never the float32 widened to a double.
+    insert(pg, "t", 1, 0s, "20.1", "-0.3");
+    insert(pg, "t", 2, 1s, "20.7", "33.3");
+    roll_up(pg);
+    ConnectionPool pool(pool_options(pg));
+    Reader reader(pool);
+    for (const auto source :
+         {SeriesSource::raw, SeriesSource::minute, SeriesSource::hour, SeriesSource::six_hours}) {
+        INFO(rill::store::to_string(source));
+        const auto s =
+            reader.series({.from = at(0s), .to = at(1min), .points = 1, .source = source});
+        REQUIRE(s.buckets.size() == 1);
+        const auto& b = s.buckets[0];
+        CHECK(b.sensor == "t");
+        CHECK(b.ts <= at(0s));
+        CHECK(b.count == 2);
+        CHECK(b.t_min == 20.1);
+        CHECK(b.t_max == 20.7);
+        CHECK(b.h_min == -0.3);
+        CHECK(b.h_max == 33.3);
+        CHECK(b.t_avg == (static_cast<double>(20.1f) + static_cast<double>(20.7f)) / 2);
+    }
+}
+
+TEST_CASE("series of every sensor from the rollups come by sensor, then time") {
+    TempPostgres pg;
+    create_schema(pg);
+    // Sensors inserted out of order, each with readings over 3 hours, newest first.
+    for (const char* sensor : {"m", "c", "x", "a", "q"}) {
+        for (long long i = 180; i > 0; --i)
+            insert(pg, sensor, i, std::chrono::minutes(i), std::to_string(i), "1");
+    }
+    roll_up(pg);
+    // Also with sorts discouraged, so that each sensor's buckets are hashed (in no order)
+    // unless the statement asks for them sorted.
+    for (const auto& [source, options] :
+         {std::pair{SeriesSource::minute, ""}, std::pair{SeriesSource::hour, ""},
+          std::pair{SeriesSource::minute, " options='-c enable_sort=off'"},
+          std::pair{SeriesSource::hour, " options='-c enable_sort=off'"}}) {
+        INFO(rill::store::to_string(source) << options);
+        auto po = pool_options(pg);
+        po.conninfo += options;
+        ConnectionPool pool(po);
+        Reader reader(pool);
+        const auto s =
+            reader.series({.from = at(0s), .to = at(4h), .points = 240, .source = source});
+        REQUIRE(s.buckets.size() == (source == SeriesSource::minute ? 5 * 180 : 5 * 4));
+        for (std::size_t i = 1; i < s.buckets.size(); ++i) {
+            const auto& p = s.buckets[i - 1];
+            const auto& b = s.buckets[i];
+            INFO("bucket " << i);
+            CHECK((p.sensor < b.sensor || (p.sensor == b.sensor && p.ts < b.ts)));
+        }
+        CHECK(s.buckets.front().sensor == "a");
+        CHECK(s.buckets.back().sensor == "x");
+    }
+}
+
 TEST_CASE("the series bucket width is the smallest round width giving at most the points") {
     using rill::store::series_bucket_width;
     CHECK(series_bucket_width(1h, 1000) == 5s);          // 3.6 s

@@ -86,6 +86,11 @@ struct ResultDeleter {
 };
 }  // namespace detail
 
+/// How the server sends a result's fields: as text (the default), or in PostgreSQL's binary
+/// send format (big-endian integers and IEEE floats, timestamptz as int64 microseconds since
+/// 2000-01-01 UTC, text as its bytes), which neither side has to format or parse.
+enum class ResultFormat { text, binary };
+
 /// A query result; owns its PGresult. Move-only.
 class Result {
   public:
@@ -98,7 +103,8 @@ class Result {
     [[nodiscard]] int columns() const noexcept;
     /// True when the field is SQL NULL.
     [[nodiscard]] bool is_null(int row, int col) const noexcept;
-    /// The text of a field ("" for NULL); valid while this Result lives.
+    /// The bytes of a field ("" for NULL): its text, or its binary form in a ResultFormat::binary
+    /// result; valid while this Result lives.
     [[nodiscard]] std::string_view value(int row, int col) const noexcept;
     /// The number of rows an INSERT / COPY / UPDATE affected (0 when not applicable).
     [[nodiscard]] std::uint64_t affected() const noexcept;
@@ -129,9 +135,10 @@ class Connection {
     /// Runs `sql` (one or more statements, no parameters). Returns the last result; throws
     /// StoreError naming `what` on any error.
     Result exec(const std::string& sql, std::string_view what);
-    /// Runs one statement with text parameters ($1, $2 ...); throws StoreError naming `what`.
+    /// Runs one statement with text parameters ($1, $2 ...), its result fields sent in
+    /// `format`; throws StoreError naming `what`.
     Result exec_params(const std::string& sql, const std::vector<std::string>& params,
-                       std::string_view what);
+                       std::string_view what, ResultFormat format = ResultFormat::text);
     /// Runs `copy_sql` (a COPY ... FROM STDIN) and streams `data` as its input. Returns the
     /// number of rows the COPY loaded; throws StoreError naming `what` (the server's SQLSTATE
     /// tells a unique violation, 23505, from other failures).

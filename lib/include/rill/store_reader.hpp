@@ -88,13 +88,14 @@ class ConnectionPool {
     /// when the server refused for good, e.g. a failed authentication).
     [[nodiscard]] Lease acquire();
 
-    /// Runs one statement with text parameters on a borrowed connection and returns its rows.
+    /// Runs one statement with text parameters on a borrowed connection and returns its rows,
+    /// their fields sent in `format`.
     /// When a pooled connection turns out broken (the server restarted since it was opened),
     /// the other idle ones are dropped too and the statement is tried once more on a fresh
     /// connection. Blocks up to the statement timeout. Throws StoreError naming `what` (see
     /// Connection::exec_params) or as acquire().
     [[nodiscard]] Result query(const std::string& sql, const std::vector<std::string>& params,
-                               std::string_view what);
+                               std::string_view what, ResultFormat format = ResultFormat::text);
 
     /// Nothing when `SELECT 1` succeeds on a pooled connection, else why it did not. Never
     /// throws.

@@ -125,7 +125,7 @@ Result Connection::exec(const std::string& sql, std::string_view what) {
 }
 
 Result Connection::exec_params(const std::string& sql, const std::vector<std::string>& params,
-                               std::string_view what) {
+                               std::string_view what, ResultFormat format) {
     if (!c_)
         throw StoreError(ErrorKind::transient, "",
                          "cannot " + std::string(what) + ": not connected");
@@ -134,7 +134,7 @@ Result Connection::exec_params(const std::string& sql, const std::vector<std::st
     for (const auto& p : params)
         values.push_back(p.c_str());
     Result r(PQexecParams(c_.get(), sql.c_str(), static_cast<int>(values.size()), nullptr,
-                          values.data(), nullptr, nullptr, 0));
+                          values.data(), nullptr, nullptr, format == ResultFormat::binary ? 1 : 0));
     const auto st = PQresultStatus(r.native());
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) fail(c_.get(), r.native(), what);
     return r;

@@ -138,11 +138,11 @@ ConnectionPool::Lease ConnectionPool::acquire() {
 }
 
 Result ConnectionPool::query(const std::string& sql, const std::vector<std::string>& params,
-                             std::string_view what) {
+                             std::string_view what, ResultFormat format) {
     for (int attempt = 0;; ++attempt) {
         Lease lease = acquire();
         try {
-            return lease->exec_params(sql, params, what);
+            return lease->exec_params(sql, params, what, format);
         } catch (const StoreError&) {
             if (lease->connected()) throw;
             shared_->drop_idle();

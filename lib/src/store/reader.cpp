@@ -1,10 +1,12 @@
 // Reader: the read-only statements over `readings` (the schema is in migrations.cpp).
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
 #include <limits>
+#include <tuple>
 
 #include "rill/store_reader.hpp"
 #include "sensor_scan.hpp"
@@ -197,19 +199,93 @@ std::array<std::int64_t, 4> read_held_from(ConnectionPool& pool) {
     return out;
 }
 
+// The fields of a binary result (PostgreSQL's send format, big-endian).
+std::uint64_t be_bits(const Result& r, int row, int col, std::size_t size) {
+    const auto v = r.value(row, col);
+    if (v.size() != size) {
+        throw StoreError(ErrorKind::permanent, "",
+                         "read a series of readings: column " + std::to_string(col + 1) + " has " +
+                             std::to_string(v.size()) + " bytes, not " + std::to_string(size));
+    }
+    std::uint64_t bits = 0;
+    for (const char c : v)
+        bits = bits << 8 | static_cast<unsigned char>(c);
+    return bits;
+}
+
+std::int64_t bin_int8(const Result& r, int row, int col) {
+    return std::bit_cast<std::int64_t>(be_bits(r, row, col, 8));
+}
+
+double bin_float8(const Result& r, int row, int col) {
+    if (r.is_null(row, col)) return std::nan("");
+    return std::bit_cast<double>(be_bits(r, row, col, 8));
+}
+
+// A real as the double its text form reads back as (what a text result gave, and what every
+// other reader returns): the shortest decimal that round-trips the float32, as PostgreSQL
+// prints it, parsed as a double. Not the float32 widened, which differs in the low bits.
+double bin_float4(const Result& r, int row, int col) {
+    if (r.is_null(row, col)) return std::nan("");
+    const auto f = std::bit_cast<float>(static_cast<std::uint32_t>(be_bits(r, row, col, 4)));
+    if (!std::isfinite(f)) return f;
+    char buf[32];
+    const auto end = std::to_chars(buf, buf + sizeof buf, f).ptr;
+    double d = 0;
+    std::from_chars(buf, end, d);
+    return d;
+}
+
+// timestamptz: microseconds since 2000-01-01 UTC.
+constexpr std::int64_t pg_epoch_us = 946'684'800'000'000;
+
+Timestamp bin_timestamptz(const Result& r, int row, int col) {
+    const auto v = bin_int8(r, row, col);
+    if (v > std::numeric_limits<std::int64_t>::max() - pg_epoch_us) {  // +infinity
+        throw StoreError(ErrorKind::permanent, "",
+                         "read a series of readings: a bucket at infinity");
+    }
+    return Timestamp{microseconds{v + pg_epoch_us}};
+}
+
+// The rows of a series statement in binary: sensor text, bucket timestamptz, t_avg float8,
+// t_min and t_max real, h_avg float8, h_min and h_max real, count int8. They come by sensor
+// (the statement's order of sensors), then time; the rollup statement has that order from its
+// plan (a nested loop over the sensors in order, each sensor's buckets sorted) and not from
+// an ORDER BY, which would sort every bucket again by the sensor's collation. Should a plan
+// ever break it (a sensor seen again after another one, or time going back within a
+// sensor), the buckets are sorted here, by sensor bytes, then time.
 std::vector<SeriesBucket> series_rows(const Result& r) {
     std::vector<SeriesBucket> out;
-    out.reserve(static_cast<std::size_t>(r.rows()));
-    for (int i = 0; i < r.rows(); ++i) {
-        out.push_back({.sensor = std::string(r.value(i, 0)),
-                       .ts = ts_at(r, i, 1),
-                       .t_avg = double_at(r, i, 2),
-                       .t_min = double_at(r, i, 3),
-                       .t_max = double_at(r, i, 4),
-                       .h_avg = double_at(r, i, 5),
-                       .h_min = double_at(r, i, 6),
-                       .h_max = double_at(r, i, 7),
-                       .count = int_at(r, i, 8)});
+    const int rows = r.rows();
+    out.reserve(static_cast<std::size_t>(rows));
+    bool ordered = true;
+    std::vector<std::string_view> done;
+    for (int i = 0; i < rows; ++i) {
+        SeriesBucket b{.sensor = std::string(r.value(i, 0)),
+                       .ts = bin_timestamptz(r, i, 1),
+                       .t_avg = bin_float8(r, i, 2),
+                       .t_min = bin_float4(r, i, 3),
+                       .t_max = bin_float4(r, i, 4),
+                       .h_avg = bin_float8(r, i, 5),
+                       .h_min = bin_float4(r, i, 6),
+                       .h_max = bin_float4(r, i, 7),
+                       .count = bin_int8(r, i, 8)};
+        if (!out.empty() && ordered) {
+            const auto& prev = out.back();
+            if (prev.sensor == b.sensor) {
+                ordered = prev.ts < b.ts;
+            } else {
+                done.push_back(r.value(i - 1, 0));
+                ordered = std::find(done.begin(), done.end(), r.value(i, 0)) == done.end();
+            }
+        }
+        out.push_back(std::move(b));
+    }
+    if (!ordered) {
+        std::sort(out.begin(), out.end(), [](const SeriesBucket& a, const SeriesBucket& b) {
+            return std::tie(a.sensor, a.ts) < std::tie(b.sensor, b.ts);
+        });
     }
     return out;
 }
@@ -299,8 +375,8 @@ Series Reader::series(const SeriesQuery& q) {
         std::string where = "ts >= $2::timestamptz AND ts < $3::timestamptz";
         if (q.sensor) where = "sensor = " + param(params, *q.sensor) + "::text AND " + where;
         sql =
-            "SELECT sensor, (extract(epoch FROM b) * 1000000)::bigint, t_avg, t_min, t_max, "
-            "h_avg, h_min, h_max, n FROM (SELECT sensor, date_bin($1::interval, ts, "
+            "SELECT sensor, b, t_avg, t_min, t_max, h_avg, h_min, h_max, n FROM (SELECT "
+            "sensor, date_bin($1::interval, ts, "
             "$2::timestamptz) AS b, avg(temperature::float8) AS t_avg, min(temperature) AS "
             "t_min, max(temperature) AS t_max, avg(humidity::float8) AS h_avg, min(humidity) AS "
             "h_min, max(humidity) AS h_max, count(*) AS n FROM readings WHERE " +
@@ -308,24 +384,28 @@ Series Reader::series(const SeriesQuery& q) {
     } else {
         // Per sensor one range scan of the rollup's (sensor, bucket) key in the partitions of
         // the range. The sensors come from a loose index scan of readings_6h (few partitions,
-        // kept longest; every sensor with rollups has a row there).
+        // kept longest; every sensor with rollups has a row there), in order; each sensor's
+        // buckets are sorted in its lateral subquery, so the answer comes by sensor, then time,
+        // without a sort of the whole answer (series_rows checks it). The counts are summed as
+        // float8 for the averages (exact below 2^53; a bigint sum would be numeric, which the
+        // division turns into float8 through its text), n as bigint.
         static const std::string all_sensors = detail::distinct_sensors_cte("readings_6h");
         const std::string sensors =
             q.sensor ? "WITH s(sensor) AS (SELECT " + param(params, *q.sensor) + "::text) "
                      : all_sensors;
         sql = sensors +
-              "SELECT s.sensor, (extract(epoch FROM g.b) * 1000000)::bigint, g.t_sum / "
-              "nullif(g.t_n, 0), g.t_min, g.t_max, g.h_sum / nullif(g.h_n, 0), g.h_min, g.h_max, "
-              "g.n FROM s CROSS JOIN LATERAL (SELECT date_bin($1::interval, r.bucket, "
-              "$2::timestamptz) AS b, sum(r.n)::bigint AS n, sum(r.t_sum) AS t_sum, sum(r.t_n) "
-              "AS t_n, min(r.t_min) AS t_min, max(r.t_max) AS t_max, sum(r.h_sum) AS h_sum, "
-              "sum(r.h_n) AS h_n, min(r.h_min) AS h_min, max(r.h_max) AS h_max FROM " +
+              "SELECT s.sensor, g.b, g.t_sum / nullif(g.t_n, 0), g.t_min, g.t_max, g.h_sum / "
+              "nullif(g.h_n, 0), g.h_min, g.h_max, g.n FROM s CROSS JOIN LATERAL (SELECT "
+              "date_bin($1::interval, r.bucket, $2::timestamptz) AS b, sum(r.n)::bigint AS n, "
+              "sum(r.t_sum) AS t_sum, sum(r.t_n::float8) AS t_n, min(r.t_min) AS t_min, "
+              "max(r.t_max) AS t_max, sum(r.h_sum) AS h_sum, sum(r.h_n::float8) AS h_n, "
+              "min(r.h_min) AS h_min, max(r.h_max) AS h_max FROM " +
               table_of(out.source) +
               " r WHERE r.sensor = s.sensor AND r.bucket >= $2::timestamptz AND r.bucket < "
-              "$3::timestamptz GROUP BY 1) g WHERE s.sensor IS NOT NULL AND g.n > 0 ORDER BY "
-              "1, 2";
+              "$3::timestamptz GROUP BY 1 ORDER BY 1) g WHERE s.sensor IS NOT NULL AND g.n > 0";
     }
-    out.buckets = series_rows(pool_->query(sql, params, "read a series of readings"));
+    out.buckets =
+        series_rows(pool_->query(sql, params, "read a series of readings", ResultFormat::binary));
     return out;
 }
 
