@@ -101,6 +101,16 @@ TEST_CASE("CSV cells are quoted when needed and formulas are defused") {
     CHECK(cell("a=b") == "a=b");
 }
 
+TEST_CASE("an Accept-Encoding list loses one coding whatever its case and parameters") {
+    CHECK(without_coding("gzip, deflate, br", "br") == "gzip, deflate");
+    CHECK(without_coding("br;q=1.0, gzip;q=0.8", "br") == "gzip;q=0.8");
+    CHECK(without_coding(" BR ,gzip", "br") == "gzip");
+    CHECK(without_coding("br", "br").empty());
+    CHECK(without_coding("gzip, zstd, brotli-ish", "br") == "gzip, zstd, brotli-ish");
+    CHECK(without_coding(",, gzip ,", "br") == "gzip");
+    CHECK(without_coding("", "br").empty());
+}
+
 TEST_CASE("HTML and URL escaping cover every special character") {
     CHECK(html_escape("<b>\"'&") == "&lt;b&gt;&quot;&#39;&amp;");
     CHECK(html_escape("plain") == "plain");

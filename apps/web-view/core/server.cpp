@@ -34,6 +34,24 @@ constexpr std::size_t csv_page = 1000;
 
 thread_local std::chrono::steady_clock::time_point request_start;
 
+// cpp-httplib 0.11 (Debian 12's, built with brotli) answers every request whose Accept-Encoding
+// names "br" with brotli at the encoder's default quality, 11: about 1.7 s for an all-sensor
+// /api/series answer, where gzip takes 8 ms. Browsers name br over HTTPS, so behind a TLS proxy
+// every chart would wait for it. web-view therefore offers gzip (or nothing) only: the
+// request's "br" is removed before httplib picks the coding. The const_cast is sound: httplib
+// hands its handlers a Request that it created non-const (Server::process_request).
+void offer_no_brotli(const httplib::Request& req) {
+    auto& headers = const_cast<httplib::Request&>(req).headers;
+    const auto [first, last] = headers.equal_range("Accept-Encoding");
+    if (first == last) return;
+    std::string asked;  // several header lines are one comma-separated list (RFC 9110 5.3)
+    for (auto it = first; it != last; ++it)
+        asked += (asked.empty() ? "" : ", ") + it->second;
+    auto offered = without_coding(asked, "br");
+    headers.erase(first, last);
+    if (!offered.empty()) headers.emplace("Accept-Encoding", std::move(offered));
+}
+
 // Logs a database outage twice: once when the first request finds the database unavailable, once
 // when a request reads it again; the requests in between answer 503 without a log line each.
 class OutageLog {
@@ -284,8 +302,9 @@ struct Server::Impl {
         http.set_keep_alive_max_count(1000);
         http.set_tcp_nodelay(true);  // no 40 ms Nagle + delayed-ACK stall per response
         http.set_payload_max_length(64 * 1024);
-        http.set_pre_routing_handler([](const httplib::Request&, httplib::Response& res) {
+        http.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
             request_start = std::chrono::steady_clock::now();
+            offer_no_brotli(req);
             res.set_header("X-Content-Type-Options", "nosniff");
             return httplib::Server::HandlerResponse::Unhandled;
         });

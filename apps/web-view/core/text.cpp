@@ -1,5 +1,7 @@
 #include "text.hpp"
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -120,6 +122,34 @@ void append_json_string(std::string& out, std::string_view s) {
 
 long long unix_ms(std::chrono::sys_time<std::chrono::microseconds> ts) noexcept {
     return std::chrono::floor<std::chrono::milliseconds>(ts).time_since_epoch().count();
+}
+
+std::string without_coding(std::string_view accept_encoding, std::string_view coding) {
+    auto trim = [](std::string_view t) {
+        while (!t.empty() && (t.front() == ' ' || t.front() == '\t'))
+            t.remove_prefix(1);
+        while (!t.empty() && (t.back() == ' ' || t.back() == '\t'))
+            t.remove_suffix(1);
+        return t;
+    };
+    auto same = [](std::string_view a, std::string_view b) {
+        return a.size() == b.size() &&
+               std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+                   return std::tolower(static_cast<unsigned char>(x)) ==
+                          std::tolower(static_cast<unsigned char>(y));
+               });
+    };
+    std::string out;
+    while (!accept_encoding.empty()) {
+        const auto comma = accept_encoding.find(',');
+        const auto item = trim(accept_encoding.substr(0, comma));
+        accept_encoding.remove_prefix(comma == std::string_view::npos ? accept_encoding.size()
+                                                                      : comma + 1);
+        if (item.empty() || same(trim(item.substr(0, item.find(';'))), coding)) continue;
+        if (!out.empty()) out += ", ";
+        out += item;
+    }
+    return out;
 }
 
 }  // namespace rill::web

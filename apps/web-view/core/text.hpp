@@ -41,6 +41,11 @@ void append_json_value(std::string& out, double v);
 /// Appends `s` as a JSON string: quoted, escaped, invalid UTF-8 replaced by U+FFFD.
 void append_json_string(std::string& out, std::string_view s);
 
+/// An Accept-Encoding header value without the content coding `coding` (compared without
+/// case, parameters such as `;q=0.8` ignored): the other codings, as they were, joined by ", ".
+/// "" when none is left.
+[[nodiscard]] std::string without_coding(std::string_view accept_encoding, std::string_view coding);
+
 /// Milliseconds since the Unix epoch, rounded down to a whole number: every `ts_ms`.
 [[nodiscard]] long long unix_ms(std::chrono::sys_time<std::chrono::microseconds> ts) noexcept;
 
