@@ -454,7 +454,7 @@ TEST_CASE("with a read interval messages arriving one by one are read a batch pe
     StoreSub sub(dir.path(), {.connect = {bridge.stream()}, .db = pg.conninfo()});
     const double reads_before = bridge.metric("rill_mqtt_socket_reads_total");
 
-    // 100 messages 10 ms apart: about 5 per 50 ms, below the 16 that switch to eager reads.
+    // 100 messages 10 ms apart: about 5 per 50 ms read.
     const int n = 100;
     REQUIRE(publish_lines(broker.port(), "dev/kitchen/temperature", values(500, n), 1, 10ms) == 0);
     REQUIRE(wait_rows(pg, n, store_bound));
@@ -480,7 +480,7 @@ TEST_CASE("with a read interval of 1 s a burst is taken at once and a stop is st
                                                            .extra = {"--read-interval", "1s"}});
     StoreSub sub(dir.path(), {.connect = {bridge->stream()}, .db = pg.conninfo()});
 
-    // Mosquitto sends 20 unacknowledged messages at most: reading 20 per second would take 50 s.
+    // Each read takes every message waiting: one message per read would take 1,000 s.
     const int n = 1000;
     const auto published = std::chrono::steady_clock::now();
     REQUIRE(publish_lines(broker.port(), "dev/kitchen/temperature", values(1000, n)) == 0);

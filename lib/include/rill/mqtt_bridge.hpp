@@ -77,14 +77,12 @@ struct MqttBridgeOptions {
     /// redelivery is stored again: at least once), for a broker that does not give packet ids
     /// in turn (see docs/integrations.md).
     std::size_t redelivery_window = 1024;
-    /// The time between two reads of the broker's socket while traffic is light: each read
-    /// takes every message that has arrived (up to 1024), so the messages of a fleet publishing
+    /// The shortest time between two reads of the broker's socket: each read takes every
+    /// message that has arrived (up to 1024 packets), so the messages of a fleet publishing
     /// evenly over the second are appended, published and acknowledged a batch per wake-up
     /// instead of one wake-up each. A message waits at most this long more before its append
-    /// (and its PUBACK). A read that takes 16 messages or more (the broker may be waiting for
-    /// PUBACKs: Mosquitto sends at most max_inflight_messages, 20 by default, unacknowledged)
-    /// switches to reading as soon as data arrives, until an interval passes with fewer than 16;
-    /// a broker whose window is below 16 thus caps the bridge at its window per interval.
+    /// (and its PUBACK). A broker that sends at most N messages before their PUBACKs caps the
+    /// bridge at N per interval (Mosquitto 2.0.11 was measured not to: bench/RESULTS.md).
     /// 0: read as soon as anything arrives. At most 1 s. The stop flag and the publisher's
     /// duties are not delayed by it.
     std::chrono::milliseconds read_interval{10};

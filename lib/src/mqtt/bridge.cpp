@@ -143,8 +143,8 @@ struct MqttBridge::Impl {
               "rill_mqtt_reconnects_total", "Connection attempts to the broker after the first")),
           m_reads(default_registry().counter(
               "rill_mqtt_socket_reads_total",
-              "Wake-ups that read the broker's socket (each takes every message waiting; "
-              "--read-interval apart while traffic is light)")),
+              "Wake-ups that read the broker's socket (each takes every message waiting; at "
+              "least --read-interval apart)")),
           m_connected(default_registry().gauge("rill_mqtt_broker_connected",
                                                "1 while connected to the MQTT broker, else 0")),
           rejected_log(o.log_component, "rejected MQTT messages"),
@@ -474,42 +474,10 @@ struct MqttBridge::Impl {
         }
     }
 
-    // When the socket is read next (MqttBridgeOptions::read_interval). While traffic is light
-    // the reads are read_interval apart, so each takes a batch. A broker sends a subscriber at
-    // most its max_inflight_messages (Mosquitto: 20) unacknowledged messages, then waits for
-    // PUBACKs; waiting read_interval then would cap the bridge at that many per interval. So a
-    // read that took at least eager_batch messages (the broker may be waiting) switches to reading
-    // as soon as data arrives, until an interval passes with fewer than eager_batch messages.
-    static constexpr std::uint64_t eager_batch = 16;
-    struct ReadPace {
-        bool eager = false;
-        SteadyTime window_start{};
-        std::uint64_t window_messages = 0;
-    };
-    SteadyTime next_read_after(ReadPace& pace, std::uint64_t taken, SteadyTime now) const {
-        if (o.read_interval.count() == 0) return now;
-        if (!pace.eager) {
-            if (taken < eager_batch) return now + o.read_interval;
-            pace = {true, now, 0};
-            return now;
-        }
-        pace.window_messages += taken;
-        if (now - pace.window_start >= o.read_interval) {
-            if (pace.window_messages < eager_batch) {
-                pace.eager = false;
-                return now + o.read_interval;
-            }
-            pace.window_start = now;
-            pace.window_messages = 0;
-        }
-        return now;
-    }
-
     void run(const StopFlag& stop, const MqttBridgeHooks& hooks) {
         auto next_status = std::chrono::steady_clock::now();
         next_attempt = next_status;
-        SteadyTime next_read = next_status;  // the socket is not read before (next_read_after)
-        ReadPace pace;
+        SteadyTime next_read = next_status;  // the socket is not read before (read_interval)
         while (!stop.requested()) {
             auto now = std::chrono::steady_clock::now();
             int sock = mosquitto_socket(mosq.get());
@@ -544,11 +512,8 @@ struct MqttBridge::Impl {
                 throw std::system_error(errno, std::system_category(), "poll");
             if (sock >= 0 && mosquitto_socket(mosq.get()) == sock) {
                 if (ready > 0 && (fds[1].revents & (POLLIN | POLLERR | POLLHUP)) != 0) {
-                    const auto before = messages.load(std::memory_order_relaxed);
                     read_available(sock);
-                    next_read =
-                        next_read_after(pace, messages.load(std::memory_order_relaxed) - before,
-                                        std::chrono::steady_clock::now());
+                    next_read = std::chrono::steady_clock::now() + o.read_interval;
                 }
                 if (mosquitto_socket(mosq.get()) >= 0 && mosquitto_want_write(mosq.get())) {
                     loop_failed(mosquitto_loop_write(mosq.get(), 1));
