@@ -1,7 +1,10 @@
 // bench-mqtt: how fast mqtt-bridge drains a Mosquitto, next to mosquitto_sub in the same run.
 //
-//   bench-mqtt [--messages N] [--devices D]
+//   bench-mqtt [--messages N] [--devices D] [--bridge PATH] [--bridge-arg ARG]...
 //   bench-mqtt --fleet D [--seconds S] [--bridge PATH] [--bridge-arg ARG]...
+//
+// --bridge PATH: the mqtt-bridge binary to measure (default: this build's); --bridge-arg ARG,
+// repeatable: appended to its command line (e.g. --bridge-arg --read-interval --bridge-arg 0).
 //
 // Both subscribers hold a persistent session (clean session off) at QoS 1; N messages (plain
 // numbers, D devices, N/D each) are published while the subscriber is away, so the broker holds
@@ -192,12 +195,42 @@ double context_switches(pid_t pid) {
     return total;
 }
 
-// --bridge PATH: the mqtt-bridge binary (default: the build's); --bridge-arg ARG, repeatable:
-// appended to its command line (e.g. --bridge-arg --read-interval --bridge-arg 0).
+// --bridge and --bridge-arg (see the head comment).
 struct BridgeUnderTest {
     std::string path;
     std::vector<std::string> args;
 };
+
+// The command line of the bridge under test: broker, rule bench/+/temperature, outbox in `dir`,
+// stream and replay bound on loopback, admin server on a free port, then under_test.args.
+std::vector<std::string> bridge_command(const BridgeUnderTest& under_test,
+                                        const std::string& broker, const std::filesystem::path& dir,
+                                        const std::string& stream, std::uint16_t replay_port,
+                                        const std::string& log_level) {
+    std::vector<std::string> argv{under_test.path.empty() ? bin("mqtt-bridge") : under_test.path,
+                                  "--broker",
+                                  broker,
+                                  "--client-id",
+                                  "bench-bridge",
+                                  "--topic",
+                                  "bench/+/temperature={1}:plain",
+                                  "--outbox",
+                                  (dir / "outbox").string(),
+                                  "--pub",
+                                  "@" + stream,
+                                  "--replay",
+                                  "@tcp://127.0.0.1:" + std::to_string(replay_port),
+                                  "--metrics",
+                                  "127.0.0.1:0",
+                                  "--log-level",
+                                  log_level};
+    argv.insert(argv.end(), under_test.args.begin(), under_test.args.end());
+    std::printf("mqtt-bridge:");
+    for (const auto& a : argv)
+        std::printf(" %s", a.c_str());
+    std::printf("\n");
+    return argv;
+}
 
 int run_fleet(std::size_t devices, int window, const BridgeUnderTest& under_test) {
     using namespace rill::bench;
@@ -214,30 +247,9 @@ int run_fleet(std::size_t devices, int window, const BridgeUnderTest& under_test
     const std::string stream = "tcp://127.0.0.1:" + std::to_string(free_loopback_port());
     const auto replay_port = free_loopback_port();
     const auto bridge_log = (dir.path() / "bridge.log").string();
-    std::vector<std::string> bridge_argv{
-        under_test.path.empty() ? bin("mqtt-bridge") : under_test.path,
-        "--broker",
-        broker.url(),
-        "--client-id",
-        "bench-bridge",
-        "--topic",
-        "bench/+/temperature={1}:plain",
-        "--outbox",
-        (dir.path() / "outbox").string(),
-        "--pub",
-        "@" + stream,
-        "--replay",
-        "@tcp://127.0.0.1:" + std::to_string(replay_port),
-        "--metrics",
-        "127.0.0.1:0",
-        "--log-level",
-        "info"};
-    bridge_argv.insert(bridge_argv.end(), under_test.args.begin(), under_test.args.end());
-    std::printf("mqtt-bridge:");
-    for (const auto& a : bridge_argv)
-        std::printf(" %s", a.c_str());
-    std::printf("\n");
-    Process bridge(bridge_argv, ProcessOptions{.stderr_path = bridge_log});
+    Process bridge(
+        bridge_command(under_test, broker.url(), dir.path(), stream, replay_port, "info"),
+        ProcessOptions{.stderr_path = bridge_log});
     std::string admin;
     if (!wait_until(
             [&] {
@@ -369,23 +381,7 @@ int main(int argc, char** argv) {
     const auto replay_port = free_loopback_port();
     const std::string stream = "tcp://127.0.0.1:" + std::to_string(stream_port);
     auto bridge_argv = [&](const std::string& log) {
-        return std::vector<std::string>{bin("mqtt-bridge"),
-                                        "--broker",
-                                        broker.url(),
-                                        "--client-id",
-                                        "bench-bridge",
-                                        "--topic",
-                                        "bench/+/temperature={1}:plain",
-                                        "--outbox",
-                                        (dir.path() / "outbox").string(),
-                                        "--pub",
-                                        "@" + stream,
-                                        "--replay",
-                                        "@tcp://127.0.0.1:" + std::to_string(replay_port),
-                                        "--metrics",
-                                        "127.0.0.1:0",
-                                        "--log-level",
-                                        log};
+        return bridge_command(under_test, broker.url(), dir.path(), stream, replay_port, log);
     };
     {
         const auto log = (dir.path() / "bridge-0.log").string();
