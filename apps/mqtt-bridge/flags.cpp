@@ -94,13 +94,6 @@ void add_flags(CLI::App& app, Options& o) {
 
 ReliablePublisherOptions publisher_options(const Options& o) {
     auto po = app::publisher_options(o, outbox_name, "");
-    // Unless --batch-interval says otherwise, readings wait for the end of their read of the
-    // broker's socket (MqttBridge flushes then), so the sends of one read go out together.
-    if (o.batch_interval == std::chrono::nanoseconds::zero() &&
-        o.read_interval > std::chrono::nanoseconds::zero() &&
-        o.read_interval <= std::chrono::seconds(1))
-        po.publisher.batch.max_delay =
-            std::chrono::duration_cast<std::chrono::milliseconds>(o.read_interval);
     if (o.publisher_id.empty()) {
         po.publisher.identity =
             o.client_id.empty() ? default_client_id(po.outbox_dir) : o.client_id;

@@ -513,10 +513,6 @@ struct MqttBridge::Impl {
             if (sock >= 0 && mosquitto_socket(mosq.get()) == sock) {
                 if (ready > 0 && (fds[1].revents & (POLLIN | POLLERR | POLLHUP)) != 0) {
                     read_available(sock);
-                    // The readings of this read go out together (when the publisher batches
-                    // with a delay, as mqtt-bridge does): back to back, so that ZeroMQ's I/O
-                    // thread wakes once for several, not once each.
-                    rp.flush();
                     next_read = std::chrono::steady_clock::now() + o.read_interval;
                 }
                 if (mosquitto_socket(mosq.get()) >= 0 && mosquitto_want_write(mosq.get())) {
