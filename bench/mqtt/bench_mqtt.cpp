@@ -46,6 +46,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "fleet/fleet_measure.hpp"
@@ -232,6 +233,17 @@ std::vector<std::string> bridge_command(const BridgeUnderTest& under_test,
     return argv;
 }
 
+// Two free loopback ports, distinct: free_loopback_port() binds nothing, so two calls in a row
+// can return the same port (seen once: "cannot bind ...: Address already in use").
+std::pair<std::uint16_t, std::uint16_t> two_free_ports() {
+    const auto first = free_loopback_port();
+    for (int attempt = 0; attempt < 100; ++attempt) {
+        const auto second = free_loopback_port();
+        if (second != first) return {first, second};
+    }
+    throw std::runtime_error("no second free loopback port");
+}
+
 int run_fleet(std::size_t devices, int window, const BridgeUnderTest& under_test) {
     using namespace rill::bench;
     TempDir dir("rill-bench-mqtt-fleet");
@@ -244,8 +256,10 @@ int run_fleet(std::size_t devices, int window, const BridgeUnderTest& under_test
     auto db = rill::store::Connection::open(pg.conninfo());
     (void)rill::store::migrate(db);
 
-    const std::string stream = "tcp://127.0.0.1:" + std::to_string(free_loopback_port());
-    const auto replay_port = free_loopback_port();
+    const auto ports = two_free_ports();
+    const auto stream_port = ports.first;
+    const auto replay_port = ports.second;
+    const std::string stream = "tcp://127.0.0.1:" + std::to_string(stream_port);
     const auto bridge_log = (dir.path() / "bridge.log").string();
     Process bridge(
         bridge_command(under_test, broker.url(), dir.path(), stream, replay_port, "info"),
@@ -377,8 +391,9 @@ int main(int argc, char** argv) {
 
     // 2. mqtt-bridge -> store-sub -> PostgreSQL.
     TempPostgres pg;
-    const auto stream_port = free_loopback_port();
-    const auto replay_port = free_loopback_port();
+    const auto ports = two_free_ports();
+    const auto stream_port = ports.first;
+    const auto replay_port = ports.second;
     const std::string stream = "tcp://127.0.0.1:" + std::to_string(stream_port);
     auto bridge_argv = [&](const std::string& log) {
         return bridge_command(under_test, broker.url(), dir.path(), stream, replay_port, log);
