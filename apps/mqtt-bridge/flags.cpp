@@ -77,6 +77,12 @@ void add_flags(CLI::App& app, Options& o) {
            "the broker's max_inflight_messages (0-32768; 0: off, a redelivery is stored again)")
         ->envname("RILL_MQTT_REDELIVERY_WINDOW")
         ->capture_default_str();
+    app::add_duration_option(
+        app, "--read-interval", o.read_interval,
+        "Shortest time between two reads of the broker's socket; each read takes every "
+        "message waiting, so a fleet's messages are handled a batch per wake-up. Adds at most "
+        "this much latency (0 to 1s; 0: read as soon as a message arrives)")
+        ->envname("RILL_MQTT_READ_INTERVAL");
     app.add_option("--test-hold", o.test_hold,
                    "Tests only: hold the first message before:DURATION or after:DURATION its "
                    "append")
@@ -151,6 +157,10 @@ mqtt::MqttBridgeOptions bridge_options(const Options& o, const std::filesystem::
     if (o.redelivery_window > 32768)
         throw app::UsageError("--redelivery-window: must be 0 to 32768");
     b.redelivery_window = o.redelivery_window;
+    if (o.read_interval < std::chrono::nanoseconds::zero() ||
+        o.read_interval > std::chrono::seconds(1))
+        throw app::UsageError("--read-interval: must be 0 to 1s");
+    b.read_interval = duration_cast<std::chrono::milliseconds>(o.read_interval);
     if (!o.test_hold.empty()) {
         const auto colon = o.test_hold.find(':');
         const auto where = o.test_hold.substr(0, colon);

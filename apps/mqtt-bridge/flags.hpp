@@ -27,6 +27,7 @@ struct Options : app::PublisherFlags {
     std::vector<std::string> topics;
     std::chrono::nanoseconds keepalive = std::chrono::seconds(30);
     std::size_t redelivery_window = 1024;
+    std::chrono::nanoseconds read_interval = std::chrono::milliseconds(10);
     std::string test_hold;  ///< hidden: before:DURATION or after:DURATION
     app::CommonOptions common;
 };

@@ -1,7 +1,10 @@
 // bench-mqtt: how fast mqtt-bridge drains a Mosquitto, next to mosquitto_sub in the same run.
 //
-//   bench-mqtt [--messages N] [--devices D]
-//   bench-mqtt --fleet D [--seconds S]
+//   bench-mqtt [--messages N] [--devices D] [--bridge PATH] [--bridge-arg ARG]...
+//   bench-mqtt --fleet D [--seconds S] [--bridge PATH] [--bridge-arg ARG]...
+//
+// --bridge PATH: the mqtt-bridge binary to measure (default: this build's); --bridge-arg ARG,
+// repeatable: appended to its command line (e.g. --bridge-arg --read-interval --bridge-arg 0).
 //
 // Both subscribers hold a persistent session (clean session off) at QoS 1; N messages (plain
 // numbers, D devices, N/D each) are published while the subscriber is away, so the broker holds
@@ -27,7 +30,7 @@
 // (utime + stime from /proc, fraction of one core) and peak RSS (VmHWM) of the bridge, store-sub
 // and Mosquitto, PostgreSQL's CPU; then store-sub killed with SIGKILL, down 2 s, restarted at T0:
 // seconds until every device is stored up to the newest seq of the first heartbeat round after
-// T0.
+// T0. Also the context switches of all the bridge's threads per message over the window.
 #include <mosquitto.h>
 
 #include <algorithm>
@@ -36,12 +39,14 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "fleet/fleet_measure.hpp"
@@ -174,7 +179,72 @@ double received(const std::string& admin) {
     return r ? metric_sum(r->body, "rill_mqtt_messages_received_total") : -1;
 }
 
-int run_fleet(std::size_t devices, int window) {
+// Context switches of every thread of `pid` so far (voluntary + involuntary, from
+// /proc/PID/task/*/status): a figure of wake-ups that depends little on the machine's load.
+double context_switches(pid_t pid) {
+    double total = 0;
+    std::error_code ec;
+    for (const auto& task :
+         std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+        const auto text = read_file((task.path() / "status").string());
+        for (const char* key : {"voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:"}) {
+            const auto at = text.find(std::string("\n") + key);
+            if (at != std::string::npos)
+                total += std::strtod(text.c_str() + at + 1 + std::strlen(key), nullptr);
+        }
+    }
+    return total;
+}
+
+// --bridge and --bridge-arg (see the head comment).
+struct BridgeUnderTest {
+    std::string path;
+    std::vector<std::string> args;
+};
+
+// The command line of the bridge under test: broker, rule bench/+/temperature, outbox in `dir`,
+// stream and replay bound on loopback, admin server on a free port, then under_test.args.
+std::vector<std::string> bridge_command(const BridgeUnderTest& under_test,
+                                        const std::string& broker, const std::filesystem::path& dir,
+                                        const std::string& stream, std::uint16_t replay_port,
+                                        const std::string& log_level) {
+    std::vector<std::string> argv{under_test.path.empty() ? bin("mqtt-bridge") : under_test.path,
+                                  "--broker",
+                                  broker,
+                                  "--client-id",
+                                  "bench-bridge",
+                                  "--topic",
+                                  "bench/+/temperature={1}:plain",
+                                  "--outbox",
+                                  (dir / "outbox").string(),
+                                  "--pub",
+                                  "@" + stream,
+                                  "--replay",
+                                  "@tcp://127.0.0.1:" + std::to_string(replay_port),
+                                  "--metrics",
+                                  "127.0.0.1:0",
+                                  "--log-level",
+                                  log_level};
+    argv.insert(argv.end(), under_test.args.begin(), under_test.args.end());
+    std::printf("mqtt-bridge:");
+    for (const auto& a : argv)
+        std::printf(" %s", a.c_str());
+    std::printf("\n");
+    return argv;
+}
+
+// Two free loopback ports, distinct: free_loopback_port() binds nothing, so two calls in a row
+// can return the same port (seen once: "cannot bind ...: Address already in use").
+std::pair<std::uint16_t, std::uint16_t> two_free_ports() {
+    const auto first = free_loopback_port();
+    for (int attempt = 0; attempt < 100; ++attempt) {
+        const auto second = free_loopback_port();
+        if (second != first) return {first, second};
+    }
+    throw std::runtime_error("no second free loopback port");
+}
+
+int run_fleet(std::size_t devices, int window, const BridgeUnderTest& under_test) {
     using namespace rill::bench;
     TempDir dir("rill-bench-mqtt-fleet");
     const auto broker_dir = dir.path() / "broker";
@@ -186,14 +256,13 @@ int run_fleet(std::size_t devices, int window) {
     auto db = rill::store::Connection::open(pg.conninfo());
     (void)rill::store::migrate(db);
 
-    const std::string stream = "tcp://127.0.0.1:" + std::to_string(free_loopback_port());
-    const auto replay_port = free_loopback_port();
+    const auto ports = two_free_ports();
+    const auto stream_port = ports.first;
+    const auto replay_port = ports.second;
+    const std::string stream = "tcp://127.0.0.1:" + std::to_string(stream_port);
     const auto bridge_log = (dir.path() / "bridge.log").string();
     Process bridge(
-        {bin("mqtt-bridge"), "--broker", broker.url(), "--client-id", "bench-bridge", "--topic",
-         "bench/+/temperature={1}:plain", "--outbox", (dir.path() / "outbox").string(), "--pub",
-         "@" + stream, "--replay", "@tcp://127.0.0.1:" + std::to_string(replay_port), "--metrics",
-         "127.0.0.1:0", "--log-level", "info"},
+        bridge_command(under_test, broker.url(), dir.path(), stream, replay_port, "info"),
         ProcessOptions{.stderr_path = bridge_log});
     std::string admin;
     if (!wait_until(
@@ -237,12 +306,20 @@ int run_fleet(std::size_t devices, int window) {
     if (!bridge.running() || !store_sub->running())
         throw std::runtime_error("a process died during the warm-up:\n" + read_file(bridge_log) +
                                  read_file(sub_log));
+    const double switches_before = context_switches(bridge.pid());
+    const double received_before = received(admin);
     measure_steady(
         db, heartbeats, pg.socket_dir() + "/data", devices, std::chrono::seconds(window),
         {{"mqtt-bridge", bridge.pid()}, {"store-sub", store_sub->pid()}, {"mosquitto", broker_pid}},
         {{"messages published by the devices",
           [&] { return static_cast<double>(fleet.published()); }},
          {"messages into mqtt-bridge", [&] { return received(admin); }}});
+    const double messages_in = received(admin) - received_before;
+    const double switches = context_switches(bridge.pid()) - switches_before;
+    std::printf(
+        "mqtt-bridge context switches (all threads) over the window: %.0f, %.3f per "
+        "message received\n",
+        switches, messages_in > 0 ? switches / messages_in : 0.0);
     std::printf(
         "device simulator since its start: %llu slots skipped (more than 1 s behind), "
         "%llu publish calls failed\n",
@@ -265,8 +342,11 @@ int main(int argc, char** argv) {
     int devices = 10;
     int fleet = 0;
     int window = 20;
+    BridgeUnderTest under_test;
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string a = argv[i];
+        if (a == "--bridge") under_test.path = argv[i + 1];
+        if (a == "--bridge-arg") under_test.args.emplace_back(argv[i + 1]);
         if (a == "--messages") messages = std::atoi(argv[i + 1]);
         if (a == "--devices") devices = std::atoi(argv[i + 1]);
         if (a == "--fleet") fleet = std::atoi(argv[i + 1]);
@@ -274,7 +354,7 @@ int main(int argc, char** argv) {
     }
     if (fleet > 0) {
         try {
-            return run_fleet(static_cast<std::size_t>(fleet), window);
+            return run_fleet(static_cast<std::size_t>(fleet), window, under_test);
         } catch (const std::exception& e) {
             std::fprintf(stderr, "bench-mqtt --fleet: %s\n", e.what());
             return 1;
@@ -311,27 +391,12 @@ int main(int argc, char** argv) {
 
     // 2. mqtt-bridge -> store-sub -> PostgreSQL.
     TempPostgres pg;
-    const auto stream_port = free_loopback_port();
-    const auto replay_port = free_loopback_port();
+    const auto ports = two_free_ports();
+    const auto stream_port = ports.first;
+    const auto replay_port = ports.second;
     const std::string stream = "tcp://127.0.0.1:" + std::to_string(stream_port);
     auto bridge_argv = [&](const std::string& log) {
-        return std::vector<std::string>{bin("mqtt-bridge"),
-                                        "--broker",
-                                        broker.url(),
-                                        "--client-id",
-                                        "bench-bridge",
-                                        "--topic",
-                                        "bench/+/temperature={1}:plain",
-                                        "--outbox",
-                                        (dir.path() / "outbox").string(),
-                                        "--pub",
-                                        "@" + stream,
-                                        "--replay",
-                                        "@tcp://127.0.0.1:" + std::to_string(replay_port),
-                                        "--metrics",
-                                        "127.0.0.1:0",
-                                        "--log-level",
-                                        log};
+        return bridge_command(under_test, broker.url(), dir.path(), stream, replay_port, log);
     };
     {
         const auto log = (dir.path() / "bridge-0.log").string();

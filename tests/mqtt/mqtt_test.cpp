@@ -413,6 +413,7 @@ TEST_CASE("mqtt-bridge refuses bad flag values with its name first and exit code
     usage({"--tls-cert", outbox + "/missing.pem"}, "--tls-cert");
     usage({"--keepalive", "1s"}, "--keepalive");
     usage({"--redelivery-window", "40000"}, "--redelivery-window");
+    usage({"--read-interval", "2s"}, "--read-interval");
     usage({"--test-hold", "sometime"}, "--test-hold");
     std::ofstream(dir.path() / "pw") << "secret\n";
     usage({"--password-file", (dir.path() / "pw").string()}, "--username");
@@ -420,8 +421,9 @@ TEST_CASE("mqtt-bridge refuses bad flag values with its name first and exit code
 
     std::string help;
     CHECK(run_command({bin("mqtt-bridge"), "--help"}, 30s, &help) == 0);
-    for (const char* env : {"RILL_MQTT_BROKER", "RILL_MQTT_CLIENT_ID", "RILL_MQTT_PASSWORD_FILE",
-                            "RILL_MQTT_TLS_CA", "RILL_MQTT_TOPIC", "RILL_OUTBOX", "RILL_PUB"})
+    for (const char* env :
+         {"RILL_MQTT_BROKER", "RILL_MQTT_CLIENT_ID", "RILL_MQTT_PASSWORD_FILE", "RILL_MQTT_TLS_CA",
+          "RILL_MQTT_TOPIC", "RILL_MQTT_READ_INTERVAL", "RILL_OUTBOX", "RILL_PUB"})
         CHECK(contains(help, env));
     CHECK_FALSE(contains(help, "--test-hold"));
 }
@@ -440,4 +442,73 @@ TEST_CASE("a retained message sent on subscribing is ignored and a live one is r
     CHECK(wait_until([&] { return bridge.metric("rill_mqtt_messages_received_total") == 2; }, 20s));
     // The live delivery carries retain 0 (MQTT 3.1.1 3.3.1.3): read, though published retained.
     CHECK(bridge.metric("rill_mqtt_readings_published_total") == 1);
+}
+
+TEST_CASE("with a read interval messages arriving one by one are read a batch per wake-up") {
+    TempDir dir("rill-mqtt");
+    TempPostgres pg;
+    Mosquitto broker(dir.path() / "broker");
+    Bridge bridge(dir.path(), {.broker = broker.url(),
+                               .outbox = dir.path() / "outbox",
+                               .extra = {"--read-interval", "50ms"}});
+    StoreSub sub(dir.path(), {.connect = {bridge.stream()}, .db = pg.conninfo()});
+    const double reads_before = bridge.metric("rill_mqtt_socket_reads_total");
+
+    // 100 messages 10 ms apart: about 5 per 50 ms read.
+    const int n = 100;
+    REQUIRE(publish_lines(broker.port(), "dev/kitchen/temperature", values(500, n), 1, 10ms) == 0);
+    REQUIRE(wait_rows(pg, n, store_bound));
+    std::this_thread::sleep_for(500ms);  // a duplicate would arrive by now
+    CHECK(exactly_once_problem(pg, {{"kitchen", n}}) == "");
+    CHECK(temperatures_problem(pg, "kitchen", n) == "");
+    // One wake-up per message would be about 100 reads; batches of about 5 make about 20.
+    const double reads = bridge.metric("rill_mqtt_socket_reads_total") - reads_before;
+    INFO("socket reads for " << n << " messages: " << reads);
+    CHECK(reads > 0);
+    CHECK(reads <= n / 2);
+    CHECK(bridge.metric("rill_mqtt_messages_received_total") == n);
+}
+
+TEST_CASE("with a read interval of 1 s a burst is taken at once and a stop is still prompt") {
+    TempDir dir("rill-mqtt");
+    TempPostgres pg;
+    Mosquitto broker(dir.path() / "broker");
+    const auto outbox = dir.path() / "outbox";
+    auto bridge =
+        std::make_unique<Bridge>(dir.path(), BridgeOptions{.broker = broker.url(),
+                                                           .outbox = outbox,
+                                                           .extra = {"--read-interval", "1s"}});
+    StoreSub sub(dir.path(), {.connect = {bridge->stream()}, .db = pg.conninfo()});
+
+    // Each read takes every message waiting: one message per read would take 1,000 s.
+    const int n = 1000;
+    const auto published = std::chrono::steady_clock::now();
+    REQUIRE(publish_lines(broker.port(), "dev/kitchen/temperature", values(1000, n)) == 0);
+    REQUIRE(wait_rows(pg, n, 20s));
+    INFO("burst of "
+         << n << " stored after "
+         << std::chrono::duration<double>(std::chrono::steady_clock::now() - published).count()
+         << " s");
+
+    // Right after a read of a single message the next read is 1 s away: SIGTERM stops at once.
+    REQUIRE(publish_lines(broker.port(), "dev/kitchen/temperature", {"99.9"}) == 0);
+    REQUIRE(wait_until([&] { return bridge->metric("rill_mqtt_messages_received_total") == n + 1; },
+                       10s));
+    const auto asked = std::chrono::steady_clock::now();
+    bridge->process().signal(SIGTERM);
+    const auto code = bridge->process().wait_for(10s);
+    const auto took = std::chrono::steady_clock::now() - asked;
+    CHECK(code == 0);
+    CHECK(took < 700ms);
+
+    // Every message was acknowledged: the same session gets nothing again.
+    const auto stream = bridge->stream();
+    const auto replay = bridge->replay();
+    bridge = std::make_unique<Bridge>(
+        dir.path(),
+        BridgeOptions{broker.url(), outbox, "@" + stream, "@" + replay, {"--read-interval", "1s"}});
+    std::this_thread::sleep_for(1500ms);  // more than one read interval
+    CHECK(bridge->metric("rill_mqtt_messages_received_total") == 0);
+    REQUIRE(wait_rows(pg, n + 1, store_bound));
+    CHECK(exactly_once_problem(pg, {{"kitchen", n + 1}}) == "");
 }

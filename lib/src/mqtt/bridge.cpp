@@ -105,6 +105,7 @@ struct MqttBridge::Impl {
     Counter& m_readings;
     Counter& m_redelivered;
     Counter& m_reconnects;
+    Counter& m_reads;
     Gauge& m_connected;
     std::map<std::string, Counter*> m_rejected;
     std::map<std::string, Counter*> m_ignored;
@@ -140,6 +141,10 @@ struct MqttBridge::Impl {
               "stored twice)")),
           m_reconnects(default_registry().counter(
               "rill_mqtt_reconnects_total", "Connection attempts to the broker after the first")),
+          m_reads(default_registry().counter(
+              "rill_mqtt_socket_reads_total",
+              "Wake-ups that read the broker's socket (each takes every message waiting; at "
+              "least --read-interval apart)")),
           m_connected(default_registry().gauge("rill_mqtt_broker_connected",
                                                "1 while connected to the MQTT broker, else 0")),
           rejected_log(o.log_component, "rejected MQTT messages"),
@@ -316,6 +321,11 @@ struct MqttBridge::Impl {
     // callback returned). So every reading of the message is appended to the outbox here, before
     // returning, and a kill before the append leaves the message unacknowledged: the broker sends
     // it again to the next run. Pinned by tests/mqtt ("a message held before its append ...").
+    //
+    // errno is 0 on return: read_available() tells an emptied socket by the EAGAIN of
+    // libmosquitto's last read, which must not be faked by an append, nor by libmosquitto's
+    // write to its internal socketpair when it queued the PUBACK before calling this (that
+    // socketpair is never read in this loop, so the write fails with EAGAIN once it is full).
     static void on_message(mosquitto*, void* obj, const mosquitto_message* msg) {
         auto& s = self(obj);
         if (s.append_error) return;  // run() throws before anything more is written
@@ -324,6 +334,7 @@ struct MqttBridge::Impl {
         } catch (...) {
             s.append_error = std::current_exception();
         }
+        errno = 0;
     }
 
     void handle(const mosquitto_message& msg) {
@@ -437,9 +448,36 @@ struct MqttBridge::Impl {
         }
     }
 
+    // Reads every packet the socket holds, at most max_reads_per_wake. libmosquitto 2.0.11's
+    // mosquitto_loop_read ignores its max_packets (it reads as many packets as it has QoS 1/2
+    // messages in flight, usually one) and returns after the read that found the socket empty
+    // (errno EAGAIN, also when a packet is only partly there), so it is called until errno says
+    // so. The PUBACKs these messages queued are written afterwards, by run()'s
+    // mosquitto_loop_write: after every append (see on_message).
+    void read_available(int sock) {
+        m_reads.inc();
+        constexpr int max_reads_per_wake = 1024;
+        for (int i = 0; i < max_reads_per_wake; ++i) {
+            const bool was_connected_now = connected;
+            errno = 0;
+            const int rc = mosquitto_loop_read(mosq.get(), 1);
+            const int read_errno = errno;
+            throw_if_append_failed();
+            if (rc != MOSQ_ERR_SUCCESS) {
+                loop_failed(rc);
+                return;
+            }
+            // Before the CONNACK (e.g. a TLS handshake in steps) one read per wake-up.
+            if (read_errno == EAGAIN || read_errno == EWOULDBLOCK || !was_connected_now ||
+                mosquitto_socket(mosq.get()) != sock)
+                return;
+        }
+    }
+
     void run(const StopFlag& stop, const MqttBridgeHooks& hooks) {
         auto next_status = std::chrono::steady_clock::now();
         next_attempt = next_status;
+        SteadyTime next_read = next_status;  // the socket is not read before (read_interval)
         while (!stop.requested()) {
             auto now = std::chrono::steady_clock::now();
             int sock = mosquitto_socket(mosq.get());
@@ -452,6 +490,8 @@ struct MqttBridge::Impl {
             SteadyTime wake = std::min({duty, now + 1s, rejected_log.flush_due()});
             if (hooks.keep_alive) wake = std::min(wake, hooks.keep_alive());
             if (sock < 0) wake = std::min(wake, next_attempt);
+            const bool read_due = now >= next_read;
+            if (sock >= 0 && !read_due) wake = std::min(wake, next_read);
             const auto timeout = std::max<std::int64_t>(
                 0,
                 std::chrono::duration_cast<std::chrono::milliseconds>(wake - now + 999us).count());
@@ -459,10 +499,12 @@ struct MqttBridge::Impl {
             fds[0] = {stop.fd(), POLLIN, 0};
             nfds_t n = 1;
             if (sock >= 0) {
-                fds[1] = {
-                    sock,
-                    static_cast<short>(POLLIN | (mosquitto_want_write(mosq.get()) ? POLLOUT : 0)),
-                    0};
+                // Not POLLIN before next_read: what arrives meanwhile is read in one go then.
+                // POLLERR and POLLHUP are reported regardless and read at once.
+                fds[1] = {sock,
+                          static_cast<short>((read_due ? POLLIN : 0) |
+                                             (mosquitto_want_write(mosq.get()) ? POLLOUT : 0)),
+                          0};
                 n = 2;
             }
             const int ready = ::poll(fds.data(), n, static_cast<int>(timeout));
@@ -470,9 +512,8 @@ struct MqttBridge::Impl {
                 throw std::system_error(errno, std::system_category(), "poll");
             if (sock >= 0 && mosquitto_socket(mosq.get()) == sock) {
                 if (ready > 0 && (fds[1].revents & (POLLIN | POLLERR | POLLHUP)) != 0) {
-                    const int rc = mosquitto_loop_read(mosq.get(), 256);
-                    throw_if_append_failed();
-                    loop_failed(rc);
+                    read_available(sock);
+                    next_read = std::chrono::steady_clock::now() + o.read_interval;
                 }
                 if (mosquitto_socket(mosq.get()) >= 0 && mosquitto_want_write(mosq.get())) {
                     loop_failed(mosquitto_loop_write(mosq.get(), 1));
@@ -529,6 +570,8 @@ MqttBridgeOptions checked(MqttBridgeOptions o) {
         throw std::invalid_argument("MQTT bridge: redelivery_window must be 0 to 32768");
     if (o.keepalive < 5s || o.keepalive > 65535s)
         throw std::invalid_argument("MQTT bridge: keepalive must be 5 s to 65535 s");
+    if (o.read_interval < 0ms || o.read_interval > 1s)
+        throw std::invalid_argument("MQTT bridge: read_interval must be 0 to 1 s");
     (void)parse_broker_url(o.broker);
     return o;
 }
