@@ -19,6 +19,7 @@ RetentionFlags::RetentionFlags() {
     const store::MaintenanceOptions defaults;
     keep_raw = defaults.keep.raw;
     keep_1m = defaults.keep.minute;
+    keep_15m = defaults.keep.fifteen_minute;
     keep_1h = defaults.keep.hour;
     keep_6h = defaults.keep.six_hour;
     interval = defaults.interval;
@@ -27,7 +28,11 @@ RetentionFlags::RetentionFlags() {
 std::optional<store::MaintenanceOptions> RetentionFlags::maintenance() const {
     if (interval.count() == 0) return std::nullopt;
     store::MaintenanceOptions o;
-    o.keep = {seconds(keep_raw), seconds(keep_1m), seconds(keep_1h), seconds(keep_6h)};
+    o.keep = {.raw = seconds(keep_raw),
+              .minute = seconds(keep_1m),
+              .fifteen_minute = seconds(keep_15m),
+              .hour = seconds(keep_1h),
+              .six_hour = seconds(keep_6h)};
     o.interval = std::max(seconds(interval), std::chrono::seconds{1});
     return o;
 }
@@ -39,6 +44,9 @@ void add_retention_flags(CLI::App& app, RetentionFlags& f) {
     app::add_duration_option(app, "--keep-1m", f.keep_1m,
                              "Keep 1-minute rollups this long (whole months; 0 = forever)")
         ->envname("RILL_KEEP_1M");
+    app::add_duration_option(app, "--keep-15m", f.keep_15m,
+                             "Keep 15-minute rollups this long (whole months; 0 = forever)")
+        ->envname("RILL_KEEP_15M");
     app::add_duration_option(app, "--keep-1h", f.keep_1h,
                              "Keep 1-hour rollups this long (whole years; 0 = forever)")
         ->envname("RILL_KEEP_1H");

@@ -1,5 +1,5 @@
-// bench-history: what years of history cost with the schema of migrations 2 and 3 (readings
-// partitioned by day, exact 1-minute, 1-hour and 6-hour rollups, retention).
+// bench-history: what years of history cost with the schema of migrations 2 to 5 (readings
+// partitioned by day, exact 1-minute, 15-minute, 1-hour and 6-hour rollups, retention).
 //
 //   bench-history [DAYS] [SENSORS] [--raw-days N] [--points N] [--runs N] [--ingest-rows N]
 //                 [--rounds N] [--hold SECONDS]
@@ -19,8 +19,8 @@
 // How the history is loaded: the raw window (the newest --raw-days) goes through BatchWriter,
 // the real write path, so its rows and rollups are exactly what store-sub would have written.
 // Older history is written as rollup rows directly by SQL (generate_series): what 1 Hz readings
-// of a smooth daily wave roll up to, 60 readings a minute, 3600 an hour (the hours and 6 hours
-// grouped from the minutes as the writer does). Loading a year of raw
+// of a smooth daily wave roll up to, 60 readings a minute, 3600 an hour (the 15 minutes, hours
+// and 6 hours grouped from the minutes as the writer does). Loading a year of raw
 // readings through the write path (315 M rows for 10 sensors) would take most of an hour and
 // would then be dropped by retention anyway.
 //
@@ -162,7 +162,8 @@ std::string text_of(Connection& conn, const std::string& sql) {
 
 void ensure_partitions(Connection& conn, Timestamp lo, Timestamp hi,
                        std::initializer_list<const char*> tables = {"readings", "readings_1m",
-                                                                    "readings_1h", "readings_6h"}) {
+                                                                    "readings_15m", "readings_1h",
+                                                                    "readings_6h"}) {
     for (const char* table : tables) {
         (void)conn.exec(std::string("SELECT rill_ensure_partitions('") + table + "', " +
                             quoted(lo) + ", " + quoted(hi) + ")",
@@ -239,6 +240,7 @@ void bench_ingest(const std::string& conninfo, const Options& o, Timestamp day0)
     (void)conn.exec(
         "DELETE FROM readings WHERE sensor LIKE 'ingest-%';"
         "DELETE FROM readings_1m WHERE sensor LIKE 'ingest-%';"
+        "DELETE FROM readings_15m WHERE sensor LIKE 'ingest-%';"
         "DELETE FROM readings_1h WHERE sensor LIKE 'ingest-%';"
         "DELETE FROM readings_6h WHERE sensor LIKE 'ingest-%'",
         "remove the ingest rows");
@@ -250,7 +252,8 @@ void load_history(const std::string& conninfo, const Options& o, Timestamp end) 
     const Timestamp hist_lo = end - std::chrono::days(o.days);
     const Timestamp raw_lo = end - std::chrono::days(o.raw_days);
     // Raw partitions only for the raw window, as retention leaves them.
-    ensure_partitions(conn, hist_lo, end + 1h, {"readings_1m", "readings_1h", "readings_6h"});
+    ensure_partitions(conn, hist_lo, end + 1h,
+                      {"readings_1m", "readings_15m", "readings_1h", "readings_6h"});
     ensure_partitions(conn, raw_lo, end + 1h, {"readings"});
     auto t0 = Clock::now();
     if (hist_lo < raw_lo) {
@@ -265,6 +268,13 @@ void load_history(const std::string& conninfo, const Options& o, Timestamp end) 
                 "(20 + k * 0.1 + 5 * sin(2 * pi() * extract(epoch FROM b) / 86400))::real AS t,"
                 " (50 - 10 * sin(2 * pi() * extract(epoch FROM b) / 86400))::real AS h) w",
             "load the 1-minute rollups");
+        // raw_lo is on a whole hour: the 15-minute buckets before it are whole.
+        (void)conn.exec(
+            "INSERT INTO readings_15m SELECT sensor, date_bin('15 minutes', bucket, timestamptz "
+            "'1970-01-01Z'), sum(n), sum(t_sum), min(t_min), max(t_max), sum(h_sum), min(h_min), "
+            "max(h_max), sum(t_n), sum(h_n) FROM readings_1m WHERE bucket < " +
+                quoted(raw_lo) + " GROUP BY 1, 2",
+            "load the 15-minute rollups");
         (void)conn.exec(
             "INSERT INTO readings_1h SELECT sensor, date_trunc('hour', bucket, 'UTC'), sum(n), "
             "sum(t_sum), min(t_min), max(t_max), sum(h_sum), min(h_min), max(h_max), sum(t_n), "
@@ -430,6 +440,7 @@ void bench_sizes(Connection& conn, const Options& o) {
     };
     const double raw_b = size_of("readings"), raw_n = rows_of("readings");
     const double m_b = size_of("readings_1m"), m_n = rows_of("readings_1m");
+    const double f_b = size_of("readings_15m"), f_n = rows_of("readings_15m");
     const double h_b = size_of("readings_1h"), h_n = rows_of("readings_1h");
     const double q_b = size_of("readings_6h"), q_n = rows_of("readings_6h");
     std::printf("held on disk (tables and indexes):\n");
@@ -437,24 +448,27 @@ void bench_sizes(Connection& conn, const Options& o) {
                 raw_b / std::max(raw_n, 1.0));
     std::printf("  1-minute    %10.1f MB %12.0f rows %6.1f bytes/row\n", m_b / 1e6, m_n,
                 m_b / std::max(m_n, 1.0));
+    std::printf("  15-minute   %10.1f MB %12.0f rows %6.1f bytes/row\n", f_b / 1e6, f_n,
+                f_b / std::max(f_n, 1.0));
     std::printf("  1-hour      %10.1f MB %12.0f rows %6.1f bytes/row\n", h_b / 1e6, h_n,
                 h_b / std::max(h_n, 1.0));
     std::printf("  6-hour      %10.1f MB %12.0f rows %6.1f bytes/row\n", q_b / 1e6, q_n,
                 q_b / std::max(q_n, 1.0));
     const double sensor_days = static_cast<double>(o.sensors * o.days);
     std::printf(
-        "  in all      %10.1f MB = %.0f bytes per sensor-day (%ld raw days, 1-minute, 1-hour "
-        "and 6-hour rollups for %ld days)\n",
-        (raw_b + m_b + h_b + q_b) / 1e6, (raw_b + m_b + h_b + q_b) / sensor_days, o.raw_days,
-        o.days);
+        "  in all      %10.1f MB = %.0f bytes per sensor-day (%ld raw days, 1-minute, 15-minute, "
+        "1-hour and 6-hour rollups for %ld days)\n",
+        (raw_b + m_b + f_b + h_b + q_b) / 1e6, (raw_b + m_b + f_b + h_b + q_b) / sensor_days,
+        o.raw_days, o.days);
     const double raw_day = raw_b / std::max(raw_n, 1.0) * 86400;
     const double m_day = m_b / std::max(m_n, 1.0) * 1440;
+    const double f_day = f_b / std::max(f_n, 1.0) * 96;
     const double h_day = h_b / std::max(h_n, 1.0) * 24;
     const double q_day = q_b / std::max(q_n, 1.0) * 4;
     std::printf(
-        "  per sensor-day at 1 Hz: raw %.1f MB, 1-minute %.0f kB, 1-hour %.1f kB, 6-hour %.2f "
-        "kB\n",
-        raw_day / 1e6, m_day / 1e3, h_day / 1e3, q_day / 1e3);
+        "  per sensor-day at 1 Hz: raw %.1f MB, 1-minute %.0f kB, 15-minute %.1f kB, 1-hour %.1f "
+        "kB, 6-hour %.2f kB\n",
+        raw_day / 1e6, m_day / 1e3, f_day / 1e3, h_day / 1e3, q_day / 1e3);
 }
 
 }  // namespace

@@ -9,4 +9,4 @@ ALTER ROLE rill_grafana SET statement_timeout = '30s';
 GRANT CONNECT ON DATABASE rill TO rill_grafana;
 GRANT USAGE ON SCHEMA public TO rill_grafana;
 -- rill_partitions() (which levels retention has kept) is executable by everyone already.
-GRANT SELECT ON readings, readings_1m, readings_1h, readings_6h TO rill_grafana;
+GRANT SELECT ON readings, readings_1m, readings_15m, readings_1h, readings_6h TO rill_grafana;

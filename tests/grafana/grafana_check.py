@@ -245,8 +245,9 @@ def check_promql(dash):
 
 # --- running the SQL -----------------------------------------------------------------------
 
-LEVEL_OF_PREFIX = [("readings_6h", 3), ("readings_1h", 2), ("readings_1m", 1), ("readings", 0)]
-GRANULARITY_US = [0, 60_000_000, 3_600_000_000, 21_600_000_000]
+LEVEL_OF_PREFIX = [("readings_6h", 4), ("readings_1h", 3), ("readings_15m", 2), ("readings_1m", 1),
+                   ("readings", 0)]
+GRANULARITY_US = [0, 60_000_000, 900_000_000, 3_600_000_000, 21_600_000_000]
 
 
 def level_of(relation):
@@ -464,7 +465,9 @@ def main():
         fail("the sensor variable offers %s, want %s" % (options, sorted(args.sensor)))
 
     day, hour = 86400, 3600
-    ranges = [("1h", hour, 1000), ("7d", 7 * day, 1000), ("90d", 90 * day, 1000),
+    # 10 days in 1000 px: a 15-minute interval, read from readings_15m.
+    ranges = [("1h", hour, 1000), ("7d", 7 * day, 1000), ("10d", 10 * day, 1000),
+              ("90d", 90 * day, 1000),
               ("1y", 365 * day, 1000), ("1y in 300 px", 365 * day, 300)]
     # "All" without a custom allValue: every option, as a list.
     for selection in (options, [sorted(args.sensor)[-1]]):

@@ -79,7 +79,7 @@ TEST_CASE(
     // (store-sub's maintenance makes them ahead of time; these hold no rows).
     pg.execute(
         "SELECT rill_ensure_partitions(t::regclass, now() - interval '400 days', now()) "
-        "FROM unnest(array['readings_1m', 'readings_1h', 'readings_6h']) t");
+        "FROM unnest(array['readings_1m', 'readings_15m', 'readings_1h', 'readings_6h']) t");
     std::string role = read_file(RILL_SOURCE_DIR "/deploy/grafana/grafana-role.sql");
     REQUIRE(!role.empty());
     pg.execute(role);

@@ -190,11 +190,14 @@ std::string TempPostgres::value(const std::string& sql, const std::string& db) c
 
 void roll_up(const TempPostgres& pg) {
     pg.execute(
-        "TRUNCATE readings_1m, readings_1h, readings_6h; "
+        "TRUNCATE readings_1m, readings_15m, readings_1h, readings_6h; "
         "INSERT INTO readings_1m SELECT sensor, date_trunc('minute', ts, 'UTC'), count(*), "
         "coalesce(sum(temperature::float8), 0), min(temperature), max(temperature), "
         "coalesce(sum(humidity::float8), 0), min(humidity), max(humidity), count(temperature), "
         "count(humidity) FROM readings GROUP BY 1, 2; "
+        "INSERT INTO readings_15m SELECT sensor, date_bin('15 minutes', bucket, timestamptz "
+        "'1970-01-01 00:00:00+00'), sum(n), sum(t_sum), min(t_min), max(t_max), sum(h_sum), "
+        "min(h_min), max(h_max), sum(t_n), sum(h_n) FROM readings_1m GROUP BY 1, 2; "
         "INSERT INTO readings_1h SELECT sensor, date_trunc('hour', bucket, 'UTC'), sum(n), "
         "sum(t_sum), min(t_min), max(t_max), sum(h_sum), min(h_min), max(h_max), sum(t_n), "
         "sum(h_n) FROM readings_1m GROUP BY 1, 2; "

@@ -62,9 +62,9 @@ class TempPostgres {
     bool running_ = false;
 };
 
-/// Recomputes the 1-minute, 1-hour and 6-hour rollups of every raw row of `readings` (what the
-/// writer keeps, and what migrations 2 and 3 compute for an upgraded table), for tests that
-/// insert raw rows by SQL.
+/// Recomputes the 1-minute, 15-minute, 1-hour and 6-hour rollups of every raw row of `readings`
+/// (what the writer keeps, and what migrations 2 and 3 compute for an upgraded table), for tests
+/// that insert raw rows by SQL.
 void roll_up(const TempPostgres& pg);
 
 }  // namespace rill::test

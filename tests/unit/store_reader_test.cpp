@@ -222,7 +222,8 @@ TEST_CASE("series values are the doubles the stored reals read back as, from eve
     ConnectionPool pool(pool_options(pg));
     Reader reader(pool);
     for (const auto source :
-         {SeriesSource::raw, SeriesSource::minute, SeriesSource::hour, SeriesSource::six_hours}) {
+         {SeriesSource::raw, SeriesSource::minute, SeriesSource::fifteen_minutes,
+          SeriesSource::hour, SeriesSource::six_hours}) {
         INFO(rill::store::to_string(source));
         const auto s =
             reader.series({.from = at(0s), .to = at(1min), .points = 1, .source = source});
@@ -465,6 +466,26 @@ TEST_CASE("series reads the coarsest source that still gives the points, whole b
         CHECK(b.count == 6);  // 2 min of one reading per 20 s
         CHECK((b.ts.time_since_epoch() % 2min).count() == 0);
     }
+    // 7 days: 15 min buckets of the 15-minute rollups, equal to the same series from the minutes.
+    const SeriesQuery week{.from = utc("2026-11-10T00:00:00Z"), .to = utc("2026-11-17T00:00:00Z")};
+    s = reader.series(week);
+    CHECK(s.source == SeriesSource::fifteen_minutes);
+    CHECK(rill::store::to_string(s.source) == "15m");
+    CHECK(s.bucket == 15min);
+    REQUIRE(s.buckets.size() == 2 * 7 * 96);
+    for (const auto& b : s.buckets) {
+        CHECK(b.count == 45);  // 15 min of one reading per 20 s
+        CHECK((b.ts.time_since_epoch() % 15min).count() == 0);
+    }
+    auto week_from_minutes = week;
+    week_from_minutes.source = SeriesSource::minute;
+    check_same_buckets(s, reader.series(week_from_minutes));
+    // 14 days: 30 min buckets, still of the 15-minute rollups.
+    s = reader.series(
+        {.sensor = "a", .from = utc("2026-11-03T00:00:00Z"), .to = utc("2026-11-17T00:00:00Z")});
+    CHECK(s.source == SeriesSource::fifteen_minutes);
+    CHECK(s.bucket == 30min);
+    CHECK(s.buckets.size() == 14 * 48);
     // 30 days: hourly buckets of the 1-hour rollups.
     s = reader.series(
         {.sensor = "bb", .from = utc("2026-11-02T00:00:00Z"), .to = utc("2026-12-02T00:00:00Z")});
@@ -537,13 +558,23 @@ TEST_CASE("a series whose raw rows were dropped comes from the rollups, not empt
     CHECK(held.source == SeriesSource::raw);
     CHECK(held.buckets.size() == 360);
 
-    // The 1-minute rollups go too: the hours answer.
+    // The 1-minute rollups go too: the 15-minute ones answer.
     pg.execute(
         "SELECT rill_ensure_partitions('readings_1m', '2026-11-01', '2027-01-01'); "
         "DROP TABLE readings_1m_202611");
     INFO(
         pg.value("SELECT string_agg(part::text || ' ' || lo || ' ' || hi, ', ') FROM "
                  "rill_partitions('readings_1m')"));
+    const auto quarters = reader.series(q);
+    CHECK(quarters.source == SeriesSource::fifteen_minutes);
+    CHECK(quarters.bucket == 15min);
+    REQUIRE(quarters.buckets.size() == 8);
+    CHECK(quarters.buckets[0].count == 45);
+
+    // And the 15-minute ones: the hours answer.
+    pg.execute(
+        "SELECT rill_ensure_partitions('readings_15m', '2026-11-01', '2027-01-01'); "
+        "DROP TABLE readings_15m_202611");
     const auto hours = reader.series(q);
     CHECK(hours.source == SeriesSource::hour);
     CHECK(hours.bucket == 1h);

@@ -171,6 +171,35 @@ TEST_CASE("6-hour rollups are dropped by whole years once older than their keep"
           std::string::npos);
 }
 
+TEST_CASE("15-minute rollups are dropped by whole months once older than their keep") {
+    TempPostgres pg;
+    auto conn = open_migrated(pg);
+    plant_history(pg);
+    pg.execute(
+        "SELECT rill_ensure_partitions('readings_15m', '2025-01-01Z', '2026-04-01Z');"
+        "INSERT INTO readings_15m SELECT 'a', m, 1, 20, 20, 20, 40, 40, 40, 1, 1 FROM "
+        "generate_series(timestamptz '2025-01-01Z', '2026-03-01Z', interval '1 month') m");
+    // The default keeps a year: cut at 2025-03-15 12:00, January and February 2025 go, March
+    // stays; April 2026 was made by the planting, so nothing is made ahead.
+    const RetentionPolicy keep{.raw = 0s, .minute = 0s, .hour = 0s};
+    CHECK(keep.fifteen_minute == 365 * 24h);
+    const auto report = maintain(conn, keep, march_15);
+    REQUIRE(report.ran);
+    CHECK(table(report, "readings_15m").dropped ==
+          std::vector<std::string>{"readings_15m_202501", "readings_15m_202502"});
+    CHECK(table(report, "readings_15m").created == 0);
+    CHECK(partitions(pg, "readings_15m").front() == "readings_15m_202503");
+    CHECK(partitions(pg, "readings_15m").back() == "readings_15m_202604");
+    CHECK(pg.value("SELECT count(*) FROM readings_15m") == "13");
+    CHECK(pg.value("SELECT to_regclass('readings_15m_default') IS NOT NULL") == "t");
+    CHECK(table(report, "readings_1m").dropped.empty());
+    CHECK(report.summary(keep).find("readings_15m_202501 (15-minute rollups older than 365d)") !=
+          std::string::npos);
+    // Kept forever with 0.
+    const auto forever = maintain(conn, RetentionPolicy{.fifteen_minute = 0s}, march_15);
+    CHECK(table(forever, "readings_15m").dropped.empty());
+}
+
 TEST_CASE("dropping raw partitions records each sensor's greatest dropped seq in rill_retired") {
     TempPostgres pg;
     auto conn = open_migrated(pg);

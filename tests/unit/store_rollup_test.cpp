@@ -1,6 +1,7 @@
-// The rollups readings_1m / readings_1h / readings_6h against a real PostgreSQL: written in the
-// batch's transaction, counting only rows inserted, whatever path the batch took; partitions made
-// on demand; check_rollups() finding what differs; the in-place upgrade of a version-1 table.
+// The rollups readings_1m / readings_15m / readings_1h / readings_6h against a real PostgreSQL:
+// written in the batch's transaction, counting only rows inserted, whatever path the batch took;
+// partitions made on demand; check_rollups() finding what differs; the in-place upgrade of a
+// version-1 table.
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -95,6 +96,30 @@ TEST_CASE("a batch's rollups hold its count, sums, minima and maxima per minute 
     CHECK(mismatches(pg) == "");
 }
 
+TEST_CASE("15-minute rollups cut at :00, :15, :30 and :45 and hold what their minutes hold") {
+    TempPostgres pg;
+    PostgresSink sink(pg.conninfo());
+    sink.open();
+    // 240 readings 10 s apart from 10:00:00: 90 in 10:00-10:14:50, 90 from 10:15, 60 from 10:30.
+    CHECK(sink.write(spaced("q", 1, 240, test_epoch - 10s, 10s)) == 240);
+    CHECK(pg.column("SELECT bucket AT TIME ZONE 'UTC' || ' ' || n FROM readings_15m ORDER BY "
+                    "bucket") == std::vector<std::string>{"2025-11-21 10:00:00 90",
+                                                          "2025-11-21 10:15:00 90",
+                                                          "2025-11-21 10:30:00 60"});
+    CHECK(pg.column("SELECT n || ' ' || t_sum || ' ' || t_min || ' ' || t_max || ' ' || h_sum || "
+                    "' ' || h_min || ' ' || h_max || ' ' || t_n || ' ' || h_n FROM readings_15m "
+                    "ORDER BY bucket") ==
+          pg.column("SELECT sum(n) || ' ' || sum(t_sum) || ' ' || min(t_min) || ' ' || "
+                    "max(t_max) || ' ' || sum(h_sum) || ' ' || min(h_min) || ' ' || max(h_max) "
+                    "|| ' ' || sum(t_n) || ' ' || sum(h_n) FROM readings_1m GROUP BY "
+                    "date_bin('15 minutes', bucket, timestamptz '1970-01-01Z') ORDER BY "
+                    "date_bin('15 minutes', bucket, timestamptz '1970-01-01Z')"));
+    // A later batch adds to the bucket it falls in.
+    CHECK(sink.write(spaced("q", 241, 250, test_epoch - 10s, 10s)) == 10);
+    CHECK(pg.value("SELECT n FROM readings_15m WHERE bucket = '2025-11-21T10:30:00Z'") == "70");
+    CHECK(mismatches(pg) == "");
+}
+
 // Readings first..last of `sensor` one second apart from 10:00:00 whose temperature is not
 // measured when seq % 3 == 0 and in all of minute 10:01 (seqs 61..120), humidity not when
 // seq % 5 == 0; one that measures neither carries an extra instead.
@@ -133,7 +158,7 @@ TEST_CASE("values not measured are stored as NULL and the rollups count only mea
                                                 "FROM readings WHERE seq > 120") +
                                        " 20 21.75"});
     // An average over the counts of the rollup equals the average of the raw values measured.
-    for (const char* table : {"readings_1m", "readings_1h", "readings_6h"}) {
+    for (const char* table : {"readings_1m", "readings_15m", "readings_1h", "readings_6h"}) {
         CHECK(pg.value(std::string("SELECT round((sum(t_sum) / sum(t_n))::numeric, 9) || ' ' || "
                                    "round((sum(h_sum) / sum(h_n))::numeric, 9) FROM ") +
                        table) == pg.value("SELECT round(avg(temperature::float8)::numeric, 9) || "
@@ -171,6 +196,8 @@ TEST_CASE(
     CHECK(w.stats().readings_stored == 34);
     CHECK(pg.value("SELECT sum(t_n) || ' ' || sum(h_n) FROM readings_1h") ==
           pg.value("SELECT count(temperature) || ' ' || count(humidity) FROM readings"));
+    CHECK(pg.value("SELECT sum(t_n) || ' ' || sum(h_n) FROM readings_15m") ==
+          pg.value("SELECT count(temperature) || ' ' || count(humidity) FROM readings"));
     CHECK(pg.value("SELECT sum(t_n) || ' ' || sum(h_n) FROM readings_6h") ==
           pg.value("SELECT count(temperature) || ' ' || count(humidity) FROM readings"));
     CHECK(mismatches(pg) == "");
@@ -197,6 +224,7 @@ TEST_CASE("rollups count only the rows inserted when the database already has so
     CHECK(w.stats().fallback_batches == 1);
     CHECK(pg.value("SELECT count(*) FROM readings") == "20");
     CHECK(total(pg, "readings_1m") == "20");
+    CHECK(total(pg, "readings_15m") == "20");
     CHECK(total(pg, "readings_1h") == "20");
     CHECK(total(pg, "readings_6h") == "20");
     CHECK(mismatches(pg) == "");
@@ -216,6 +244,7 @@ TEST_CASE("the same batch written twice and a replay of a stored range are rolle
     // A replay that reaches past the stored range adds only the new rows.
     CHECK(sink.write(spaced("s", 50, 150, test_epoch, 7s)) == 50);
     CHECK(total(pg, "readings_1m") == "150");
+    CHECK(total(pg, "readings_15m") == "150");
     CHECK(total(pg, "readings_1h") == "150");
     CHECK(total(pg, "readings_6h") == "150");
     CHECK(mismatches(pg) == "");
@@ -247,6 +276,7 @@ TEST_CASE("two writers storing overlapping batches of the same sensors concurren
     CHECK(stored_a + stored_b == 3 * 4500);
     CHECK(pg.value("SELECT count(*) FROM readings") == "13500");
     CHECK(total(pg, "readings_1m") == "13500");
+    CHECK(total(pg, "readings_15m") == "13500");
     CHECK(total(pg, "readings_1h") == "13500");
     CHECK(mismatches(pg) == "");
 }
@@ -348,26 +378,30 @@ TEST_CASE("check_rollups names every bucket where a rollup and the raw rows diff
     CHECK(rill::store::check_rollups(conn).empty());
     pg.execute(
         "UPDATE readings_1m SET n = n + 1 WHERE bucket = '2025-11-21T10:01:00Z';"
+        "UPDATE readings_15m SET t_sum = t_sum + 1;"
         "UPDATE readings_1h SET t_max = 30;"
         "UPDATE readings_6h SET h_min = h_min - 1;"
         "DELETE FROM readings WHERE seq = 120");
     const auto found = rill::store::check_rollups(conn);
-    REQUIRE(found.size() == 4);
+    REQUIRE(found.size() == 5);
     CHECK(rill::store::to_string(found[0]) ==
           "readings_1m s 2025-11-21T10:01:00.000000Z: n raw 60 rollup 61");
     CHECK(found[1].table == "readings_1m");
     CHECK(found[1].raw_n == 0);  // 10:02:00 had only seq 120
     CHECK(found[1].rollup_n == 1);
-    CHECK(found[2].table == "readings_1h");
+    CHECK(found[2].table == "readings_15m");
+    CHECK(rill::to_iso8601(found[2].bucket) == "2025-11-21T10:00:00.000000Z");
     CHECK(found[2].detail.starts_with("n raw 119 rollup 120; t_sum raw "));  // seq 120 gone
-    CHECK(found[2].detail.find("; t_max raw 21.75 rollup 30; h_sum raw ") != std::string::npos);
-    CHECK(found[3].table == "readings_6h");
-    CHECK(rill::to_iso8601(found[3].bucket) == "2025-11-21T06:00:00.000000Z");
+    CHECK(found[3].table == "readings_1h");
     CHECK(found[3].detail.starts_with("n raw 119 rollup 120; t_sum raw "));
-    CHECK(found[3].detail.find("; h_min raw ") != std::string::npos);
-    // Limited to a range: the hour is widened to whole hours (6 hours for readings_6h), a later
-    // range has nothing.
-    CHECK(rill::store::check_rollups(conn, test_epoch + 90s, test_epoch + 100s).size() == 4);
+    CHECK(found[3].detail.find("; t_max raw 21.75 rollup 30; h_sum raw ") != std::string::npos);
+    CHECK(found[4].table == "readings_6h");
+    CHECK(rill::to_iso8601(found[4].bucket) == "2025-11-21T06:00:00.000000Z");
+    CHECK(found[4].detail.starts_with("n raw 119 rollup 120; t_sum raw "));
+    CHECK(found[4].detail.find("; h_min raw ") != std::string::npos);
+    // Limited to a range: the hour is widened to whole hours (also for readings_15m; 6 hours
+    // for readings_6h), a later range has nothing.
+    CHECK(rill::store::check_rollups(conn, test_epoch + 90s, test_epoch + 100s).size() == 5);
     const auto later = rill::store::check_rollups(conn, test_epoch + 1h, {});
     REQUIRE(later.size() == 1);  // 11:00 is still in the 6-hour bucket of 06:00
     CHECK(later[0].table == "readings_6h");
@@ -389,13 +423,14 @@ TEST_CASE("a version-1 table of a million rows upgrades in place with exact roll
     pg.execute("VACUUM ANALYZE readings");
     auto conn = Connection::open(pg.conninfo());
     const auto t0 = std::chrono::steady_clock::now();
-    CHECK(rill::store::migrate(conn) == std::vector<int>{2, 3, 4});
+    CHECK(rill::store::migrate(conn) == std::vector<int>{2, 3, 4, 5});
     const auto took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0);
     MESSAGE("upgrade of 1,000,000 version-1 rows took " << took.count() << " s");
     CHECK(pg.value("SELECT count(*) FROM readings") == "1000000");
     CHECK(pg.value("SELECT count(*) FROM readings_upgraded") == "1000000");
     CHECK(pg.value("SELECT count(DISTINCT (sensor, seq)) FROM readings") == "1000000");
     CHECK(total(pg, "readings_1m") == "1000000");
+    CHECK(total(pg, "readings_15m") == "1000000");
     CHECK(total(pg, "readings_1h") == "1000000");
     CHECK(total(pg, "readings_6h") == "1000000");
     CHECK(mismatches(pg) == "");

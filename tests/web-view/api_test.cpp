@@ -528,13 +528,15 @@ TEST_CASE("web-view serves every route with the read-only rill_reader role") {
     pg.execute(
         "CREATE ROLE rill_reader LOGIN; GRANT CONNECT ON DATABASE rill TO rill_reader; "
         "GRANT USAGE ON SCHEMA public TO rill_reader; "
-        "GRANT SELECT ON readings, readings_1m, readings_1h, readings_6h TO rill_reader;");
+        "GRANT SELECT ON readings, readings_1m, readings_15m, readings_1h, readings_6h TO "
+        "rill_reader;");
     std::string conninfo = pg.conninfo();
     conninfo.replace(conninfo.find("user=rill"), 9, "user=rill_reader");
     WebView w(conninfo);
     for (const char* path :
          {"/", "/api/sensors", "/api/readings", "/api/readings.csv", "/api/series",
           "/api/series.csv", "/api/series?from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z",
+          "/api/series?from=2026-01-01T00:00:00Z&to=2026-01-08T00:00:00Z",  // readings_15m
           "/api/series?from=2025-01-01T00:00:00Z&to=2026-01-01T00:00:00Z", "/healthz"}) {
         auto r = get(w, path);
         INFO(path << ": " << r->body.substr(0, 300));

@@ -1,8 +1,8 @@
 // rill/retention.hpp: partitions made ahead of time and retention by dropping whole partitions
 // (target rill::store, libpq).
 //
-//   RetentionPolicy     how long raw readings, 1-minute, 1-hour and 6-hour rollups are kept
-//   maintain()          one maintenance run on a Connection: partitions ahead, expired ones
+//   RetentionPolicy     how long raw readings, 1-minute, 15-minute, 1-hour and 6-hour rollups are
+//   kept maintain()          one maintenance run on a Connection: partitions ahead, expired ones
 //                       dropped (raw ones retired in rill_retired first), one runner at a time
 //   MaintenanceOptions  a policy, how often to run, the lock timeout, where to count
 //   Maintainer          runs maintain() when due, logs what changed and keeps the
@@ -32,16 +32,19 @@ class Connection;
 /// How long each level of history is kept; a duration of 0 keeps that level forever. A
 /// partition is dropped once its upper bound is at least the keep duration in the past, so a
 /// level holds between `keep` and `keep` + one partition (a day of raw readings, a month of
-/// 1-minute rollups, a year of 1-hour or 6-hour rollups). The defaults keep a year of one
-/// sensor at 1 Hz well under 100 MB (docs/storage.md, "Sizing a database") and every chart of
-/// web-view at its resolution: raw for the last 2 days, 1-minute rollups for 90 days, 1-hour
-/// ones for 5 years, 6-hour ones forever (about 220 kB per sensor and year: the level the
-/// longest charts read, too small to be worth dropping).
+/// 1-minute or 15-minute rollups, a year of 1-hour or 6-hour rollups). The defaults keep a year
+/// of one sensor at 1 Hz well under 100 MB (docs/storage.md, "Sizing a database") and every
+/// chart of web-view at its resolution: raw for the last 2 days, 1-minute rollups for 90 days,
+/// 15-minute ones for a year (what a 7-day chart of 1000 points reads, anywhere in the last
+/// year; about 4 MB per sensor and year), 1-hour ones for 5 years, 6-hour ones forever (about 220
+/// kB per sensor and year: the level the longest charts read, too small to be worth dropping).
 struct RetentionPolicy {
     /// Raw readings (table readings, one partition per UTC day).
     std::chrono::seconds raw = std::chrono::days{2};
     /// 1-minute rollups (readings_1m, one partition per UTC month).
     std::chrono::seconds minute = std::chrono::days{90};
+    /// 15-minute rollups (readings_15m, one partition per UTC month).
+    std::chrono::seconds fifteen_minute = std::chrono::days{365};
     /// 1-hour rollups (readings_1h, one partition per UTC year).
     std::chrono::seconds hour = std::chrono::days{5 * 365};
     /// 6-hour rollups (readings_6h, one partition per UTC year); 0 = forever.
@@ -50,7 +53,7 @@ struct RetentionPolicy {
 
 /// What one maintain() did to one partitioned table.
 struct TableMaintenance {
-    /// "readings", "readings_1m", "readings_1h" or "readings_6h".
+    /// "readings", "readings_1m", "readings_15m", "readings_1h" or "readings_6h".
     std::string table;
     /// Partitions created ahead of time.
     int created = 0;
@@ -66,7 +69,8 @@ struct MaintenanceReport {
     /// False when another session was running maintenance (it held the maintenance lock):
     /// nothing was done.
     bool ran = false;
-    /// One entry per table: readings, readings_1m, readings_1h, readings_6h (empty when !ran).
+    /// One entry per table: readings, readings_1m, readings_15m, readings_1h, readings_6h (empty
+    /// when !ran).
     std::vector<TableMaintenance> tables;
     /// The number of sensors whose rill_retired entry was written (had rows in a dropped raw
     /// partition).
@@ -92,7 +96,8 @@ inline constexpr long long maintenance_lock_key = 0x72696c6c6d61696eLL;
 ///     returns at once with ran == false (several store-sub instances on one database: one
 ///     runs, the others skip);
 ///  2. creates the partitions ahead (rill_ensure_partitions): readings for the UTC days from
-///     today to today + 7, readings_1m for this and next month, readings_1h and readings_6h
+///     today to today + 7, readings_1m and readings_15m for this and next month, readings_1h
+///     and readings_6h
 ///     for this and next year;
 ///  3. drops, for each table whose keep is not 0, every partition whose upper bound is <= now
 ///     - keep, oldest first, each in a transaction of its own that first locks the parent

@@ -152,15 +152,17 @@ struct ReadingsPage {
 enum class SeriesSource {
     raw,     ///< `readings`: any bucket width
     minute,  ///< `readings_1m`: bucket widths that are whole minutes
-    hour,    ///< `readings_1h`: bucket widths that are whole hours
+    /// `readings_15m`: bucket widths that are whole multiples of 15 minutes (from the epoch)
+    fifteen_minutes,
+    hour,  ///< `readings_1h`: bucket widths that are whole hours
     /// `readings_6h`: bucket widths that are whole multiples of 6 hours (from the epoch)
     six_hours,
 };
 
-/// The name of `s` as web-view's API shows it: "raw", "1m", "1h" or "6h".
+/// The name of `s` as web-view's API shows it: "raw", "1m", "15m", "1h" or "6h".
 [[nodiscard]] std::string_view to_string(SeriesSource s) noexcept;
 
-/// The granularity of `s`: 0 for raw, one minute, one hour, six hours.
+/// The granularity of `s`: 0 for raw, one minute, 15 minutes, one hour, six hours.
 [[nodiscard]] std::chrono::microseconds granularity(SeriesSource s) noexcept;
 
 /// The bucket width Reader::series uses for `range` cut into at most `points` buckets: the
@@ -241,8 +243,9 @@ class Reader {
     ///    not-measured, value counts in `count` but not in an average), the same as over the raw
     ///    rows; a quantity with no value measured in a bucket has NaN average, min and max;
     ///  - the source is `readings_6h` when the width is a multiple of 6 hours (a year in 1000
-    ///    points: 12 h), `readings_1h` when whole hours, `readings_1m` when whole minutes, the
-    ///    raw rows otherwise;
+    ///    points: 12 h), `readings_1h` when whole hours, `readings_15m` when a multiple of 15
+    ///    minutes (7 days in 1000 points: 15 min), `readings_1m` when whole minutes, the raw
+    ///    rows otherwise;
     ///  - a source that no longer holds the range's start (retention dropped its partitions:
     ///    it holds from the oldest lower bound of its unbroken run of partitions up to the
     ///    newest) gives way to the next coarser one, and the width grows to that one's
@@ -256,13 +259,13 @@ class Reader {
 
   private:
     // Since when each source holds its rows (Unix microseconds), from the cache or the catalog.
-    std::array<std::int64_t, 4> held_from();
+    std::array<std::int64_t, 5> held_from();
 
     ConnectionPool* pool_;
     std::chrono::milliseconds partitions_ttl_;
     std::mutex held_mutex_;  // guards the two below
     std::optional<std::chrono::steady_clock::time_point> held_at_;
-    std::array<std::int64_t, 4> held_{};
+    std::array<std::int64_t, 5> held_{};
 };
 
 }  // namespace rill::store

@@ -125,9 +125,12 @@ using std::chrono::seconds;
 
 constexpr std::int64_t minus_infinity = std::numeric_limits<std::int64_t>::min();
 
+// Per source (in the order of `sources`), since when it holds its rows.
+using SourceStarts = std::array<std::int64_t, 5>;
+
 // The bucket widths series() uses: round numbers of the clock, each a multiple of the one
-// before it from one minute on, so a width of whole minutes (hours, 6 hours) is a whole number
-// of the rollups' minutes (hours, 6 hours).
+// before it from one minute on, so a width of whole minutes (15 minutes, hours, 6 hours) is a
+// whole number of the rollups' minutes (15 minutes, hours, 6 hours).
 constexpr std::array<microseconds, 26> ladder = {
     seconds{1}, seconds{2},  seconds{5},  seconds{10}, seconds{15}, seconds{30}, minutes{1},
     minutes{2}, minutes{5},  minutes{10}, minutes{15}, minutes{30}, hours{1},    hours{2},
@@ -135,13 +138,16 @@ constexpr std::array<microseconds, 26> ladder = {
     hours{672}, hours{1344}, hours{2688}, hours{5376}, hours{10752}};
 
 // Finest first; the index of each is its value.
-constexpr std::array<SeriesSource, 4> sources = {SeriesSource::raw, SeriesSource::minute,
-                                                 SeriesSource::hour, SeriesSource::six_hours};
+constexpr std::array<SeriesSource, 5> sources = {SeriesSource::raw, SeriesSource::minute,
+                                                 SeriesSource::fifteen_minutes, SeriesSource::hour,
+                                                 SeriesSource::six_hours};
 
 const char* table_of(SeriesSource s) {
     switch (s) {
         case SeriesSource::minute:
             return "readings_1m";
+        case SeriesSource::fifteen_minutes:
+            return "readings_15m";
         case SeriesSource::hour:
             return "readings_1h";
         case SeriesSource::six_hours:
@@ -174,17 +180,19 @@ microseconds width_for(SeriesSource s, microseconds w) {
 // oldest partitions; a partition made later for one old day does not bridge the hole).
 // minus_infinity when the table has no partition yet (everything is in its default partition:
 // nothing was ever dropped) or its run starts at MINVALUE.
-std::array<std::int64_t, 4> read_held_from(ConnectionPool& pool) {
+SourceStarts read_held_from(ConnectionPool& pool) {
     const Result r = pool.query(
         "SELECT p.i, CASE WHEN isfinite(x.lo) THEN (extract(epoch FROM x.lo) * 1000000)::bigint "
         "END, CASE WHEN isfinite(x.hi) THEN (extract(epoch FROM x.hi) * 1000000)::bigint END "
-        "FROM unnest(array['readings', 'readings_1m', 'readings_1h', 'readings_6h']) WITH "
-        "ORDINALITY p(parent, i) CROSS JOIN LATERAL rill_partitions(p.parent::regclass) x "
+        "FROM unnest(array['readings', 'readings_1m', 'readings_15m', 'readings_1h', "
+        "'readings_6h']) WITH ORDINALITY p(parent, i) CROSS JOIN LATERAL "
+        "rill_partitions(p.parent::regclass) x "
         "ORDER BY 1, 2",
         {}, "read the partitions of readings and its rollups");
-    std::array<std::int64_t, 4> out{minus_infinity, minus_infinity, minus_infinity, minus_infinity};
-    std::array<std::int64_t, 4> run_lo{};
-    std::array<bool, 4> seen{};
+    SourceStarts out;
+    out.fill(minus_infinity);
+    SourceStarts run_lo{};
+    std::array<bool, std::tuple_size_v<SourceStarts>> seen{};
     for (int row = 0; row < r.rows(); ++row) {
         const auto i = static_cast<std::size_t>(int_at(r, row, 0) - 1);
         if (i >= out.size()) continue;
@@ -296,6 +304,8 @@ std::string_view to_string(SeriesSource s) noexcept {
     switch (s) {
         case SeriesSource::minute:
             return "1m";
+        case SeriesSource::fifteen_minutes:
+            return "15m";
         case SeriesSource::hour:
             return "1h";
         case SeriesSource::six_hours:
@@ -310,6 +320,8 @@ std::chrono::microseconds granularity(SeriesSource s) noexcept {
     switch (s) {
         case SeriesSource::minute:
             return minutes{1};
+        case SeriesSource::fifteen_minutes:
+            return minutes{15};
         case SeriesSource::hour:
             return hours{1};
         case SeriesSource::six_hours:
@@ -330,7 +342,7 @@ std::chrono::microseconds series_bucket_width(std::chrono::microseconds range,
     return ladder.back();
 }
 
-std::array<std::int64_t, 4> Reader::held_from() {
+std::array<std::int64_t, 5> Reader::held_from() {
     const std::lock_guard lock(held_mutex_);
     const auto now = std::chrono::steady_clock::now();
     if (!held_at_ || now - *held_at_ >= partitions_ttl_) {

@@ -35,6 +35,7 @@ struct Level {
 constexpr Level levels[] = {
     {"readings", "day", "raw", &RetentionPolicy::raw, 7},
     {"readings_1m", "month", "1-minute rollups", &RetentionPolicy::minute, 1},
+    {"readings_15m", "month", "15-minute rollups", &RetentionPolicy::fifteen_minute, 1},
     {"readings_1h", "year", "1-hour rollups", &RetentionPolicy::hour, 1},
     {"readings_6h", "year", "6-hour rollups", &RetentionPolicy::six_hour, 1},
 };

@@ -1,6 +1,6 @@
-// The 1-minute, 1-hour and 6-hour rollups: the aggregate math and upsert SQL both write paths
-// share, the partitions made on demand, and check_rollups(), the proof that rollups equal the raw
-// rows.
+// The 1-minute, 15-minute, 1-hour and 6-hour rollups: the aggregate math and upsert SQL both write
+// paths share, the partitions made on demand, and check_rollups(), the proof that rollups equal the
+// raw rows.
 #include "rollup.hpp"
 
 #include <algorithm>
@@ -131,6 +131,11 @@ std::string rollup_statement(std::string_view ctes, std::string_view mins_select
     sql += "mins AS (" + std::string(mins_select) + "),\n";
     sql += "m AS (INSERT INTO readings_1m AS readings_1m (" + cols + ") SELECT " + cols +
            " FROM mins ORDER BY sensor, bucket " + upsert_tail("readings_1m") + "),\n";
+    sql += "f AS (INSERT INTO readings_15m AS readings_15m (" + cols + ") SELECT sensor, " +
+           bucket_sql("15 minutes", "bucket") +
+           ", sum(n), sum(t_sum), min(t_min), max(t_max), sum(h_sum), min(h_min), max(h_max), "
+           "sum(t_n), sum(h_n) FROM mins GROUP BY 1, 2 ORDER BY 1, 2 " +
+           upsert_tail("readings_15m") + "),\n";
     sql += "h AS (INSERT INTO readings_1h AS readings_1h (" + cols +
            ") SELECT sensor, date_trunc('hour', bucket, 'UTC'), sum(n), sum(t_sum), min(t_min), "
            "max(t_max), sum(h_sum), min(h_min), max(h_max), sum(t_n), sum(h_n) FROM mins GROUP "
@@ -215,7 +220,7 @@ constexpr const char* partitions_sql = R"sql(
 SELECT t,
        CASE WHEN p.lo = '-infinity' THEN NULL ELSE (extract(epoch FROM p.lo) * 1000000)::bigint END,
        CASE WHEN p.hi = 'infinity' THEN NULL ELSE (extract(epoch FROM p.hi) * 1000000)::bigint END
-FROM unnest(ARRAY['readings', 'readings_1m', 'readings_1h', 'readings_6h']) AS t,
+FROM unnest(ARRAY['readings', 'readings_1m', 'readings_15m', 'readings_1h', 'readings_6h']) AS t,
      LATERAL rill_partitions(t::regclass) AS p)sql";
 
 std::int64_t int_or(const Result& r, int row, int col, std::int64_t fallback) {
@@ -269,6 +274,7 @@ void PartitionCache::clear() noexcept {
     partitioned_ = false;
     readings_.clear();
     minutes_.clear();
+    quarters_.clear();
     hours_.clear();
     six_hours_.clear();
 }
@@ -285,10 +291,11 @@ void PartitionCache::load(Connection& conn) {
         for (int i = 0; i < r.rows(); ++i) {
             const Range range{int_or(r, i, 1, INT64_MIN), int_or(r, i, 2, INT64_MAX)};
             const auto t = r.value(i, 0);
-            auto& ranges = t == "readings"      ? readings_
-                           : t == "readings_1m" ? minutes_
-                           : t == "readings_1h" ? hours_
-                                                : six_hours_;
+            auto& ranges = t == "readings"       ? readings_
+                           : t == "readings_1m"  ? minutes_
+                           : t == "readings_15m" ? quarters_
+                           : t == "readings_1h"  ? hours_
+                                                 : six_hours_;
             ranges.push_back(range);
         }
     }
@@ -310,7 +317,7 @@ int PartitionCache::ensure(Connection& conn, std::span<const Reading> batch, Tim
     }
     std::vector<Range> missing_days;
     std::set<std::int64_t> missing_months, missing_years;  // keyed by their start
-    std::map<std::int64_t, std::int64_t> month_end, year_end, year6_end;
+    std::map<std::int64_t, std::int64_t> month_end, month15_end, year_end, year6_end;
     for (const std::int64_t d : days) {
         if (!covers(readings_, d * day_us, (d + 1) * day_us)) {
             if (!missing_days.empty() && missing_days.back().second == d * day_us) {
@@ -321,23 +328,28 @@ int PartitionCache::ensure(Connection& conn, std::span<const Reading> batch, Tim
         }
         const auto m = month_of(d);
         if (!covers(minutes_, m.first, m.second)) month_end[m.first] = m.second;
+        if (!covers(quarters_, m.first, m.second)) month15_end[m.first] = m.second;
         const auto y = year_of(d);
         if (!covers(hours_, y.first, y.second)) year_end[y.first] = y.second;
         if (!covers(six_hours_, y.first, y.second)) year6_end[y.first] = y.second;
     }
-    if (missing_days.empty() && month_end.empty() && year_end.empty() && year6_end.empty()) {
+    if (missing_days.empty() && month_end.empty() && month15_end.empty() && year_end.empty() &&
+        year6_end.empty()) {
         return 0;
     }
     for (const auto& [lo, hi] : missing_days)
         ensure_range(conn, "readings", lo, hi);
     for (const auto& [lo, hi] : month_end)
         ensure_range(conn, "readings_1m", lo, hi);
+    for (const auto& [lo, hi] : month15_end)
+        ensure_range(conn, "readings_15m", lo, hi);
     for (const auto& [lo, hi] : year_end)
         ensure_range(conn, "readings_1h", lo, hi);
     for (const auto& [lo, hi] : year6_end)
         ensure_range(conn, "readings_6h", lo, hi);
     const auto count = [this] {
-        return readings_.size() + minutes_.size() + hours_.size() + six_hours_.size();
+        return readings_.size() + minutes_.size() + quarters_.size() + hours_.size() +
+               six_hours_.size();
     };
     const std::size_t before = count();
     load(conn);
@@ -350,11 +362,11 @@ int PartitionCache::ensure(Connection& conn, std::span<const Reading> batch, Tim
 
 namespace {
 
-// Per sensor and bucket of `width` ("1 minute", "1 hour", "6 hours"): the rollup row of `table`
-// next to an aggregate of the raw rows, within [$1, $2) widened to whole buckets of `wide` (a
-// multiple of `width`); one row per bucket where they differ, naming what differs. A rollup
-// bucket whose day no partition of readings covers any more (retention dropped the raw rows) is
-// not checked (every width divides a day, so a bucket lies in one day).
+// Per sensor and bucket of `width` ("1 minute", "15 minutes", "1 hour", "6 hours"): the rollup row
+// of `table` next to an aggregate of the raw rows, within [$1, $2) widened to whole buckets of
+// `wide` (a multiple of `width`); one row per bucket where they differ, naming what differs. A
+// rollup bucket whose day no partition of readings covers any more (retention dropped the raw rows)
+// is not checked (every width divides a day, so a bucket lies in one day).
 std::string check_sql(std::string_view table, std::string_view width, std::string_view wide) {
     const std::string t(table);
     const std::string w(width);
@@ -429,8 +441,8 @@ std::vector<RollupMismatch> check_rollups(Connection& conn, std::optional<Timest
         const char* wide;  // the range is widened to whole buckets of this
     };
     for (const auto& [table, width, wide] :
-         {Level{"readings_1m", "1 minute", "1 hour"}, Level{"readings_1h", "1 hour", "1 hour"},
-          Level{"readings_6h", "6 hours", "6 hours"}}) {
+         {Level{"readings_1m", "1 minute", "1 hour"}, Level{"readings_15m", "15 minutes", "1 hour"},
+          Level{"readings_1h", "1 hour", "1 hour"}, Level{"readings_6h", "6 hours", "6 hours"}}) {
         const Result r =
             conn.exec_params(check_sql(table, width, wide), bounds,
                              std::string("compare ") + table + " with the raw readings");
