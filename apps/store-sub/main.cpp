@@ -173,7 +173,8 @@ void add_options(CLI::App& app, Options& o) {
         ->envname("RILL_DRAIN_TIMEOUT");
     // Rollup check mode: no subscription, one query per rollup table, then exit.
     app.add_flag("--check-rollups", o.check_rollups,
-                 "Compare the 1-minute and 1-hour rollups with the raw readings of [--from, --to) "
+                 "Compare every rollup level (1 min, 15 min, 1 h, 6 h) with the raw readings of "
+                 "[--from, --to) "
                  "and exit: 0 when equal, 1 with one line per mismatch");
     app.add_option("--from", o.check_from,
                    "With --check-rollups: from this time (RFC 3339 or Unix seconds; default: all)");

@@ -135,7 +135,7 @@ TEST_CASE("maintenance drops only whole expired partitions and keeps the default
         "than 3d)"));
     CHECK(report.summary(keep).find("readings_1m_202510 (1-minute rollups older than 90d)") !=
           std::string::npos);
-    CHECK(report.summary(keep).find("retired seqs of 2 sensors; created 10 partitions ahead") !=
+    CHECK(report.summary(keep).find("retired seqs of 2 sensors; created 12 partitions ahead") !=
           std::string::npos);
 
     MaintenanceReport rollups_only;
@@ -180,20 +180,20 @@ TEST_CASE("15-minute rollups are dropped by whole months once older than their k
         "INSERT INTO readings_15m SELECT 'a', m, 1, 20, 20, 20, 40, 40, 40, 1, 1 FROM "
         "generate_series(timestamptz '2025-01-01Z', '2026-03-01Z', interval '1 month') m");
     // The default keeps a year: cut at 2025-03-15 12:00, January and February 2025 go, March
-    // stays; April 2026 was made by the planting, so nothing is made ahead.
+    // stays; April 2026 (next month) is made ahead.
     const RetentionPolicy keep{.raw = 0s, .minute = 0s, .hour = 0s};
     CHECK(keep.fifteen_minute == 365 * 24h);
     const auto report = maintain(conn, keep, march_15);
     REQUIRE(report.ran);
     CHECK(table(report, "readings_15m").dropped ==
           std::vector<std::string>{"readings_15m_202501", "readings_15m_202502"});
-    CHECK(table(report, "readings_15m").created == 0);
+    CHECK(table(report, "readings_15m").created == 1);
     CHECK(partitions(pg, "readings_15m").front() == "readings_15m_202503");
     CHECK(partitions(pg, "readings_15m").back() == "readings_15m_202604");
     CHECK(pg.value("SELECT count(*) FROM readings_15m") == "13");
     CHECK(pg.value("SELECT to_regclass('readings_15m_default') IS NOT NULL") == "t");
     CHECK(table(report, "readings_1m").dropped.empty());
-    CHECK(report.summary(keep).find("readings_15m_202501 (15-minute rollups older than 365d)") !=
+    CHECK(report.summary(keep).find("readings_15m_202501 (15-minute rollups older than 1y)") !=
           std::string::npos);
     // Kept forever with 0.
     const auto forever = maintain(conn, RetentionPolicy{.fifteen_minute = 0s}, march_15);
