@@ -36,7 +36,7 @@ class Connection;
 /// of one sensor at 1 Hz well under 100 MB (docs/storage.md, "Sizing a database") and every
 /// chart of web-view at its resolution: raw for the last 2 days, 1-minute rollups for 90 days,
 /// 15-minute ones for a year (what a 7-day chart of 1000 points reads, anywhere in the last
-/// year; about 4 MB per sensor and year), 1-hour ones for 5 years, 6-hour ones forever (about 220
+/// year; about 6 MB per sensor and year), 1-hour ones for 5 years, 6-hour ones forever (about 220
 /// kB per sensor and year: the level the longest charts read, too small to be worth dropping).
 struct RetentionPolicy {
     /// Raw readings (table readings, one partition per UTC day).
