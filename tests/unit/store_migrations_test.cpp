@@ -1,13 +1,42 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "rill/store.hpp"
 #include "support/postgres.hpp"
 
 using rill::store::Connection;
 using rill::test::TempPostgres;
+
+namespace {
+
+// What check_rollups finds from `from` on, one line per mismatch ("" when exact).
+std::string mismatches(Connection& conn, rill::Timestamp from) {
+    std::string out;
+    for (const auto& m : rill::store::check_rollups(conn, from, {}))
+        out += rill::store::to_string(m) + "\n";
+    return out;
+}
+
+// 100 readings of `sensor`, seqs after `last_seq`, one a second from 30 minutes ago.
+std::vector<rill::Reading> recent_batch(const std::string& sensor, std::uint64_t last_seq) {
+    std::vector<rill::Reading> batch;
+    for (std::uint64_t seq = last_seq + 1; seq <= last_seq + 100; ++seq) {
+        rill::Reading r;
+        r.sensor = sensor;
+        r.seq = seq;
+        r.ts = rill::now() - std::chrono::minutes(30) + std::chrono::seconds(seq - last_seq);
+        r.temperature = 21.5f;
+        r.humidity = 45;
+        batch.push_back(std::move(r));
+    }
+    return batch;
+}
+
+}  // namespace
 
 TEST_CASE("migrations create the schema once, record their versions and are idempotent") {
     TempPostgres pg;
@@ -141,27 +170,11 @@ TEST_CASE("a version-2 database upgrades in place, its 6-hour rollups computed f
                    "'readings_6h_2024'") == "1");
     // Every 6-hour bucket of the raw rows is exact, and the writer keeps it so.
     const auto from = rill::now() - std::chrono::hours(40);
-    std::string diff;
-    for (const auto& m : rill::store::check_rollups(conn, from, {}))
-        diff += rill::store::to_string(m) + "\n";
-    CHECK(diff == "");
+    CHECK(mismatches(conn, from) == "");
     rill::store::PostgresSink sink(pg.conninfo());
     sink.open();
-    std::vector<rill::Reading> batch;
-    for (std::uint64_t seq = 54'001; seq <= 54'100; ++seq) {
-        rill::Reading r;
-        r.sensor = "s1";
-        r.seq = seq;
-        r.ts = rill::now() - std::chrono::minutes(30) + std::chrono::seconds(seq - 54'000);
-        r.temperature = 21.5f;
-        r.humidity = 45;
-        batch.push_back(std::move(r));
-    }
-    CHECK(sink.write(batch) == 100);
-    diff.clear();
-    for (const auto& m : rill::store::check_rollups(conn, from, {}))
-        diff += rill::store::to_string(m) + "\n";
-    CHECK(diff == "");
+    CHECK(sink.write(recent_batch("s1", 54'000)) == 100);
+    CHECK(mismatches(conn, from) == "");
     CHECK(pg.value("SELECT sum(n) FROM readings_6h WHERE sensor <> 'old'") == "216100");
 }
 
@@ -205,26 +218,10 @@ TEST_CASE(
                    "'readings_15m_202401'") == "1");
     // Every 15-minute bucket of the raw rows is exact, and the writer keeps it so.
     const auto from = rill::now() - std::chrono::hours(5);
-    auto diff = [&] {
-        std::string out;
-        for (const auto& m : rill::store::check_rollups(conn, from, {}))
-            out += rill::store::to_string(m) + "\n";
-        return out;
-    };
-    CHECK(diff() == "");
+    CHECK(mismatches(conn, from) == "");
     rill::store::PostgresSink sink(pg.conninfo());
     sink.open();
-    std::vector<rill::Reading> batch;
-    for (std::uint64_t seq = 7'201; seq <= 7'300; ++seq) {
-        rill::Reading r;
-        r.sensor = "s1";
-        r.seq = seq;
-        r.ts = rill::now() - std::chrono::minutes(30) + std::chrono::seconds(seq - 7'200);
-        r.temperature = 21.5f;
-        r.humidity = 45;
-        batch.push_back(std::move(r));
-    }
-    CHECK(sink.write(batch) == 100);
-    CHECK(diff() == "");
+    CHECK(sink.write(recent_batch("s1", 7'200)) == 100);
+    CHECK(mismatches(conn, from) == "");
     CHECK(pg.value("SELECT sum(n) FROM readings_15m WHERE sensor <> 'old'") == "21700");
 }
