@@ -265,11 +265,11 @@ TEST_CASE("series buckets from the rollups match a direct computation over the r
         "UPDATE readings SET temperature = NULL WHERE seq % 11 = 0");
     roll_up(pg);
     WebView w(pg.conninfo());
-    // 1 day in 50 points: 28.8 min, so 30 min buckets of the 1-minute rollups.
+    // 1 day in 50 points: 28.8 min, so 30 min buckets of the 15-minute rollups.
     const auto j = get_json(
         w, "/api/series?sensor=a&from=2026-11-20T00:00:00Z&to=2026-11-21T00:00:00Z&points=50");
     CHECK(j["bucket_seconds"] == 1800);
-    CHECK(j["source"] == "1m");
+    CHECK(j["source"] == "15m");
     CHECK(j["from"] == "2026-11-20T00:00:00.000000Z");
     REQUIRE(j["series"].size() == 1);
     CHECK(j["series"][0]["sensor"] == "a");
