@@ -265,9 +265,9 @@ class PostgresSink : public rill::Sink {
 
 /// One bucket where a rollup table and the raw readings disagree (see check_rollups).
 struct RollupMismatch {
-    std::string table;           ///< "readings_1m", "readings_1h" or "readings_6h"
+    std::string table;           ///< "readings_1m", "readings_15m", "readings_1h" or "readings_6h"
     std::string sensor;          ///< the sensor
-    Timestamp bucket{};          ///< the bucket's start (UTC minute, hour or 6 hours)
+    Timestamp bucket{};          ///< the bucket's start (UTC minute, 15 minutes, hour or 6 hours)
     std::uint64_t raw_n = 0;     ///< raw rows in the bucket
     std::uint64_t rollup_n = 0;  ///< the rollup's count (0 when it has no row)
     /// What differs, e.g. "n raw 60 rollup 59; t_max raw 21.5 rollup 21.25".
@@ -275,13 +275,13 @@ struct RollupMismatch {
 };
 
 /// Proves the rollups exact for a time range still held raw: per sensor and bucket, compares
-/// readings_1m, readings_1h and readings_6h (n, min, max exactly; sums within 1e-6 relative, or
-/// absolute below 1) with an aggregate of the raw rows of `readings` in [from, to), widened to
-/// whole UTC hours (whole 6-hour buckets for readings_6h; nothing = unbounded). Buckets whose day
-/// no partition of readings covers any more (retention dropped the raw rows) are skipped. Returns
-/// the mismatches ordered by table, sensor and bucket, empty when the rollups are exact. Reads
-/// every raw row of the range: one query per rollup table, seconds per million rows. Blocks; throws
-/// StoreError.
+/// readings_1m, readings_15m, readings_1h and readings_6h (n, min, max exactly; sums within 1e-6
+/// relative, or absolute below 1) with an aggregate of the raw rows of `readings` in [from, to),
+/// widened to whole UTC hours (whole 6-hour buckets for readings_6h; nothing = unbounded). Buckets
+/// whose day no partition of readings covers any more (retention dropped the raw rows) are skipped.
+/// Returns the mismatches ordered by table, sensor and bucket, empty when the rollups are exact.
+/// Reads every raw row of the range: one query per rollup table, seconds per million rows. Blocks;
+/// throws StoreError.
 [[nodiscard]] std::vector<RollupMismatch> check_rollups(Connection& conn,
                                                         std::optional<Timestamp> from = {},
                                                         std::optional<Timestamp> to = {});
