@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "pg_epoch.hpp"
 #include "rill/log.hpp"
 #include "rill/store.hpp"
 
@@ -17,8 +18,7 @@ namespace rill::store {
 
 namespace {
 
-// Microseconds between the Unix epoch and PostgreSQL's epoch, 2000-01-01 00:00:00 UTC.
-constexpr std::int64_t pg_epoch_offset_us = 946'684'800LL * 1'000'000LL;
+using detail::pg_epoch_offset_us;
 constexpr std::int16_t field_count = 6;
 constexpr std::uint8_t jsonb_version = 1;
 

@@ -8,6 +8,7 @@
 #include <limits>
 #include <tuple>
 
+#include "pg_epoch.hpp"
 #include "rill/store_reader.hpp"
 #include "sensor_scan.hpp"
 
@@ -244,16 +245,14 @@ double bin_float4(const Result& r, int row, int col) {
     return d;
 }
 
-// timestamptz: microseconds since 2000-01-01 UTC.
-constexpr std::int64_t pg_epoch_us = 946'684'800'000'000;
-
+// timestamptz: microseconds since PostgreSQL's epoch.
 Timestamp bin_timestamptz(const Result& r, int row, int col) {
     const auto v = bin_int8(r, row, col);
-    if (v > std::numeric_limits<std::int64_t>::max() - pg_epoch_us) {  // +infinity
+    if (v > std::numeric_limits<std::int64_t>::max() - detail::pg_epoch_offset_us) {  // +infinity
         throw StoreError(ErrorKind::permanent, "",
                          "read a series of readings: a bucket at infinity");
     }
-    return Timestamp{microseconds{v + pg_epoch_us}};
+    return Timestamp{microseconds{v + detail::pg_epoch_offset_us}};
 }
 
 // The rows of a series statement in binary: sensor text, bucket timestamptz, t_avg float8,

@@ -4,6 +4,7 @@
 #include "rollup.hpp"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <map>
 #include <set>
@@ -131,21 +132,21 @@ std::string rollup_statement(std::string_view ctes, std::string_view mins_select
     sql += "mins AS (" + std::string(mins_select) + "),\n";
     sql += "m AS (INSERT INTO readings_1m AS readings_1m (" + cols + ") SELECT " + cols +
            " FROM mins ORDER BY sensor, bucket " + upsert_tail("readings_1m") + "),\n";
-    sql += "f AS (INSERT INTO readings_15m AS readings_15m (" + cols + ") SELECT sensor, " +
-           bucket_sql("15 minutes", "bucket") +
-           ", sum(n), sum(t_sum), min(t_min), max(t_max), sum(h_sum), min(h_min), max(h_max), "
-           "sum(t_n), sum(h_n) FROM mins GROUP BY 1, 2 ORDER BY 1, 2 " +
-           upsert_tail("readings_15m") + "),\n";
-    sql += "h AS (INSERT INTO readings_1h AS readings_1h (" + cols +
-           ") SELECT sensor, date_trunc('hour', bucket, 'UTC'), sum(n), sum(t_sum), min(t_min), "
-           "max(t_max), sum(h_sum), min(h_min), max(h_max), sum(t_n), sum(h_n) FROM mins GROUP "
-           "BY 1, 2 ORDER BY 1, 2 " +
-           upsert_tail("readings_1h") + "),\n";
-    sql += "q AS (INSERT INTO readings_6h AS readings_6h (" + cols + ") SELECT sensor, " +
-           bucket_sql("6 hours", "bucket") +
-           ", sum(n), sum(t_sum), min(t_min), max(t_max), sum(h_sum), min(h_min), max(h_max), "
-           "sum(t_n), sum(h_n) FROM mins GROUP BY 1, 2 ORDER BY 1, 2 " +
-           upsert_tail("readings_6h") + ")\n";
+    // The coarser levels, each grouped from the minutes: CTE name, table, bucket width.
+    constexpr std::array<std::array<std::string_view, 3>, 3> coarser{{
+        {"f", "readings_15m", "15 minutes"},
+        {"h", "readings_1h", "1 hour"},
+        {"q", "readings_6h", "6 hours"},
+    }};
+    for (std::size_t i = 0; i < coarser.size(); ++i) {
+        const auto& [cte, table, width] = coarser[i];
+        const std::string t(table);
+        sql += std::string(cte) + " AS (INSERT INTO " + t + " AS " + t + " (" + cols +
+               ") SELECT sensor, " + bucket_sql(width, "bucket") +
+               ", sum(n), sum(t_sum), min(t_min), max(t_max), sum(h_sum), min(h_min), max(h_max), "
+               "sum(t_n), sum(h_n) FROM mins GROUP BY 1, 2 ORDER BY 1, 2 " +
+               upsert_tail(t) + (i + 1 < coarser.size() ? "),\n" : ")\n");
+    }
     sql += final_select;
     return sql;
 }
